@@ -1,0 +1,220 @@
+// Package manifest defines the signed release manifest: what a release is
+// (product, channel, sequence, artifact, chunks, install instructions), how it
+// is encoded inside a DSSE envelope, and the one verification function that
+// both `fleetcast verify` and the agent use. The format is specified in
+// docs/SPEC.md ("Manifest").
+package manifest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/fleetcast/fleetcast/internal/strictjson"
+	"github.com/fleetcast/fleetcast/signing"
+)
+
+// PayloadType is the DSSE payload type of a release manifest.
+const PayloadType = "application/vnd.fleetcast.manifest.v1+json"
+
+var (
+	// ErrExpired: the manifest's expiry time has passed.
+	ErrExpired = errors.New("manifest expired")
+	// ErrInvalid: a signed manifest breaks a rule of the format.
+	ErrInvalid = errors.New("invalid manifest")
+	// ErrMismatch: an artifact or chunk does not match the manifest.
+	ErrMismatch = errors.New("does not match the manifest")
+	// ErrRollback: a manifest is not newer than one already trusted.
+	ErrRollback = errors.New("possible rollback attack")
+)
+
+// CheckSequence refuses a manifest whose sequence is not greater than the
+// highest sequence already trusted for its product and channel.
+func CheckSequence(m *Manifest, trusted uint64) error {
+	if m.Sequence <= trusted {
+		return fmt.Errorf("manifest %s/%s sequence %d is not newer than trusted sequence %d: %w; not installed",
+			m.Product, m.Channel, m.Sequence, trusted, ErrRollback)
+	}
+	return nil
+}
+
+// Installer names accepted in Install.Installer.
+var Installers = []string{"file", "archive", "command"}
+
+// namePattern restricts product and channel names: they are path
+// components on the origin mirror.
+var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// versionPattern restricts the human version string to what is safe to
+// show and to use in file names.
+var versionPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+~-]{0,127}$`)
+
+var modePattern = regexp.MustCompile(`^0[0-7]{3,4}$`)
+
+// ValidVersion reports whether s may be a release version string.
+func ValidVersion(s string) bool { return versionPattern.MatchString(s) }
+
+// ValidName reports whether s may be a product or channel name.
+func ValidName(s string) bool { return namePattern.MatchString(s) && s != "roots" && s != "chunks" }
+
+// Encode returns the manifest payload bytes (indented JSON) after checking m.
+func Encode(m *Manifest) ([]byte, error) {
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	c := *m
+	c.Created, c.Expires = m.Created.UTC(), m.Expires.UTC()
+	b, err := json.MarshalIndent(&c, "", " ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// Decode parses a manifest payload strictly and checks it, without any
+// signature check: use Verify for anything that will be trusted.
+func Decode(payload []byte) (*Manifest, error) {
+	if len(payload) > signing.MaxEnvelopeSize {
+		return nil, fmt.Errorf("manifest: %w: %d bytes", signing.ErrTooLarge, len(payload))
+	}
+	var m Manifest
+	if err := strictjson.Unmarshal(payload, &m); err != nil {
+		return nil, fmt.Errorf("manifest: %w: %v", signing.ErrMalformed, err)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Validate checks the manifest's internal consistency and limits.
+func (m *Manifest) Validate() error {
+	if err := m.validateHeader(); err != nil {
+		return fmt.Errorf("manifest: %w: %w", ErrInvalid, err)
+	}
+	if err := m.validateChunks(); err != nil {
+		return fmt.Errorf("manifest: %w: %w", ErrInvalid, err)
+	}
+	if err := m.Install.Validate(); err != nil {
+		return fmt.Errorf("manifest: %w: %w", ErrInvalid, err)
+	}
+	return nil
+}
+
+func (m *Manifest) validateHeader() error {
+	switch {
+	case !ValidName(m.Product):
+		return fmt.Errorf("product %q: want 1-64 characters of a-z 0-9 . _ - (not roots or chunks)", clip(m.Product))
+	case !ValidName(m.Channel):
+		return fmt.Errorf("channel %q: want 1-64 characters of a-z 0-9 . _ - (not roots or chunks)", clip(m.Channel))
+	case m.Sequence == 0:
+		return errors.New("sequence must be at least 1")
+	case !versionPattern.MatchString(m.Version):
+		return fmt.Errorf("version %q: want 1-128 characters of A-Z a-z 0-9 . _ + ~ -", clip(m.Version))
+	case m.Created.IsZero() || m.Expires.IsZero() || !m.Expires.After(m.Created):
+		return errors.New("created and expires must be set, expires after created")
+	case !versionPattern.MatchString(m.Artifact.Name):
+		return fmt.Errorf("artifact name %q: want a file name of 1-128 characters of A-Z a-z 0-9 . _ + ~ -", clip(m.Artifact.Name))
+	}
+	return nil
+}
+
+func (m *Manifest) validateChunks() error {
+	if m.Chunking.Max <= 0 || m.Chunking.Max > MaxChunkSize || m.Chunking.Algorithm == "" {
+		return fmt.Errorf("chunking: algorithm must be named and 0 < max <= %d", MaxChunkSize)
+	}
+	if len(m.Chunks) > MaxChunks {
+		return fmt.Errorf("%d chunks, limit %d", len(m.Chunks), MaxChunks)
+	}
+	var total int64
+	for i, c := range m.Chunks {
+		if c.Size <= 0 || c.Size > int64(m.Chunking.Max) {
+			return fmt.Errorf("chunk %d: size %d outside 1..%d", i, c.Size, m.Chunking.Max)
+		}
+		total += c.Size
+	}
+	if total != m.Artifact.Size {
+		return fmt.Errorf("chunk sizes add up to %d bytes, artifact size is %d", total, m.Artifact.Size)
+	}
+	return nil
+}
+
+// Validate checks the install instructions' shape. Whether an agent allows
+// them is its local configuration's decision.
+func (in *Install) Validate() error {
+	switch in.Installer {
+	case "file", "archive":
+		if in.Target == "" {
+			return fmt.Errorf("installer %q needs a target", in.Installer)
+		}
+	case "command":
+		if len(in.Command) == 0 {
+			return errors.New(`installer "command" needs a command`)
+		}
+	default:
+		return fmt.Errorf("installer %q: want one of %v", clip(in.Installer), Installers)
+	}
+	if len(in.Target) > 4096 {
+		return errors.New("target longer than 4096 bytes")
+	}
+	if in.Mode != "" && !modePattern.MatchString(in.Mode) {
+		return fmt.Errorf("mode %q: want octal like 0755", clip(in.Mode))
+	}
+	for _, argv := range [][]string{in.Command, in.HealthCheck, in.RollbackCommand} {
+		if len(argv) > MaxInstallArgs {
+			return fmt.Errorf("command with %d arguments, limit %d", len(argv), MaxInstallArgs)
+		}
+	}
+	return nil
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
+// Verified is a manifest whose envelope verified against a trust root.
+type Verified struct {
+	*Manifest
+	Envelope *signing.Envelope
+	SignedBy []signing.KeyID
+	Root     *signing.Root
+}
+
+// Verify is the one verification path for release manifests. It parses the
+// envelope (bounded by signing.MaxEnvelopeSize), checks that a threshold of
+// the root's keys signed the exact payload bytes, and only then decodes the
+// payload, validates it, and checks the expiry of the manifest and of the root
+// against now. It does not know what is installed: callers compare
+// Sequence themselves (see CheckSequence).
+func Verify(envelope []byte, root *signing.Root, now time.Time) (*Verified, error) {
+	env, err := signing.ParseEnvelope(envelope)
+	if err != nil {
+		return nil, fmt.Errorf("verify manifest: %w", err)
+	}
+	return VerifyEnvelope(env, root, now)
+}
+
+// VerifyEnvelope is Verify for an envelope already parsed.
+func VerifyEnvelope(env *signing.Envelope, root *signing.Root, now time.Time) (*Verified, error) {
+	signers, err := root.VerifyEnvelope(env, PayloadType)
+	if err != nil {
+		return nil, fmt.Errorf("verify manifest against root version %d: %w", root.Version, err)
+	}
+	if err := root.CheckExpiry(now); err != nil {
+		return nil, fmt.Errorf("verify manifest: %w", err)
+	}
+	m, err := Decode(env.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("verify manifest: %w", err)
+	}
+	if now.After(m.Expires) {
+		return nil, fmt.Errorf("verify manifest: %s/%s sequence %d (version %s) %w on %s: a current release must be re-signed; not trusted",
+			m.Product, m.Channel, m.Sequence, m.Version, ErrExpired, m.Expires.UTC().Format(time.RFC3339))
+	}
+	return &Verified{Manifest: m, Envelope: env, SignedBy: signers, Root: root}, nil
+}
