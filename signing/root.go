@@ -73,6 +73,9 @@ func (r *Root) validate() error {
 		return fmt.Errorf("root: %w: threshold %d with %d keys: want 1 <= threshold <= keys", ErrMalformed, r.Threshold, len(r.Keys))
 	case r.Expires.IsZero():
 		return fmt.Errorf("root: %w: no expiry time", ErrMalformed)
+	case r.Expires.UTC().Year() < 0 || r.Expires.UTC().Year() > 9999:
+		// Payload encodes the expiry in UTC, which RFC 3339 limits to years 0-9999.
+		return fmt.Errorf("root: %w: expiry %s is outside years 0 to 9999 in UTC", ErrMalformed, r.Expires.Format(time.RFC3339))
 	}
 	seen := map[KeyID]bool{}
 	for _, k := range r.Keys {
