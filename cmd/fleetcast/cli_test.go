@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func randomBytes(seed uint64, n int) []byte {
+	b := make([]byte, n)
+	r := rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8)})
+	r.Read(b)
+	return b
+}
+
+// setupRoot makes keys a, b (and c when n == 3) and a root of threshold k signed by all of them.
+func setupRoot(t *testing.T, c *cli, names []string, k string) {
+	t.Helper()
+	args := []string{"root", "init", "-o", "root.json", "--threshold", k}
+	for _, n := range names {
+		c.ok("keygen", "-o", n)
+		args = append(args, "--key", n+".pub")
+	}
+	c.ok(args...)
+	for _, n := range names {
+		c.ok("root", "sign", "--key", n+".key", "root.json")
+	}
+}
+
+func TestKeygenWritesProtectedKeys(t *testing.T) {
+	c := newCLI(t)
+	out := c.ok("keygen", "-o", "rel")
+	if !strings.Contains(out, "encrypted") || !strings.Contains(out, "key ") {
+		t.Errorf("keygen output %q does not name the key id and encryption", out)
+	}
+	fi, err := os.Stat(c.path("rel.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("rel.key mode %v, want 0600", fi.Mode().Perm())
+	}
+	key, _ := os.ReadFile(c.path("rel.key"))
+	if !bytes.Contains(key, []byte(`"kdf": "scrypt"`)) || bytes.Contains(key, []byte(`"seed"`)) {
+		t.Errorf("private key is not encrypted:\n%s", key)
+	}
+	c.fails("refusing to overwrite", "keygen", "-o", "rel")
+
+	c.ok("keygen", "-o", "plain", "--unencrypted")
+	plain, _ := os.ReadFile(c.path("plain.key"))
+	if !bytes.Contains(plain, []byte(`"kdf": "none"`)) {
+		t.Errorf("--unencrypted key is not plain:\n%s", plain)
+	}
+}
+
+func TestKeygenWithoutPassphraseSource(t *testing.T) {
+	c := newCLI(t)
+	c.env = nil // no FLEETCAST_PASSPHRASE, stdin is not a terminal
+	c.fails("no passphrase", "keygen", "-o", "k")
+	c.write("pass.txt", []byte("from a file\n"))
+	c.ok("keygen", "-o", "k", "--passphrase-file", "pass.txt")
+	c.ok("root", "init", "-o", "root.json", "--key", "k.pub")
+	c.ok("root", "sign", "--key", "k.key", "--passphrase-file", "pass.txt", "root.json")
+}
+
+func TestWrongPassphrase(t *testing.T) {
+	c := newCLI(t)
+	setupRoot(t, c, []string{"a"}, "1")
+	c.env = []string{"FLEETCAST_PASSPHRASE=wrong"}
+	c.write("app.bin", randomBytes(1, 1000))
+	c.fails("wrong passphrase", "publish", "--origin", "mirror", "--root", "root.json", "--key", "a.key",
+		"--product", "app", "--channel", "stable", "--version", "1", "--target", "/opt/app", "app.bin")
+	if _, err := os.Stat(c.path("mirror/app/stable/manifest.json")); err == nil {
+		t.Fatal("a manifest was published with a key that was not decrypted")
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	c := newCLI(t)
+	for _, args := range [][]string{
+		{"nosuchcommand"},
+		{"keygen"},
+		{"publish", "--origin", "x"},
+		{"verify", "m.json"},
+		{"root"},
+		{"keygen", "--bogus-flag"},
+	} {
+		if r := c.run(args...); r.code != 2 {
+			t.Errorf("fleetcast %v: exit %d, want 2 (usage); stderr %q", args, r.code, r.stderr)
+		}
+	}
+	if r := c.run("publish", "-h"); r.code != 0 || !strings.Contains(r.stderr, "Example:") {
+		t.Errorf("publish -h: exit %d, want 0 and an example in %q", r.code, r.stderr)
+	}
+}
+
+func TestPublishCosignVerify(t *testing.T) {
+	c := newCLI(t)
+	setupRoot(t, c, []string{"a", "b", "c"}, "2")
+	artifact := randomBytes(2, 5<<20)
+	c.write("app.bin", artifact)
+	common := []string{"--origin", "mirror", "--product", "app", "--channel", "stable", "--installer", "file", "--target", "/opt/app/bin/app", "--mode", "0755"}
+
+	out := c.ok(append([]string{"publish", "--root", "root.json", "--key", "a.key", "--version", "1.0.0"}, append(common, "app.bin")...)...)
+	if !strings.Contains(out, "NOT published: 1 more signature") {
+		t.Fatalf("publish below threshold did not say so:\n%s", out)
+	}
+	pending := "mirror/app/stable/pending/1.json"
+	c.fails("1 valid signature(s) from trusted keys, 2 required", "verify", "--root", "root.json", pending)
+	c.ok("sign", "--key", "b.key", pending)
+	out = c.ok("publish", "--origin", "mirror", "--manifest", pending)
+	if !strings.Contains(out, "published mirror/app/stable/manifest.json") {
+		t.Fatalf("publish --manifest output:\n%s", out)
+	}
+	out = c.ok("verify", "--root", "root.json", "--artifact", "app.bin", "mirror/app/stable/manifest.json")
+	for _, want := range []string{"signatures 2 valid of 2 required", "sequence 1", "chunks and whole-file SHA-256 match", "OK"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("verify output lacks %q:\n%s", want, out)
+		}
+	}
+
+	// The same version again is refused; a changed artifact under a new version is a delta.
+	c.fails("version already published", append([]string{"publish", "--key", "a.key", "--key", "b.key", "--version", "1.0.0"}, append(common, "app.bin")...)...)
+	changed := bytes.Clone(artifact)
+	copy(changed[3<<20:], []byte("a small change in the middle"))
+	c.write("app.bin", changed)
+	out = c.ok(append([]string{"publish", "--key", "a.key", "--key", "c.key", "--version", "1.0.1"}, append(common, "app.bin")...)...)
+	if !strings.Contains(out, "sequence 2") || !strings.Contains(out, "published") {
+		t.Fatalf("second publish:\n%s", out)
+	}
+	if !strings.Contains(out, "(1 new to the origin)") && !strings.Contains(out, "(2 new to the origin)") {
+		t.Errorf("a 28-byte change should add one or two chunks to the origin:\n%s", out)
+	}
+	c.ok("verify", "--root", "root.json", "--artifact", "app.bin", "mirror/app/stable/manifest.json")
+	c.fails("does not match the manifest", "verify", "--root", "root.json", "--artifact", "app.bin", "mirror/app/stable/history/1.json")
+}
+
+func TestPublishRefusesForeignKey(t *testing.T) {
+	c := newCLI(t)
+	setupRoot(t, c, []string{"a"}, "1")
+	c.ok("keygen", "-o", "stranger")
+	c.write("app.bin", randomBytes(3, 1000))
+	c.fails("not in the trust root", "publish", "--origin", "mirror", "--root", "root.json", "--key", "stranger.key",
+		"--product", "app", "--channel", "stable", "--version", "1", "--target", "/opt/app", "app.bin")
+	c.fails("no such file", "publish", "--origin", "mirror", "--key", "a.key",
+		"--product", "app", "--channel", "stable", "--version", "1", "--target", "/opt/app", "missing.bin")
+}
+
+func TestRootRotation(t *testing.T) {
+	c := newCLI(t)
+	setupRoot(t, c, []string{"old"}, "1")
+	c.write("app.bin", randomBytes(4, 1<<20))
+	c.ok("publish", "--origin", "mirror", "--root", "root.json", "--key", "old.key",
+		"--product", "app", "--channel", "stable", "--version", "1", "--target", "/opt/app", "app.bin")
+
+	c.ok("keygen", "-o", "new")
+	c.ok("root", "init", "-o", "root2.json", "--previous", "root.json", "--key", "new.pub")
+	c.ok("root", "sign", "--key", "new.key", "root2.json")
+	c.fails("rotation refused", "root", "publish", "--origin", "mirror", "root2.json")
+	c.ok("root", "sign", "--key", "old.key", "root2.json")
+	c.ok("root", "publish", "--origin", "mirror", "root2.json")
+
+	c.fails("not in the trust root", "publish", "--origin", "mirror", "--key", "old.key",
+		"--product", "app", "--channel", "stable", "--version", "2", "--target", "/opt/app", "app.bin")
+	c.ok("publish", "--origin", "mirror", "--key", "new.key",
+		"--product", "app", "--channel", "stable", "--version", "2", "--target", "/opt/app", "app.bin")
+	// A verifier pinned to version 1 needs the chain to trust the new key.
+	c.fails("not in root version 1", "verify", "--root", "root.json", "mirror/app/stable/manifest.json")
+	out := c.ok("verify", "--root", "root.json", "--roots", "mirror/roots", "mirror/app/stable/manifest.json")
+	if !strings.Contains(out, "now version 2") {
+		t.Errorf("verify did not report the rotation:\n%s", out)
+	}
+}
+
+func TestVerifyRefusesOversizedAndUnreadable(t *testing.T) {
+	c := newCLI(t)
+	setupRoot(t, c, []string{"a"}, "1")
+	big, err := os.Create(c.path("big.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big.Truncate(24<<20 + 1)
+	big.Close()
+	c.fails("exceeds size limit", "verify", "--root", "root.json", "big.json")
+	c.fails("no such file", "verify", "--root", "root.json", "missing.json")
+	c.fails("no such file", "verify", "--root", "missing-root.json", "big.json")
+	if err := os.WriteFile(c.path("unreadable.json"), []byte("{}"), 0o000); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() != 0 { // root reads anything
+		c.fails("permission denied", "verify", "--root", "root.json", "unreadable.json")
+	}
+	c.write("dir.json/x", nil)
+	c.fails("dir.json", "verify", "--root", "root.json", filepath.Join("dir.json"))
+}

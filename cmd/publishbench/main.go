@@ -1,0 +1,152 @@
+// Command publishbench measures `fleetcast publish` on a large random file
+// against the two floors it cannot beat, side by side in one run on one
+// filesystem: a plain copy with fsync (dd bs=4M conv=fsync, the disk floor)
+// and one single-threaded SHA-256 pass (the hashing floor). It also runs
+// `casync make` on the same file when casync is installed.
+//
+//	go run ./cmd/publishbench -size 1GiB -runs 3 -dir /var/tmp
+//
+// It prints a Markdown table for docs/BENCHMARKS.md.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type config struct {
+	size     int64
+	runs     int
+	dir      string
+	fleet    string
+	keep     bool
+	noCasync bool
+}
+
+// measurement is one timed run of one system.
+type measurement struct {
+	wall   time.Duration
+	maxRSS int64 // bytes; 0 when unknown
+}
+
+func main() {
+	var cfg config
+	var size string
+	flag.StringVar(&size, "size", "1GiB", "artifact size (KiB, MiB, GiB suffixes)")
+	flag.IntVar(&cfg.runs, "runs", 3, "runs per system; the median is reported")
+	flag.StringVar(&cfg.dir, "dir", os.TempDir(), "work directory (the filesystem under test)")
+	flag.StringVar(&cfg.fleet, "fleetcast", "", "fleetcast binary (default: build ./cmd/fleetcast)")
+	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory")
+	flag.BoolVar(&cfg.noCasync, "no-casync", false, "skip casync even when installed")
+	flag.Parse()
+	n, err := parseSize(size)
+	if err != nil {
+		fatal(err)
+	}
+	cfg.size = n
+	if err := run(cfg); err != nil {
+		fatal(err)
+	}
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "publishbench:", err)
+	os.Exit(1)
+}
+
+func run(cfg config) error {
+	work, err := os.MkdirTemp(cfg.dir, "publishbench-")
+	if err != nil {
+		return err
+	}
+	if !cfg.keep {
+		defer os.RemoveAll(work)
+	}
+	b := &bench{cfg: cfg, work: work}
+	if err := b.prepare(); err != nil {
+		return err
+	}
+	systems := []system{
+		{"dd bs=4M conv=fsync (disk floor)", b.runDD},
+		{"SHA-256, 1 thread (hash floor)", b.runHash},
+		{"fleetcast publish", b.runPublish},
+	}
+	if _, err := exec.LookPath("casync"); err == nil && !cfg.noCasync {
+		systems = append(systems, system{"casync make (256K/1M/4M chunks)", b.runCasync})
+	}
+	for i := 0; i < cfg.runs; i++ { // interleave systems so drift hits all alike
+		for _, s := range systems {
+			m, err := s.run()
+			if err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+			fmt.Fprintf(os.Stderr, "run %d %-36s %8.3fs  rss %s\n", i+1, s.name, m.wall.Seconds(), rss(m.maxRSS))
+			b.samples[s.name] = append(b.samples[s.name], m)
+		}
+	}
+	printTable(cfg, systems, b.samples)
+	return nil
+}
+
+type system struct {
+	name string
+	run  func() (measurement, error)
+}
+
+func median(ms []measurement) measurement {
+	s := slices.Clone(ms)
+	slices.SortFunc(s, func(a, b measurement) int { return int(a.wall - b.wall) })
+	out := s[len(s)/2]
+	for _, m := range ms {
+		out.maxRSS = max(out.maxRSS, m.maxRSS)
+	}
+	return out
+}
+
+func printTable(cfg config, systems []system, samples map[string][]measurement) {
+	floor := max(median(samples[systems[0].name]).wall, median(samples[systems[1].name]).wall)
+	fmt.Printf("Artifact %s of random bytes, %d runs each (median wall time, peak RSS of any run), %d CPUs, GOOS=%s.\n\n",
+		rss(cfg.size), cfg.runs, runtime.NumCPU(), runtime.GOOS)
+	fmt.Println("| system | wall time | MB/s | ratio to max(floors) | peak RSS |")
+	fmt.Println("|---|---:|---:|---:|---:|")
+	for _, s := range systems {
+		m := median(samples[s.name])
+		fmt.Printf("| %s | %.3f s | %.0f | %.2fx | %s |\n", s.name, m.wall.Seconds(),
+			float64(cfg.size)/1e6/m.wall.Seconds(), m.wall.Seconds()/floor.Seconds(), rss(m.maxRSS))
+	}
+}
+
+func rss(n int64) string {
+	if n == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
+
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("size %q: want a positive number with an optional KiB/MiB/GiB suffix", s)
+	}
+	return n * mult, nil
+}
+
+func (b *bench) path(name string) string { return filepath.Join(b.work, name) }

@@ -1,0 +1,88 @@
+package publisher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/fleetcast/fleetcast/manifest"
+	"github.com/fleetcast/fleetcast/signing"
+)
+
+// PublishPending publishes a co-signed envelope (from Publish below the
+// threshold, then `fleetcast sign`) once its signatures meet the origin
+// root's threshold. It re-checks everything Publish checked: the sequence
+// must still be the next one, the version new, and every chunk present.
+func PublishPending(ctx context.Context, o Origin, envelope []byte, now time.Time) (*Result, error) {
+	start := time.Now()
+	env, err := signing.ParseEnvelope(envelope)
+	if err != nil {
+		return nil, err
+	}
+	root, err := o.currentRoot(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	v, err := manifest.VerifyEnvelope(env, root, now)
+	if err != nil {
+		return nil, err
+	}
+	m := v.Manifest
+	unlock, err := o.lock(m.Product, m.Channel)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	seq, err := o.nextSequence(m.Product, m.Channel, m.Version)
+	if err != nil {
+		return nil, err
+	}
+	if m.Sequence != seq {
+		return nil, fmt.Errorf("%w: pending manifest has sequence %d but the next sequence of %s/%s is %d: publish the release again",
+			manifest.ErrRollback, m.Sequence, m.Product, m.Channel, seq)
+	}
+	if err := o.checkChunks(m); err != nil {
+		return nil, err
+	}
+	res := &Result{Manifest: m, Chunks: len(m.Chunks), Bytes: m.Artifact.Size}
+	if err := o.finish(ctx, root, env, res, now); err != nil {
+		return nil, err
+	}
+	os.Remove(o.path(manifest.PendingPath(m.Product, m.Channel, m.Sequence)))
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+// checkChunks confirms that every chunk of m is in the store with its size.
+func (o Origin) checkChunks(m *manifest.Manifest) error {
+	for i, c := range m.Chunks {
+		fi, err := os.Stat(o.path(manifest.ChunkPath(c.SHA256)))
+		if err != nil || fi.Size() != c.Size {
+			return fmt.Errorf("chunk %d (%s) is missing from the origin or has the wrong size: publish the artifact again", i, c.SHA256)
+		}
+	}
+	return nil
+}
+
+// lock takes the channel's publish lock, so that two publishers cannot both
+// claim the next sequence. A crashed publisher leaves the lock file behind;
+// the error names it.
+func (o Origin) lock(product, channel string) (func(), error) {
+	dir := o.path(product + "/" + channel)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	p := dir + string(os.PathSeparator) + ".publish.lock"
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("%s/%s is locked by another publish (%s); if none is running, a publish crashed: remove the file and retry", product, channel, p)
+	}
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(f, "pid %d\n", os.Getpid())
+	f.Close()
+	return func() { os.Remove(p) }, nil
+}
