@@ -5,10 +5,8 @@ go 1.26.0
 require (
 	github.com/minio/sha256-simd v1.0.1
 	golang.org/x/crypto v0.58.0
+	golang.org/x/sys v0.49.0
 	golang.org/x/term v0.47.0
 )
 
-require (
-	github.com/klauspost/cpuid/v2 v2.2.3 // indirect
-	golang.org/x/sys v0.49.0 // indirect
-)
+require github.com/klauspost/cpuid/v2 v2.2.3 // indirect

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -183,11 +182,12 @@ func (o Origin) storeArtifact(ctx context.Context, path string, opts Options) (*
 		workers = 2 * runtime.GOMAXPROCS(0)
 	}
 	split, err := Split(ctx, f, opts.Chunking, workers, st.put)
-	if err != nil {
-		return nil, fmt.Errorf("artifact %s: %w", path, err)
+	if err == nil {
+		err = st.commit()
 	}
-	if err := st.syncDirs(); err != nil {
-		return nil, err
+	if err != nil {
+		st.abort()
+		return nil, fmt.Errorf("artifact %s: %w", path, err)
 	}
 	m := &manifest.Manifest{
 		Artifact: manifest.Artifact{Name: filepath.Base(path), Size: split.Size, SHA256: split.SHA256},
@@ -197,11 +197,16 @@ func (o Origin) storeArtifact(ctx context.Context, path string, opts Options) (*
 	return &Result{Manifest: m, Chunks: len(split.Chunks), Bytes: split.Size, NewChunks: int(st.newChunks.Load()), NewBytes: st.newBytes.Load()}, nil
 }
 
-// chunkStore writes chunks into the origin's content-addressed store. It is
-// called from several goroutines at once.
+// chunkStore writes chunks into the origin's content-addressed store in two
+// steps: put writes each new chunk to a temporary file (called from several
+// goroutines at once), commit makes them all durable and renames them into
+// place. A chunk is never visible under its digest before its data is durable.
 type chunkStore struct {
 	origin    Origin
 	dirs      sync.Map // shard directory -> struct{}, created and to be synced
+	writing   sync.Map // digest -> struct{}: written in this publish
+	mu        sync.Mutex
+	temps     [][2]string // temporary file, final path
 	newChunks atomic.Int64
 	newBytes  atomic.Int64
 }
@@ -209,7 +214,10 @@ type chunkStore struct {
 func (s *chunkStore) put(c SplitChunk) error {
 	p := s.origin.path(manifest.ChunkPath(c.SHA256))
 	if fi, err := os.Stat(p); err == nil && fi.Size() == c.Size {
-		return nil // stored by an earlier release (or earlier in this one)
+		return nil // stored by an earlier release
+	}
+	if _, dup := s.writing.LoadOrStore(c.SHA256, struct{}{}); dup {
+		return nil // the same content earlier in this artifact
 	}
 	dir := filepath.Dir(p)
 	if _, ok := s.dirs.Load(dir); !ok {
@@ -218,19 +226,32 @@ func (s *chunkStore) put(c SplitChunk) error {
 		}
 		s.dirs.Store(dir, struct{}{})
 	}
-	err := atomicfile.WriteNoDirSync(p, 0o644, func(w io.Writer) error {
-		_, err := w.Write(c.Data)
-		return err
-	})
+	tmp, err := writeChunkTemp(p, c.Data)
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
+	s.temps = append(s.temps, [2]string{tmp, p})
+	s.mu.Unlock()
 	s.newChunks.Add(1)
 	s.newBytes.Add(c.Size)
 	return nil
 }
 
-func (s *chunkStore) syncDirs() error {
+// commit makes the written chunks durable, renames them into place, and
+// syncs the directories that gained entries.
+func (s *chunkStore) commit() error {
+	if len(s.temps) > 0 {
+		if err := syncFilesystem(s.origin.path(manifest.ChunksDir)); err != nil {
+			return err
+		}
+	}
+	for _, t := range s.temps {
+		if err := os.Rename(t[0], t[1]); err != nil {
+			return err
+		}
+	}
+	s.temps = nil
 	var err error
 	s.dirs.Range(func(k, _ any) bool {
 		err = atomicfile.SyncDir(k.(string))
@@ -240,6 +261,13 @@ func (s *chunkStore) syncDirs() error {
 		err = atomicfile.SyncDir(s.origin.path(manifest.ChunksDir))
 	}
 	return err
+}
+
+// abort removes temporary files left by a failed publish.
+func (s *chunkStore) abort() {
+	for _, t := range s.temps {
+		os.Remove(t[0])
+	}
 }
 
 // finish publishes env when its signatures meet the root's threshold, and

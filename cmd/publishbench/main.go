@@ -57,6 +57,12 @@ func main() {
 	}
 }
 
+// settle flushes what earlier runs left dirty (and the discards of their
+// deleted files) so that every system starts from a quiet disk.
+func settle() {
+	exec.Command("sync").Run()
+}
+
 func fatal(err error) {
 	fmt.Fprintln(os.Stderr, "publishbench:", err)
 	os.Exit(1)
@@ -84,6 +90,7 @@ func run(cfg config) error {
 	}
 	for i := 0; i < cfg.runs; i++ { // interleave systems so drift hits all alike
 		for _, s := range systems {
+			settle()
 			m, err := s.run()
 			if err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)

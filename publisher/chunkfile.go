@@ -1,0 +1,33 @@
+package publisher
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+)
+
+// tempName returns a temporary name beside path; Publish renames it to path
+// once the data is durable.
+func tempName(path string) string { return fmt.Sprintf("%s.tmp-%08x", path, rand.Uint32()) }
+
+// writeTempBuffered writes data to a new temporary file beside path through
+// the page cache. With durable set it fsyncs the file before closing it.
+func writeTempBuffered(path string, data []byte, durable bool) (string, error) {
+	tmp := tempName(path)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(data)
+	if err == nil && durable {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	return tmp, nil
+}
