@@ -17,6 +17,11 @@ type ArtifactReport struct {
 // size. The first mismatch is reported with the chunk's index and offset.
 func VerifyArtifact(r io.Reader, m *Manifest) (ArtifactReport, error) {
 	var rep ArtifactReport
+	if err := m.Validate(); err != nil {
+		// A manifest built in code: chunk sizes outside 1..Chunking.Max would
+		// overrun the buffer below.
+		return rep, fmt.Errorf("artifact: %w", err)
+	}
 	whole := NewHash()
 	chunk := NewHash()
 	buf := make([]byte, 0, min(int64(m.Chunking.Max), max(m.Artifact.Size, 1)))
@@ -24,6 +29,9 @@ func VerifyArtifact(r io.Reader, m *Manifest) (ArtifactReport, error) {
 	for i, c := range m.Chunks {
 		buf = buf[:c.Size]
 		if _, err := io.ReadFull(tee, buf); err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				return rep, fmt.Errorf("artifact: read chunk %d at offset %d: %w", i, rep.Bytes, err)
+			}
 			return rep, fmt.Errorf("artifact: %w: file ends inside chunk %d at offset %d (%v)", ErrMismatch, i, rep.Bytes, err)
 		}
 		chunk.Reset()

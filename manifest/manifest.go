@@ -115,10 +115,19 @@ func (m *Manifest) validateHeader() error {
 		return fmt.Errorf("version %q: want 1-128 characters of A-Z a-z 0-9 . _ + ~ -", clip(m.Version))
 	case m.Created.IsZero() || m.Expires.IsZero() || !m.Expires.After(m.Created):
 		return errors.New("created and expires must be set, expires after created")
+	case !encodableTime(m.Created) || !encodableTime(m.Expires):
+		// Encode writes times in UTC, and JSON times have 4-digit years: an
+		// offset can push a decodable time out of range.
+		return errors.New("created and expires must fall in the years 0000 to 9999 UTC")
 	case !versionPattern.MatchString(m.Artifact.Name):
 		return fmt.Errorf("artifact name %q: want a file name of 1-128 characters of A-Z a-z 0-9 . _ + ~ -", clip(m.Artifact.Name))
 	}
 	return nil
+}
+
+func encodableTime(t time.Time) bool {
+	y := t.UTC().Year()
+	return 0 <= y && y <= 9999
 }
 
 func (m *Manifest) validateChunks() error {

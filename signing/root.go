@@ -109,7 +109,7 @@ func (r *Root) KeyIDs() string {
 // CheckExpiry fails with ErrRootExpired when now is past the root's expiry.
 func (r *Root) CheckExpiry(now time.Time) error {
 	if now.After(r.Expires) {
-		return fmt.Errorf("trust root version %d %w on %s: ask the publisher for a newer root", r.Version, ErrRootExpired, r.Expires.UTC().Format(time.RFC3339))
+		return fmt.Errorf("root version %d: %w on %s: ask the publisher for a newer root", r.Version, ErrRootExpired, r.Expires.UTC().Format(time.RFC3339))
 	}
 	return nil
 }
