@@ -4,11 +4,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 )
 
-// tempName returns a temporary name beside path; Publish renames it to path
-// once the data is durable.
-func tempName(path string) string { return fmt.Sprintf("%s.tmp-%08x", path, rand.Uint32()) }
+// tempName returns a temporary name beside path, starting with "." as
+// docs/SPEC.md promises; Publish renames it to path once the data is durable.
+func tempName(path string) string {
+	return filepath.Join(filepath.Dir(path), fmt.Sprintf(".%s.tmp-%08x", filepath.Base(path), rand.Uint32()))
+}
 
 // writeTempBuffered writes data to a new temporary file beside path through
 // the page cache. With durable set it fsyncs the file before closing it.

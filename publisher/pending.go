@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/fleetcast/fleetcast/manifest"
@@ -53,6 +54,20 @@ func PublishPending(ctx context.Context, o Origin, envelope []byte, now time.Tim
 	os.Remove(o.path(manifest.PendingPath(m.Product, m.Channel, m.Sequence)))
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// checkPendingFree refuses to overwrite a pending manifest of another
+// version: its co-signatures would be lost. A pending manifest of the same
+// version is replaced (the release was published again before co-signing).
+func (o Origin) checkPendingFree(rel, version string) error {
+	r, err := o.readRelease(o.path(rel))
+	if errors.Is(err, os.ErrNotExist) || (err == nil && r.Version == version) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("%s holds version %s, waiting for co-signatures: publish it (fleetcast publish --manifest) or remove it first", filepath.Join(o.Dir, rel), r.Version)
 }
 
 // checkChunks confirms that every chunk of m is in the store with its size.

@@ -279,6 +279,9 @@ func (o Origin) finish(ctx context.Context, root *signing.Root, env *signing.Env
 	res.SignedBy = signers
 	if errors.Is(err, signing.ErrThreshold) && !errors.Is(err, signing.ErrBadSignature) {
 		res.Path = manifest.PendingPath(m.Product, m.Channel, m.Sequence)
+		if err := o.checkPendingFree(res.Path, m.Version); err != nil {
+			return err
+		}
 		return o.writeFile(res.Path, env.Marshal())
 	}
 	if err != nil {
