@@ -3,6 +3,7 @@ module github.com/fleetcast/fleetcast
 go 1.26.0
 
 require (
+	github.com/creack/pty v1.1.24
 	github.com/minio/sha256-simd v1.0.1
 	golang.org/x/crypto v0.58.0
 	golang.org/x/sys v0.49.0
