@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 )
 
 // Unmarshal decodes exactly one JSON value from data into v, refusing unknown
@@ -47,53 +46,95 @@ func ReadAll(r io.Reader, limit int64, errTooLarge error) ([]byte, error) {
 	return b, nil
 }
 
-// checkKeys walks the document's tokens and refuses an object that holds the
-// same key twice, or two keys that differ only in case: encoding/json would
-// silently keep one of them, and another parser might keep the other.
+// checkKeys scans the document and refuses an object that holds the same key
+// twice, or two keys that differ only in case: encoding/json would silently
+// keep one of them, and another parser might keep the other. It only looks
+// at keys; syntax errors are left for the decoder to report. It allocates
+// nothing for keys without escapes, so a manifest of 100,000 chunks costs
+// little over the decode itself.
 func checkKeys(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	var stack []map[string]bool // one set of keys per open object; nil for arrays
+	var stack []frame
 	expectKey := false
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
+	for i := 0; i < len(data); {
+		switch c := data[i]; c {
+		case '{', '[':
+			stack = push(stack, c == '{')
+			expectKey = c == '{'
+			i++
+		case '}', ']':
+			if len(stack) > 0 {
+				stack = stack[:len(stack)-1]
 			}
-			return err // a syntax error; Decode reports it again with context
-		}
-		if len(stack) > 0 && stack[len(stack)-1] != nil && expectKey {
-			if key, ok := tok.(string); ok {
-				if err := addKey(stack[len(stack)-1], key); err != nil {
+			expectKey = false
+			i++
+		case ',':
+			expectKey = len(stack) > 0 && stack[len(stack)-1].object
+			i++
+		case '"':
+			end := stringEnd(data, i)
+			if end < 0 {
+				return nil // unterminated: the decoder reports it
+			}
+			if expectKey {
+				if err := stack[len(stack)-1].add(data[i:end]); err != nil {
 					return err
 				}
 				expectKey = false
-				continue
 			}
+			i = end
+		default: // white space, ':', numbers, true, false, null
+			i++
 		}
-		stack, expectKey = step(stack, tok)
 	}
-}
-
-// step updates the stack of open objects and arrays after a value token and
-// says whether the next token is an object key.
-func step(stack []map[string]bool, tok json.Token) ([]map[string]bool, bool) {
-	switch tok {
-	case json.Delim('{'):
-		return append(stack, map[string]bool{}), true
-	case json.Delim('['):
-		return append(stack, nil), false
-	case json.Delim('}'), json.Delim(']'):
-		stack = stack[:len(stack)-1]
-	}
-	return stack, len(stack) > 0 && stack[len(stack)-1] != nil
-}
-
-func addKey(seen map[string]bool, key string) error {
-	folded := strings.ToLower(key)
-	if seen[folded] {
-		return fmt.Errorf("object key %q appears more than once (keys are compared ignoring case)", key)
-	}
-	seen[folded] = true
 	return nil
+}
+
+// frame is one open object or array; keys are those seen so far in an object.
+type frame struct {
+	object bool
+	keys   [][]byte
+}
+
+// push opens a frame, reusing the key slice of an earlier frame at that depth.
+func push(stack []frame, object bool) []frame {
+	if len(stack) < cap(stack) {
+		stack = stack[:len(stack)+1]
+		f := &stack[len(stack)-1]
+		f.object, f.keys = object, f.keys[:0]
+		return stack
+	}
+	return append(stack, frame{object: object})
+}
+
+// add records a key, given as its quoted JSON text.
+func (f *frame) add(quoted []byte) error {
+	key := quoted[1 : len(quoted)-1]
+	if bytes.IndexByte(key, '\\') >= 0 {
+		var s string
+		if err := json.Unmarshal(quoted, &s); err != nil {
+			return err
+		}
+		key = []byte(s)
+	}
+	for _, k := range f.keys {
+		if bytes.EqualFold(k, key) {
+			return fmt.Errorf("object key %q appears more than once (keys are compared ignoring case)", key)
+		}
+	}
+	f.keys = append(f.keys, key)
+	return nil
+}
+
+// stringEnd returns the index just past the string starting at data[i] == '"',
+// or -1 when it does not end.
+func stringEnd(data []byte, i int) int {
+	for j := i + 1; j < len(data); j++ {
+		switch data[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return -1
 }

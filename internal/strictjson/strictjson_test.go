@@ -53,3 +53,23 @@ func TestReadAllLimit(t *testing.T) {
 type errTest string
 
 func (e errTest) Error() string { return string(e) }
+
+func TestUnmarshalEscapedDuplicateKeys(t *testing.T) {
+	type doc struct {
+		Name string `json:"name"`
+	}
+	for _, in := range []string{
+		`{"name":"x","\u006eame":"y"}`,
+		`{"n\u0061me":"x","NAME":"y"}`,
+		`{"name":"a \"quoted\" {value}","name":"y"}`,
+	} {
+		var d doc
+		if err := Unmarshal([]byte(in), &d); err == nil || !strings.Contains(err.Error(), "more than once") {
+			t.Errorf("Unmarshal(%s) = %v, want a repeated-key error", in, err)
+		}
+	}
+	var d doc
+	if err := Unmarshal([]byte(`{"name":"a \"b\" {c} [d] \\"}`), &d); err != nil || d.Name != `a "b" {c} [d] \` {
+		t.Errorf("escaped string value: %q, %v", d.Name, err)
+	}
+}

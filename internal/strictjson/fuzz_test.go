@@ -1,0 +1,73 @@
+package strictjson
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+)
+
+// FuzzCheckKeys compares the allocation-free key scanner with a reference
+// built on encoding/json's tokenizer: on every valid JSON document they must
+// agree whether some object repeats a key.
+func FuzzCheckKeys(f *testing.F) {
+	for _, s := range []string{
+		`{"a":1,"b":[{"c":2,"C":3}]}`, `{"a":{"a":{"a":1}},"b":"\"a\""}`, `[{"x":1},{"x":2}]`,
+		`{"\u0061":1,"a":2}`, `{"k":"\\","K":1}`, `{"":1,"":2}`, `"str"`, `[1,2,[3,{"z":null}]]`,
+		`{"payloadType":"t","payload":"cA==","signatures":[{"keyid":"k","sig":"cw=="}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !json.Valid(data) {
+			checkKeys(data) // must not panic
+			return
+		}
+		got := checkKeys(data) != nil
+		want := referenceHasDuplicate(t, data)
+		if got != want {
+			t.Fatalf("checkKeys says duplicate=%v, reference says %v, for %q", got, want, data)
+		}
+	})
+}
+
+func referenceHasDuplicate(t *testing.T, data []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	type level struct {
+		object bool
+		keys   []string
+	}
+	var stack []*level
+	expectKey := false
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return false
+		}
+		if err != nil {
+			t.Fatalf("reference tokenizer on valid JSON: %v", err)
+		}
+		top := len(stack) - 1
+		if k, isString := tok.(string); expectKey && isString && top >= 0 && stack[top].object {
+			for _, seen := range stack[top].keys {
+				if strings.EqualFold(seen, k) {
+					return true
+				}
+			}
+			stack[top].keys = append(stack[top].keys, k)
+			expectKey = false
+			continue
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &level{object: true})
+		case json.Delim('['):
+			stack = append(stack, &level{})
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:top]
+		}
+		expectKey = len(stack) > 0 && stack[len(stack)-1].object
+	}
+}
