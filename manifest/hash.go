@@ -26,9 +26,6 @@ func Sum(b []byte) Digest { return sha256.Sum256(b) }
 // String returns the digest as lowercase hex.
 func (d Digest) String() string { return hex.EncodeToString(d[:]) }
 
-// IsZero reports whether d is all zeros (never a valid content digest in practice).
-func (d Digest) IsZero() bool { return d == Digest{} }
-
 // MarshalText encodes d as lowercase hex.
 func (d Digest) MarshalText() ([]byte, error) {
 	out := make([]byte, hex.EncodedLen(DigestSize))

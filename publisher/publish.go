@@ -25,6 +25,7 @@ const DefaultExpiry = 720 * time.Hour
 // Options describe one release to publish.
 type Options struct {
 	Product, Channel, Version string
+	ArtifactName              string        // name recorded in the manifest; the file's base name when empty
 	Expires                   time.Duration // manifest lifetime; DefaultExpiry when zero
 	Install                   manifest.Install
 	Chunking                  manifest.Chunking // DefaultChunking when zero

@@ -143,7 +143,7 @@ func FuzzParsePrivateKey(f *testing.F) {
 			}
 			return
 		}
-		again, err := MarshalPrivateKey(got, nil)
+		again, err := MarshalUnencryptedPrivateKey(got), error(nil)
 		if err != nil {
 			t.Fatal(err)
 		}

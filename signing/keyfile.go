@@ -91,12 +91,22 @@ func decodePublic(enc string, id KeyID) (PublicKey, error) {
 	return pub, nil
 }
 
-// MarshalPrivateKey encodes k as a private key file. With a non-empty
-// passphrase the seed is sealed with XChaCha20-Poly1305 under a key derived by
-// scrypt; with an empty passphrase it is stored in the clear (the CLI asks for
-// --unencrypted before it does that).
+// MarshalPrivateKey encodes k as a private key file whose seed is sealed
+// with XChaCha20-Poly1305 under a key derived from passphrase by scrypt. An
+// empty passphrase is an error: use MarshalUnencryptedPrivateKey to store a
+// key in the clear.
 func MarshalPrivateKey(k *PrivateKey, passphrase []byte) ([]byte, error) {
+	if len(passphrase) == 0 {
+		return nil, fmt.Errorf("encrypt private key %s: empty passphrase", k.Public.ID)
+	}
 	return marshalPrivateKey(k, passphrase, defaultLogN)
+}
+
+// MarshalUnencryptedPrivateKey encodes k as a private key file with the seed
+// in the clear (the CLI's --unencrypted).
+func MarshalUnencryptedPrivateKey(k *PrivateKey) []byte {
+	b, _ := marshalPrivateKey(k, nil, defaultLogN)
+	return b
 }
 
 func marshalPrivateKey(k *PrivateKey, passphrase []byte, logN int) ([]byte, error) {

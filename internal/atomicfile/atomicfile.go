@@ -4,7 +4,9 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"io"
 	"os"
 	"path/filepath"
@@ -22,16 +24,25 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 // The directory must exist. On any error the target is untouched and the
 // temporary file removed.
 func Write(path string, perm os.FileMode, fill func(io.Writer) error) error {
-	if err := WriteNoDirSync(path, perm, fill); err != nil {
-		return err
-	}
-	return SyncDir(filepath.Dir(path))
+	return write(path, perm, fill, os.Rename)
 }
 
-// WriteNoDirSync is Write without the final fsync of the directory, for
-// callers that write many files into few directories and sync each directory
-// once at the end (SyncDir) before they rely on the files.
-func WriteNoDirSync(path string, perm os.FileMode, fill func(io.Writer) error) (err error) {
+// WriteNew is WriteFile for a file that must not exist yet: it fails with an
+// error matching fs.ErrExist, leaving the existing file untouched, even when
+// another process creates path at the same moment (the temporary file is
+// hard-linked to path, which never replaces a file).
+func WriteNew(path string, data []byte, perm os.FileMode) error {
+	return write(path, perm, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	}, func(tmp, path string) error {
+		err := os.Link(tmp, path)
+		os.Remove(tmp)
+		return err
+	})
+}
+
+func write(path string, perm os.FileMode, fill func(io.Writer) error, place func(tmp, path string) error) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -55,10 +66,31 @@ func WriteNoDirSync(path string, perm os.FileMode, fill func(io.Writer) error) (
 	if err = f.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err = os.Rename(f.Name(), path); err != nil {
+	if err = place(f.Name(), path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return nil
+	return SyncDir(dir)
+}
+
+// MkdirAll creates dir and any missing parents, and fsyncs the parent of
+// each directory it creates, so that the new directories survive a crash.
+func MkdirAll(dir string, perm os.FileMode) error {
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("mkdir %s: not a directory", dir)
+		}
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := MkdirAll(parent, perm); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, perm); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return SyncDir(parent)
 }
 
 // SyncDir fsyncs a directory so that renames and creations in it are durable.
