@@ -66,6 +66,9 @@ func Encode(m *Manifest) ([]byte, error) {
 	}
 	c := *m
 	c.Created, c.Expires = m.Created.UTC(), m.Expires.UTC()
+	if c.Chunks == nil {
+		c.Chunks = []Chunk{} // an empty artifact: [] not null, which parsers refuse
+	}
 	b, err := json.MarshalIndent(&c, "", " ")
 	if err != nil {
 		return nil, err

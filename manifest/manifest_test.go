@@ -229,7 +229,7 @@ func TestDecodeStrict(t *testing.T) {
 		{"truncated", payload[:len(payload)/2], signing.ErrMalformed},
 		{"empty", nil, signing.ErrMalformed},
 		{"not an object", []byte(`[1, 2]`), signing.ErrMalformed},
-		{"null", []byte(`null`), manifest.ErrInvalid},
+		{"null", []byte(`null`), signing.ErrMalformed},
 		{"bad digest", bytes.Replace(payload, []byte(`"sha256": "`), []byte(`"sha256": "X`), 1), signing.ErrMalformed},
 		{"negative sequence", bytes.Replace(payload, []byte(`"sequence": 1`), []byte(`"sequence": -1`), 1), signing.ErrMalformed},
 		{"time without zone", bytes.Replace(payload, []byte(`"2026-01-01T00:00:00Z"`), []byte(`"2026-01-01T00:00:00"`), 1), signing.ErrMalformed},

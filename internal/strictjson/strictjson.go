@@ -9,13 +9,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"unicode/utf8"
 )
 
-// Unmarshal decodes exactly one JSON value from data into v, refusing unknown
-// object fields, objects that repeat a key (compared case-insensitively, as
-// encoding/json matches fields), and anything but white space after the value.
+// Unmarshal decodes exactly one JSON value from data into v. Beyond
+// encoding/json it refuses: invalid UTF-8; null; object keys that are not
+// exactly (case-sensitively) the JSON name of a field of v's types, where
+// encoding/json would match them ignoring case; objects that repeat a key;
+// unknown fields; and anything but white space after the value.
 func Unmarshal(data []byte, v any) error {
-	if err := checkKeys(data); err != nil {
+	if !utf8.Valid(data) {
+		return errors.New("not valid UTF-8")
+	}
+	if err := checkKeys(data, fieldNames(reflect.TypeOf(v))); err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -46,13 +53,17 @@ func ReadAll(r io.Reader, limit int64, errTooLarge error) ([]byte, error) {
 	return b, nil
 }
 
-// checkKeys scans the document and refuses an object that holds the same key
-// twice, or two keys that differ only in case: encoding/json would silently
-// keep one of them, and another parser might keep the other. It only looks
-// at keys; syntax errors are left for the decoder to report. It allocates
-// nothing for keys without escapes, so a manifest of 100,000 chunks costs
-// little over the decode itself.
-func checkKeys(data []byte) error {
+// smallObject is the number of keys up to which an object's keys are compared
+// pairwise; larger objects use a map, so the check stays linear.
+const smallObject = 16
+
+// checkKeys scans the document's keys: each must be in names (when names is
+// not nil) and appear once in its object (compared ignoring case, as
+// encoding/json matches fields). It also refuses null. Syntax errors are left
+// for the decoder to report. It allocates nothing for small objects whose
+// keys have no escapes, so a manifest of 100,000 chunks costs little over the
+// decode itself.
+func checkKeys(data []byte, names map[string]bool) error {
 	var stack []frame
 	expectKey := false
 	for i := 0; i < len(data); {
@@ -76,23 +87,27 @@ func checkKeys(data []byte) error {
 				return nil // unterminated: the decoder reports it
 			}
 			if expectKey {
-				if err := stack[len(stack)-1].add(data[i:end]); err != nil {
+				if err := stack[len(stack)-1].add(data[i:end], names); err != nil {
 					return err
 				}
 				expectKey = false
 			}
 			i = end
-		default: // white space, ':', numbers, true, false, null
+		case 'n':
+			return errors.New("null is not allowed")
+		default: // white space, ':', numbers, true, false
 			i++
 		}
 	}
 	return nil
 }
 
-// frame is one open object or array; keys are those seen so far in an object.
+// frame is one open object or array; keys are those seen so far in an object,
+// in a slice while few and in a map (by lowercase key) beyond smallObject.
 type frame struct {
 	object bool
 	keys   [][]byte
+	many   map[string]struct{}
 }
 
 // push opens a frame, reusing the key slice of an earlier frame at that depth.
@@ -100,14 +115,14 @@ func push(stack []frame, object bool) []frame {
 	if len(stack) < cap(stack) {
 		stack = stack[:len(stack)+1]
 		f := &stack[len(stack)-1]
-		f.object, f.keys = object, f.keys[:0]
+		f.object, f.keys, f.many = object, f.keys[:0], nil
 		return stack
 	}
 	return append(stack, frame{object: object})
 }
 
 // add records a key, given as its quoted JSON text.
-func (f *frame) add(quoted []byte) error {
+func (f *frame) add(quoted []byte, names map[string]bool) error {
 	key := quoted[1 : len(quoted)-1]
 	if bytes.IndexByte(key, '\\') >= 0 {
 		var s string
@@ -116,13 +131,38 @@ func (f *frame) add(quoted []byte) error {
 		}
 		key = []byte(s)
 	}
-	for _, k := range f.keys {
-		if bytes.EqualFold(k, key) {
-			return fmt.Errorf("object key %q appears more than once (keys are compared ignoring case)", key)
+	if names != nil && !names[string(key)] {
+		return fmt.Errorf("unknown field %q (field names are case-sensitive)", key)
+	}
+	if f.seen(key) {
+		return fmt.Errorf("object key %q appears more than once (keys are compared ignoring case)", key)
+	}
+	return nil
+}
+
+// seen reports whether key was already in the object, and records it.
+func (f *frame) seen(key []byte) bool {
+	if f.many == nil && len(f.keys) < smallObject {
+		for _, k := range f.keys {
+			if bytes.EqualFold(k, key) {
+				return true
+			}
+		}
+		f.keys = append(f.keys, key)
+		return false
+	}
+	if f.many == nil {
+		f.many = make(map[string]struct{}, 2*smallObject)
+		for _, k := range f.keys {
+			f.many[string(bytes.ToLower(k))] = struct{}{}
 		}
 	}
-	f.keys = append(f.keys, key)
-	return nil
+	folded := string(bytes.ToLower(key))
+	if _, ok := f.many[folded]; ok {
+		return true
+	}
+	f.many[folded] = struct{}{}
+	return false
 }
 
 // stringEnd returns the index just past the string starting at data[i] == '"',

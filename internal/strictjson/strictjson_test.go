@@ -1,6 +1,7 @@
 package strictjson
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -20,14 +21,14 @@ func TestUnmarshal(t *testing.T) {
 		{`{"name":"x","list":[{"a":1},{"a":2}],"inner":{"a":3}}`, ""},
 		{` {"name":"x"} ` + "\n", ""},
 		{`{"name":"x","name":"y"}`, "more than once"},
-		{`{"name":"x","NAME":"y"}`, "more than once"},
+		{`{"name":"x","NAME":"y"}`, "unknown field"},
 		{`{"list":[{"a":1,"a":2}]}`, "more than once"},
-		{`{"inner":{"a":1,"A":2}}`, "more than once"},
+		{`{"inner":{"a":1,"A":2}}`, "unknown field"},
 		{`{"name":"x","extra":1}`, "unknown field"},
 		{`{"name":"x"}{}`, "after the JSON value"},
 		{`{"name":"x"`, "EOF"},
 		{``, "EOF"},
-		{`{"name":"a","list":[{"a":1}],"inner":{"a":1},"x":[{"b":1,"b":2}]}`, "more than once"},
+		{`{"name":"a","list":[{"a":1}],"inner":{"a":1},"x":[{"b":1,"b":2}]}`, "unknown field"},
 	} {
 		var d doc
 		err := Unmarshal([]byte(tc.in), &d)
@@ -60,7 +61,7 @@ func TestUnmarshalEscapedDuplicateKeys(t *testing.T) {
 	}
 	for _, in := range []string{
 		`{"name":"x","\u006eame":"y"}`,
-		`{"n\u0061me":"x","NAME":"y"}`,
+		`{"n\u0061me":"x","name":"y"}`,
 		`{"name":"a \"quoted\" {value}","name":"y"}`,
 	} {
 		var d doc
@@ -71,5 +72,68 @@ func TestUnmarshalEscapedDuplicateKeys(t *testing.T) {
 	var d doc
 	if err := Unmarshal([]byte(`{"name":"a \"b\" {c} [d] \\"}`), &d); err != nil || d.Name != `a "b" {c} [d] \` {
 		t.Errorf("escaped string value: %q, %v", d.Name, err)
+	}
+}
+
+func TestUnmarshalExactNamesNullAndUTF8(t *testing.T) {
+	type inner struct {
+		Sig string `json:"sig"`
+	}
+	type doc struct {
+		KeyID string  `json:"keyid"`
+		List  []inner `json:"list"`
+	}
+	for _, tc := range []struct {
+		in, wantErr string
+	}{
+		{`{"keyid":"a","list":[{"sig":"b"}]}`, ""},
+		{`{"KEYID":"a"}`, "unknown field"},
+		{`{"\u212aeyid":"a"}`, "unknown field"},     // Kelvin sign: encoding/json would match keyid
+		{`{"list":[{"ſig":"b"}]}`, "unknown field"}, // long s: encoding/json would match sig
+		{`{"keyid":null}`, "null is not allowed"},
+		{`{"keyid":"a","list":null}`, "null is not allowed"},
+		{`{"keyid":"null"}`, ""},
+		{"{\"keyid\":\"\xff\"}", "UTF-8"},
+	} {
+		var d doc
+		err := Unmarshal([]byte(tc.in), &d)
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("Unmarshal(%s): %v", tc.in, err)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("Unmarshal(%s) = %v, want error containing %q", tc.in, err, tc.wantErr)
+		}
+	}
+}
+
+// TestManyKeysIsLinear checks that an object with very many keys is refused
+// quickly: the repeated-key check runs before any signature is verified, so
+// it must not be quadratic.
+func TestManyKeysIsLinear(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("{")
+	for i := range 200000 {
+		fmt.Fprintf(&b, `"k%d":1,`, i)
+	}
+	b.WriteString(`"k0":1}`)
+	err := checkKeys([]byte(b.String()), nil)
+	if err == nil || !strings.Contains(err.Error(), "more than once") {
+		t.Fatalf("checkKeys: %v", err)
+	}
+}
+
+func BenchmarkManyKeys(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString("{")
+	for i := range 100000 {
+		fmt.Fprintf(&sb, `"k%d":1,`, i)
+	}
+	sb.WriteString(`"end":1}`)
+	data := []byte(sb.String())
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if err := checkKeys(data, nil); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
