@@ -130,6 +130,9 @@ func ParseEnvelope(data []byte) (*Envelope, error) {
 	}
 	e := &Envelope{PayloadType: j.PayloadType, Payload: payload}
 	for i, s := range j.Signatures {
+		if s.KeyID == "" || len(s.KeyID) > 256 {
+			return nil, fmt.Errorf("envelope: %w: signature %d: keyid missing or longer than 256 bytes", ErrMalformed, i)
+		}
 		sig, err := decodeBase64(s.Sig)
 		if err != nil {
 			return nil, fmt.Errorf("envelope: %w: signature %d: %v", ErrMalformed, i, err)

@@ -49,7 +49,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		{"three signatures", signedEnvelope(RootPayloadType, []byte(`{"a":1}`), ks...)},
 		{"binary payload", signedEnvelope("application/octet-stream", []byte{0, 0xff, 0xfb, 0xef, '\n', '"'}, ks[1])},
 		{"html in strings", NewEnvelope("<type>&", []byte("<p>"))},
-		{"foreign signature", &Envelope{PayloadType: "t", Payload: []byte("p"), Signatures: []Signature{{KeyID: "not-a-key-id", Sig: []byte{1, 2, 3}}, {KeyID: "", Sig: nil}}}},
+		{"foreign signature", &Envelope{PayloadType: "t", Payload: []byte("p"), Signatures: []Signature{{KeyID: "not-a-key-id", Sig: []byte{1, 2, 3}}, {KeyID: "x", Sig: nil}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -226,5 +226,16 @@ func TestEnvelopeSign(t *testing.T) {
 	}
 	if k := testKey(t, 3); env.SignedBy(k.Public.ID) {
 		t.Error("SignedBy reports a key that did not sign")
+	}
+}
+
+func TestParseEnvelopeRequiresKeyID(t *testing.T) {
+	for _, in := range []string{
+		`{"payloadType":"t","payload":"cA==","signatures":[{"keyid":"","sig":"AQID"}]}`,
+		`{"payloadType":"t","payload":"cA==","signatures":[{"sig":"AQID"}]}`,
+	} {
+		if _, err := ParseEnvelope([]byte(in)); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "keyid") {
+			t.Errorf("ParseEnvelope(%s) = %v, want a keyid error", in, err)
+		}
 	}
 }

@@ -328,8 +328,13 @@ func TestThresholdError(t *testing.T) {
 		t.Errorf("ThresholdError = %+v, want 1 valid of 2 and one problem", te)
 	}
 	wrapped := fmt.Errorf("verify manifest: %w", err)
-	if !errors.Is(wrapped, ErrThreshold) || !errors.Is(wrapped, ErrUnknownKey) || errors.Is(wrapped, ErrRootExpired) {
+	// One valid signature and one by an unknown key: too few, nobody to blame.
+	if !errors.Is(wrapped, ErrThreshold) || errors.Is(wrapped, ErrUnknownKey) || errors.Is(wrapped, ErrRootExpired) {
 		t.Errorf("wrapped ThresholdError matches the wrong sentinels: %v", wrapped)
+	}
+	_, err = r.VerifyEnvelope(signedEnvelope("t", []byte("p"), ks[2]), "t")
+	if !errors.Is(err, ErrUnknownKey) {
+		t.Errorf("signed only by an unknown key: %v, want ErrUnknownKey", err)
 	}
 }
 

@@ -23,13 +23,13 @@ func (r *Root) VerifyEnvelope(env *Envelope, payloadType string) ([]KeyID, error
 	msg := PAE(env.PayloadType, env.Payload)
 	var valid []KeyID
 	var problems []string
-	var bad, unknown bool
+	bad, unknown := false, 0
 	counted := map[KeyID]bool{}
 	for _, s := range env.Signatures {
 		key, ok := r.Key(s.KeyID)
 		switch {
 		case !ok:
-			unknown = true
+			unknown++
 			problems = append(problems, fmt.Sprintf("key %q is not in root version %d", s.KeyID, r.Version))
 		case counted[s.KeyID]:
 			problems = append(problems, fmt.Sprintf("key %s signed more than once and counts once", s.KeyID))
@@ -44,14 +44,17 @@ func (r *Root) VerifyEnvelope(env *Envelope, payloadType string) ([]KeyID, error
 	if len(valid) >= r.Threshold {
 		return valid, nil
 	}
-	return valid, &ThresholdError{Valid: len(valid), Threshold: r.Threshold, Problems: problems, cause: thresholdCause(bad, unknown)}
+	onlyUnknown := unknown > 0 && unknown == len(env.Signatures)
+	return valid, &ThresholdError{Valid: len(valid), Threshold: r.Threshold, Problems: problems, cause: thresholdCause(bad, onlyUnknown)}
 }
 
-func thresholdCause(bad, unknown bool) error {
+// thresholdCause names why the threshold was missed: a trusted key's bad
+// signature first (tampering), then signatures only by unknown keys.
+func thresholdCause(bad, onlyUnknown bool) error {
 	switch {
 	case bad:
 		return ErrBadSignature
-	case unknown:
+	case onlyUnknown:
 		return ErrUnknownKey
 	default:
 		return ErrThreshold
