@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -49,10 +50,34 @@ func TestKeygenWritesProtectedKeys(t *testing.T) {
 	}
 	c.fails("refusing to overwrite", "keygen", "-o", "rel")
 
+	c.write("pubonly.pub", []byte("someone else's key"))
+	c.fails("pubonly.pub exists: refusing to overwrite", "keygen", "-o", "pubonly")
+	if _, err := os.Stat(c.path("pubonly.key")); err == nil {
+		t.Error("keygen wrote pubonly.key next to an existing pubonly.pub")
+	}
+
 	c.ok("keygen", "-o", "plain", "--unencrypted")
 	plain, _ := os.ReadFile(c.path("plain.key"))
 	if !bytes.Contains(plain, []byte(`"kdf": "none"`)) {
 		t.Errorf("--unencrypted key is not plain:\n%s", plain)
+	}
+}
+
+func TestKeyFileModeWarning(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no Unix permission bits")
+	}
+	c := newCLI(t)
+	setupRoot(t, c, []string{"a"}, "1")
+	if r := c.run("root", "sign", "--key", "a.key", "root.json"); r.code != 0 || strings.Contains(r.stderr, "warning") {
+		t.Fatalf("0600 key: exit %d, stderr %q; want no warning", r.code, r.stderr)
+	}
+	if err := os.Chmod(c.path("a.key"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := c.run("root", "sign", "--key", "a.key", "root.json")
+	if want := "warning: key file a.key is readable by group or others (mode 0644): chmod 600 a.key"; r.code != 0 || !strings.Contains(r.stderr, want) {
+		t.Fatalf("0644 key: exit %d, stderr %q; want exit 0 and %q", r.code, r.stderr, want)
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 
 	"github.com/fleetcast/fleetcast/internal/atomicfile"
@@ -21,33 +22,60 @@ func cmdKeygen(args []string, env *cliEnv) error {
 	if *out == "" || fs.NArg() != 0 {
 		return usagef("want -o NAME and no arguments")
 	}
+	if *unencrypted && *passFile != "" {
+		return usagef("--unencrypted and --passphrase-file exclude each other")
+	}
+	// A friendly early refusal; writeKeyPair refuses again, race-free.
 	for _, p := range []string{*out + ".key", *out + ".pub"} {
-		if _, err := os.Stat(p); err == nil {
+		if _, err := os.Lstat(p); err == nil {
 			return fmt.Errorf("%s exists: refusing to overwrite a key", p)
 		}
 	}
+	k, priv, err := newPrivateKeyFile(env, *unencrypted, *passFile)
+	if err != nil {
+		return err
+	}
+	if err := writeKeyPair(*out, k, priv); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "key %s: wrote %s.pub and %s.key (%s)\n", k.Public.ID, *out, *out, map[bool]string{true: "unencrypted", false: "encrypted"}[*unencrypted])
+	return nil
+}
+
+// newPrivateKeyFile generates a key and encodes it, encrypted unless asked not to.
+func newPrivateKeyFile(env *cliEnv, unencrypted bool, passFile string) (*signing.PrivateKey, []byte, error) {
 	var pass []byte
-	if !*unencrypted {
+	if !unencrypted {
 		var err error
-		if pass, err = (passphraseSource{env: env, file: *passFile}).get("Passphrase for the new key: ", true); err != nil {
-			return err
+		if pass, err = (passphraseSource{env: env, file: passFile}).get("Passphrase for the new key: ", true); err != nil {
+			return nil, nil, err
 		}
 	}
 	k, err := signing.GenerateKey(nil)
 	if err != nil {
-		return err
+		return nil, nil, err
+	}
+	if unencrypted {
+		return k, signing.MarshalUnencryptedPrivateKey(k), nil
 	}
 	priv, err := signing.MarshalPrivateKey(k, pass)
-	if err != nil {
+	return k, priv, err
+}
+
+// writeKeyPair creates NAME.key and then NAME.pub, each only if it does not
+// exist, so that a process racing on the same name never loses its key.
+func writeKeyPair(name string, k *signing.PrivateKey, priv []byte) error {
+	if err := atomicfile.WriteNew(name+".key", priv, 0o600); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%s.key exists: refusing to overwrite a key", name)
+		}
 		return err
 	}
-	if err := atomicfile.WriteFile(*out+".key", priv, 0o600); err != nil {
-		return err
+	if err := atomicfile.WriteNew(name+".pub", signing.MarshalPublicKey(k.Public), 0o644); err != nil {
+		return fmt.Errorf("key %s: wrote %s.key but NOT %s.pub: %w\n"+
+			"the private key in %s.key is complete but has no public key file; delete %s.key and run keygen again (choose another NAME if %s.pub is another key's)",
+			k.Public.ID, name, name, err, name, name, name)
 	}
-	if err := atomicfile.WriteFile(*out+".pub", signing.MarshalPublicKey(k.Public), 0o644); err != nil {
-		return err
-	}
-	fmt.Fprintf(env.stdout, "key %s: wrote %s.pub and %s.key (%s)\n", k.Public.ID, *out, *out, map[bool]string{true: "unencrypted", false: "encrypted"}[*unencrypted])
 	return nil
 }
 
@@ -56,7 +84,7 @@ func loadPrivateKeys(paths []string, env *cliEnv, passFile string) ([]*signing.P
 	src := passphraseSource{env: env, file: passFile}
 	var keys []*signing.PrivateKey
 	for _, p := range paths {
-		data, err := readFileLimited(p, signing.MaxKeyFileSize)
+		data, err := readPrivateKeyFile(p, env)
 		if err != nil {
 			return nil, fmt.Errorf("key %s: %w", p, err)
 		}
@@ -78,13 +106,32 @@ func loadPrivateKeys(paths []string, env *cliEnv, passFile string) ([]*signing.P
 	return keys, nil
 }
 
-// readFileLimited reads a file, refusing one larger than limit bytes.
+// readPrivateKeyFile reads a private key file, warning on stderr when its
+// permissions let other users read it.
+func readPrivateKeyFile(path string, env *cliEnv) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil {
+		warnKeyFileMode(env.stderr, path, fi.Mode())
+	}
+	return readLimited(f, path, signing.MaxKeyFileSize)
+}
+
+// readFileLimited reads a file, refusing one larger than limit bytes. It
+// never reads more than limit+1 bytes.
 func readFileLimited(path string, limit int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	return readLimited(f, path, limit)
+}
+
+func readLimited(f *os.File, path string, limit int64) ([]byte, error) {
 	b, err := strictjson.ReadAll(f, limit, signing.ErrTooLarge)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
