@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 func randomBytes(seed uint64, n int) []byte {
@@ -89,6 +90,30 @@ func TestKeygenWithoutPassphraseSource(t *testing.T) {
 	c.ok("keygen", "-o", "k", "--passphrase-file", "pass.txt")
 	c.ok("root", "init", "-o", "root.json", "--key", "k.pub")
 	c.ok("root", "sign", "--key", "k.key", "--passphrase-file", "pass.txt", "root.json")
+}
+
+func TestPassphraseFileWinsOverEnvironment(t *testing.T) {
+	c := newCLI(t) // FLEETCAST_PASSPHRASE is set
+	c.write("pass.txt", []byte("from the file\r\n"))
+	c.ok("keygen", "-o", "k", "--passphrase-file", "pass.txt")
+	c.ok("root", "init", "-o", "root.json", "--key", "k.pub")
+	c.fails("wrong passphrase", "root", "sign", "--key", "k.key", "root.json") // the environment's passphrase
+	c.env = []string{"FLEETCAST_PASSPHRASE=from the file"}
+	c.ok("root", "sign", "--key", "k.key", "root.json")
+}
+
+func TestPassphraseFileIsBounded(t *testing.T) {
+	if _, err := os.Stat("/dev/zero"); err != nil {
+		t.Skip("no /dev/zero")
+	}
+	c := newCLI(t)
+	start := time.Now()
+	c.fails("passphrase file /dev/zero holds more than 4096 bytes", "keygen", "-o", "k", "--passphrase-file", "/dev/zero")
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("keygen --passphrase-file /dev/zero took %v", d)
+	}
+	c.write("empty.txt", []byte("\n"))
+	c.fails("is empty", "keygen", "-o", "k", "--passphrase-file", "empty.txt")
 }
 
 func TestWrongPassphrase(t *testing.T) {

@@ -15,7 +15,7 @@ func cmdKeygen(args []string, env *cliEnv) error {
 	fs := newFlagSet("keygen", "fleetcast keygen -o NAME [--unencrypted | --passphrase-file F]\n\nExample: fleetcast keygen -o release  (writes release.pub and release.key, asks for a passphrase)", env.stderr)
 	out := fs.String("o", "", "write NAME.pub and NAME.key")
 	unencrypted := fs.Bool("unencrypted", false, "store the private key without a passphrase")
-	passFile := fs.String("passphrase-file", "", "read the passphrase from this file")
+	passFile := fs.String("passphrase-file", "", "read the passphrase from this file (wins over $"+passphraseEnv+")")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

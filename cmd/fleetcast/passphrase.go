@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/fleetcast/fleetcast/signing"
 	"golang.org/x/term"
 )
 
@@ -15,30 +16,31 @@ const passphraseEnv = "FLEETCAST_PASSPHRASE"
 // maxPassphraseFile bounds --passphrase-file.
 const maxPassphraseFile = 4 << 10
 
-// passphraseSource finds the passphrase: the environment, then a file, then
-// a terminal prompt.
+// passphraseSource finds the passphrase: an explicit --passphrase-file, then
+// the environment, then a terminal prompt. The file comes first because it
+// was named on this command line, while the environment may be left over.
 type passphraseSource struct {
 	env  *cliEnv
 	file string
 }
 
 func (p passphraseSource) get(prompt string, confirm bool) ([]byte, error) {
-	if v := p.env.getenv(passphraseEnv); v != "" {
-		return []byte(v), nil
-	}
 	if p.file != "" {
 		return readPassphraseFile(p.file)
+	}
+	if v := p.env.getenv(passphraseEnv); v != "" {
+		return []byte(v), nil
 	}
 	return promptPassphrase(prompt, confirm)
 }
 
 func readPassphraseFile(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	b, err := readFileLimited(path, maxPassphraseFile)
+	if errors.Is(err, signing.ErrTooLarge) {
+		return nil, fmt.Errorf("passphrase file %s holds more than %d bytes: it is not a passphrase file", path, maxPassphraseFile)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("passphrase file: %w", err)
-	}
-	if len(b) > maxPassphraseFile {
-		return nil, fmt.Errorf("passphrase file %s: larger than %d bytes", path, maxPassphraseFile)
 	}
 	b = bytes.TrimRight(b, "\r\n")
 	if len(b) == 0 {

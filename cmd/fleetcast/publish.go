@@ -38,7 +38,7 @@ func cmdPublish(args []string, env *cliEnv) error {
 	fs := newFlagSet("publish", publishUsage, env.stderr)
 	fs.StringVar(&f.origin, "origin", "", "origin mirror directory to write")
 	fs.Var(&f.keys, "key", "private key to sign with (repeatable)")
-	fs.StringVar(&f.passFile, "passphrase-file", "", "read key passphrases from this file")
+	fs.StringVar(&f.passFile, "passphrase-file", "", "read key passphrases from this file (wins over $"+passphraseEnv+")")
 	fs.StringVar(&f.product, "product", "", "product name")
 	fs.StringVar(&f.channel, "channel", "", "channel name, e.g. stable")
 	fs.StringVar(&f.version, "version", "", "human version string, new in the channel")

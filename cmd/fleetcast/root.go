@@ -89,7 +89,7 @@ func cmdRootSign(args []string, env *cliEnv) error {
 	fs := newFlagSet("root sign", "fleetcast root sign --key A.key [--passphrase-file F] root.json\n\nExample: fleetcast root sign --key alice.key root.json", env.stderr)
 	var keyFiles stringList
 	fs.Var(&keyFiles, "key", "private key to sign with (repeatable)")
-	passFile := fs.String("passphrase-file", "", "read key passphrases from this file")
+	passFile := fs.String("passphrase-file", "", "read key passphrases from this file (wins over $"+passphraseEnv+")")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

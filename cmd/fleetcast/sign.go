@@ -11,7 +11,7 @@ func cmdSign(args []string, env *cliEnv) error {
 	fs := newFlagSet("sign", "fleetcast sign --key K.key [--passphrase-file F] PENDING.json\n\nExample: fleetcast sign --key bob.key /srv/mirror/myapp/stable/pending/7.json", env.stderr)
 	var keyFiles stringList
 	fs.Var(&keyFiles, "key", "private key to sign with (repeatable)")
-	passFile := fs.String("passphrase-file", "", "read key passphrases from this file")
+	passFile := fs.String("passphrase-file", "", "read key passphrases from this file (wins over $"+passphraseEnv+")")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
