@@ -13,17 +13,17 @@ func tempName(path string) string {
 	return filepath.Join(filepath.Dir(path), fmt.Sprintf(".%s.tmp-%08x", filepath.Base(path), rand.Uint32()))
 }
 
-// writeTempBuffered writes data to a new temporary file beside path through
-// the page cache. With durable set it fsyncs the file before closing it.
-func writeTempBuffered(path string, data []byte, durable bool) (string, error) {
+// writeChunkTemp writes a chunk to a new temporary file beside path, then
+// runs the platform's afterChunkWrite on it (see chunkfile_*.go).
+func writeChunkTemp(path string, data []byte) (string, error) {
 	tmp := tempName(path)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return "", err
 	}
 	_, err = f.Write(data)
-	if err == nil && durable {
-		err = f.Sync()
+	if err == nil {
+		err = afterChunkWrite(f)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr

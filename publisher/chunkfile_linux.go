@@ -6,31 +6,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// writeChunkTemp writes a chunk to a temporary file beside path, through the
-// page cache and without an fsync: syncFilesystem makes all chunks durable at
-// once, before any is renamed into place. One fsync per chunk file costs a
-// journal commit each and doubled the time of a 1 GiB publish; O_DIRECT was
-// measured no faster than this (docs/BENCHMARKS.md).
-func writeChunkTemp(path string, data []byte) (string, error) {
-	tmp := tempName(path)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return "", err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		// Start writeback now, without waiting for it, so the disk works
-		// while the next chunks are hashed.
-		err = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return "", err
-	}
-	return tmp, nil
+// afterChunkWrite starts writeback of a chunk file without waiting for it, so
+// the disk works while the next chunks are hashed. Durability comes once for
+// all chunks from syncFilesystem, before any is renamed into place: an fsync
+// per chunk file costs a journal commit each and doubled the time of a 1 GiB
+// publish, and O_DIRECT writes were measured no faster (docs/BENCHMARKS.md).
+func afterChunkWrite(f *os.File) error {
+	return unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
 }
 
 // syncFilesystem makes everything written to dir's filesystem durable with one

@@ -37,7 +37,7 @@ func (o Origin) readFile(rel string, limit int64) ([]byte, error) {
 
 func (o Origin) writeFile(rel string, data []byte) error {
 	p := o.path(rel)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	if err := atomicfile.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
 	return atomicfile.WriteFile(p, data, 0o644)
@@ -96,6 +96,14 @@ func (o Origin) Root(ctx context.Context) (*signing.Root, error) {
 // A root identical in payload to one already published is accepted and
 // changes nothing. It returns the newest root after the change.
 func (o Origin) AddRoot(ctx context.Context, data []byte) (*signing.Root, bool, error) {
+	if len(data) > signing.MaxRootSize {
+		return nil, false, fmt.Errorf("root: %w: %d bytes, limit %d", signing.ErrTooLarge, len(data), signing.MaxRootSize)
+	}
+	unlock, err := o.lock(manifest.RootsDir)
+	if err != nil {
+		return nil, false, err
+	}
+	defer unlock()
 	cur, err := o.Root(ctx)
 	if err != nil {
 		return nil, false, err
@@ -107,6 +115,8 @@ func (o Origin) AddRoot(ctx context.Context, data []byte) (*signing.Root, bool, 
 		}
 		return root, true, o.writeFile(manifest.RootPath(root.Version), data)
 	}
+	// The version, read before any signature check, only picks the path;
+	// each path verifies the root in full (or compares it byte for byte).
 	env, err := signing.ParseEnvelope(data)
 	if err != nil {
 		return nil, false, fmt.Errorf("root: %w", err)
@@ -174,6 +184,9 @@ func (o Origin) history(product, channel string) ([]release, error) {
 	return out, nil
 }
 
+// readRelease reads the sequence and version of a manifest the origin holds.
+// Its signatures are not checked: history, latest and pending manifests are
+// trusted by location, having been verified when they were written.
 func (o Origin) readRelease(path string) (release, error) {
 	var r release
 	f, err := os.Open(path)

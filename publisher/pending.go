@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/fleetcast/fleetcast/internal/atomicfile"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
 )
@@ -31,11 +32,14 @@ func PublishPending(ctx context.Context, o Origin, envelope []byte, now time.Tim
 		return nil, err
 	}
 	m := v.Manifest
-	unlock, err := o.lock(m.Product, m.Channel)
+	unlock, err := o.lock(m.Product + "/" + m.Channel)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	if err := o.repairLatest(m.Product, m.Channel, root, now); err != nil {
+		return nil, err
+	}
 	seq, err := o.nextSequence(m.Product, m.Channel, m.Version)
 	if err != nil {
 		return nil, err
@@ -51,7 +55,6 @@ func PublishPending(ctx context.Context, o Origin, envelope []byte, now time.Tim
 	if err := o.finish(ctx, root, env, res, now); err != nil {
 		return nil, err
 	}
-	os.Remove(o.path(manifest.PendingPath(m.Product, m.Channel, m.Sequence)))
 	res.Duration = time.Since(start)
 	return res, nil
 }
@@ -81,18 +84,19 @@ func (o Origin) checkChunks(m *manifest.Manifest) error {
 	return nil
 }
 
-// lock takes the channel's publish lock, so that two publishers cannot both
-// claim the next sequence. A crashed publisher leaves the lock file behind;
-// the error names it.
-func (o Origin) lock(product, channel string) (func(), error) {
-	dir := o.path(product + "/" + channel)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// lock takes the publish lock of a folder of the origin (a channel, or the
+// root chain), so that two publishers cannot both claim the next sequence or
+// root version. A crashed publisher leaves the lock file behind; the error
+// names it.
+func (o Origin) lock(rel string) (func(), error) {
+	dir := o.path(rel)
+	if err := atomicfile.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	p := dir + string(os.PathSeparator) + ".publish.lock"
+	p := filepath.Join(dir, ".publish.lock")
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if errors.Is(err, os.ErrExist) {
-		return nil, fmt.Errorf("%s/%s is locked by another publish (%s); if none is running, a publish crashed: remove the file and retry", product, channel, p)
+		return nil, fmt.Errorf("%s is locked by another publish (%s); if none is running, a publish crashed: remove the file and retry", rel, p)
 	}
 	if err != nil {
 		return nil, err
@@ -100,4 +104,31 @@ func (o Origin) lock(product, channel string) (func(), error) {
 	fmt.Fprintf(f, "pid %d\n", os.Getpid())
 	f.Close()
 	return func() { os.Remove(p) }, nil
+}
+
+// repairLatest finishes a publish that crashed after writing history but
+// before the channel's latest manifest: when the newest history entry is
+// newer than manifest.json (or manifest.json is missing) and still verifies,
+// it becomes the latest. Otherwise the next release will.
+func (o Origin) repairLatest(product, channel string, root *signing.Root, now time.Time) error {
+	hist, err := o.history(product, channel)
+	if err != nil || len(hist) == 0 {
+		return err
+	}
+	newest := hist[len(hist)-1].Sequence
+	latest, err := o.readRelease(o.path(manifest.LatestPath(product, channel)))
+	if err == nil && latest.Sequence >= newest {
+		return nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	data, err := o.readFile(manifest.HistoryPath(product, channel, newest), signing.MaxEnvelopeSize)
+	if err != nil {
+		return err
+	}
+	if _, err := manifest.Verify(data, root, now); err != nil {
+		return nil // not a release to finish: the next one supersedes it
+	}
+	return o.writeFile(manifest.LatestPath(product, channel), data)
 }

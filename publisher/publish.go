@@ -55,11 +55,11 @@ type Result struct {
 // to the channel's pending/ folder for `fleetcast sign` and PublishPending.
 func Publish(ctx context.Context, o Origin, path string, opts Options) (*Result, error) {
 	start := time.Now()
-	opts = opts.withDefaults(start)
+	opts = opts.withDefaults(start, path)
 	if err := opts.check(); err != nil {
 		return nil, err
 	}
-	unlock, err := o.lock(opts.Product, opts.Channel)
+	unlock, err := o.lock(opts.Product + "/" + opts.Channel)
 	if err != nil {
 		return nil, err
 	}
@@ -69,6 +69,9 @@ func Publish(ctx context.Context, o Origin, path string, opts Options) (*Result,
 		return nil, err
 	}
 	if err := checkKeys(root, opts.Keys); err != nil {
+		return nil, err
+	}
+	if err := o.repairLatest(opts.Product, opts.Channel, root, opts.Now); err != nil {
 		return nil, err
 	}
 	seq, err := o.nextSequence(opts.Product, opts.Channel, opts.Version)
@@ -98,7 +101,10 @@ func Publish(ctx context.Context, o Origin, path string, opts Options) (*Result,
 	return res, nil
 }
 
-func (opts Options) withDefaults(now time.Time) Options {
+func (opts Options) withDefaults(now time.Time, path string) Options {
+	if opts.ArtifactName == "" {
+		opts.ArtifactName = filepath.Base(path)
+	}
 	if opts.Expires == 0 {
 		opts.Expires = DefaultExpiry
 	}
@@ -121,6 +127,10 @@ func (opts Options) check() error {
 		return fmt.Errorf("version %q: want 1-128 characters of A-Z a-z 0-9 . _ + ~ -", opts.Version)
 	case opts.Expires < 0:
 		return fmt.Errorf("expiry %v: must be positive", opts.Expires)
+	case !manifest.ValidVersion(opts.ArtifactName):
+		return fmt.Errorf("artifact name %q: want 1-128 characters of A-Z a-z 0-9 . _ + ~ - (rename the file or set the name)", opts.ArtifactName)
+	case opts.Now.Add(opts.Expires).UTC().Year() > 9999:
+		return fmt.Errorf("expiry %v: past the year 9999", opts.Expires)
 	case len(opts.Keys) == 0:
 		return errors.New("no signing key given")
 	}
@@ -191,7 +201,7 @@ func (o Origin) storeArtifact(ctx context.Context, path string, opts Options) (*
 		return nil, fmt.Errorf("artifact %s: %w", path, err)
 	}
 	m := &manifest.Manifest{
-		Artifact: manifest.Artifact{Name: filepath.Base(path), Size: split.Size, SHA256: split.SHA256},
+		Artifact: manifest.Artifact{Name: opts.ArtifactName, Size: split.Size, SHA256: split.SHA256},
 		Chunking: opts.Chunking,
 		Chunks:   split.Chunks,
 	}
@@ -214,18 +224,20 @@ type chunkStore struct {
 
 func (s *chunkStore) put(c SplitChunk) error {
 	p := s.origin.path(manifest.ChunkPath(c.SHA256))
+	dir := filepath.Dir(p)
+	if _, ok := s.dirs.Load(dir); !ok {
+		// Synced in commit even when every chunk in it exists: a chunk another
+		// publisher just renamed into place may not be durable yet.
+		if err := atomicfile.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		s.dirs.Store(dir, struct{}{})
+	}
 	if fi, err := os.Stat(p); err == nil && fi.Size() == c.Size {
 		return nil // stored by an earlier release
 	}
 	if _, dup := s.writing.LoadOrStore(c.SHA256, struct{}{}); dup {
 		return nil // the same content earlier in this artifact
-	}
-	dir := filepath.Dir(p)
-	if _, ok := s.dirs.Load(dir); !ok {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		s.dirs.Store(dir, struct{}{})
 	}
 	tmp, err := writeChunkTemp(p, c.Data)
 	if err != nil {
@@ -249,7 +261,7 @@ func (s *chunkStore) commit() error {
 	}
 	for _, t := range s.temps {
 		if err := os.Rename(t[0], t[1]); err != nil {
-			return err
+			return fmt.Errorf("store chunk %s: %w", filepath.Base(t[1]), err)
 		}
 	}
 	s.temps = nil
@@ -297,5 +309,11 @@ func (o Origin) finish(ctx context.Context, root *signing.Root, env *signing.Env
 		return err
 	}
 	res.Path, res.Published = manifest.LatestPath(m.Product, m.Channel), true
-	return o.writeFile(res.Path, data)
+	if err := o.writeFile(res.Path, data); err != nil {
+		return err
+	}
+	// A manifest pending for this sequence (published by PublishPending, or
+	// overtaken by a direct publish) can never be published now.
+	os.Remove(o.path(manifest.PendingPath(m.Product, m.Channel, m.Sequence)))
+	return nil
 }

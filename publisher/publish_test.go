@@ -268,7 +268,7 @@ func TestPublishRefusesWhileLocked(t *testing.T) {
 	a := testKey(t, 1)
 	o := newOrigin(t, signedRoot(t, 1, 1, []*signing.PrivateKey{a}, a))
 	path, _ := writeArtifact(t, t.TempDir(), 7, 100<<10)
-	unlock, err := o.lock("app", "stable")
+	unlock, err := o.lock("app/stable")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,5 +314,94 @@ func TestAddRoot(t *testing.T) {
 	os.WriteFile(o.path(manifest.RootPath(4)), signedRoot(t, 4, 1, []*signing.PrivateKey{b}, b), 0o644)
 	if _, err := o.Root(ctx); err == nil || !strings.Contains(err.Error(), "chain stops at version 2") {
 		t.Fatalf("gap in root chain: %v", err)
+	}
+}
+
+func TestPublishFinishesACrashedPublish(t *testing.T) {
+	a := testKey(t, 1)
+	o := newOrigin(t, signedRoot(t, 1, 1, []*signing.PrivateKey{a}, a))
+	path, _ := writeArtifact(t, t.TempDir(), 9, 300<<10)
+	for _, v := range []string{"1", "2"} {
+		if _, err := Publish(context.Background(), o, path, testOptions(v, a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A crash after history/2.json and before manifest.json: latest is still 1.
+	first, _ := os.ReadFile(o.path(manifest.HistoryPath("app", "stable", 1)))
+	os.WriteFile(o.path(manifest.LatestPath("app", "stable")), first, 0o644)
+
+	res, err := Publish(context.Background(), o, path, testOptions("3", a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Manifest.Sequence != 3 {
+		t.Fatalf("sequence %d, want 3", res.Manifest.Sequence)
+	}
+	// Before publishing 3, sequence 2 was made the latest (and then superseded).
+	os.Remove(o.path(manifest.LatestPath("app", "stable")))
+	os.Remove(o.path(manifest.HistoryPath("app", "stable", 3)))
+	if err := o.repairLatest("app", "stable", mustRoot(t, o), t0); err != nil {
+		t.Fatal(err)
+	}
+	if v := readVerified(t, o, manifest.LatestPath("app", "stable")); v.Sequence != 2 {
+		t.Fatalf("after repair the latest is sequence %d, want 2", v.Sequence)
+	}
+}
+
+func mustRoot(t *testing.T, o Origin) *signing.Root {
+	t.Helper()
+	r, err := o.Root(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestPublishChecksNameAndExpiryBeforeWriting(t *testing.T) {
+	a := testKey(t, 1)
+	o := newOrigin(t, signedRoot(t, 1, 1, []*signing.PrivateKey{a}, a))
+	dir := t.TempDir()
+	data := make([]byte, 200<<10)
+	spaced := filepath.Join(dir, "my app.bin")
+	os.WriteFile(spaced, data, 0o644)
+	if _, err := Publish(context.Background(), o, spaced, testOptions("1", a)); err == nil || !strings.Contains(err.Error(), "artifact name") {
+		t.Fatalf("file name with a space: %v", err)
+	}
+	opts := testOptions("1", a)
+	opts.Now = time.Date(9999, 12, 1, 0, 0, 0, 0, time.UTC)
+	opts.ArtifactName = "app.bin"
+	if _, err := Publish(context.Background(), o, spaced, opts); err == nil || !strings.Contains(err.Error(), "9999") {
+		t.Fatalf("expiry past 9999: %v", err)
+	}
+	if entries, _ := os.ReadDir(o.path(manifest.ChunksDir)); len(entries) != 0 {
+		t.Fatalf("a refused publish wrote chunks: %v", entries)
+	}
+	opts = testOptions("1", a)
+	opts.ArtifactName = "my-app.bin"
+	res, err := Publish(context.Background(), o, spaced, opts)
+	if err != nil || res.Manifest.Artifact.Name != "my-app.bin" {
+		t.Fatalf("ArtifactName: %v, %+v", err, res)
+	}
+}
+
+func TestDirectPublishRemovesOvertakenPending(t *testing.T) {
+	a, b := testKey(t, 1), testKey(t, 2)
+	o := newOrigin(t, signedRoot(t, 1, 2, []*signing.PrivateKey{a, b}, a, b))
+	path, _ := writeArtifact(t, t.TempDir(), 10, 200<<10)
+	if _, err := Publish(context.Background(), o, path, testOptions("1.0", a)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Publish(context.Background(), o, path, testOptions("1.0", a, b)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(o.path(manifest.PendingPath("app", "stable", 1))); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("the pending manifest of a published sequence was left behind")
+	}
+}
+
+func TestAddRootRefusesOversized(t *testing.T) {
+	o := Origin{Dir: t.TempDir()}
+	if _, _, err := o.AddRoot(context.Background(), make([]byte, signing.MaxRootSize+1)); !errors.Is(err, signing.ErrTooLarge) {
+		t.Fatalf("oversized root: %v", err)
 	}
 }
