@@ -368,7 +368,7 @@ func TestPublishChecksNameAndExpiryBeforeWriting(t *testing.T) {
 		t.Fatalf("file name with a space: %v", err)
 	}
 	opts := testOptions("1", a)
-	opts.Now = time.Date(9999, 12, 1, 0, 0, 0, 0, time.UTC)
+	opts.Now = time.Date(9999, 12, 15, 0, 0, 0, 0, time.UTC)
 	opts.ArtifactName = "app.bin"
 	if _, err := Publish(context.Background(), o, spaced, opts); err == nil || !strings.Contains(err.Error(), "9999") {
 		t.Fatalf("expiry past 9999: %v", err)
