@@ -1,9 +1,10 @@
-//go:build linux || darwin
+//go:build linux
 
 package main
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -11,11 +12,25 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
 )
 
-// promptSession runs the binary on a pseudo-terminal, answering each prompt
-// with the next of answers as soon as the prompt appears.
-func promptSession(t *testing.T, dir string, answers []string, args ...string) (string, int) {
+// answer is one prompt of a terminal session and the line typed at it.
+type answer struct {
+	prompt string // the output ends with this when the program waits
+	text   string
+	secret bool // read with echo off: wait until echo is off before typing
+}
+
+func passphrase(s string) answer { return answer{prompt: ": ", text: s, secret: true} }
+
+func confirmation(s string) answer { return answer{prompt: "[y/N] ", text: s} }
+
+// promptSession runs the binary on a pseudo-terminal, answering each prompt in
+// turn. A secret answer is typed only once the terminal's ECHO flag is off:
+// term.ReadPassword turns echo off after the prompt is printed, and a line
+// typed before that would be echoed.
+func promptSession(t *testing.T, dir string, answers []answer, args ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(fleetcastBin, args...)
 	cmd.Dir = dir
@@ -30,14 +45,38 @@ func promptSession(t *testing.T, dir string, answers []string, args ...string) (
 	var out strings.Builder
 	r := bufio.NewReader(tty)
 	for _, a := range answers {
-		if err := readUntil(r, &out, ": "); err != nil {
+		if err := readUntil(r, &out, a.prompt); err != nil {
 			t.Fatalf("waiting for a prompt: %v; output so far %q", err, out.String())
 		}
-		tty.Write([]byte(a + "\r"))
+		if a.secret {
+			if err := waitEchoOff(tty, 10*time.Second); err != nil {
+				t.Fatalf("%v; output so far %q", err, out.String())
+			}
+		}
+		tty.Write([]byte(a.text + "\r"))
 	}
 	readUntil(r, &out, "\x00") // the rest, until the terminal closes
 	cmd.Wait()
 	return out.String(), cmd.ProcessState.ExitCode()
+}
+
+// waitEchoOff polls the terminal's settings (through the pty master, which
+// reports the slave's) until ECHO is off, or the deadline passes.
+func waitEchoOff(tty *os.File, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		tio, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
+		if err != nil {
+			return err
+		}
+		if tio.Lflag&unix.ECHO == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("terminal echo still on %v after the passphrase prompt", timeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func readUntil(r *bufio.Reader, out *strings.Builder, suffix string) error {
@@ -53,20 +92,20 @@ func readUntil(r *bufio.Reader, out *strings.Builder, suffix string) error {
 
 func TestPassphrasePromptOnTerminal(t *testing.T) {
 	dir := t.TempDir()
-	out, code := promptSession(t, dir, []string{"s3cret", "different"}, "keygen", "-o", "k")
+	out, code := promptSession(t, dir, []answer{passphrase("s3cret"), passphrase("different")}, "keygen", "-o", "k")
 	if code != 1 || !strings.Contains(out, "do not match") {
 		t.Fatalf("mismatched confirmation: exit %d, output %q", code, out)
 	}
-	out, code = promptSession(t, dir, []string{"s3cret", "s3cret"}, "keygen", "-o", "k")
+	out, code = promptSession(t, dir, []answer{passphrase("s3cret"), passphrase("s3cret")}, "keygen", "-o", "k")
 	if code != 0 || !strings.Contains(out, "Repeat passphrase") || strings.Contains(out, "s3cret") {
 		t.Fatalf("keygen on a terminal: exit %d, output %q (the passphrase must not echo)", code, out)
 	}
 	c := &cli{t: t, dir: dir}
 	c.ok("root", "init", "-o", "root.json", "--key", "k.pub")
-	if out, code := promptSession(t, dir, []string{"wrong"}, "root", "sign", "--key", "k.key", "root.json"); code != 1 || !strings.Contains(out, "wrong passphrase") {
+	if out, code := promptSession(t, dir, []answer{passphrase("wrong")}, "root", "sign", "--key", "k.key", "root.json"); code != 1 || !strings.Contains(out, "wrong passphrase") {
 		t.Fatalf("wrong passphrase on a terminal: exit %d, output %q", code, out)
 	}
-	if out, code := promptSession(t, dir, []string{"s3cret"}, "root", "sign", "--key", "k.key", "root.json"); code != 0 || !strings.Contains(out, "signed with key") {
+	if out, code := promptSession(t, dir, []answer{passphrase("s3cret")}, "root", "sign", "--key", "k.key", "root.json"); code != 0 || !strings.Contains(out, "signed with key") || strings.Contains(out, "s3cret") {
 		t.Fatalf("right passphrase on a terminal: exit %d, output %q", code, out)
 	}
 	if _, err := os.Stat(c.path("k.key")); err != nil {
