@@ -168,8 +168,8 @@ func (in *Install) Validate() error {
 	default:
 		return fmt.Errorf("installer %q: want one of %v", clip(in.Installer), Installers)
 	}
-	if len(in.Target) > 4096 {
-		return errors.New("target longer than 4096 bytes")
+	if len(in.Target) > MaxInstallArgLen {
+		return fmt.Errorf("target longer than %d bytes", MaxInstallArgLen)
 	}
 	if in.Mode != "" && !modePattern.MatchString(in.Mode) {
 		return fmt.Errorf("mode %q: want octal like 0755", clip(in.Mode))
@@ -177,6 +177,11 @@ func (in *Install) Validate() error {
 	for _, argv := range [][]string{in.Command, in.HealthCheck, in.RollbackCommand} {
 		if len(argv) > MaxInstallArgs {
 			return fmt.Errorf("command with %d arguments, limit %d", len(argv), MaxInstallArgs)
+		}
+		for _, arg := range argv {
+			if arg == "" || len(arg) > MaxInstallArgLen {
+				return fmt.Errorf("command argument of %d bytes: want 1-%d", len(arg), MaxInstallArgLen)
+			}
 		}
 	}
 	return nil

@@ -12,10 +12,10 @@ const (
 	MaxChunkSize = 64 << 20
 	// MinChunkSize is the smallest minimum chunk size the chunker accepts.
 	MinChunkSize = 4 << 10
-	// MaxStringLen bounds product, channel, version and artifact names.
-	MaxStringLen = 256
 	// MaxInstallArgs bounds the argument lists in install instructions.
 	MaxInstallArgs = 64
+	// MaxInstallArgLen bounds each argument, and the target path.
+	MaxInstallArgLen = 4096
 )
 
 // ChunkingFastCDC names the content-defined chunking algorithm specified in

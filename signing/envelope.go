@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/fleetcast/fleetcast/internal/strictjson"
 )
@@ -145,6 +146,9 @@ func ParseEnvelope(data []byte) (*Envelope, error) {
 // decodeBase64 accepts standard or URL-safe base64, padded or not, as DSSE
 // requires of parsers.
 func decodeBase64(s string) ([]byte, error) {
+	if strings.ContainsAny(s, "\r\n") {
+		return nil, fmt.Errorf("line break in base64")
+	}
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
 		if b, err := enc.Strict().DecodeString(s); err == nil {
 			return b, nil

@@ -4,7 +4,9 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/fleetcast/fleetcast/internal/strictjson"
 	"golang.org/x/crypto/chacha20poly1305"
@@ -56,6 +58,16 @@ type privateKeyFile struct {
 
 var b64 = base64.StdEncoding
 
+// decodeStd decodes the base64 of key files and roots: the standard alphabet
+// with padding, canonical trailing bits, and no line breaks (which Go's
+// decoder would otherwise skip).
+func decodeStd(s string) ([]byte, error) {
+	if strings.ContainsAny(s, "\r\n") {
+		return nil, errors.New("line break in base64")
+	}
+	return b64.Strict().DecodeString(s)
+}
+
 // MarshalPublicKey encodes k as a public key file.
 func MarshalPublicKey(k PublicKey) []byte {
 	return marshalIndent(publicKeyFile{Type: PublicKeyFileType, KeyID: k.ID, Ed25519: b64.EncodeToString(k.Key)})
@@ -77,7 +89,7 @@ func ParsePublicKey(data []byte) (PublicKey, error) {
 }
 
 func decodePublic(enc string, id KeyID) (PublicKey, error) {
-	raw, err := b64.DecodeString(enc)
+	raw, err := decodeStd(enc)
 	if err != nil {
 		return PublicKey{}, fmt.Errorf("%w: public key base64: %v", ErrMalformed, err)
 	}
@@ -182,16 +194,16 @@ func parsePrivateKeyFile(data []byte) (privateKeyFile, PublicKey, error) {
 
 func openSeed(f privateKeyFile, pub PublicKey, passphrase []byte) ([]byte, error) {
 	switch {
-	case f.KDF == none && f.AEAD == none:
-		seed, err := b64.DecodeString(f.Seed)
+	case f.KDF == none && f.AEAD == none && f.Scrypt == nil && f.Nonce == "" && f.Sealed == "":
+		seed, err := decodeStd(f.Seed)
 		if err != nil {
 			return nil, fmt.Errorf("private key file: %w: seed base64: %v", ErrMalformed, err)
 		}
 		return seed, nil
-	case f.KDF == kdfScrypt && f.AEAD == aeadXChaCha && f.Scrypt != nil:
+	case f.KDF == kdfScrypt && f.AEAD == aeadXChaCha && f.Scrypt != nil && f.Seed == "":
 		return openSealedSeed(f, pub, passphrase)
 	default:
-		return nil, fmt.Errorf("private key file: %w: unsupported kdf %q / aead %q", ErrMalformed, f.KDF, f.AEAD)
+		return nil, fmt.Errorf("private key file: %w: unsupported kdf %q / aead %q, or fields of both variants", ErrMalformed, f.KDF, f.AEAD)
 	}
 }
 
@@ -199,9 +211,9 @@ func openSealedSeed(f privateKeyFile, pub PublicKey, passphrase []byte) ([]byte,
 	if len(passphrase) == 0 {
 		return nil, fmt.Errorf("private key %s: %w", pub.ID, ErrPassphraseRequired)
 	}
-	salt, err1 := b64.DecodeString(f.Scrypt.Salt)
-	nonce, err2 := b64.DecodeString(f.Nonce)
-	sealed, err3 := b64.DecodeString(f.Sealed)
+	salt, err1 := decodeStd(f.Scrypt.Salt)
+	nonce, err2 := decodeStd(f.Nonce)
+	sealed, err3 := decodeStd(f.Sealed)
 	if err1 != nil || err2 != nil || err3 != nil || len(nonce) != chacha20poly1305.NonceSizeX {
 		return nil, fmt.Errorf("private key file: %w: bad salt, nonce or sealed key", ErrMalformed)
 	}

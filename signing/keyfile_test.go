@@ -262,3 +262,18 @@ func TestIsEncryptedPrivateKey(t *testing.T) {
 		})
 	}
 }
+
+func TestKeyFilesRefuseLooseBase64AndMixedVariants(t *testing.T) {
+	k := testKey(t, 5)
+	pub := string(MarshalPublicKey(k.Public))
+	enc := b64.EncodeToString(k.Public.Key)
+	broken := strings.Replace(pub, enc, enc[:20]+`\n`+enc[20:], 1) // an escaped line break
+	if _, err := ParsePublicKey([]byte(broken)); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "line break") {
+		t.Errorf("public key with a line break in its base64: %v", err)
+	}
+	plain := string(MarshalUnencryptedPrivateKey(k))
+	mixed := strings.Replace(plain, `"seed"`, `"nonce": "AAAA", "seed"`, 1)
+	if _, err := ParsePrivateKey([]byte(mixed), nil); !errors.Is(err, ErrMalformed) {
+		t.Errorf("unencrypted key with a nonce: %v", err)
+	}
+}
