@@ -137,6 +137,10 @@ func TestUsageErrors(t *testing.T) {
 		{"verify", "m.json"},
 		{"root"},
 		{"keygen", "--bogus-flag"},
+		{"publish", "--origin", "m", "--expires", "0", "--key", "a.key", "f"},
+		{"publish", "--origin", "m", "--expires", "-1h", "--key", "a.key", "f"},
+		{"root", "init", "-o", "r.json", "--key", "a.pub", "--expires", "0"},
+		{"root", "init", "-o", "r.json", "--key", "a.pub", "--expires", "-5m"},
 	} {
 		if r := c.run(args...); r.code != 2 {
 			t.Errorf("fleetcast %v: exit %d, want 2 (usage); stderr %q", args, r.code, r.stderr)
@@ -186,6 +190,30 @@ func TestPublishCosignVerify(t *testing.T) {
 	}
 	c.ok("verify", "--root", "root.json", "--artifact", "app.bin", "mirror/app/stable/manifest.json")
 	c.fails("does not match the manifest", "verify", "--root", "root.json", "--artifact", "app.bin", "mirror/app/stable/history/1.json")
+}
+
+func TestPublishNameAndInstallSection(t *testing.T) {
+	c := newCLI(t)
+	setupRoot(t, c, []string{"a"}, "1")
+	c.write("build/out.deb", randomBytes(5, 3000))
+	c.ok("publish", "--origin", "mirror", "--root", "root.json", "--key", "a.key",
+		"--product", "app", "--channel", "stable", "--version", "2.0", "--name", "app_2.0_amd64.deb",
+		"--installer", "command", "--command", "dpkg -i {artifact}", "--mode", "0644",
+		"--health-check", "/usr/bin/app --self-test", "--rollback-command", "dpkg -r app", "build/out.deb")
+	out := c.ok("verify", "--root", "root.json", "--artifact", "build/out.deb", "mirror/app/stable/manifest.json")
+	for _, want := range []string{
+		"artifact   app_2.0_amd64.deb: 3000 bytes",
+		`install    command, mode 0644, command ["dpkg" "-i" "{artifact}"], health check ["/usr/bin/app" "--self-test"], rollback command ["dpkg" "-r" "app"]` + "\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("verify output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasSuffix(line, " ") {
+			t.Errorf("verify output line %q ends in a space", line)
+		}
+	}
 }
 
 func TestPublishRefusesForeignKey(t *testing.T) {

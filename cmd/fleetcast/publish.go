@@ -14,7 +14,7 @@ import (
 )
 
 const publishUsage = `fleetcast publish --origin DIR --key K.key [--key K2.key ...] --product P --channel C --version V
-                  [--expires 720h] [--root root.json] [installer flags] FILE
+                  [--name NAME] [--expires 720h] [--root root.json] [installer flags] FILE
        fleetcast publish --origin DIR --manifest PENDING.json
 
 Example: fleetcast publish --origin /srv/mirror --root root.json --key release.key \
@@ -22,12 +22,15 @@ Example: fleetcast publish --origin /srv/mirror --root root.json --key release.k
            --installer file --target /opt/myapp/bin/myapp --mode 0755 myapp-linux-amd64`
 
 type publishFlags struct {
-	origin, product, channel, version, rootFile, pending, passFile string
-	keys                                                           stringList
-	expires                                                        time.Duration
-	install                                                        installFlags
-	chunkMin, chunkAvg, chunkMax                                   int
+	origin, product, channel, version, name, rootFile, pending, passFile string
+	keys                                                                 stringList
+	expires                                                              time.Duration
+	install                                                              installFlags
+	chunkMin, chunkAvg, chunkMax                                         int
 }
+
+// splitNote ends the help of the flags that take a command line.
+const splitNote = ".\nSplit on white space into arguments: no shell, no quoting, so no argument can contain a space"
 
 type installFlags struct {
 	installer, target, mode, command, healthCheck, rollback string
@@ -42,15 +45,16 @@ func cmdPublish(args []string, env *cliEnv) error {
 	fs.StringVar(&f.product, "product", "", "product name")
 	fs.StringVar(&f.channel, "channel", "", "channel name, e.g. stable")
 	fs.StringVar(&f.version, "version", "", "human version string, new in the channel")
-	fs.DurationVar(&f.expires, "expires", publisher.DefaultExpiry, "how long the manifest stays valid")
+	fs.StringVar(&f.name, "name", "", "artifact name recorded in the manifest (default: FILE's base name)")
+	fs.DurationVar(&f.expires, "expires", publisher.DefaultExpiry, "how long the manifest stays valid (positive)")
 	fs.StringVar(&f.rootFile, "root", "", "trust root to add to the origin's root chain first (needed on a new origin)")
 	fs.StringVar(&f.pending, "manifest", "", "publish this co-signed pending manifest instead of a file")
 	fs.StringVar(&f.install.installer, "installer", "file", "installer: file, archive or command")
 	fs.StringVar(&f.install.target, "target", "", "install target path (file, archive)")
 	fs.StringVar(&f.install.mode, "mode", "", "file mode for the file installer, e.g. 0755")
-	fs.StringVar(&f.install.command, "command", "", `command installer's command; {artifact} is the artifact path, e.g. "dpkg -i {artifact}"`)
-	fs.StringVar(&f.install.healthCheck, "health-check", "", "command run after install; failure rolls back")
-	fs.StringVar(&f.install.rollback, "rollback-command", "", "command installer's rollback command")
+	fs.StringVar(&f.install.command, "command", "", `command installer's command, e.g. "dpkg -i {artifact}"; {artifact} is the artifact path`+splitNote)
+	fs.StringVar(&f.install.healthCheck, "health-check", "", "command run after install; failure rolls back"+splitNote)
+	fs.StringVar(&f.install.rollback, "rollback-command", "", "command installer's rollback command"+splitNote)
 	def := manifest.DefaultChunking()
 	fs.IntVar(&f.chunkMin, "chunk-min", def.Min, "minimum chunk size in bytes")
 	fs.IntVar(&f.chunkAvg, "chunk-avg", def.Avg, "average chunk size in bytes (a power of two)")
@@ -62,6 +66,9 @@ func cmdPublish(args []string, env *cliEnv) error {
 	defer stop()
 	if f.origin == "" {
 		return usagef("want --origin DIR")
+	}
+	if f.expires <= 0 {
+		return usagef("--expires %v: want a positive duration, e.g. 720h", f.expires)
 	}
 	o := publisher.Origin{Dir: f.origin}
 	if f.rootFile != "" {
@@ -87,7 +94,7 @@ func publishFile(ctx context.Context, o publisher.Origin, path string, f publish
 		return err
 	}
 	opts := publisher.Options{
-		Product: f.product, Channel: f.channel, Version: f.version, Expires: f.expires,
+		Product: f.product, Channel: f.channel, Version: f.version, ArtifactName: f.name, Expires: f.expires,
 		Install:  f.install.manifest(),
 		Chunking: manifest.Chunking{Algorithm: manifest.ChunkingFastCDC, Min: f.chunkMin, Avg: f.chunkAvg, Max: f.chunkMax},
 		Keys:     keys,

@@ -33,13 +33,16 @@ func cmdRootInit(args []string, env *cliEnv) error {
 	var keyFiles stringList
 	fs.Var(&keyFiles, "key", "public key file allowed to sign (repeatable)")
 	threshold := fs.Int("threshold", 1, "signatures required, k of n")
-	expires := fs.Duration("expires", 8760*time.Hour, "how long the root is valid")
+	expires := fs.Duration("expires", 8760*time.Hour, "how long the root is valid (positive)")
 	previous := fs.String("previous", "", "root this one replaces (sets the version to its version + 1)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *out == "" || len(keyFiles) == 0 || fs.NArg() != 0 {
 		return usagef("want -o FILE and at least one --key")
+	}
+	if *expires <= 0 {
+		return usagef("--expires %v: want a positive duration, e.g. 8760h", *expires)
 	}
 	root := &signing.Root{Version: 1, Threshold: *threshold, Expires: time.Now().Add(*expires).UTC().Truncate(time.Second)}
 	if *previous != "" {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fleetcast/fleetcast/manifest"
@@ -59,25 +60,37 @@ func verify(env *cliEnv, rootFile, rootsDir, artifact, path string, now time.Tim
 	fmt.Fprintf(w, "expiry     root until %s, manifest until %s: current\n", root.Expires.Format(time.RFC3339), m.Expires.Format(time.RFC3339))
 	fmt.Fprintf(w, "release    %s/%s version %s, sequence %d, created %s\n", m.Product, m.Channel, m.Version, m.Sequence, m.Created.Format(time.RFC3339))
 	fmt.Fprintf(w, "artifact   %s: %d bytes in %d chunks, sha256 %s\n", m.Artifact.Name, m.Artifact.Size, len(m.Chunks), m.Artifact.SHA256)
-	fmt.Fprintf(w, "install    %s %s\n", m.Install.Installer, describeInstall(m.Install))
+	fmt.Fprintf(w, "install    %s\n", describeInstall(m.Install))
 	if artifact == "" {
 		return nil
 	}
 	return verifyArtifact(w, artifact, m)
 }
 
+// describeInstall is the install section on one line: the installer, then
+// each field that is set.
 func describeInstall(in manifest.Install) string {
-	s := ""
-	if in.Target != "" {
-		s += "target " + in.Target + " "
+	parts := []string{in.Installer}
+	add := func(name, value string) {
+		if value != "" {
+			parts = append(parts, name+" "+value)
+		}
 	}
-	if len(in.Command) > 0 {
-		s += fmt.Sprintf("command %q ", in.Command)
+	add("target", in.Target)
+	add("mode", in.Mode)
+	add("command", formatArgv(in.Command))
+	add("health check", formatArgv(in.HealthCheck))
+	add("rollback command", formatArgv(in.RollbackCommand))
+	return strings.Join(parts, ", ")
+}
+
+// formatArgv shows an argument vector with each element quoted, so that
+// spaces inside an argument are visible; "" for none.
+func formatArgv(argv []string) string {
+	if len(argv) == 0 {
+		return ""
 	}
-	if len(in.HealthCheck) > 0 {
-		s += fmt.Sprintf("health check %q", in.HealthCheck)
-	}
-	return s
+	return fmt.Sprintf("%q", argv)
 }
 
 func verifyArtifact(w interface{ Write([]byte) (int, error) }, path string, m *manifest.Manifest) error {
