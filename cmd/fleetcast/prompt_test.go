@@ -79,8 +79,12 @@ func waitEchoOff(tty *os.File, timeout time.Duration) error {
 	}
 }
 
+// readUntil reads from r into out until the output read by this call ends
+// with suffix. Output from before the call does not count: it may end with
+// the previous prompt.
 func readUntil(r *bufio.Reader, out *strings.Builder, suffix string) error {
-	for !strings.HasSuffix(out.String(), suffix) {
+	start := out.Len()
+	for !strings.HasSuffix(out.String()[start:], suffix) {
 		b, err := r.ReadByte()
 		if err != nil {
 			return err
