@@ -28,7 +28,7 @@ func setupRoot(t *testing.T, c *cli, names []string, k string) {
 	}
 	c.ok(args...)
 	for _, n := range names {
-		c.ok("root", "sign", "--key", n+".key", "root.json")
+		c.ok("root", "sign", "--yes", "--key", n+".key", "root.json")
 	}
 }
 
@@ -70,13 +70,13 @@ func TestKeyFileModeWarning(t *testing.T) {
 	}
 	c := newCLI(t)
 	setupRoot(t, c, []string{"a"}, "1")
-	if r := c.run("root", "sign", "--key", "a.key", "root.json"); r.code != 0 || strings.Contains(r.stderr, "warning") {
+	if r := c.run("root", "sign", "--yes", "--key", "a.key", "root.json"); r.code != 0 || strings.Contains(r.stderr, "warning") {
 		t.Fatalf("0600 key: exit %d, stderr %q; want no warning", r.code, r.stderr)
 	}
 	if err := os.Chmod(c.path("a.key"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r := c.run("root", "sign", "--key", "a.key", "root.json")
+	r := c.run("root", "sign", "--yes", "--key", "a.key", "root.json")
 	if want := "warning: key file a.key is readable by group or others (mode 0644): chmod 600 a.key"; r.code != 0 || !strings.Contains(r.stderr, want) {
 		t.Fatalf("0644 key: exit %d, stderr %q; want exit 0 and %q", r.code, r.stderr, want)
 	}
@@ -89,7 +89,7 @@ func TestKeygenWithoutPassphraseSource(t *testing.T) {
 	c.write("pass.txt", []byte("from a file\n"))
 	c.ok("keygen", "-o", "k", "--passphrase-file", "pass.txt")
 	c.ok("root", "init", "-o", "root.json", "--key", "k.pub")
-	c.ok("root", "sign", "--key", "k.key", "--passphrase-file", "pass.txt", "root.json")
+	c.ok("root", "sign", "--yes", "--key", "k.key", "--passphrase-file", "pass.txt", "root.json")
 }
 
 func TestPassphraseFileWinsOverEnvironment(t *testing.T) {
@@ -97,9 +97,9 @@ func TestPassphraseFileWinsOverEnvironment(t *testing.T) {
 	c.write("pass.txt", []byte("from the file\r\n"))
 	c.ok("keygen", "-o", "k", "--passphrase-file", "pass.txt")
 	c.ok("root", "init", "-o", "root.json", "--key", "k.pub")
-	c.fails("wrong passphrase", "root", "sign", "--key", "k.key", "root.json") // the environment's passphrase
+	c.fails("wrong passphrase", "root", "sign", "--yes", "--key", "k.key", "root.json") // the environment's passphrase
 	c.env = []string{"FLEETCAST_PASSPHRASE=from the file"}
-	c.ok("root", "sign", "--key", "k.key", "root.json")
+	c.ok("root", "sign", "--yes", "--key", "k.key", "root.json")
 }
 
 func TestPassphraseFileIsBounded(t *testing.T) {
@@ -164,7 +164,7 @@ func TestPublishCosignVerify(t *testing.T) {
 	}
 	pending := "mirror/app/stable/pending/1.json"
 	c.fails("1 valid signature(s) from trusted keys, 2 required", "verify", "--root", "root.json", pending)
-	c.ok("sign", "--key", "b.key", pending)
+	c.ok("sign", "--yes", "--key", "b.key", pending)
 	out = c.ok("publish", "--origin", "mirror", "--manifest", pending)
 	if !strings.Contains(out, "published mirror/app/stable/manifest.json") {
 		t.Fatalf("publish --manifest output:\n%s", out)
@@ -216,6 +216,74 @@ func TestPublishNameAndInstallSection(t *testing.T) {
 	}
 }
 
+func TestSignShowsReleaseAndNeedsConfirmation(t *testing.T) {
+	c := newCLI(t)
+	setupRoot(t, c, []string{"a", "b"}, "2")
+	c.write("app.bin", randomBytes(6, 2000))
+	c.write("other.bin", randomBytes(7, 2000))
+	c.ok("publish", "--origin", "mirror", "--root", "root.json", "--key", "a.key",
+		"--product", "app", "--channel", "stable", "--version", "3.1", "--name", "app-3.1",
+		"--installer", "command", "--command", "/usr/bin/install-app --from {artifact}",
+		"--health-check", "/usr/bin/app --ok", "app.bin")
+	pending := "mirror/app/stable/pending/1.json"
+	before, err := os.ReadFile(c.path(pending))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unchanged := func(what string) {
+		t.Helper()
+		if after, _ := os.ReadFile(c.path(pending)); !bytes.Equal(before, after) {
+			t.Fatalf("%s: the pending manifest was changed", what)
+		}
+	}
+
+	// stdin is not a terminal: without --yes, show everything and refuse.
+	r := c.fails("refusing to co-sign without confirmation: review the release above and pass --yes", "sign", "--key", "b.key", pending)
+	for _, want := range []string{
+		"app/stable version 3.1, sequence 1",
+		"created    ", "expires    ",
+		"artifact   app-3.1, 2000 bytes, sha256 ",
+		"chunks     1",
+		"installer         command",
+		"target            (none)",
+		`command           ["/usr/bin/install-app" "--from" "{artifact}"]`,
+		`health_check      ["/usr/bin/app" "--ok"]`,
+		"rollback_command  (none)",
+		"signed by  ",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("sign output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	unchanged("sign without --yes")
+
+	c.fails("refusing to sign: other.bin: artifact: ", "sign", "--yes", "--artifact", "other.bin", "--key", "b.key", pending)
+	unchanged("sign --artifact with the wrong file")
+
+	out := c.ok("sign", "--yes", "--artifact", "app.bin", "--key", "b.key", pending)
+	if !strings.Contains(out, "chunks and whole-file SHA-256 match") || !strings.Contains(out, "signed with key") {
+		t.Fatalf("sign --artifact --yes:\n%s", out)
+	}
+	c.ok("publish", "--origin", "mirror", "--manifest", pending)
+}
+
+func TestRootSignShowsRootAndNeedsConfirmation(t *testing.T) {
+	c := newCLI(t)
+	c.ok("keygen", "-o", "a")
+	c.ok("keygen", "-o", "b")
+	c.ok("root", "init", "-o", "root.json", "--key", "a.pub", "--key", "b.pub", "--threshold", "2", "--expires", "48h")
+	r := c.fails("refusing to sign the root without confirmation: review the root above and pass --yes", "root", "sign", "--key", "a.key", "root.json")
+	for _, want := range []string{"root.json: version 1", "expires    ", "threshold  2 of 2 keys", "keys       ", "signed by  nobody yet"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("root sign output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	c.ok("root", "sign", "--yes", "--key", "a.key", "root.json")
+	if out := c.fails("refusing", "root", "sign", "--key", "b.key", "root.json").stdout; strings.Contains(out, "nobody yet") {
+		t.Errorf("root sign does not list the existing signature:\n%s", out)
+	}
+}
+
 func TestPublishRefusesForeignKey(t *testing.T) {
 	c := newCLI(t)
 	setupRoot(t, c, []string{"a"}, "1")
@@ -236,9 +304,9 @@ func TestRootRotation(t *testing.T) {
 
 	c.ok("keygen", "-o", "new")
 	c.ok("root", "init", "-o", "root2.json", "--previous", "root.json", "--key", "new.pub")
-	c.ok("root", "sign", "--key", "new.key", "root2.json")
+	c.ok("root", "sign", "--yes", "--key", "new.key", "root2.json")
 	c.fails("rotation refused", "root", "publish", "--origin", "mirror", "root2.json")
-	c.ok("root", "sign", "--key", "old.key", "root2.json")
+	c.ok("root", "sign", "--yes", "--key", "old.key", "root2.json")
 	c.ok("root", "publish", "--origin", "mirror", "root2.json")
 
 	c.fails("not in the trust root", "publish", "--origin", "mirror", "--key", "old.key",

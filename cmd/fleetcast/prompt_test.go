@@ -4,6 +4,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -24,7 +25,7 @@ type answer struct {
 
 func passphrase(s string) answer { return answer{prompt: ": ", text: s, secret: true} }
 
-func confirmation(s string) answer { return answer{prompt: "[y/N] ", text: s} }
+func yesNo(s string) answer { return answer{prompt: "[y/N] ", text: s} }
 
 // promptSession runs the binary on a pseudo-terminal, answering each prompt in
 // turn. A secret answer is typed only once the terminal's ECHO flag is off:
@@ -109,10 +110,43 @@ func TestPassphrasePromptOnTerminal(t *testing.T) {
 	if out, code := promptSession(t, dir, []answer{passphrase("wrong")}, "root", "sign", "--key", "k.key", "root.json"); code != 1 || !strings.Contains(out, "wrong passphrase") {
 		t.Fatalf("wrong passphrase on a terminal: exit %d, output %q", code, out)
 	}
-	if out, code := promptSession(t, dir, []answer{passphrase("s3cret")}, "root", "sign", "--key", "k.key", "root.json"); code != 0 || !strings.Contains(out, "signed with key") || strings.Contains(out, "s3cret") {
+	if out, code := promptSession(t, dir, []answer{passphrase("s3cret"), yesNo("y")}, "root", "sign", "--key", "k.key", "root.json"); code != 0 || !strings.Contains(out, "signed with key") || strings.Contains(out, "s3cret") {
 		t.Fatalf("right passphrase on a terminal: exit %d, output %q", code, out)
 	}
 	if _, err := os.Stat(c.path("k.key")); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestSignConfirmationPromptOnTerminal(t *testing.T) {
+	dir := t.TempDir()
+	c := &cli{t: t, dir: dir}
+	for _, k := range []string{"a", "b"} {
+		c.ok("keygen", "--unencrypted", "-o", k)
+	}
+	c.ok("root", "init", "-o", "root.json", "--key", "a.pub", "--key", "b.pub", "--threshold", "2")
+	c.ok("root", "sign", "--yes", "--key", "a.key", "--key", "b.key", "root.json")
+	c.write("app.bin", randomBytes(8, 1000))
+	c.ok("publish", "--origin", "mirror", "--root", "root.json", "--key", "a.key",
+		"--product", "app", "--channel", "stable", "--version", "1", "--target", "/opt/app", "app.bin")
+	pending := "mirror/app/stable/pending/1.json"
+	before, err := os.ReadFile(c.path(pending))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, no := range []string{"n", "", "yep"} {
+		out, code := promptSession(t, dir, []answer{yesNo(no)}, "sign", "--key", "b.key", pending)
+		if code != 1 || !strings.Contains(out, "app/stable version 1, sequence 1") || !strings.Contains(out, "Sign this release with key(s) ") || !strings.Contains(out, "not confirmed") {
+			t.Fatalf("answer %q: exit %d, output %q; want the release, the question and a refusal", no, code, out)
+		}
+		if after, _ := os.ReadFile(c.path(pending)); !bytes.Equal(before, after) {
+			t.Fatalf("answer %q: the pending manifest was signed", no)
+		}
+	}
+	out, code := promptSession(t, dir, []answer{yesNo("y")}, "sign", "--key", "b.key", pending)
+	if code != 0 || !strings.Contains(out, "signed with key") {
+		t.Fatalf("answer y: exit %d, output %q", code, out)
+	}
+	c.ok("publish", "--origin", "mirror", "--manifest", pending)
 }

@@ -89,10 +89,13 @@ func readRootFile(path string) (*signing.Root, error) {
 }
 
 func cmdRootSign(args []string, env *cliEnv) error {
-	fs := newFlagSet("root sign", "fleetcast root sign --key A.key [--passphrase-file F] root.json\n\nExample: fleetcast root sign --key alice.key root.json", env.stderr)
+	fs := newFlagSet("root sign", "fleetcast root sign --key A.key [--yes] [--passphrase-file F] root.json\n\n"+
+		"Shows the root and asks before signing (--yes: do not ask; needed when stdin is not a terminal).\n\n"+
+		"Example: fleetcast root sign --key alice.key root.json", env.stderr)
 	var keyFiles stringList
 	fs.Var(&keyFiles, "key", "private key to sign with (repeatable)")
 	passFile := fs.String("passphrase-file", "", "read key passphrases from this file (wins over $"+passphraseEnv+")")
+	yes := fs.Bool("yes", false, "sign without asking (after reviewing the root)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -100,26 +103,48 @@ func cmdRootSign(args []string, env *cliEnv) error {
 		return usagef("want --key and one root file")
 	}
 	path := fs.Arg(0)
-	data, err := readFileLimited(path, signing.MaxRootSize)
+	envl, root, err := readUnverifiedRoot(path)
 	if err != nil {
 		return err
 	}
-	envl, err := signing.ParseEnvelope(data)
-	if err != nil {
-		return fmt.Errorf("root %s: %w", path, err)
-	}
-	if envl.PayloadType != signing.RootPayloadType {
-		return fmt.Errorf("root %s: %w %q", path, signing.ErrPayloadType, envl.PayloadType)
-	}
-	root, err := signing.DecodeRootPayload(envl.Payload)
-	if err != nil {
-		return fmt.Errorf("root %s: %w", path, err)
+	fmt.Fprintf(env.stdout, "root       %s: version %d\n", path, root.Version)
+	fmt.Fprintf(env.stdout, "expires    %s%s\n", root.Expires.Format(time.RFC3339), expiredNote(root.Expires, time.Now()))
+	fmt.Fprintf(env.stdout, "threshold  %d of %d keys\n", root.Threshold, len(root.Keys))
+	fmt.Fprintf(env.stdout, "keys       %s\n", root.KeyIDs())
+	fmt.Fprintf(env.stdout, "signed by  %s\n", envelopeSigners(envl))
+	c := confirmation{env: env, yes: *yes, what: "root"}
+	if err := c.possible(); err != nil {
+		return err
 	}
 	keys, err := loadPrivateKeys(keyFiles, env, *passFile)
 	if err != nil {
 		return err
 	}
+	if err := c.ask(keys); err != nil {
+		return err
+	}
 	return signAndWrite(path, envl, keys, env, fmt.Sprintf("root version %d", root.Version))
+}
+
+// readUnverifiedRoot reads a root envelope without verifying its signatures
+// (a signer is adding one) and decodes the root it describes.
+func readUnverifiedRoot(path string) (*signing.Envelope, *signing.Root, error) {
+	data, err := readFileLimited(path, signing.MaxRootSize)
+	if err != nil {
+		return nil, nil, err
+	}
+	envl, err := signing.ParseEnvelope(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("root %s: %w", path, err)
+	}
+	if envl.PayloadType != signing.RootPayloadType {
+		return nil, nil, fmt.Errorf("root %s: %w %q", path, signing.ErrPayloadType, envl.PayloadType)
+	}
+	root, err := signing.DecodeRootPayload(envl.Payload)
+	if err != nil {
+		return nil, nil, fmt.Errorf("root %s: %w", path, err)
+	}
+	return envl, root, nil
 }
 
 // signAndWrite adds each key's signature to envl and rewrites path atomically.

@@ -2,16 +2,27 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"time"
 
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
 )
 
+const signUsage = `fleetcast sign --key K.key [--artifact FILE] [--yes] [--passphrase-file F] PENDING.json
+
+Shows the whole release, checks FILE against it when given, and asks before
+signing (--yes: do not ask; needed when stdin is not a terminal).
+
+Example: fleetcast sign --key bob.key --artifact myapp /srv/mirror/myapp/stable/pending/7.json`
+
 func cmdSign(args []string, env *cliEnv) error {
-	fs := newFlagSet("sign", "fleetcast sign --key K.key [--passphrase-file F] PENDING.json\n\nExample: fleetcast sign --key bob.key /srv/mirror/myapp/stable/pending/7.json", env.stderr)
+	fs := newFlagSet("sign", signUsage, env.stderr)
 	var keyFiles stringList
 	fs.Var(&keyFiles, "key", "private key to sign with (repeatable)")
 	passFile := fs.String("passphrase-file", "", "read key passphrases from this file (wins over $"+passphraseEnv+")")
+	artifact := fs.String("artifact", "", "check this file against the manifest first; refuse to sign if it differs")
+	yes := fs.Bool("yes", false, "sign without asking (after reviewing the release)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -19,26 +30,78 @@ func cmdSign(args []string, env *cliEnv) error {
 		return usagef("want --key and one manifest file")
 	}
 	path := fs.Arg(0)
-	data, err := readFileLimited(path, signing.MaxEnvelopeSize)
+	envl, m, err := readPendingManifest(path)
 	if err != nil {
 		return err
 	}
-	envl, err := signing.ParseEnvelope(data)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+	printRelease(env.stdout, path, m, envl, time.Now())
+	if *artifact != "" {
+		if err := verifyArtifact(env.stdout, *artifact, m); err != nil {
+			return fmt.Errorf("refusing to sign: %w", err)
+		}
 	}
-	if envl.PayloadType != manifest.PayloadType {
-		return fmt.Errorf("%s: %w %q: fleetcast sign co-signs release manifests (use fleetcast root sign for roots)", path, signing.ErrPayloadType, envl.PayloadType)
+	c := confirmation{env: env, yes: *yes, what: "release"}
+	if err := c.possible(); err != nil {
+		return err
 	}
-	m, err := manifest.Decode(envl.Payload)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	fmt.Fprintf(env.stdout, "signing %s/%s version %s, sequence %d: %s, %d bytes, sha256 %s, installer %s\n",
-		m.Product, m.Channel, m.Version, m.Sequence, m.Artifact.Name, m.Artifact.Size, m.Artifact.SHA256, m.Install.Installer)
 	keys, err := loadPrivateKeys(keyFiles, env, *passFile)
 	if err != nil {
 		return err
 	}
+	if err := c.ask(keys); err != nil {
+		return err
+	}
 	return signAndWrite(path, envl, keys, env, fmt.Sprintf("%s/%s sequence %d", m.Product, m.Channel, m.Sequence))
+}
+
+// readPendingManifest reads a manifest envelope without verifying its
+// signatures (the co-signer adds one) and decodes the release it describes.
+func readPendingManifest(path string) (*signing.Envelope, *manifest.Manifest, error) {
+	data, err := readFileLimited(path, signing.MaxEnvelopeSize)
+	if err != nil {
+		return nil, nil, err
+	}
+	envl, err := signing.ParseEnvelope(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if envl.PayloadType != manifest.PayloadType {
+		return nil, nil, fmt.Errorf("%s: %w %q: fleetcast sign co-signs release manifests (use fleetcast root sign for roots)", path, signing.ErrPayloadType, envl.PayloadType)
+	}
+	m, err := manifest.Decode(envl.Payload)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return envl, m, nil
+}
+
+// printRelease shows everything a co-signature vouches for.
+func printRelease(w io.Writer, path string, m *manifest.Manifest, envl *signing.Envelope, now time.Time) {
+	fmt.Fprintf(w, "release    %s: %s/%s version %s, sequence %d\n", path, m.Product, m.Channel, m.Version, m.Sequence)
+	fmt.Fprintf(w, "created    %s\n", m.Created.Format(time.RFC3339))
+	fmt.Fprintf(w, "expires    %s%s\n", m.Expires.Format(time.RFC3339), expiredNote(m.Expires, now))
+	fmt.Fprintf(w, "artifact   %s, %d bytes, sha256 %s\n", m.Artifact.Name, m.Artifact.Size, m.Artifact.SHA256)
+	fmt.Fprintf(w, "chunks     %d\n", len(m.Chunks))
+	in := m.Install
+	fmt.Fprintf(w, "install    installer         %s\n", in.Installer)
+	for _, f := range []struct{ name, value string }{
+		{"target", in.Target},
+		{"mode", in.Mode},
+		{"command", formatArgv(in.Command)},
+		{"health_check", formatArgv(in.HealthCheck)},
+		{"rollback_command", formatArgv(in.RollbackCommand)},
+	} {
+		if f.value == "" {
+			f.value = "(none)"
+		}
+		fmt.Fprintf(w, "           %-17s %s\n", f.name, f.value)
+	}
+	fmt.Fprintf(w, "signed by  %s\n", envelopeSigners(envl))
+}
+
+func expiredNote(t, now time.Time) string {
+	if now.Before(t) {
+		return ""
+	}
+	return " (EXPIRED: verifiers will refuse it)"
 }

@@ -101,7 +101,7 @@ func TestKeyVectorWrongPassphrase(t *testing.T) {
 	c := newCLI(t)
 	c.ok("root", "init", "-o", "root.json", "--key", filepath.Join(kdir, "encrypted.pub"))
 	c.env = []string{"FLEETCAST_PASSPHRASE=" + hdr.WrongPassphrase}
-	c.fails("wrong passphrase", "root", "sign", "--key", filepath.Join(kdir, "encrypted.key"), "root.json")
+	c.fails("wrong passphrase", "root", "sign", "--yes", "--key", filepath.Join(kdir, "encrypted.key"), "root.json")
 	c.env = []string{"FLEETCAST_PASSPHRASE=" + hdr.Passphrase}
-	c.ok("root", "sign", "--key", filepath.Join(kdir, "encrypted.key"), "root.json")
+	c.ok("root", "sign", "--yes", "--key", filepath.Join(kdir, "encrypted.key"), "root.json")
 }
