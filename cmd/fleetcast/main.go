@@ -50,7 +50,11 @@ func run(args []string, env *cliEnv) int {
 	}
 	for _, c := range commands {
 		if c.name == args[0] {
-			return exitCode(c.run(args[1:], env), c.name, env.stderr)
+			name := c.name
+			if c.name == "root" && len(args) > 1 {
+				name += " " + args[1] // "fleetcast root sign: ..."
+			}
+			return exitCode(c.run(args[1:], env), name, env.stderr)
 		}
 	}
 	fmt.Fprintf(env.stderr, "fleetcast: unknown command %q\n\n", args[0])

@@ -14,13 +14,9 @@ func cmdRoot(args []string, env *cliEnv) error {
 	if len(args) == 0 {
 		return usagef("want a subcommand: init, sign or publish")
 	}
-	switch args[0] {
-	case "init":
-		return cmdRootInit(args[1:], env)
-	case "sign":
-		return cmdRootSign(args[1:], env)
-	case "publish":
-		return cmdRootPublish(args[1:], env)
+	sub := map[string]func([]string, *cliEnv) error{"init": cmdRootInit, "sign": cmdRootSign, "publish": cmdRootPublish}[args[0]]
+	if sub != nil {
+		return sub(args[1:], env)
 	}
 	return usagef("unknown subcommand %q: want init, sign or publish", args[0])
 }
