@@ -125,22 +125,32 @@ func cmdRootSign(args []string, env *cliEnv) error {
 // readUnverifiedRoot reads a root envelope without verifying its signatures
 // (a signer is adding one) and decodes the root it describes.
 func readUnverifiedRoot(path string) (*signing.Envelope, *signing.Root, error) {
-	data, err := readFileLimited(path, signing.MaxRootSize)
+	envl, err := readEnvelopeOfType(path, signing.MaxRootSize, signing.RootPayloadType, "")
 	if err != nil {
 		return nil, nil, err
-	}
-	envl, err := signing.ParseEnvelope(data)
-	if err != nil {
-		return nil, nil, fmt.Errorf("root %s: %w", path, err)
-	}
-	if envl.PayloadType != signing.RootPayloadType {
-		return nil, nil, fmt.Errorf("root %s: %w %q", path, signing.ErrPayloadType, envl.PayloadType)
 	}
 	root, err := signing.DecodeRootPayload(envl.Payload)
 	if err != nil {
 		return nil, nil, fmt.Errorf("root %s: %w", path, err)
 	}
 	return envl, root, nil
+}
+
+// readEnvelopeOfType reads an envelope of at most limit bytes and checks its
+// payload type; hint is added to a payload-type error.
+func readEnvelopeOfType(path string, limit int64, payloadType, hint string) (*signing.Envelope, error) {
+	data, err := readFileLimited(path, limit)
+	if err != nil {
+		return nil, err
+	}
+	envl, err := signing.ParseEnvelope(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if envl.PayloadType != payloadType {
+		return nil, fmt.Errorf("%s: %w %q, want %q%s", path, signing.ErrPayloadType, envl.PayloadType, payloadType, hint)
+	}
+	return envl, nil
 }
 
 // signAndWrite adds each key's signature to envl and rewrites path atomically.

@@ -57,16 +57,10 @@ func cmdSign(args []string, env *cliEnv) error {
 // readPendingManifest reads a manifest envelope without verifying its
 // signatures (the co-signer adds one) and decodes the release it describes.
 func readPendingManifest(path string) (*signing.Envelope, *manifest.Manifest, error) {
-	data, err := readFileLimited(path, signing.MaxEnvelopeSize)
+	envl, err := readEnvelopeOfType(path, signing.MaxEnvelopeSize, manifest.PayloadType,
+		": fleetcast sign co-signs release manifests (use fleetcast root sign for roots)")
 	if err != nil {
 		return nil, nil, err
-	}
-	envl, err := signing.ParseEnvelope(data)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if envl.PayloadType != manifest.PayloadType {
-		return nil, nil, fmt.Errorf("%s: %w %q: fleetcast sign co-signs release manifests (use fleetcast root sign for roots)", path, signing.ErrPayloadType, envl.PayloadType)
 	}
 	m, err := manifest.Decode(envl.Payload)
 	if err != nil {
