@@ -3,9 +3,10 @@
 
 Usage: python3 testdata/interop/verify.py testdata/vectors
 
-Runs every vector directory that has a manifest.json, the key-file vector (keys/), and the
-known answers of SPEC sections 2 (PAE) and 5 (gear table, masks, FastCDC vectors 1 and 2).
-Needs Python 3.11 and the `cryptography` package (Debian: python3-cryptography).
+Runs every vector directory that has a manifest.json, the key-file vector (keys/), the known
+answers of SPEC sections 2 (PAE) and 5 (gear table, masks, FastCDC vectors 1 and 2), and a set of
+self-made cases (built in code below) for rules that no vector covers.
+Needs Python 3.11 and the `cryptography` package, version 38 or later (Debian: python3-cryptography).
 See README.md next to this file for the reading of the spec that this code takes.
 """
 import base64
@@ -15,6 +16,7 @@ import os
 import re
 import struct
 import sys
+import tempfile
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -26,26 +28,39 @@ ROOT_TYPE = "application/vnd.fleetcast.root.v1+json"
 MANIFEST_TYPE = "application/vnd.fleetcast.manifest.v1+json"
 MAX_KEY_FILE, MAX_ENVELOPE, MAX_ROOT = 4096, 24 << 20, 64 << 10
 MAX_SIGNATURES, MAX_ROOT_KEYS, MAX_ROTATIONS = 32, 32, 1024
-MAX_CHUNKS, MAX_CHUNK_SIZE, MAX_ARGV = 131072, 64 << 20, 64
+MAX_PAYLOAD_TYPE = MAX_KEYID = 256
+MAX_CHUNKS, MAX_CHUNK_SIZE = 131072, 64 << 20
+MAX_ARGS, MAX_ARG, MAX_TARGET = 64, 4096, 4096
 SIG_OUTCOMES = ("bad_signature", "unknown_key", "threshold")
+
+# SPEC section 0 "Error classes": when one refusal falls in several classes, the first listed wins.
+# The steps of the verification order (SPEC 2, 3, 4) still run one after another: a later step's
+# class never replaces an earlier step's refusal (a payload is not decoded before its signatures
+# verify). Within one step, checks run in this order too: limits, payload type, form, rules.
+CLASSES = ("too_large", "payload_type", "malformed", "rotation", "root_expired", "expired",
+           "invalid", "mismatch", "bad_signature", "unknown_key", "threshold")
 
 
 class Fail(Exception):
-    """A verification failure; `outcome` is one of the vectors README's outcome names."""
+    """A refusal; `outcome` is one of the error classes of SPEC section 0 (or wrong_passphrase)."""
 
     def __init__(self, outcome, reason):
         super().__init__(reason)
         self.outcome, self.reason = outcome, reason
 
 
-# ---------------------------------------------------------------- strict JSON, base64, time
+def utf8len(s):
+    return len(s.encode("utf-8"))
+
+
+# ---------------------------------------------------------------- strict JSON, integers (0)
 
 def _no_dup_keys(pairs):
     seen = set()
     for k, _ in pairs:
-        folded = k.encode("utf-8", "surrogatepass").lower()  # bytes.lower(): ASCII only
+        folded = k.encode("utf-8", "surrogatepass").lower()  # every field name is ASCII (see README 10)
         if folded in seen:
-            raise Fail("malformed", f"repeated key {k!r} (compared ignoring ASCII case)")
+            raise Fail("malformed", f"repeated key {k!r} (compared ignoring case)")
         seen.add(folded)
     return dict(pairs)
 
@@ -58,8 +73,31 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_no_dup_keys, parse_constant=_no_c
 _WS = " \t\r\n"
 
 
+def _no_null_no_surrogate(value):
+    """Section 0: no `null` anywhere; lone surrogate escapes are refused (verifiers may)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if v is None:
+            raise Fail("malformed", "null is not allowed")
+        if isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                raise Fail("malformed", "escaped lone surrogate in a string")
+
+
 def strict_json(data):
-    """Exactly one JSON value, UTF-8, no repeated keys, nothing but white space after it."""
+    """Exactly one JSON value, UTF-8, no repeated keys, no null, nothing but white space after it.
+
+    A document that fails here is not decodable at all, so it is `malformed` before any limit on
+    its contents is looked at. Objects come back as dicts; since null is refused, a field that
+    reads as None afterwards was absent."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -67,17 +105,23 @@ def strict_json(data):
     start = len(text) - len(text.lstrip(_WS))
     try:
         value, end = _DECODER.raw_decode(text, start)
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, ValueError, RecursionError) as e:  # ValueError: huge integers
         raise Fail("malformed", f"bad JSON: {e}")
     if text[end:].strip(_WS):
         raise Fail("malformed", f"trailing data after the JSON value at offset {end}")
+    _no_null_no_surrogate(value)
     return value
 
 
-def fields(v, what, allowed):
-    """Check that v is an object with only the allowed fields; missing fields read as None."""
+def obj(v, what):
     if not isinstance(v, dict):
         raise Fail("malformed", f"{what}: not a JSON object")
+    return v
+
+
+def fields(v, what, allowed):
+    """v must be an object with only the allowed fields (exact names); absent fields read as None."""
+    obj(v, what)
     unknown = sorted(set(v) - set(allowed))
     if unknown:
         raise Fail("malformed", f"{what}: unknown field(s) {unknown}")
@@ -85,23 +129,52 @@ def fields(v, what, allowed):
 
 
 def typed(v, kind, what, default):
-    """A present field must have the JSON type; an absent one reads as the zero value."""
+    """A present field must have the JSON type; an absent one (None) reads as the zero value."""
     if v is None:
         return default
-    ok = isinstance(v, kind) and not (kind is int and isinstance(v, bool))
-    if not ok:
+    if not isinstance(v, kind) or isinstance(v, bool):
         raise Fail("malformed", f"{what}: want {kind.__name__}, got {type(v).__name__}")
-    if kind is int and not -(1 << 63) <= v < (1 << 64):
-        raise Fail("malformed", f"{what}: integer out of 64-bit range")
     return v
 
 
+def integer(v, what, unsigned=False):
+    """A JSON number without fraction or exponent, in uint64 or int64 range; absent reads as 0.
+
+    Python's json gives int only for numbers without '.', 'e' or 'E', so 1.0 and 1e3 arrive here
+    as float and are refused by typed()."""
+    v = typed(v, int, what, 0)
+    lo, hi = (0, 1 << 64) if unsigned else (-(1 << 63), 1 << 63)
+    if not lo <= v < hi:
+        raise Fail("malformed", f"{what}: {v} out of {'uint64' if unsigned else 'int64'} range")
+    return v
+
+
+def string(v, what):
+    return typed(v, str, what, "")
+
+
+def hex64(v, what):
+    """Section 4: sha256 fields are 64 lowercase hex digits; anything else is `malformed`."""
+    s = string(v, what)
+    if not _HEX64.fullmatch(s):
+        raise Fail("malformed", f"{what}: not 64 lowercase hex digits")
+    return s
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+# ---------------------------------------------------------------- base64 (0)
+
 _B64_STD = re.compile(r"[A-Za-z0-9+/]*")
 _B64_URL = re.compile(r"[A-Za-z0-9_-]*")
+_B64_STRICT = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 
-def b64any(s, what):
-    """Standard or URL-safe alphabet (not mixed), padded or not (DSSE)."""
+def b64_envelope(s, what):
+    """Envelope payload and sig: standard or URL-safe (one per string), padded or not, no white
+    space. Non-zero trailing bits are accepted (the spec asks for canonical bits only outside
+    envelopes)."""
     body = s.rstrip("=")
     pad = len(s) - len(body)
     if not (_B64_STD.fullmatch(body) or _B64_URL.fullmatch(body)) or pad > 2 \
@@ -111,7 +184,21 @@ def b64any(s, what):
     return base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
 
 
-_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?Z")
+def b64_strict(s, what):
+    """Key files and root keys: standard alphabet, padded, canonical trailing bits, no white space."""
+    if not _B64_STRICT.fullmatch(s) or len(s) % 4:
+        raise Fail("malformed", f"{what}: not standard padded base64")
+    raw = base64.b64decode(s, validate=True)
+    if base64.b64encode(raw).decode("ascii") != s:
+        raise Fail("malformed", f"{what}: base64 with non-zero trailing bits")
+    return raw
+
+
+# ---------------------------------------------------------------- times (0)
+
+_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
+                   r"(Z|([+-])([0-9]{2}):([0-9]{2}))")
+NS = 10 ** 9
 
 
 def _days_from_civil(y, m, d):  # proleptic Gregorian, works for year 0 (H. Hinnant)
@@ -122,18 +209,44 @@ def _days_from_civil(y, m, d):  # proleptic Gregorian, works for year 0 (H. Hinn
     return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
 
 
-def parse_time(s, what, outcome="malformed"):
-    """RFC 3339 in UTC ('Z'), years 0000-9999; returns nanoseconds since the Unix epoch."""
-    m = _TIME.fullmatch(s) if isinstance(s, str) else None
+def parse_time(s, what):
+    """An RFC 3339 date-time with any offset and optional fractional seconds (truncated to
+    nanoseconds); returns the instant in nanoseconds since the Unix epoch. Anything that does not
+    parse is a decoding error (`malformed`). Upper-case T and Z, no leap second (see README 15)."""
+    m = _TIME.fullmatch(s)
     if not m:
-        raise Fail(outcome, f"{what}: not an RFC 3339 UTC time: {s!r}")
+        raise Fail("malformed", f"{what}: not an RFC 3339 date-time: {s!r}")
     y, mo, d, hh, mi, ss = (int(g) for g in m.groups()[:6])
     mdays = [31, 29 if (y % 4 == 0 and (y % 100 or y % 400 == 0)) else 28, 31, 30, 31, 30,
              31, 31, 30, 31, 30, 31]
     if not (1 <= mo <= 12 and 1 <= d <= mdays[mo - 1] and hh < 24 and mi < 60 and ss < 60):
-        raise Fail(outcome, f"{what}: no such time: {s!r}")
-    frac = int((m.group(7) or ".")[1:].ljust(9, "0"))
-    return ((_days_from_civil(y, mo, d) * 86400 + hh * 3600 + mi * 60 + ss) * 10**9) + frac
+        raise Fail("malformed", f"{what}: no such time: {s!r}")
+    offset = 0
+    if m.group(8) != "Z":
+        oh, om = int(m.group(10)), int(m.group(11))
+        if oh >= 24 or om >= 60:
+            raise Fail("malformed", f"{what}: no such offset: {s!r}")
+        offset = (oh * 3600 + om * 60) * (-1 if m.group(9) == "-" else 1)
+    frac = int((m.group(7) or ".")[1:10].ljust(9, "0"))
+    secs = _days_from_civil(y, mo, d) * 86400 + hh * 3600 + mi * 60 + ss - offset
+    return secs * NS + frac
+
+
+NOT_SET = parse_time("0001-01-01T00:00:00Z", "zero time")
+YEAR_0, YEAR_10000 = _days_from_civil(0, 1, 1) * 86400 * NS, _days_from_civil(10000, 1, 1) * 86400 * NS
+
+
+def time_field(v, what):
+    """A time field; absent reads as the zero time, which means "not set"."""
+    return NOT_SET if v is None else parse_time(string(v, what), what)
+
+
+def time_rule(t, what, outcome):
+    """`set, in years 0000-9999 UTC` (SPEC 3 and 4); outcome is the section's rule class."""
+    if t == NOT_SET:
+        raise Fail(outcome, f"{what} is not set")
+    if not YEAR_0 <= t < YEAR_10000:
+        raise Fail(outcome, f"{what} is outside the years 0000-9999 UTC")
 
 
 # ---------------------------------------------------------------- keys and envelopes (1, 2)
@@ -151,26 +264,38 @@ def read_limited(path, limit):
     with open(path, "rb") as f:
         data = f.read(limit + 1)
     if len(data) > limit:
-        raise Fail("malformed", f"{path}: larger than {limit} bytes")
+        raise Fail("too_large", f"{path}: larger than {limit} bytes")
     return data
 
 
-def parse_envelope(data):
-    ptype, payload, sigs = fields(strict_json(data), "envelope", ("payloadType", "payload", "signatures"))
-    ptype = typed(ptype, str, "payloadType", "")
-    if not 1 <= len(ptype.encode("utf-8")) <= 256:
-        raise Fail("malformed", "payloadType must be 1 to 256 bytes")
-    payload = b64any(typed(payload, str, "payload", ""), "payload")
-    sigs = typed(sigs, list, "signatures", [])
-    if len(sigs) > MAX_SIGNATURES:
-        raise Fail("malformed", f"{len(sigs)} signatures, at most {MAX_SIGNATURES}")
+def parse_envelope(data, want_type):
+    """Section 2. Checks run in the order of the error classes: limits (too_large), then the
+    payload type (payload_type), then the form of every field (malformed)."""
+    env = obj(strict_json(data), "envelope")
+    ptype, sigs = env.get("payloadType"), env.get("signatures")
+    if isinstance(sigs, list):
+        if len(sigs) > MAX_SIGNATURES:
+            raise Fail("too_large", f"{len(sigs)} signatures, at most {MAX_SIGNATURES}")
+        for i, s in enumerate(sigs):
+            if isinstance(s, dict) and isinstance(s.get("keyid"), str) and utf8len(s["keyid"]) > MAX_KEYID:
+                raise Fail("too_large", f"signatures[{i}].keyid is longer than {MAX_KEYID} bytes")
+    if isinstance(ptype, str):
+        if utf8len(ptype) > MAX_PAYLOAD_TYPE:
+            raise Fail("too_large", f"payloadType is longer than {MAX_PAYLOAD_TYPE} bytes")
+        if ptype and ptype != want_type:
+            raise Fail("payload_type", f"payload type {ptype!r}, want {want_type!r}")
+    ptype, payload, sigs = fields(env, "envelope", ("payloadType", "payload", "signatures"))
+    ptype = string(ptype, "payloadType")
+    if not ptype:
+        raise Fail("malformed", "payloadType is missing or empty")
+    payload = b64_envelope(string(payload, "payload"), "payload")
     out = []
-    for i, s in enumerate(sigs):
+    for i, s in enumerate(typed(sigs, list, "signatures", [])):
         kid, sig = fields(s, f"signatures[{i}]", ("keyid", "sig"))
-        kid = typed(kid, str, f"signatures[{i}].keyid", "")
+        kid = string(kid, f"signatures[{i}].keyid")
         if not kid:
             raise Fail("malformed", f"signatures[{i}]: keyid is required")
-        out.append((kid, b64any(typed(sig, str, f"signatures[{i}].sig", ""), f"signatures[{i}].sig")))
+        out.append((kid, b64_envelope(string(sig, f"signatures[{i}].sig"), f"signatures[{i}].sig")))
     return ptype, payload, out
 
 
@@ -182,11 +307,11 @@ def verify_threshold(env, want_type, keys, k):
     msg = pae(ptype, payload)
     counted, bad, unknown = set(), 0, 0
     for kid, sig in sigs:
-        pub = keys.get(kid)
+        pub = keys.get(kid)  # key ids are compared as exact strings
         if pub is None:
             unknown += 1
             continue
-        if kid in counted:
+        if kid in counted:  # counted as valid already; a key's failed signature does not count
             continue
         try:
             Ed25519PublicKey.from_public_bytes(pub).verify(sig, msg)
@@ -198,7 +323,7 @@ def verify_threshold(env, want_type, keys, k):
     why = f"{len(counted)} of {k} distinct valid signatures"
     if bad:
         raise Fail("bad_signature", f"{bad} signature(s) by trusted keys do not verify; {why}")
-    if unknown and unknown == len(sigs):
+    if sigs and unknown == len(sigs):
         raise Fail("unknown_key", f"signed only by keys not in the root; {why}")
     raise Fail("threshold", why)
 
@@ -206,36 +331,42 @@ def verify_threshold(env, want_type, keys, k):
 # ---------------------------------------------------------------- roots (3)
 
 class Root:
+    """Decodes and validates a root payload; every failure is `malformed` except too many keys."""
+
     def __init__(self, payload):
-        v = strict_json(payload)
+        v = obj(strict_json(payload), "root")
+        if isinstance(v.get("keys"), list) and len(v["keys"]) > MAX_ROOT_KEYS:
+            raise Fail("too_large", f"root lists {len(v['keys'])} keys, at most {MAX_ROOT_KEYS}")
         version, expires, threshold, keys = fields(v, "root", ("version", "expires", "threshold", "keys"))
-        self.version = typed(version, int, "root version", 0)
-        self.expires = parse_time(typed(expires, str, "root expires", ""), "root expires")
-        self.threshold = typed(threshold, int, "root threshold", 0)
+        self.version = integer(version, "root version", unsigned=True)
+        self.expires = time_field(expires, "root expires")
+        self.threshold = integer(threshold, "root threshold")
         self.keys = {}
         for i, kv in enumerate(typed(keys, list, "root keys", [])):
             kid, b64 = fields(kv, f"root keys[{i}]", ("keyid", "ed25519"))
-            pub = b64any(typed(b64, str, f"root keys[{i}].ed25519", ""), f"root keys[{i}].ed25519")
+            kid = string(kid, f"root keys[{i}].keyid")
+            pub = b64_strict(string(b64, f"root keys[{i}].ed25519"), f"root keys[{i}].ed25519")
             if len(pub) != 32:
                 raise Fail("malformed", f"root keys[{i}]: public key is {len(pub)} bytes")
-            if typed(kid, str, f"root keys[{i}].keyid", "") != keyid(pub):
+            if kid != keyid(pub):
                 raise Fail("malformed", f"root keys[{i}]: keyid {kid!r} does not match the key")
             if kid in self.keys:
-                raise Fail("malformed", f"root keys[{i}]: key {kid} listed twice")
+                raise Fail("malformed", f"root keys[{i}]: key id {kid} listed twice")
             self.keys[kid] = pub
         if self.version < 1:
             raise Fail("malformed", "root version must be >= 1")
-        if not 1 <= len(self.keys) <= MAX_ROOT_KEYS:
-            raise Fail("malformed", f"root has {len(self.keys)} keys, want 1 to {MAX_ROOT_KEYS}")
+        if not self.keys:
+            raise Fail("malformed", "root lists no keys")
         if not 1 <= self.threshold <= len(self.keys):
             raise Fail("malformed", f"root threshold {self.threshold} not in 1..{len(self.keys)}")
+        time_rule(self.expires, "root expires", "malformed")
 
 
 def read_root(path):
-    env = parse_envelope(read_limited(path, MAX_ROOT))
-    if env[0] != ROOT_TYPE:
-        raise Fail("payload_type", f"{path}: payload type {env[0]!r}")
-    return env, Root(env[1])  # decoded to learn the keys; signatures checked by the caller
+    """Payload type first (in parse_envelope), then decode and validate to learn the keys; the
+    caller then verifies the signatures over these exact payload bytes."""
+    env = parse_envelope(read_limited(path, MAX_ROOT), ROOT_TYPE)
+    return env, Root(env[1])
 
 
 def pinned_root(path):
@@ -245,11 +376,14 @@ def pinned_root(path):
 
 
 def follow_chain(root, roots_dir):
-    for _ in range(MAX_ROTATIONS):
+    steps = 0
+    while True:
         path = os.path.join(roots_dir, f"{root.version + 1}.root.json")
         if not os.path.isfile(path):
-            break
-        env, new = read_root(path)
+            return root
+        if steps == MAX_ROTATIONS:
+            raise Fail("too_large", f"{path}: more than {MAX_ROTATIONS} rotation steps in one walk")
+        env, new = read_root(path)  # too_large, payload_type, malformed come before rotation
         for who, r in (("old", root), ("its own", new)):
             try:
                 verify_threshold(env, ROOT_TYPE, r.keys, r.threshold)
@@ -259,53 +393,72 @@ def follow_chain(root, roots_dir):
                 raise Fail("rotation", f"{path}: not signed by a threshold of {who} keys ({e.outcome}: {e.reason})")
         if new.version != root.version + 1:
             raise Fail("rotation", f"{path}: holds version {new.version}, want {root.version + 1}")
-        root = new
-    return root
+        root, steps = new, steps + 1
 
 
 # ---------------------------------------------------------------- manifests (4)
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~-]{0,127}")
-HEX64_RE = re.compile(r"[0-9a-f]{64}")
 MODE_RE = re.compile(r"0[0-7]{3,4}")
 MANIFEST_FIELDS = ("product", "channel", "sequence", "version", "created", "expires",
                    "artifact", "chunking", "chunks", "install")
+INSTALL_FIELDS = ("installer", "target", "mode", "command", "health_check", "rollback_command")
+ARGV_FIELDS = INSTALL_FIELDS[3:]
+
+
+def manifest_limits(v):
+    """The limits of the section 4 table (too_large), judged before the form of the fields."""
+    if isinstance(v.get("chunks"), list) and len(v["chunks"]) > MAX_CHUNKS:
+        raise Fail("too_large", f"{len(v['chunks'])} chunks, at most {MAX_CHUNKS}")
+    ins = v.get("install")
+    if not isinstance(ins, dict):
+        return
+    if isinstance(ins.get("target"), str) and utf8len(ins["target"]) > MAX_TARGET:
+        raise Fail("too_large", f"install.target is longer than {MAX_TARGET} bytes")
+    for f in ARGV_FIELDS:
+        argv = ins.get(f)
+        if not isinstance(argv, list):
+            continue
+        if len(argv) > MAX_ARGS:
+            raise Fail("too_large", f"install.{f} has {len(argv)} elements, at most {MAX_ARGS}")
+        for x in argv:
+            if isinstance(x, str) and utf8len(x) > MAX_ARG:
+                raise Fail("too_large", f"an element of install.{f} is longer than {MAX_ARG} bytes")
 
 
 def decode_manifest(payload):
-    """Strict decode (failures: malformed) into plain values; rules come in validate()."""
-    m = dict(zip(MANIFEST_FIELDS, fields(strict_json(payload), "manifest", MANIFEST_FIELDS)))
-    for f in ("product", "channel", "version", "created", "expires"):
-        m[f] = typed(m[f], str, f, "")
-    m["sequence"] = typed(m["sequence"], int, "sequence", 0)
-    a = dict(zip(("name", "size", "sha256"), fields(typed(m["artifact"], dict, "artifact", {}),
-                                                    "artifact", ("name", "size", "sha256"))))
-    m["artifact"] = {"name": typed(a["name"], str, "artifact.name", ""),
-                     "size": typed(a["size"], int, "artifact.size", 0),
-                     "sha256": typed(a["sha256"], str, "artifact.sha256", "")}
+    """Strict decode (failures: too_large, then malformed) into plain values; rules in validate()."""
+    v = obj(strict_json(payload), "manifest")
+    manifest_limits(v)
+    m = dict(zip(MANIFEST_FIELDS, fields(v, "manifest", MANIFEST_FIELDS)))
+    for f in ("product", "channel", "version"):
+        m[f] = string(m[f], f)
+    m["sequence"] = integer(m["sequence"], "sequence", unsigned=True)
+    m["created"] = time_field(m["created"], "created")
+    m["expires"] = time_field(m["expires"], "expires")
+    name, size, digest = fields(typed(m["artifact"], dict, "artifact", {}), "artifact", ("name", "size", "sha256"))
+    m["artifact"] = {"name": string(name, "artifact.name"), "size": integer(size, "artifact.size"),
+                     "sha256": hex64(digest, "artifact.sha256")}
     c = fields(typed(m["chunking"], dict, "chunking", {}), "chunking", ("algorithm", "min", "avg", "max"))
-    m["chunking"] = {"algorithm": typed(c[0], str, "chunking.algorithm", ""),
-                     "min": typed(c[1], int, "chunking.min", 0),
-                     "avg": typed(c[2], int, "chunking.avg", 0),
-                     "max": typed(c[3], int, "chunking.max", 0)}
+    m["chunking"] = {"algorithm": string(c[0], "chunking.algorithm"), "min": integer(c[1], "chunking.min"),
+                     "avg": integer(c[2], "chunking.avg"), "max": integer(c[3], "chunking.max")}
     chunks = []
     for i, ch in enumerate(typed(m["chunks"], list, "chunks", [])):
         h, size = fields(ch, f"chunks[{i}]", ("sha256", "size"))
-        chunks.append((typed(h, str, f"chunks[{i}].sha256", ""), typed(size, int, f"chunks[{i}].size", 0)))
+        chunks.append((hex64(h, f"chunks[{i}].sha256"), integer(size, f"chunks[{i}].size")))
     m["chunks"] = chunks
-    names = ("installer", "target", "mode", "command", "health_check", "rollback_command")
-    ins = dict(zip(names, fields(typed(m["install"], dict, "install", {}), "install", names)))
-    for f in names[:3]:
-        ins[f] = typed(ins[f], str, f"install.{f}", "")
-    for f in names[3:]:
-        ins[f] = [typed(x, str, f"install.{f}[]", "") for x in typed(ins[f], list, f"install.{f}", [])]
+    ins = dict(zip(INSTALL_FIELDS, fields(typed(m["install"], dict, "install", {}), "install", INSTALL_FIELDS)))
+    for f in INSTALL_FIELDS[:3]:
+        ins[f] = string(ins[f], f"install.{f}")
+    for f in ARGV_FIELDS:
+        ins[f] = [string(x, f"install.{f}[]") for x in typed(ins[f], list, f"install.{f}", [])]
     m["install"] = ins
     return m
 
 
 def validate(m):
-    """The rules table of section 4; every failure is `invalid`. Returns the expiry time."""
+    """The rules table of section 4; every failure here is `invalid`."""
     def bad(msg):
         raise Fail("invalid", msg)
     for f in ("product", "channel"):
@@ -315,26 +468,20 @@ def validate(m):
         bad("sequence must be >= 1")
     if not VERSION_RE.fullmatch(m["version"]):
         bad(f"version {m['version']!r} is not valid")
-    if not m["created"] or not m["expires"]:
-        bad("created and expires must both be set")
-    created = parse_time(m["created"], "created", "invalid")
-    expires = parse_time(m["expires"], "expires", "invalid")
-    if expires <= created:
+    time_rule(m["created"], "created", "invalid")
+    time_rule(m["expires"], "expires", "invalid")
+    if m["expires"] <= m["created"]:
         bad("expires is not after created")
     a, c, ins = m["artifact"], m["chunking"], m["install"]
     if not VERSION_RE.fullmatch(a["name"]):
         bad(f"artifact.name {a['name']!r} is not a file name")
-    if a["size"] < 0 or not HEX64_RE.fullmatch(a["sha256"]):
-        bad("artifact.size or artifact.sha256 is not valid")
+    if a["size"] < 0:
+        bad("artifact.size is negative")
     if not c["algorithm"]:
-        bad("chunking.algorithm is not named")
+        bad("chunking.algorithm is empty")
     if not 0 < c["max"] <= MAX_CHUNK_SIZE:
         bad(f"chunking.max {c['max']} not in 1..{MAX_CHUNK_SIZE}")
-    if len(m["chunks"]) > MAX_CHUNKS:
-        bad(f"{len(m['chunks'])} chunks, at most {MAX_CHUNKS}")
-    for i, (h, size) in enumerate(m["chunks"]):
-        if not HEX64_RE.fullmatch(h):
-            bad(f"chunks[{i}].sha256 is not 64 lowercase hex digits")
+    for i, (_, size) in enumerate(m["chunks"]):
         if not 1 <= size <= c["max"]:
             bad(f"chunks[{i}].size {size} not in 1..{c['max']}")
     total = sum(size for _, size in m["chunks"])
@@ -344,24 +491,23 @@ def validate(m):
     if need is None:
         bad(f"install.installer {ins['installer']!r} is not file, archive or command")
     if not ins[need]:
-        bad(f"installer {ins['installer']} needs install.{need}")
+        bad(f"installer {ins['installer']} needs a non-empty install.{need}")
     if ins["mode"] and not MODE_RE.fullmatch(ins["mode"]):
         bad(f"install.mode {ins['mode']!r} is not octal 0NNN or 0NNNN")
-    for f in ("command", "health_check", "rollback_command"):
-        if len(ins[f]) > MAX_ARGV:
-            bad(f"install.{f} has {len(ins[f])} elements, at most {MAX_ARGV}")
-    return expires
+    for f in ARGV_FIELDS:
+        if any(not x for x in ins[f]):
+            bad(f"install.{f} has an empty element")
 
 
 def verify_manifest(path, root, now):
-    env = parse_envelope(read_limited(path, MAX_ENVELOPE))           # 1
-    verify_threshold(env, MANIFEST_TYPE, root.keys, root.threshold)  # 2
-    if root.expires < now:                                           # 3
+    env = parse_envelope(read_limited(path, MAX_ENVELOPE), MANIFEST_TYPE)  # 1
+    verify_threshold(env, MANIFEST_TYPE, root.keys, root.threshold)        # 2
+    if now > root.expires:                                                 # 3
         raise Fail("root_expired", "the root in use has expired")
-    m = decode_manifest(env[1])                                      # 4
-    expires = validate(m)
-    if expires < now:                                                # 5
-        raise Fail("expired", f"the manifest expired at {m['expires']}")
+    m = decode_manifest(env[1])                                            # 4
+    validate(m)
+    if now > m["expires"]:                                                 # 5
+        raise Fail("expired", "the manifest has expired")
     return m
 
 
@@ -423,47 +569,63 @@ def xchacha20poly1305_open(key, nonce, sealed, ad):
     return ChaCha20Poly1305(subkey).decrypt(b"\x00" * 4 + nonce[16:], sealed, ad)
 
 
+
 def read_public_key_file(path):
     typ, kid, b64 = fields(strict_json(read_limited(path, MAX_KEY_FILE)), "public key file",
                            ("type", "keyid", "ed25519"))
-    pub = b64any(typed(b64, str, "ed25519", ""), "ed25519")
-    if typ != "fleetcast-public-key-v1" or len(pub) != 32 or kid != keyid(pub):
+    pub = b64_strict(string(b64, "ed25519"), "ed25519")
+    if string(typ, "type") != "fleetcast-public-key-v1" or len(pub) != 32 or string(kid, "keyid") != keyid(pub):
         raise Fail("malformed", f"{path}: bad type, key or keyid")
     return pub
 
 
+COMMON_KEY_FIELDS = ("type", "keyid", "ed25519_public", "kdf", "aead")
+KEY_VARIANTS = {("scrypt", "xchacha20poly1305"): ("scrypt", "nonce", "sealed"), ("none", "none"): ("seed",)}
+
+
 def read_private_key_file(path, passphrase):
-    names = ("type", "keyid", "ed25519_public", "kdf", "scrypt", "aead", "nonce", "sealed", "seed")
-    v = dict(zip(names, fields(strict_json(read_limited(path, MAX_KEY_FILE)), "private key file", names)))
-    pub = b64any(typed(v["ed25519_public"], str, "ed25519_public", ""), "ed25519_public")
-    if v["type"] != "fleetcast-private-key-v1" or len(pub) != 32 or v["keyid"] != keyid(pub):
+    """Section 1. Each variant has exactly its own fields, all of them present."""
+    v = obj(strict_json(read_limited(path, MAX_KEY_FILE)), "private key file")
+    fields(v, "private key file", COMMON_KEY_FIELDS + ("scrypt", "nonce", "sealed", "seed"))
+    kdf, aead = string(v.get("kdf"), "kdf"), string(v.get("aead"), "aead")
+    own = KEY_VARIANTS.get((kdf, aead))
+    if own is None:
+        raise Fail("malformed", f"{path}: unknown kdf/aead {kdf}/{aead}")
+    if set(v) != set(COMMON_KEY_FIELDS + own):
+        raise Fail("malformed", f"{path}: fields {sorted(v)} are not exactly those of the {kdf} variant")
+    pub = b64_strict(string(v["ed25519_public"], "ed25519_public"), "ed25519_public")
+    kid = string(v["keyid"], "keyid")
+    if string(v["type"], "type") != "fleetcast-private-key-v1" or len(pub) != 32 or kid != keyid(pub):
         raise Fail("malformed", f"{path}: bad type, key or keyid")
-    if (v["kdf"], v["aead"]) == ("none", "none"):
-        seed = b64any(typed(v["seed"], str, "seed", ""), "seed")
-    elif (v["kdf"], v["aead"]) == ("scrypt", "xchacha20poly1305"):
+    if kdf == "none":
+        seed = b64_strict(string(v["seed"], "seed"), "seed")
+    else:
         salt, log_n, r, p = fields(v["scrypt"], "scrypt", ("salt", "log_n", "r", "p"))
-        salt = b64any(typed(salt, str, "scrypt.salt", ""), "scrypt.salt")
-        log_n, r, p = (typed(x, int, "scrypt." + n, 0) for x, n in ((log_n, "log_n"), (r, "r"), (p, "p")))
+        salt = b64_strict(string(salt, "scrypt.salt"), "scrypt.salt")
+        log_n, r, p = (integer(x, "scrypt." + n) for x, n in ((log_n, "log_n"), (r, "r"), (p, "p")))
         if not (10 <= log_n <= 22 and r == 8 and p == 1 and len(salt) >= 16):
             raise Fail("malformed", f"{path}: scrypt parameters out of range")
-        key = hashlib.scrypt(passphrase.encode("utf-8"), salt=salt, n=1 << log_n, r=r, p=p,
-                             dklen=32, maxmem=129 * r * (1 << log_n) + (1 << 20))
-        nonce = b64any(typed(v["nonce"], str, "nonce", ""), "nonce")
+        nonce = b64_strict(string(v["nonce"], "nonce"), "nonce")
         if len(nonce) != 24:
             raise Fail("malformed", f"{path}: nonce is not 24 bytes")
-        ad = b"fleetcast-private-key-v1\n" + v["keyid"].encode() + b"\n" + pub
+        sealed = b64_strict(string(v["sealed"], "sealed"), "sealed")
+        key = hashlib.scrypt(passphrase.encode("utf-8"), salt=salt, n=1 << log_n, r=r, p=p,
+                             dklen=32, maxmem=129 * r * (1 << log_n) + (1 << 20))
+        ad = b"fleetcast-private-key-v1\n" + kid.encode() + b"\n" + pub
         try:
-            seed = xchacha20poly1305_open(key, nonce, b64any(typed(v["sealed"], str, "sealed", ""), "sealed"), ad)
+            seed = xchacha20poly1305_open(key, nonce, sealed, ad)
         except InvalidTag:
             raise Fail("wrong_passphrase", "AEAD open failed: wrong passphrase or altered file")
-    else:
-        raise Fail("malformed", f"{path}: unknown kdf/aead {v['kdf']}/{v['aead']}")
     if len(seed) != 32:
         raise Fail("malformed", f"{path}: seed is not 32 bytes")
-    derived = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    if derived != pub:
+    if raw_public(Ed25519PrivateKey.from_private_bytes(seed)) != pub:
         raise Fail("malformed", f"{path}: seed does not give ed25519_public")
     return seed, pub
+
+
+def raw_public(sk):
+    # public_bytes(Raw, Raw), not public_bytes_raw(): the latter needs cryptography 40
+    return sk.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
 def run_key_vector(d):
@@ -565,6 +727,204 @@ def known_answers():
             chunk_lengths(bytes(32769), 4096, 8192, 16384)])
 
 
+
+# ---------------------------------------------------------------- self-made cases
+
+def _sk(n):
+    """Key n: the Ed25519 key whose seed is the byte n repeated 32 times (as in the vectors)."""
+    return Ed25519PrivateKey.from_private_bytes(bytes([n]) * 32)
+
+
+def _b64(b):
+    return base64.b64encode(b).decode("ascii")
+
+
+def _kid(n):
+    return keyid(raw_public(_sk(n)))
+
+
+def _sign(ptype, payload, signers, keyids=None):
+    """A DSSE envelope (bytes). signers: key numbers; a negative number signs with -n but flips a
+    signature bit. keyids optionally overrides the keyid of each signature."""
+    sigs = []
+    for i, n in enumerate(signers):
+        sig = bytearray(_sk(abs(n)).sign(pae(ptype, payload)))
+        if n < 0:
+            sig[0] ^= 1
+        kid = keyids[i] if keyids else _kid(abs(n))
+        sigs.append({"keyid": kid, "sig": _b64(sig)})
+    return json.dumps({"payloadType": ptype, "payload": _b64(payload), "signatures": sigs}).encode()
+
+
+def _root(version=1, keys=(1,), threshold=1, expires="2099-01-01T00:00:00Z", signers=None, key_b64=None):
+    keys_json = [{"keyid": _kid(n), "ed25519": (key_b64 or _b64)(raw_public(_sk(n)))} for n in keys]
+    payload = json.dumps({"version": version, "expires": expires, "threshold": threshold,
+                          "keys": keys_json}, indent=1).encode()
+    return _sign(ROOT_TYPE, payload, keys[:threshold] if signers is None else signers)
+
+
+ARTIFACT = bytes(range(256)) * 12  # 3072 bytes, one chunk
+
+
+def _manifest_payload(edits=(), **over):
+    """A valid manifest payload; `over` replaces top-level fields, `edits` are (old, new) text
+    replacements on the JSON, for what json.dumps cannot write (-1 as a float, null, ...)."""
+    digest = hashlib.sha256(ARTIFACT).hexdigest()
+    m = {"product": "myapp", "channel": "stable", "sequence": 1, "version": "1.0.0",
+         "created": "2026-01-01T00:00:00Z", "expires": "2099-01-01T00:00:00Z",
+         "artifact": {"name": "myapp-linux-amd64", "size": len(ARTIFACT), "sha256": digest},
+         "chunking": {"algorithm": "fastcdc-gear-v1", "min": 1024, "avg": 2048, "max": 4096},
+         "chunks": [{"sha256": digest, "size": len(ARTIFACT)}],
+         "install": {"installer": "file", "target": "/opt/myapp/bin/myapp", "mode": "0755"}}
+    m.update(over)
+    text = json.dumps(m)
+    for old, new in edits:
+        if old not in text:
+            raise AssertionError(f"self-made case: {old!r} not in the manifest")
+        text = text.replace(old, new, 1)
+    return text.encode()
+
+
+def _manifest(edits=(), signers=(1,), keyids=None, ptype=MANIFEST_TYPE, **over):
+    return _sign(ptype, _manifest_payload(edits, **over), list(signers), keyids)
+
+
+def _run_case(want, manifest, root=None, roots=None, now="2026-06-01T00:00:00Z", artifact=None):
+    """Writes a vector directory (same layout as testdata/vectors) and runs it."""
+    with tempfile.TemporaryDirectory() as d:
+        files = {"root.json": root if root is not None else _root(), "manifest.json": manifest}
+        for n, data in (roots or {}).items():
+            files[f"roots/{n}.root.json"] = data
+        hdr = {"expect": want, "now": now}
+        if artifact is not None:
+            files["artifact.bin"], hdr["artifact"] = artifact, "artifact.bin"
+        files["vector.json"] = json.dumps(hdr).encode()
+        os.makedirs(os.path.join(d, "roots"))
+        for name, data in files.items():
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(data)
+        return run_vector(d)
+
+
+def _key_file_case(want, doc, passphrase=""):
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "k.key")
+        with open(path, "wb") as f:
+            f.write(doc if isinstance(doc, bytes) else json.dumps(doc, indent=2).encode())
+        try:
+            read_private_key_file(path, passphrase)
+            return want, "ok", ""
+        except Fail as e:
+            return want, e.outcome, e.reason
+
+
+def _unencrypted_key(n, **extra):
+    pub = raw_public(_sk(n))
+    doc = {"type": "fleetcast-private-key-v1", "keyid": keyid(pub), "ed25519_public": _b64(pub),
+           "kdf": "none", "aead": "none", "seed": _b64(bytes([n]) * 32)}
+    doc.update(extra)
+    return doc
+
+
+def _url_safe(s):
+    return s.replace("+", "-").replace("/", "_")
+
+
+def _rotation_chain(steps):
+    """roots/2.root.json ... roots/<steps+1>.root.json, each signed by key 1 (old and new keys)."""
+    return {v: _root(version=v) for v in range(2, steps + 2)}
+
+
+def self_made_cases(top):
+    """(name, want, got, reason) for points of the revised spec that no vector covers."""
+    def case(name, want, manifest=None, **kw):
+        return (name,) + _run_case(want, manifest if manifest is not None else _manifest(), **kw)
+
+    root_2of3 = _root(keys=(1, 2, 3), threshold=2)
+    yield case("self/baseline", "ok", artifact=ARTIFACT)
+    # section 0: integers, null, field names, hex, times
+    yield case("self/sequence-negative", "malformed", _manifest([('"sequence": 1', '"sequence": -1')]))
+    yield case("self/sequence-zero", "invalid", _manifest(sequence=0))
+    yield case("self/sequence-max-uint64", "ok", _manifest(sequence=(1 << 64) - 1))
+    yield case("self/sequence-over-uint64", "malformed", _manifest(sequence=1 << 64))
+    yield case("self/size-1.0", "malformed", _manifest([('"size": 3072', '"size": 3072.0')]))
+    yield case("self/size-1e3", "malformed", _manifest([('"size": 3072', '"size": 3072e0')]))
+    yield case("self/null-mode", "malformed", _manifest([('"mode": "0755"', '"mode": null')]))
+    yield case("self/field-name-case", "malformed", _manifest([('"product"', '"Product"')]))
+    yield case("self/repeated-key-ignoring-case", "malformed",
+               _manifest([('"version": "1.0.0"', '"version": "1.0.0", "Version": "1.0.0"')]))
+    yield case("self/sha256-upper-case", "malformed", _manifest(
+        [('"sha256": "' + hashlib.sha256(ARTIFACT).hexdigest(),
+          '"sha256": "' + hashlib.sha256(ARTIFACT).hexdigest().upper())]))
+    yield case("self/time-offsets-and-fractions", "ok",
+               _manifest(created="2026-01-01T02:00:00+02:00", expires="2098-12-31T19:00:00.123456789-05:00"),
+               root=_root(expires="2099-01-01T01:00:00+01:00"))
+    yield case("self/time-unparseable", "malformed", _manifest(created="2026-01-01 00:00:00Z"))
+    yield case("self/time-no-such-day", "malformed", _manifest(created="2026-02-29T00:00:00Z"))
+    yield case("self/created-not-set", "invalid", _manifest(created="0001-01-01T00:00:00Z"))
+    yield case("self/created-absent", "invalid", _manifest([('"created": "2026-01-01T00:00:00Z", ', '')]))
+    yield case("self/expires-year-10000-utc", "invalid", _manifest(expires="9999-12-31T23:30:00-01:00"))
+    yield case("self/expires-equals-now", "ok", _manifest(expires="2026-06-01T02:00:00+02:00"))
+    yield case("self/expires-just-before-now", "expired", _manifest(expires="2026-05-31T23:59:59.999999999Z"))
+    yield case("self/root-expires-not-set", "malformed", root=_root(expires="0001-01-01T00:00:00Z"))
+    # section 4: empty artifact, install bounds
+    empty = hashlib.sha256(b"").hexdigest()
+    yield case("self/empty-artifact", "ok", _manifest(
+        artifact={"name": "empty", "size": 0, "sha256": empty}, chunks=[]), artifact=b"")
+    yield case("self/file-installer-with-command", "ok", _manifest(
+        install={"installer": "file", "target": "/opt/x", "command": ["x"], "health_check": ["x", "-t"]}))
+    yield case("self/argv-element-empty", "invalid", _manifest(install={"installer": "command", "command": ["x", ""]}))
+    yield case("self/argv-element-4096", "ok", _manifest(install={"installer": "command", "command": ["x" * 4096]}))
+    yield case("self/argv-element-4097", "too_large", _manifest(install={"installer": "command", "command": ["x" * 4097]}))
+    yield case("self/argv-65-elements", "too_large", _manifest(
+        install={"installer": "file", "target": "/t", "rollback_command": ["x"] * 65}))
+    yield case("self/target-4097-bytes", "too_large", _manifest(install={"installer": "file", "target": "/" * 4097}))
+    n = MAX_CHUNKS + 1
+    yield case("self/too-many-chunks", "too_large", _manifest(
+        artifact={"name": "big", "size": n, "sha256": empty}, chunks=[{"sha256": empty, "size": 1}] * n))
+    # section 2: envelopes
+    env = json.loads(_manifest())
+    env["payload"] = _url_safe(env["payload"]).rstrip("=")
+    yield case("self/payload-url-safe-unpadded", "ok", json.dumps(env).encode())
+    env["payload"] = "\n".join(env["payload"][i:i + 76] for i in range(0, len(env["payload"]), 76))
+    yield case("self/payload-line-breaks", "malformed", json.dumps(env).encode())
+    env = json.loads(_manifest(ptype="application/vnd.in-toto+json"))
+    env["payload"] = "!" + env["payload"]
+    yield case("self/wrong-type-and-bad-base64", "payload_type", json.dumps(env).encode())
+    yield case("self/33-signatures", "too_large", _manifest(signers=[1] * 33))
+    yield case("self/envelope-over-24MiB", "too_large", _manifest() + b" " * MAX_ENVELOPE)
+    yield case("self/root-over-64KiB", "too_large", root=_root() + b" " * MAX_ROOT)
+    yield case("self/keyid-257-bytes", "too_large", _manifest(signers=(1, 1), keyids=(_kid(1), "a" * 257)))
+    yield case("self/keyid-empty", "malformed", _manifest(signers=(1, 1), keyids=(_kid(1), "")))
+    yield case("self/keyid-upper-case", "unknown_key", _manifest(keyids=(_kid(1).upper(),)))
+    yield case("self/sig-wrong-length", "bad_signature",
+               _manifest([], signers=(1,)).replace(b'"sig": "', b'"sig": "AAAA', 1))
+    yield case("self/failed-then-valid-same-key", "ok", _manifest(signers=(-1, 1)))
+    yield case("self/unknown-plus-one-valid-below-threshold", "threshold", _manifest(signers=(9, 1)), root=root_2of3)
+    yield case("self/unknown-plus-failed", "bad_signature", _manifest(signers=(9, -1)), root=root_2of3)
+    yield case("self/unknown-plus-valid-threshold-met", "ok", _manifest(signers=(9, 1, 2)), root=root_2of3)
+    # section 3: roots, strict base64, rotation
+    yield case("self/root-key-url-safe", "malformed", root=_root(keys=(2,), key_b64=lambda b: _url_safe(_b64(b))))
+    yield case("self/root-key-unpadded", "malformed", root=_root(key_b64=lambda b: _b64(b).rstrip("=")))
+    yield case("self/root-key-trailing-bits", "malformed",
+               root=_root(key_b64=lambda b: _b64(b)[:42] + chr(ord(_b64(b)[42]) + 1) + "="))
+    yield case("self/root-33-keys", "too_large", root=_root(keys=tuple(range(1, 34))))
+    yield case("self/root-version-negative", "malformed", root=_root(version=-1))
+    yield case("self/chain-root-over-64KiB", "too_large", roots={2: _root(version=2) + b" " * MAX_ROOT})
+    yield case("self/rotation-1024-steps", "ok", roots=_rotation_chain(MAX_ROTATIONS))
+    yield case("self/rotation-1025-steps", "too_large", roots=_rotation_chain(MAX_ROTATIONS + 1))
+    # section 1: key files
+    yield ("self/key-unencrypted",) + _key_file_case("ok", _unencrypted_key(5))
+    yield ("self/key-unencrypted-plus-nonce",) + _key_file_case("malformed", _unencrypted_key(5, nonce=_b64(bytes(24))))
+    yield ("self/key-unencrypted-seed-unpadded",) + _key_file_case(
+        "malformed", _unencrypted_key(5, seed=_b64(bytes([5]) * 32).rstrip("=")))
+    yield ("self/key-file-over-4096",) + _key_file_case("too_large", json.dumps(_unencrypted_key(5)).encode() + b" " * 4096)
+    enc = strict_json(open(os.path.join(top, "keys", "encrypted.key"), "rb").read())
+    enc["seed"] = _b64(bytes(32))
+    yield ("self/key-encrypted-plus-seed",) + _key_file_case("malformed", enc)
+    del enc["seed"], enc["nonce"]
+    yield ("self/key-encrypted-without-nonce",) + _key_file_case("malformed", enc)
+
 # ---------------------------------------------------------------- driver
 
 def main(argv):
@@ -593,6 +953,16 @@ def main(argv):
                     report(f"{name} ({sub})", got, want)
         except Exception as e:  # a crash is a failed vector, not a failed run
             report(name, f"crash {type(e).__name__}", "no crash", str(e))
+    cases = self_made_cases(top)
+    while True:
+        try:
+            name, want, got, reason = next(cases)
+        except StopIteration:
+            break
+        except Exception as e:  # a crash while building or running a case ends the self-made cases
+            report("self-made cases", f"crash {type(e).__name__}", "no crash", str(e))
+            break
+        report(name, got, want, reason)
     for name, want, got in known_answers():
         report(name, "ok" if got == want else "differs", "ok", f"got {got!r}, want {want!r}")
     print(f"{passed} passed, {failed} failed")
