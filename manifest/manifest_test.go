@@ -206,7 +206,7 @@ func TestValidateChunkCountLimit(t *testing.T) {
 	m.Chunks = append(m.Chunks, manifest.Chunk{Size: 1})
 	m.Artifact.Size++
 	err := m.Validate()
-	if !errors.Is(err, manifest.ErrInvalid) || !strings.Contains(err.Error(), fmt.Sprintf("%d chunks, limit %d", manifest.MaxChunks+1, manifest.MaxChunks)) {
+	if !errors.Is(err, manifest.ErrInvalid) || !errors.Is(err, signing.ErrTooLarge) || !strings.Contains(err.Error(), fmt.Sprintf("%d chunks, limit %d", manifest.MaxChunks+1, manifest.MaxChunks)) {
 		t.Fatalf("MaxChunks+1 chunks: got %v, want %v naming the limit", err, manifest.ErrInvalid)
 	}
 }

@@ -18,6 +18,8 @@ const (
 	MaxEnvelopeSize = 24 << 20
 	// MaxSignatures bounds the signatures one envelope may carry.
 	MaxSignatures = 32
+	// maxNameLen bounds payloadType and keyid.
+	maxNameLen = 256
 	// DSSEVersion is the DSSE pre-authentication encoding's version label.
 	DSSEVersion = "DSSEv1"
 )
@@ -119,11 +121,11 @@ func ParseEnvelope(data []byte) (*Envelope, error) {
 	if err := strictjson.Unmarshal(data, &j); err != nil {
 		return nil, fmt.Errorf("envelope: %w: %v (truncated or not a DSSE envelope?)", ErrMalformed, err)
 	}
-	if j.PayloadType == "" || len(j.PayloadType) > 256 {
-		return nil, fmt.Errorf("envelope: %w: payloadType missing or longer than 256 bytes", ErrMalformed)
+	if err := checkEnvelopeLimits(&j); err != nil {
+		return nil, err
 	}
-	if len(j.Signatures) > MaxSignatures {
-		return nil, fmt.Errorf("envelope: %w: %d signatures, limit %d", ErrTooLarge, len(j.Signatures), MaxSignatures)
+	if j.PayloadType == "" {
+		return nil, fmt.Errorf("envelope: %w: payloadType missing", ErrMalformed)
 	}
 	payload, err := decodeBase64(j.Payload)
 	if err != nil {
@@ -131,8 +133,8 @@ func ParseEnvelope(data []byte) (*Envelope, error) {
 	}
 	e := &Envelope{PayloadType: j.PayloadType, Payload: payload}
 	for i, s := range j.Signatures {
-		if s.KeyID == "" || len(s.KeyID) > 256 {
-			return nil, fmt.Errorf("envelope: %w: signature %d: keyid missing or longer than 256 bytes", ErrMalformed, i)
+		if s.KeyID == "" {
+			return nil, fmt.Errorf("envelope: %w: signature %d: keyid missing", ErrMalformed, i)
 		}
 		sig, err := decodeBase64(s.Sig)
 		if err != nil {
@@ -141,6 +143,23 @@ func ParseEnvelope(data []byte) (*Envelope, error) {
 		e.Signatures = append(e.Signatures, Signature{KeyID: s.KeyID, Sig: sig})
 	}
 	return e, nil
+}
+
+// checkEnvelopeLimits applies the envelope's count and length limits, which
+// are judged before the form of its fields (docs/SPEC.md, "Error classes").
+func checkEnvelopeLimits(j *envelopeJSON) error {
+	if len(j.Signatures) > MaxSignatures {
+		return fmt.Errorf("envelope: %w: %d signatures, limit %d", ErrTooLarge, len(j.Signatures), MaxSignatures)
+	}
+	for i, s := range j.Signatures {
+		if len(s.KeyID) > maxNameLen {
+			return fmt.Errorf("envelope: %w: signature %d: keyid longer than %d bytes", ErrTooLarge, i, maxNameLen)
+		}
+	}
+	if len(j.PayloadType) > maxNameLen {
+		return fmt.Errorf("envelope: %w: payloadType longer than %d bytes", ErrTooLarge, maxNameLen)
+	}
+	return nil
 }
 
 // decodeBase64 accepts standard or URL-safe base64, padded or not, as DSSE

@@ -140,7 +140,7 @@ func TestParseEnvelopeErrors(t *testing.T) {
 		{"oversized", append(bytes.Clone(good), bytes.Repeat([]byte(" "), MaxEnvelopeSize)...), ErrTooLarge},
 		{"missing payloadType", editJSON(t, good, func(m map[string]any) { delete(m, "payloadType") }), ErrMalformed},
 		{"empty payloadType", editJSON(t, good, func(m map[string]any) { m["payloadType"] = "" }), ErrMalformed},
-		{"long payloadType", editJSON(t, good, func(m map[string]any) { m["payloadType"] = strings.Repeat("t", 257) }), ErrMalformed},
+		{"long payloadType", editJSON(t, good, func(m map[string]any) { m["payloadType"] = strings.Repeat("t", 257) }), ErrTooLarge},
 		{"payloadType not a string", editJSON(t, good, func(m map[string]any) { m["payloadType"] = 1 }), ErrMalformed},
 		{"payload not base64", editJSON(t, good, func(m map[string]any) { m["payload"] = "a*b=" }), ErrMalformed},
 		{"payload mixed alphabets", editJSON(t, good, func(m map[string]any) { m["payload"] = "+-/_" }), ErrMalformed},

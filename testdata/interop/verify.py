@@ -69,7 +69,15 @@ def _no_constant(name):
     raise Fail("malformed", f"{name} is not JSON")
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_dup_keys, parse_constant=_no_constant)
+class _NegZero(int):
+    """The JSON number -0: zero, but a sign an unsigned integer cannot have (section 0)."""
+
+
+def _parse_int(text):
+    return _NegZero(0) if text == "-0" else int(text)
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_dup_keys, parse_constant=_no_constant, parse_int=_parse_int)
 _WS = " \t\r\n"
 
 
@@ -143,6 +151,8 @@ def integer(v, what, unsigned=False):
     Python's json gives int only for numbers without '.', 'e' or 'E', so 1.0 and 1e3 arrive here
     as float and are refused by typed()."""
     v = typed(v, int, what, 0)
+    if unsigned and isinstance(v, _NegZero):
+        raise Fail("malformed", f"{what}: -0 is not an unsigned integer")
     lo, hi = (0, 1 << 64) if unsigned else (-(1 << 63), 1 << 63)
     if not lo <= v < hi:
         raise Fail("malformed", f"{what}: {v} out of {'uint64' if unsigned else 'int64'} range")
@@ -859,6 +869,7 @@ def self_made_cases(top):
     yield case("self/time-offsets-and-fractions", "ok",
                _manifest(created="2026-01-01T02:00:00+02:00", expires="2098-12-31T19:00:00.123456789-05:00"),
                root=_root(expires="2099-01-01T01:00:00+01:00"))
+    yield case("self/sequence-minus-zero", "malformed", _manifest([('"sequence": 1', '"sequence": -0')]))
     yield case("self/time-unparseable", "malformed", _manifest(created="2026-01-01 00:00:00Z"))
     yield case("self/time-no-such-day", "malformed", _manifest(created="2026-02-29T00:00:00Z"))
     yield case("self/created-not-set", "invalid", _manifest(created="0001-01-01T00:00:00Z"))
