@@ -37,7 +37,7 @@ func (b *bench) prepare() error {
 	steps := [][]string{
 		{"keygen", "-o", b.path("bench"), "--unencrypted"},
 		{"root", "init", "-o", b.path("root.json"), "--key", b.path("bench.pub")},
-		{"root", "sign", "--key", b.path("bench.key"), b.path("root.json")},
+		{"root", "sign", "--yes", "--key", b.path("bench.key"), b.path("root.json")},
 	}
 	for _, args := range steps {
 		if out, err := exec.Command(b.fleet, args...).CombinedOutput(); err != nil {
