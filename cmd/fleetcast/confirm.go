@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -98,4 +99,35 @@ func envelopeSigners(e *signing.Envelope) string {
 		ids[i] = s.KeyID
 	}
 	return joinIDs(ids) + " (key ids as listed in the file; fleetcast verify checks the signatures)"
+}
+
+// signerFlags are the flags shared by the commands that add signatures
+// (sign, root sign).
+type signerFlags struct {
+	keys     stringList
+	passFile string
+	yes      bool
+}
+
+func (f *signerFlags) register(fs *flag.FlagSet, what string) {
+	fs.Var(&f.keys, "key", "private key to sign with (repeatable)")
+	fs.StringVar(&f.passFile, "passphrase-file", "", "read key passphrases from this file (wins over $"+passphraseEnv+")")
+	fs.BoolVar(&f.yes, "yes", false, "sign without asking (after reviewing the "+what+")")
+}
+
+// signReviewed signs envl (already shown to the user) once confirmed, and
+// rewrites path. what names the document in the question ("release", "root").
+func (f *signerFlags) signReviewed(env *cliEnv, path string, envl *signing.Envelope, what, label string) error {
+	c := confirmation{env: env, yes: f.yes, what: what}
+	if err := c.possible(); err != nil {
+		return err
+	}
+	keys, err := loadPrivateKeys(f.keys, env, f.passFile)
+	if err != nil {
+		return err
+	}
+	if err := c.ask(keys); err != nil {
+		return err
+	}
+	return signAndWrite(path, envl, keys, env, label)
 }

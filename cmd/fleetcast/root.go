@@ -88,14 +88,12 @@ func cmdRootSign(args []string, env *cliEnv) error {
 	fs := newFlagSet("root sign", "fleetcast root sign --key A.key [--yes] [--passphrase-file F] root.json\n\n"+
 		"Shows the root and asks before signing (--yes: do not ask; needed when stdin is not a terminal).\n\n"+
 		"Example: fleetcast root sign --key alice.key root.json", env.stderr)
-	var keyFiles stringList
-	fs.Var(&keyFiles, "key", "private key to sign with (repeatable)")
-	passFile := fs.String("passphrase-file", "", "read key passphrases from this file (wins over $"+passphraseEnv+")")
-	yes := fs.Bool("yes", false, "sign without asking (after reviewing the root)")
+	var sf signerFlags
+	sf.register(fs, "root")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if len(keyFiles) == 0 || fs.NArg() != 1 {
+	if len(sf.keys) == 0 || fs.NArg() != 1 {
 		return usagef("want --key and one root file")
 	}
 	path := fs.Arg(0)
@@ -108,18 +106,7 @@ func cmdRootSign(args []string, env *cliEnv) error {
 	fmt.Fprintf(env.stdout, "threshold  %d of %d keys\n", root.Threshold, len(root.Keys))
 	fmt.Fprintf(env.stdout, "keys       %s\n", root.KeyIDs())
 	fmt.Fprintf(env.stdout, "signed by  %s\n", envelopeSigners(envl))
-	c := confirmation{env: env, yes: *yes, what: "root"}
-	if err := c.possible(); err != nil {
-		return err
-	}
-	keys, err := loadPrivateKeys(keyFiles, env, *passFile)
-	if err != nil {
-		return err
-	}
-	if err := c.ask(keys); err != nil {
-		return err
-	}
-	return signAndWrite(path, envl, keys, env, fmt.Sprintf("root version %d", root.Version))
+	return sf.signReviewed(env, path, envl, "root", fmt.Sprintf("root version %d", root.Version))
 }
 
 // readUnverifiedRoot reads a root envelope without verifying its signatures

@@ -18,15 +18,13 @@ Example: fleetcast sign --key bob.key --artifact myapp /srv/mirror/myapp/stable/
 
 func cmdSign(args []string, env *cliEnv) error {
 	fs := newFlagSet("sign", signUsage, env.stderr)
-	var keyFiles stringList
-	fs.Var(&keyFiles, "key", "private key to sign with (repeatable)")
-	passFile := fs.String("passphrase-file", "", "read key passphrases from this file (wins over $"+passphraseEnv+")")
+	var sf signerFlags
+	sf.register(fs, "release")
 	artifact := fs.String("artifact", "", "check this file against the manifest first; refuse to sign if it differs")
-	yes := fs.Bool("yes", false, "sign without asking (after reviewing the release)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if len(keyFiles) == 0 || fs.NArg() != 1 {
+	if len(sf.keys) == 0 || fs.NArg() != 1 {
 		return usagef("want --key and one manifest file")
 	}
 	path := fs.Arg(0)
@@ -40,18 +38,7 @@ func cmdSign(args []string, env *cliEnv) error {
 			return fmt.Errorf("refusing to sign: %w", err)
 		}
 	}
-	c := confirmation{env: env, yes: *yes, what: "release"}
-	if err := c.possible(); err != nil {
-		return err
-	}
-	keys, err := loadPrivateKeys(keyFiles, env, *passFile)
-	if err != nil {
-		return err
-	}
-	if err := c.ask(keys); err != nil {
-		return err
-	}
-	return signAndWrite(path, envl, keys, env, fmt.Sprintf("%s/%s sequence %d", m.Product, m.Channel, m.Sequence))
+	return sf.signReviewed(env, path, envl, "release", fmt.Sprintf("%s/%s sequence %d", m.Product, m.Channel, m.Sequence))
 }
 
 // readPendingManifest reads a manifest envelope without verifying its
