@@ -11,7 +11,8 @@ import (
 
 // FuzzCheckKeys compares the allocation-free key scanner with a reference
 // built on encoding/json's tokenizer: on every valid JSON document they must
-// agree whether it holds a null or an object that repeats a key.
+// agree whether it holds a null, an object that repeats a key, or nesting
+// deeper than MaxDepth.
 func FuzzCheckKeys(f *testing.F) {
 	for _, s := range []string{
 		`{"a":1,"b":[{"c":2,"C":3}]}`, `{"a":{"a":{"a":1}},"b":"\"a\""}`, `[{"x":1},{"x":2}]`,
@@ -65,10 +66,11 @@ func referenceRejects(t *testing.T, data []byte) bool {
 			continue
 		}
 		switch tok {
-		case json.Delim('{'):
-			stack = append(stack, &level{object: true})
-		case json.Delim('['):
-			stack = append(stack, &level{})
+		case json.Delim('{'), json.Delim('['):
+			if len(stack) >= MaxDepth {
+				return true
+			}
+			stack = append(stack, &level{object: tok == json.Delim('{')})
 		case json.Delim('}'), json.Delim(']'):
 			stack = stack[:top]
 		}

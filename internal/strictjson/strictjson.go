@@ -53,6 +53,11 @@ func ReadAll(r io.Reader, limit int64, errTooLarge error) ([]byte, error) {
 	return b, nil
 }
 
+// MaxDepth bounds how deeply objects and arrays may nest. fleetcast's formats
+// nest at most 4 levels; the check runs before any other work, so a document
+// of 24 MiB of "[" costs nothing.
+const MaxDepth = 32
+
 // smallObject is the number of keys up to which an object's keys are compared
 // pairwise; larger objects use a map, so the check stays linear.
 const smallObject = 16
@@ -69,6 +74,9 @@ func checkKeys(data []byte, names map[string]bool) error {
 	for i := 0; i < len(data); {
 		switch c := data[i]; c {
 		case '{', '[':
+			if len(stack) >= MaxDepth {
+				return fmt.Errorf("nested deeper than %d levels", MaxDepth)
+			}
 			stack = push(stack, c == '{')
 			expectKey = c == '{'
 			i++

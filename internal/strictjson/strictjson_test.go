@@ -137,3 +137,22 @@ func BenchmarkManyKeys(b *testing.B) {
 		}
 	}
 }
+
+func TestDeepNestingRefusedCheaply(t *testing.T) {
+	deep := strings.Repeat("[", 1_000_000)
+	var v []any
+	err := Unmarshal([]byte(deep), &v)
+	if err == nil || !strings.Contains(err.Error(), "nested deeper") {
+		t.Fatalf("Unmarshal of a million '[': %v", err)
+	}
+	allocs := testing.AllocsPerRun(3, func() { checkKeys([]byte(deep), nil) })
+	if allocs > 10 {
+		t.Fatalf("checkKeys allocated %v times on deep nesting", allocs)
+	}
+	var ok struct {
+		A [][][]int `json:"a"`
+	}
+	if err := Unmarshal([]byte(`{"a":[[[1]]]}`), &ok); err != nil {
+		t.Fatal(err)
+	}
+}
