@@ -10,8 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"slices"
 	"time"
+	"unicode"
 
 	"github.com/fleetcast/fleetcast/internal/strictjson"
 	"github.com/fleetcast/fleetcast/signing"
@@ -195,12 +195,29 @@ func (in *Install) Validate() error {
 	if in.Mode != "" && !modePattern.MatchString(in.Mode) {
 		return fmt.Errorf("mode %q: want octal like 0755", clip(in.Mode))
 	}
+	if !printable(in.Target) {
+		return fmt.Errorf("target %q: control or invisible characters", clip(in.Target))
+	}
 	for _, argv := range [][]string{in.Command, in.HealthCheck, in.RollbackCommand} {
-		if slices.Contains(argv, "") {
-			return errors.New("empty command argument")
+		for _, arg := range argv {
+			if arg == "" || !printable(arg) {
+				return fmt.Errorf("command argument %q: empty, or control or invisible characters", clip(arg))
+			}
 		}
 	}
 	return nil
+}
+
+// printable reports whether s holds only printable runes (spaces included):
+// no control characters, no bidirectional overrides or other format runes
+// that could make a reviewer read something else than what gets run.
+func printable(s string) bool {
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
 }
 
 func clip(s string) string {

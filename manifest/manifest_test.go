@@ -153,6 +153,10 @@ func TestValidate(t *testing.T) {
 			m.Install = manifest.Install{Installer: "command", Command: []string{}}
 		}, "needs a command"},
 		{"target too long", func(m *manifest.Manifest) { m.Install.Target = "/" + strings.Repeat("a", 4096) }, "target longer"},
+		{"carriage return in target", func(m *manifest.Manifest) { m.Install.Target = "/etc/sudoers.d/x\r   /opt/app" }, "control or invisible"},
+		{"bidi override in argument", func(m *manifest.Manifest) {
+			m.Install.Installer, m.Install.Command = "command", []string{"dpkg", "-i", "\u202e{artifact}"}
+		}, "control or invisible"},
 		{"too many command arguments", func(m *manifest.Manifest) {
 			m.Install = manifest.Install{Installer: "command", Command: make([]string, manifest.MaxInstallArgs+1)}
 		}, "65 arguments"},

@@ -133,8 +133,8 @@ func ParseEnvelope(data []byte) (*Envelope, error) {
 	}
 	e := &Envelope{PayloadType: j.PayloadType, Payload: payload}
 	for i, s := range j.Signatures {
-		if s.KeyID == "" {
-			return nil, fmt.Errorf("envelope: %w: signature %d: keyid missing", ErrMalformed, i)
+		if !validKeyIDText(string(s.KeyID)) {
+			return nil, fmt.Errorf("envelope: %w: signature %d: keyid missing or not printable ASCII", ErrMalformed, i)
 		}
 		sig, err := decodeBase64(s.Sig)
 		if err != nil {
@@ -143,6 +143,18 @@ func ParseEnvelope(data []byte) (*Envelope, error) {
 		e.Signatures = append(e.Signatures, Signature{KeyID: s.KeyID, Sig: sig})
 	}
 	return e, nil
+}
+
+// validKeyIDText reports whether a keyid is 1 or more printable ASCII
+// characters without spaces: it is shown to people and must not steer a
+// terminal.
+func validKeyIDText(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // checkEnvelopeLimits applies the envelope's count and length limits, which
@@ -169,7 +181,7 @@ func decodeBase64(s string) ([]byte, error) {
 		return nil, fmt.Errorf("line break in base64")
 	}
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
-		if b, err := enc.Strict().DecodeString(s); err == nil {
+		if b, err := enc.DecodeString(s); err == nil {
 			return b, nil
 		}
 	}

@@ -145,7 +145,6 @@ func TestParseEnvelopeErrors(t *testing.T) {
 		{"payload not base64", editJSON(t, good, func(m map[string]any) { m["payload"] = "a*b=" }), ErrMalformed},
 		{"payload mixed alphabets", editJSON(t, good, func(m map[string]any) { m["payload"] = "+-/_" }), ErrMalformed},
 		{"payload bad padding", editJSON(t, good, func(m map[string]any) { m["payload"] = "aGVsbG8===" }), ErrMalformed},
-		{"payload non-canonical", editJSON(t, good, func(m map[string]any) { m["payload"] = "aGVsbG9=" }), ErrMalformed},
 		{"signature not base64", []byte(`{"payloadType":"t","payload":"","signatures":[{"keyid":"k","sig":"*"}]}`), ErrMalformed},
 		{"signatures not a list", []byte(`{"payloadType":"t","payload":"","signatures":{}}`), ErrMalformed},
 	}
@@ -236,6 +235,21 @@ func TestParseEnvelopeRequiresKeyID(t *testing.T) {
 	} {
 		if _, err := ParseEnvelope([]byte(in)); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "keyid") {
 			t.Errorf("ParseEnvelope(%s) = %v, want a keyid error", in, err)
+		}
+	}
+}
+
+func TestParseEnvelopeLenientAndStrictParts(t *testing.T) {
+	// Non-canonical trailing bits are accepted in envelopes, as DSSE parsers
+	// must be lenient; the decoded bytes are what signatures cover.
+	env, err := ParseEnvelope([]byte(`{"payloadType":"t","payload":"aGVsbG9=","signatures":[]}`))
+	if err != nil || string(env.Payload) != "hello" {
+		t.Fatalf("non-canonical payload: %v %q", err, env)
+	}
+	for _, keyid := range []string{"a b", "a\\u001b[2J", "\\u00e9t\\u00e9"} {
+		in := `{"payloadType":"t","payload":"cA==","signatures":[{"keyid":"` + keyid + `","sig":"AQID"}]}`
+		if _, err := ParseEnvelope([]byte(in)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("keyid %q: %v, want malformed (printable ASCII only)", keyid, err)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/fleetcast/fleetcast/manifest"
@@ -66,7 +67,7 @@ func printRelease(w io.Writer, path string, m *manifest.Manifest, envl *signing.
 	in := m.Install
 	fmt.Fprintf(w, "install    installer         %s\n", in.Installer)
 	for _, f := range []struct{ name, value string }{
-		{"target", in.Target},
+		{"target", quoteIfSet(in.Target)},
 		{"mode", in.Mode},
 		{"command", formatArgv(in.Command)},
 		{"health_check", formatArgv(in.HealthCheck)},
@@ -78,6 +79,15 @@ func printRelease(w io.Writer, path string, m *manifest.Manifest, envl *signing.
 		fmt.Fprintf(w, "           %-17s %s\n", f.name, f.value)
 	}
 	fmt.Fprintf(w, "signed by  %s\n", envelopeSigners(envl))
+}
+
+// quoteIfSet quotes a string from a document so that control characters
+// and invisible runes show escaped instead of acting on the terminal.
+func quoteIfSet(s string) string {
+	if s == "" {
+		return ""
+	}
+	return strconv.Quote(s)
 }
 
 func expiredNote(t, now time.Time) string {

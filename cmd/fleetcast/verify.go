@@ -76,7 +76,7 @@ func describeInstall(in manifest.Install) string {
 			parts = append(parts, name+" "+value)
 		}
 	}
-	add("target", in.Target)
+	add("target", quoteIfSet(in.Target))
 	add("mode", in.Mode)
 	add("command", formatArgv(in.Command))
 	add("health check", formatArgv(in.HealthCheck))
