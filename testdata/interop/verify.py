@@ -305,6 +305,8 @@ def parse_envelope(data, want_type):
         kid = string(kid, f"signatures[{i}].keyid")
         if not kid:
             raise Fail("malformed", f"signatures[{i}]: keyid is required")
+        if not all("!" <= ch <= "~" for ch in kid):
+            raise Fail("malformed", f"signatures[{i}]: keyid is not printable ASCII without spaces")
         out.append((kid, b64_envelope(string(sig, f"signatures[{i}].sig"), f"signatures[{i}].sig")))
     return ptype, payload, out
 
@@ -504,9 +506,13 @@ def validate(m):
         bad(f"installer {ins['installer']} needs a non-empty install.{need}")
     if ins["mode"] and not MODE_RE.fullmatch(ins["mode"]):
         bad(f"install.mode {ins['mode']!r} is not octal 0NNN or 0NNNN")
+    if not ins["target"].isprintable():
+        bad("install.target has control or invisible characters")
     for f in ARGV_FIELDS:
         if any(not x for x in ins[f]):
             bad(f"install.{f} has an empty element")
+        if any(not x.isprintable() for x in ins[f]):
+            bad(f"install.{f} has an element with control or invisible characters")
 
 
 def verify_manifest(path, root, now):
@@ -594,14 +600,16 @@ KEY_VARIANTS = {("scrypt", "xchacha20poly1305"): ("scrypt", "nonce", "sealed"), 
 
 
 def read_private_key_file(path, passphrase):
-    """Section 1. Each variant has exactly its own fields, all of them present."""
+    """Section 1. Each variant has exactly its own fields; a string field of the other variant
+    that is empty reads as absent (section 0: absent reads as the zero value)."""
     v = obj(strict_json(read_limited(path, MAX_KEY_FILE)), "private key file")
     fields(v, "private key file", COMMON_KEY_FIELDS + ("scrypt", "nonce", "sealed", "seed"))
     kdf, aead = string(v.get("kdf"), "kdf"), string(v.get("aead"), "aead")
     own = KEY_VARIANTS.get((kdf, aead))
     if own is None:
         raise Fail("malformed", f"{path}: unknown kdf/aead {kdf}/{aead}")
-    if set(v) != set(COMMON_KEY_FIELDS + own):
+    present = {k for k in v if not (k not in COMMON_KEY_FIELDS + own and v[k] == "")}
+    if present != set(COMMON_KEY_FIELDS + own):
         raise Fail("malformed", f"{path}: fields {sorted(v)} are not exactly those of the {kdf} variant")
     pub = b64_strict(string(v["ed25519_public"], "ed25519_public"), "ed25519_public")
     kid = string(v["keyid"], "keyid")
@@ -886,6 +894,9 @@ def self_made_cases(top):
         install={"installer": "file", "target": "/opt/x", "command": ["x"], "health_check": ["x", "-t"]}))
     yield case("self/argv-element-empty", "invalid", _manifest(install={"installer": "command", "command": ["x", ""]}))
     yield case("self/argv-element-4096", "ok", _manifest(install={"installer": "command", "command": ["x" * 4096]}))
+    yield case("self/target-carriage-return", "invalid", _manifest(install={"installer": "file", "target": "/etc/x\r /opt/app"}))
+    yield case("self/argv-bidi-override", "invalid", _manifest(install={"installer": "command", "command": ["dpkg", "\u202e-i"]}))
+    yield case("self/keyid-with-space", "malformed", _manifest(signers=(1,), keyids=("a b",)))
     yield case("self/argv-element-4097", "too_large", _manifest(install={"installer": "command", "command": ["x" * 4097]}))
     yield case("self/argv-65-elements", "too_large", _manifest(
         install={"installer": "file", "target": "/t", "rollback_command": ["x"] * 65}))
