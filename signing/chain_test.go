@@ -194,3 +194,12 @@ func TestFollowChainLimit(t *testing.T) {
 		t.Errorf("stopped at version %d, want %d", got.Version, 1+MaxRootRotations)
 	}
 }
+
+func TestRotateChecksOldSignaturesBeforePayload(t *testing.T) {
+	ks := testKeys(t, 1)
+	r := testRoot(1, 1, ks[0])
+	garbage := NewEnvelope(RootPayloadType, []byte("not a root")).Marshal()
+	if _, err := r.Rotate(garbage); !errors.Is(err, ErrRotation) {
+		t.Fatalf("unsigned chain file with an undecodable payload: %v, want ErrRotation", err)
+	}
+}

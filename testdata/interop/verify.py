@@ -387,6 +387,15 @@ def pinned_root(path):
     return root
 
 
+def _rotation_signed(env, r, who, path):
+    try:
+        verify_threshold(env, ROOT_TYPE, r.keys, r.threshold)
+    except Fail as e:
+        if e.outcome not in SIG_OUTCOMES:
+            raise
+        raise Fail("rotation", f"{path}: not signed by a threshold of {who} keys ({e.outcome}: {e.reason})")
+
+
 def follow_chain(root, roots_dir):
     steps = 0
     while True:
@@ -395,14 +404,14 @@ def follow_chain(root, roots_dir):
             return root
         if steps == MAX_ROTATIONS:
             raise Fail("too_large", f"{path}: more than {MAX_ROTATIONS} rotation steps in one walk")
-        env, new = read_root(path)  # too_large, payload_type, malformed come before rotation
-        for who, r in (("old", root), ("its own", new)):
-            try:
-                verify_threshold(env, ROOT_TYPE, r.keys, r.threshold)
-            except Fail as e:
-                if e.outcome not in SIG_OUTCOMES:
-                    raise
-                raise Fail("rotation", f"{path}: not signed by a threshold of {who} keys ({e.outcome}: {e.reason})")
+        # Section 3: like any envelope, a chain step is verified signatures first. The file's own
+        # envelope defects (too_large, payload_type, malformed) come first; then the old root's
+        # threshold (rotation, whatever the payload holds); then the payload (malformed,
+        # too_large); then the version and the new keys' threshold (rotation).
+        env = parse_envelope(read_limited(path, MAX_ROOT), ROOT_TYPE)
+        _rotation_signed(env, root, "old", path)
+        new = Root(env[1])
+        _rotation_signed(env, new, "its own", path)
         if new.version != root.version + 1:
             raise Fail("rotation", f"{path}: holds version {new.version}, want {root.version + 1}")
         root, steps = new, steps + 1
@@ -932,6 +941,8 @@ def self_made_cases(top):
                root=_root(key_b64=lambda b: _b64(b)[:42] + chr(ord(_b64(b)[42]) + 1) + "="))
     yield case("self/root-33-keys", "too_large", root=_root(keys=tuple(range(1, 34))))
     yield case("self/root-version-negative", "malformed", root=_root(version=-1))
+    yield case("self/chain-unsigned-garbage-payload", "rotation", roots={2: json.dumps(
+        {"payloadType": ROOT_TYPE, "payload": base64.b64encode(b"not a root").decode(), "signatures": []}).encode()})
     yield case("self/chain-root-over-64KiB", "too_large", roots={2: _root(version=2) + b" " * MAX_ROOT})
     yield case("self/rotation-1024-steps", "ok", roots=_rotation_chain(MAX_ROTATIONS))
     yield case("self/rotation-1025-steps", "too_large", roots=_rotation_chain(MAX_ROTATIONS + 1))
