@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fleetcast/fleetcast/internal/atomicfile"
@@ -39,6 +40,11 @@ func PublishPending(ctx context.Context, o Origin, envelope []byte, now time.Tim
 	defer unlock()
 	if err := o.repairLatest(m.Product, m.Channel, root, now); err != nil {
 		return nil, err
+	}
+	if o.alreadyPublished(m, env.Payload) {
+		os.Remove(o.path(manifest.PendingPath(m.Product, m.Channel, m.Sequence)))
+		return &Result{Manifest: m, Published: true, AlreadyPublished: true, Path: manifest.LatestPath(m.Product, m.Channel), SignedBy: v.SignedBy, Root: root,
+			Chunks: len(m.Chunks), Bytes: m.Artifact.Size, Duration: time.Since(start)}, nil
 	}
 	seq, err := o.nextSequence(m.Product, m.Channel, m.Version)
 	if err != nil {
@@ -84,26 +90,34 @@ func (o Origin) checkChunks(m *manifest.Manifest) error {
 	return nil
 }
 
+// errLocked: another process holds a publish lock.
+var errLocked = errors.New("locked")
+
 // lock takes the publish lock of a folder of the origin (a channel, or the
 // root chain), so that two publishers cannot both claim the next sequence or
-// root version. A crashed publisher leaves the lock file behind; the error
-// names it.
+// root version. The lock is an OS file lock on .publish.lock: it dies with
+// its process, so a crash never leaves the folder locked. The file stays.
 func (o Origin) lock(rel string) (func(), error) {
 	dir := o.path(rel)
 	if err := atomicfile.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	p := filepath.Join(dir, ".publish.lock")
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if errors.Is(err, os.ErrExist) {
-		return nil, fmt.Errorf("%s is locked by another publish (%s); if none is running, a publish crashed: remove the file and retry", rel, p)
-	}
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
 	}
+	if err := tryLock(f); err != nil {
+		holder, _ := os.ReadFile(p)
+		f.Close()
+		if errors.Is(err, errLocked) {
+			return nil, fmt.Errorf("%s is being published by another process (%s: %s); try again when it is done", rel, p, strings.TrimSpace(string(holder)))
+		}
+		return nil, fmt.Errorf("lock %s: %w", p, err)
+	}
+	f.Truncate(0)
 	fmt.Fprintf(f, "pid %d\n", os.Getpid())
-	f.Close()
-	return func() { os.Remove(p) }, nil
+	return func() { f.Close() }, nil
 }
 
 // repairLatest finishes a publish that crashed after writing history but
@@ -130,5 +144,21 @@ func (o Origin) repairLatest(product, channel string, root *signing.Root, now ti
 	if _, err := manifest.Verify(data, root, now); err != nil {
 		return nil // not a release to finish: the next one supersedes it
 	}
-	return o.writeFile(manifest.LatestPath(product, channel), data)
+	if err := o.writeFile(manifest.LatestPath(product, channel), data); err != nil {
+		return err
+	}
+	os.Remove(o.path(manifest.PendingPath(product, channel, newest)))
+	return nil
+}
+
+// alreadyPublished reports whether the channel's history holds exactly this
+// payload at its sequence: a pending manifest whose publish crashed and was
+// then finished by repairLatest.
+func (o Origin) alreadyPublished(m *manifest.Manifest, payload []byte) bool {
+	data, err := o.readFile(manifest.HistoryPath(m.Product, m.Channel, m.Sequence), signing.MaxEnvelopeSize)
+	if err != nil {
+		return false
+	}
+	env, err := signing.ParseEnvelope(data)
+	return err == nil && string(env.Payload) == string(payload)
 }

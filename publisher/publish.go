@@ -37,15 +37,18 @@ type Options struct {
 // Result says what a publish did.
 type Result struct {
 	Manifest  *manifest.Manifest
-	Published bool   // false: below the threshold, written to Path for co-signing
-	Path      string // the envelope written, relative to the origin
-	SignedBy  []signing.KeyID
-	Root      *signing.Root
-	Chunks    int
-	NewChunks int
-	Bytes     int64
-	NewBytes  int64
-	Duration  time.Duration
+	Published bool // false: below the threshold, written to Path for co-signing
+	// AlreadyPublished: PublishPending found this exact manifest published
+	// (a retry, or a crashed publish that was finished); nothing changed.
+	AlreadyPublished bool
+	Path             string // the envelope written, relative to the origin
+	SignedBy         []signing.KeyID
+	Root             *signing.Root
+	Chunks           int
+	NewChunks        int
+	Bytes            int64
+	NewBytes         int64
+	Duration         time.Duration
 }
 
 // Publish chunks the artifact at path into the origin's chunk store, signs a

@@ -177,8 +177,10 @@ func TestPublishBelowThresholdThenCosign(t *testing.T) {
 	if _, err := os.Stat(o.path(manifest.PendingPath("app", "stable", 1))); !errors.Is(err, os.ErrNotExist) {
 		t.Error("pending manifest left behind after publishing it")
 	}
-	if _, err := PublishPending(context.Background(), o, env.Marshal(), t0); !errors.Is(err, ErrVersionExists) {
-		t.Fatalf("publishing the same pending manifest twice: %v", err)
+	// Publishing it again (a retry after a crash, say) changes nothing and says so.
+	again, err := PublishPending(context.Background(), o, env.Marshal(), t0)
+	if err != nil || !again.AlreadyPublished {
+		t.Fatalf("publishing the same pending manifest twice: %+v, %v", again, err)
 	}
 }
 
@@ -272,12 +274,19 @@ func TestPublishRefusesWhileLocked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Publish(context.Background(), o, path, testOptions("1", a)); err == nil || !strings.Contains(err.Error(), "locked by another publish") {
+	if _, err := Publish(context.Background(), o, path, testOptions("1", a)); err == nil || !strings.Contains(err.Error(), "being published by another process") {
 		t.Fatalf("publish while locked: %v", err)
 	}
 	unlock()
 	if _, err := Publish(context.Background(), o, path, testOptions("1", a)); err != nil {
 		t.Fatal(err)
+	}
+	// The lock file stays behind (as after a crash), unlocked: no obstacle.
+	if _, err := os.Stat(o.path("app/stable/.publish.lock")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Publish(context.Background(), o, path, testOptions("2", a)); err != nil {
+		t.Fatalf("publish with a stale lock file: %v", err)
 	}
 }
 

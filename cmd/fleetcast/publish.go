@@ -137,6 +137,10 @@ func printPublished(env *cliEnv, o publisher.Origin, res *publisher.Result) {
 	secs := res.Duration.Seconds()
 	fmt.Fprintf(w, "  time       %.2fs (%s/s)\n", secs, formatBytes(int64(float64(res.Bytes)/max(secs, 1e-9))))
 	fmt.Fprintf(w, "  signed by  %s (%d of %d required, root version %d)\n", joinIDs(res.SignedBy), len(res.SignedBy), res.Root.Threshold, res.Root.Version)
+	if res.AlreadyPublished {
+		fmt.Fprintf(w, "already published as %s: nothing changed\n", o.Dir+"/"+res.Path)
+		return
+	}
 	if res.Published {
 		fmt.Fprintf(w, "published %s\n", o.Dir+"/"+res.Path)
 		return
