@@ -43,6 +43,7 @@ var outcomes = []struct {
 	name string
 	err  error
 }{
+	{"too_large", signing.ErrTooLarge},
 	{"payload_type", signing.ErrPayloadType},
 	{"malformed", signing.ErrMalformed},
 	{"rotation", signing.ErrRotation},
@@ -296,6 +297,10 @@ func buildVectors(t *testing.T) []vector {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tooMany := signManifest(t, small, k1)
+	for len(tooMany.Signatures) <= signing.MaxSignatures {
+		tooMany.Signatures = append(tooMany.Signatures, tooMany.Signatures[0])
+	}
 	badSizes := *small
 	badSizes.Artifact.Size++ // chunk sizes now add up to one byte less
 	flipped := bytes.Clone(artifact)
@@ -326,6 +331,8 @@ func buildVectors(t *testing.T) []vector {
 			"root.json": signRoot(t, testRoot(1, 1, rootExpired, k1), k1), "manifest.json": good}),
 		v("unknown-payload-type", "payload_type", `properly signed, but payloadType is "application/vnd.in-toto+json"`, map[string][]byte{
 			"root.json": root1of1, "manifest.json": inToto}),
+		v("too-many-signatures", "too_large", "the envelope carries 33 signatures (the limit is 32), all copies of key 1's valid one", map[string][]byte{
+			"root.json": root1of1, "manifest.json": tooMany.Marshal()}),
 		v("truncated-envelope", "malformed", "manifest.json cut in half", map[string][]byte{
 			"root.json": root1of1, "manifest.json": good[:len(good)/2]}),
 		v("bad-base64-payload", "malformed", "the payload field is not base64", map[string][]byte{

@@ -11,6 +11,7 @@ import (
 // vectorMessages is what `fleetcast verify` must say for each outcome of the
 // vectors in testdata/vectors (see its README).
 var vectorMessages = map[string]string{
+	"too_large":     "exceeds size limit",
 	"bad_signature": "does not verify: payload or signature altered",
 	"unknown_key":   "is not in root version",
 	"threshold":     "required",
