@@ -38,7 +38,11 @@ func PublishPending(ctx context.Context, o Origin, envelope []byte, now time.Tim
 		return nil, err
 	}
 	defer unlock()
-	if err := o.repairLatest(m.Product, m.Channel, root, now); err != nil {
+	hist, err := o.history(m.Product, m.Channel)
+	if err != nil {
+		return nil, fmt.Errorf("read %s/%s history: %w", m.Product, m.Channel, err)
+	}
+	if err := o.repairLatest(m.Product, m.Channel, hist, root, now); err != nil {
 		return nil, err
 	}
 	if o.alreadyPublished(m, env.Payload) {
@@ -46,7 +50,7 @@ func PublishPending(ctx context.Context, o Origin, envelope []byte, now time.Tim
 		return &Result{Manifest: m, Published: true, AlreadyPublished: true, Path: manifest.LatestPath(m.Product, m.Channel), SignedBy: v.SignedBy, Root: root,
 			Chunks: len(m.Chunks), Bytes: m.Artifact.Size, Duration: time.Since(start)}, nil
 	}
-	seq, err := o.nextSequence(m.Product, m.Channel, m.Version)
+	seq, err := nextSequence(m.Product, m.Channel, m.Version, hist)
 	if err != nil {
 		return nil, err
 	}
@@ -124,10 +128,9 @@ func (o Origin) lock(rel string) (func(), error) {
 // before the channel's latest manifest: when the newest history entry is
 // newer than manifest.json (or manifest.json is missing) and still verifies,
 // it becomes the latest. Otherwise the next release will.
-func (o Origin) repairLatest(product, channel string, root *signing.Root, now time.Time) error {
-	hist, err := o.history(product, channel)
-	if err != nil || len(hist) == 0 {
-		return err
+func (o Origin) repairLatest(product, channel string, hist []release, root *signing.Root, now time.Time) error {
+	if len(hist) == 0 {
+		return nil
 	}
 	newest := hist[len(hist)-1].Sequence
 	latest, err := o.readRelease(o.path(manifest.LatestPath(product, channel)))

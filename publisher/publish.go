@@ -74,10 +74,14 @@ func Publish(ctx context.Context, o Origin, path string, opts Options) (*Result,
 	if err := checkKeys(root, opts.Keys); err != nil {
 		return nil, err
 	}
-	if err := o.repairLatest(opts.Product, opts.Channel, root, opts.Now); err != nil {
+	hist, err := o.history(opts.Product, opts.Channel)
+	if err != nil {
+		return nil, fmt.Errorf("read %s/%s history: %w", opts.Product, opts.Channel, err)
+	}
+	if err := o.repairLatest(opts.Product, opts.Channel, hist, root, opts.Now); err != nil {
 		return nil, err
 	}
-	seq, err := o.nextSequence(opts.Product, opts.Channel, opts.Version)
+	seq, err := nextSequence(opts.Product, opts.Channel, opts.Version, hist)
 	if err != nil {
 		return nil, err
 	}
@@ -166,13 +170,9 @@ func checkKeys(root *signing.Root, keys []*signing.PrivateKey) error {
 	return nil
 }
 
-// nextSequence returns the sequence after the channel's newest release,
-// refusing a version that was already published.
-func (o Origin) nextSequence(product, channel, version string) (uint64, error) {
-	hist, err := o.history(product, channel)
-	if err != nil {
-		return 0, fmt.Errorf("read %s/%s history: %w", product, channel, err)
-	}
+// nextSequence returns the sequence after the channel's newest release in
+// hist, refusing a version that was already published.
+func nextSequence(product, channel, version string, hist []release) (uint64, error) {
 	var last uint64
 	for _, r := range hist {
 		if r.Version == version {

@@ -349,7 +349,11 @@ func TestPublishFinishesACrashedPublish(t *testing.T) {
 	// Before publishing 3, sequence 2 was made the latest (and then superseded).
 	os.Remove(o.path(manifest.LatestPath("app", "stable")))
 	os.Remove(o.path(manifest.HistoryPath("app", "stable", 3)))
-	if err := o.repairLatest("app", "stable", mustRoot(t, o), t0); err != nil {
+	hist, err := o.history("app", "stable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.repairLatest("app", "stable", hist, mustRoot(t, o), t0); err != nil {
 		t.Fatal(err)
 	}
 	if v := readVerified(t, o, manifest.LatestPath("app", "stable")); v.Sequence != 2 {
