@@ -10,4 +10,8 @@ require (
 	golang.org/x/term v0.47.0
 )
 
-require github.com/klauspost/cpuid/v2 v2.2.3 // indirect
+require (
+	github.com/BurntSushi/toml v1.6.0 // indirect
+	github.com/kardianos/service v1.3.0 // indirect
+	github.com/klauspost/cpuid/v2 v2.2.3 // indirect
+)
