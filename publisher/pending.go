@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fleetcast/fleetcast/internal/atomicfile"
+	"github.com/fleetcast/fleetcast/internal/filelock"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
 )
@@ -94,9 +95,6 @@ func (o Origin) checkChunks(m *manifest.Manifest) error {
 	return nil
 }
 
-// errLocked: another process holds a publish lock.
-var errLocked = errors.New("locked")
-
 // lock takes the publish lock of a folder of the origin (a channel, or the
 // root chain), so that two publishers cannot both claim the next sequence or
 // root version. The lock is an OS file lock on .publish.lock: it dies with
@@ -111,10 +109,10 @@ func (o Origin) lock(rel string) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := tryLock(f); err != nil {
+	if err := filelock.TryLock(f); err != nil {
 		holder, _ := os.ReadFile(p)
 		f.Close()
-		if errors.Is(err, errLocked) {
+		if errors.Is(err, filelock.ErrLocked) {
 			return nil, fmt.Errorf("%s is being published by another process (%s: %s); try again when it is done", rel, p, strings.TrimSpace(string(holder)))
 		}
 		return nil, fmt.Errorf("lock %s: %w", p, err)

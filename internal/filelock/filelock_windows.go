@@ -1,4 +1,4 @@
-package publisher
+package filelock
 
 import (
 	"errors"
@@ -7,13 +7,13 @@ import (
 	"golang.org/x/sys/windows"
 )
 
-// tryLock takes an exclusive lock on f without waiting. Windows releases it
-// when f is closed or the process dies. errLocked means another process
+// TryLock takes an exclusive lock on f without waiting. Windows releases it
+// when f is closed or the process dies. ErrLocked means another process
 // holds it.
-func tryLock(f *os.File) error {
+func TryLock(f *os.File) error {
 	err := windows.LockFileEx(windows.Handle(f.Fd()), windows.LOCKFILE_EXCLUSIVE_LOCK|windows.LOCKFILE_FAIL_IMMEDIATELY, 0, 1, 0, &windows.Overlapped{})
 	if errors.Is(err, windows.ERROR_LOCK_VIOLATION) {
-		return errLocked
+		return ErrLocked
 	}
 	return err
 }

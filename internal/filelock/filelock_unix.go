@@ -1,6 +1,6 @@
 //go:build !windows
 
-package publisher
+package filelock
 
 import (
 	"errors"
@@ -9,13 +9,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// tryLock takes an exclusive lock on f without waiting. The operating system
+// TryLock takes an exclusive lock on f without waiting. The operating system
 // releases it when f is closed or the process dies, so a crashed publisher
-// never leaves a channel locked. errLocked means another process holds it.
-func tryLock(f *os.File) error {
+// never leaves a file locked. ErrLocked means another process holds it.
+func TryLock(f *os.File) error {
 	err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 	if errors.Is(err, unix.EWOULDBLOCK) {
-		return errLocked
+		return ErrLocked
 	}
 	return err
 }
