@@ -22,6 +22,8 @@ var commands = []command{
 	{"publish", "chunk, sign and publish a release to an origin mirror", cmdPublish},
 	{"sign", "add a co-signature to a pending manifest", cmdSign},
 	{"verify", "verify a signed manifest (and optionally an artifact) against a root", cmdVerify},
+	{"agent", "run the update agent (foreground, or one cycle with --once)", cmdAgent},
+	{"service", "install, start, stop or remove the agent as an OS service", runService},
 }
 
 // cliEnv is what a command may touch besides its arguments.

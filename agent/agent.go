@@ -1,0 +1,170 @@
+// Package agent keeps a machine's subscribed products up to date: it fetches
+// each channel's signed manifest from the origin mirror, verifies it against
+// the pinned trust root (following rotations), assembles the artifact from
+// verified chunks in a content-addressed store under the data directory
+// (resuming interrupted downloads and reusing the chunks of the installed
+// release), and hands it to an installer, with health check and rollback.
+// The data directory's layout is specified in docs/SPEC.md ("Agent data
+// directory"); the configuration in docs/CONFIG.md.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fleetcast/fleetcast/internal/filelock"
+	"github.com/fleetcast/fleetcast/signing"
+)
+
+// Agent keeps a machine's subscriptions up to date. Create it with New, then
+// call Once or Run; Close releases the data directory.
+type Agent struct {
+	cfg    *Config
+	log    *slog.Logger
+	origin *originClient
+	store  *store
+	now    func() time.Time
+	lock   *os.File
+
+	rootMu sync.Mutex
+	root   *signing.Root
+
+	statusMu sync.Mutex
+	status   map[string]*SubscriptionStatus
+}
+
+// New prepares an agent: it creates the data directory, takes its lock (one
+// agent per data directory), and loads the trust root.
+func New(cfg *Config, log *slog.Logger) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	base, err := url.Parse(cfg.Origin)
+	if err != nil {
+		return nil, fmt.Errorf("config: origin: %w", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	root, err := loadRoot(cfg.Root, cfg.DataDir)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	p := fetchPolicy{timeout: cfg.RequestTimeout, minRate: cfg.MinThroughput, window: cfg.ThroughputWindow,
+		retries: cfg.Retries, backoff: cfg.RetryBackoff, backoffMax: cfg.RetryBackoffMax}
+	a := &Agent{
+		cfg: cfg, log: log, now: time.Now, lock: lock, root: root,
+		origin: newOriginClient(base, p, cfg.OriginConnections, log),
+		store:  &store{dir: filepath.Join(cfg.DataDir, releasesDir)},
+		status: make(map[string]*SubscriptionStatus),
+	}
+	for _, s := range cfg.Subscriptions {
+		a.status[s.key()] = &SubscriptionStatus{Product: s.Product, Channel: s.Channel}
+	}
+	log.Info("agent ready", slog.String("data_dir", cfg.DataDir), slog.String("origin", cfg.Origin),
+		slog.Uint64("root_version", root.Version), slog.Int("subscriptions", len(cfg.Subscriptions)))
+	return a, nil
+}
+
+func lockDataDir(dir string) (*os.File, error) {
+	p := filepath.Join(dir, "agent.lock")
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	if err := filelock.TryLock(f); err != nil {
+		holder, _ := os.ReadFile(p)
+		f.Close()
+		if errors.Is(err, filelock.ErrLocked) {
+			return nil, fmt.Errorf("data_dir %s is in use by another agent (%s); give each agent its own data_dir", dir, strings.TrimSpace(string(holder)))
+		}
+		return nil, fmt.Errorf("lock %s: %w", p, err)
+	}
+	f.Truncate(0)
+	fmt.Fprintf(f, "pid %d\n", os.Getpid())
+	return f, nil
+}
+
+// Close releases the data directory.
+func (a *Agent) Close() error { return a.lock.Close() }
+
+// Once runs one update cycle for every subscription and returns the joined
+// errors of those that failed (nil when each is up to date or updated).
+func (a *Agent) Once(ctx context.Context) error {
+	var errs []error
+	for _, s := range a.cfg.Subscriptions {
+		if err := a.runCycle(ctx, s); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (a *Agent) runCycle(ctx context.Context, s Subscription) error {
+	start := a.now()
+	out, err := a.cycle(ctx, s)
+	a.recordCycle(s, start, out, err)
+	if err != nil {
+		a.log.Error("update cycle failed", slog.String("product", s.Product), slog.String("channel", s.Channel),
+			slog.String("outcome", string(out)), slog.String("reason", err.Error()))
+	}
+	return err
+}
+
+// Run serves the status API (when listen is set) and runs update cycles
+// every poll_interval, with jitter, until ctx is cancelled; it returns nil
+// then. A failed cycle is retried sooner, with backoff.
+func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if a.cfg.Listen != "" {
+		stop, err := a.serve(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	failures := 0
+	for {
+		if err := a.Once(ctx); err != nil && ctx.Err() == nil {
+			failures++
+		} else {
+			failures = 0
+		}
+		wait := a.nextPoll(failures)
+		a.log.Debug("next poll", slog.Duration("in", wait))
+		select {
+		case <-ctx.Done():
+			a.log.Info("agent stopping")
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// nextPoll is poll_interval ± poll_jitter; after failures, an exponential
+// backoff from retry_backoff if that is sooner.
+func (a *Agent) nextPoll(failures int) time.Duration {
+	d := a.cfg.PollInterval
+	if failures > 0 {
+		d = min(d, max(a.cfg.RetryBackoff, time.Second)<<min(failures+2, 20))
+	}
+	j := a.cfg.PollJitter
+	return time.Duration(float64(d) * (1 - j + 2*j*rand.Float64()))
+}
+
+func (s Subscription) key() string { return s.Product + "/" + s.Channel }

@@ -1,0 +1,361 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/fleetcast/fleetcast/internal/atomicfile"
+	"github.com/fleetcast/fleetcast/manifest"
+)
+
+// Transfer counts where the bytes of a release came from.
+type Transfer struct {
+	Origin        int64   `json:"origin_bytes"`       // chunk bytes fetched from the origin
+	OriginChunks  int64   `json:"origin_chunks"`      // chunks fetched from the origin
+	Resumed       int64   `json:"resumed_bytes"`      // verified by an earlier, interrupted attempt
+	ReusedLocal   int64   `json:"reused_local_bytes"` // copied from another release in the store (delta)
+	Duplicate     int64   `json:"duplicate_bytes"`    // repeats of a chunk earlier in the same artifact
+	Refetched     int64   `json:"refetched_chunks"`   // chunks fetched again after failing a re-check
+	ArtifactBytes int64   `json:"artifact_bytes"`     // size of the artifact
+	Seconds       float64 `json:"assemble_seconds"`   // wall time to assemble and check
+}
+
+// chunkSource fetches a chunk into buf and returns it verified against its
+// digest. The origin is one; peers will be others.
+type chunkSource interface {
+	fetchChunk(ctx context.Context, c manifest.Chunk, buf []byte) ([]byte, error)
+}
+
+// assembly fills one release's artifact.part, from the store where it can
+// and from src for the rest, while a second goroutine hashes the finished
+// prefix of the file, so the whole-file check ends with the last chunk.
+type assembly struct {
+	m       *manifest.Manifest
+	dir     string
+	f       *os.File
+	j       *journal
+	offsets []int64
+	src     chunkSource
+	conns   int
+	log     *slog.Logger
+
+	mu   sync.Mutex
+	cond *sync.Cond
+	have []bool
+	done bool // no more chunks will arrive (finished or failed)
+
+	origin, originChunks, reused, dup atomic.Int64
+}
+
+// assemble makes releases/.../<seq>/artifact for m, which must already be
+// verified, and returns what it transferred.
+func (s *store) assemble(ctx context.Context, m *manifest.Manifest, dir string, src chunkSource, conns int, log *slog.Logger) (Transfer, error) {
+	tr := Transfer{ArtifactBytes: m.Artifact.Size}
+	a, err := s.openAssembly(m, dir, src, conns, log)
+	if err != nil {
+		return tr, err
+	}
+	defer a.close()
+	for i, h := range a.have {
+		if h {
+			tr.Resumed += m.Chunks[i].Size
+		}
+	}
+	if tr.Resumed > 0 {
+		log.Info("resuming release from the store", slog.Int64("verified_bytes", tr.Resumed))
+	}
+	for round := 0; ; round++ {
+		err = a.fill(ctx, s.index(dir))
+		if err == nil || !errors.Is(err, manifest.ErrMismatch) || round > 0 {
+			break
+		}
+		// The whole file did not match although every chunk did when it was
+		// stored: bytes were lost since (power loss, a damaged disk). Check
+		// every chunk again and fetch the bad ones.
+		log.Warn("whole-file check failed; re-checking every chunk", slog.String("reason", err.Error()))
+		bad, rerr := a.recheck()
+		if rerr != nil {
+			return tr, rerr
+		}
+		tr.Refetched += int64(bad)
+	}
+	tr.Origin, tr.OriginChunks = a.origin.Load(), a.originChunks.Load()
+	tr.ReusedLocal, tr.Duplicate = a.reused.Load(), a.dup.Load()
+	if err != nil {
+		return tr, err
+	}
+	return tr, a.commit()
+}
+
+func (s *store) openAssembly(m *manifest.Manifest, dir string, src chunkSource, conns int, log *slog.Logger) (*assembly, error) {
+	a := &assembly{m: m, dir: dir, src: src, conns: max(conns, 1), log: log}
+	a.cond = sync.NewCond(&a.mu)
+	a.offsets = make([]int64, len(m.Chunks))
+	var off int64
+	for i, c := range m.Chunks {
+		a.offsets[i] = off
+		off += c.Size
+	}
+	path := filepath.Join(dir, partFile)
+	fi, statErr := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	a.f = f
+	fresh := statErr != nil || fi.Size() != m.Artifact.Size
+	if fresh {
+		os.Remove(filepath.Join(dir, haveFile))
+		if err := preallocate(f, m.Artifact.Size); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("store: reserve %d bytes for %s: %w", m.Artifact.Size, path, err)
+		}
+	}
+	if a.have, err = readJournal(filepath.Join(dir, haveFile), len(m.Chunks)); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if a.j, err = openJournal(filepath.Join(dir, haveFile)); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return a, nil
+}
+
+func (a *assembly) close() {
+	a.j.Close()
+	a.f.Close()
+}
+
+// job is one distinct chunk still missing, with every index it appears at.
+type job struct {
+	chunk   manifest.Chunk
+	indexes []int
+	local   *location // where the store already holds it, if anywhere
+}
+
+// plan lists the missing chunks in artifact order, one job per digest.
+func (a *assembly) plan(idx map[manifest.Digest]location) []*job {
+	byDigest := make(map[manifest.Digest]*job)
+	var jobs []*job
+	for i, c := range a.m.Chunks {
+		if a.have[i] {
+			if _, ok := idx[c.SHA256]; !ok {
+				// Repeats of this chunk are copied from here.
+				idx[c.SHA256] = location{path: a.f.Name(), offset: a.offsets[i], size: c.Size}
+			}
+			continue
+		}
+		if j := byDigest[c.SHA256]; j != nil {
+			j.indexes = append(j.indexes, i)
+			continue
+		}
+		j := &job{chunk: c, indexes: []int{i}}
+		if loc, ok := idx[c.SHA256]; ok && loc.size == c.Size {
+			j.local = &loc
+		}
+		byDigest[c.SHA256] = j
+		jobs = append(jobs, j)
+	}
+	return jobs
+}
+
+// fill fetches every missing chunk with a pool of workers while the prefix
+// hasher runs, and returns the first error or the whole-file verdict.
+func (a *assembly) fill(ctx context.Context, idx map[manifest.Digest]location) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	a.mu.Lock()
+	a.done = false
+	a.mu.Unlock()
+	hashed := make(chan error, 1)
+	go func() { hashed <- a.hashPrefix(ctx) }()
+
+	jobs := make(chan *job)
+	var wg sync.WaitGroup
+	for range a.conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, a.maxChunk())
+			for j := range jobs {
+				if err := a.run(ctx, j, buf); err != nil {
+					cancel(err)
+					return
+				}
+			}
+		}()
+	}
+	go func() {
+		defer close(jobs)
+		for _, j := range a.plan(idx) {
+			select {
+			case jobs <- j:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	a.finish()
+	herr := <-hashed
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	return herr
+}
+
+func (a *assembly) maxChunk() int64 {
+	var n int64
+	for _, c := range a.m.Chunks {
+		n = max(n, c.Size)
+	}
+	return n
+}
+
+// run gets one chunk, from the store or the source, and writes it at every
+// offset it appears at.
+func (a *assembly) run(ctx context.Context, j *job, buf []byte) error {
+	b, fromStore := a.readLocal(j, buf), true
+	if b == nil {
+		fromStore = false
+		var err error
+		if b, err = a.src.fetchChunk(ctx, j.chunk, buf); err != nil {
+			return fmt.Errorf("chunk %d (%s): %w", j.indexes[0], j.chunk.SHA256, err)
+		}
+		a.origin.Add(j.chunk.Size)
+		a.originChunks.Add(1)
+	}
+	for _, i := range j.indexes {
+		if _, err := a.f.WriteAt(b, a.offsets[i]); err != nil {
+			return fmt.Errorf("store: write chunk %d: %w", i, err)
+		}
+	}
+	if fromStore {
+		a.reused.Add(j.chunk.Size)
+	}
+	a.dup.Add(j.chunk.Size * int64(len(j.indexes)-1))
+	if err := a.j.add(j.indexes...); err != nil {
+		return fmt.Errorf("store: journal: %w", err)
+	}
+	a.mu.Lock()
+	for _, i := range j.indexes {
+		a.have[i] = true
+	}
+	a.cond.Broadcast()
+	a.mu.Unlock()
+	return nil
+}
+
+// readLocal reads a chunk from where the store holds it and returns it only
+// if it still matches its digest; nil means fetch it.
+func (a *assembly) readLocal(j *job, buf []byte) []byte {
+	if j.local == nil {
+		return nil
+	}
+	f, err := os.Open(j.local.path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	b := buf[:j.chunk.Size]
+	if _, err := f.ReadAt(b, j.local.offset); err != nil {
+		return nil
+	}
+	if manifest.Sum(b) != j.chunk.SHA256 {
+		a.log.Warn("stored chunk no longer matches its digest; fetching it", slog.String("chunk", j.chunk.SHA256.String()), slog.String("file", j.local.path))
+		return nil
+	}
+	return b
+}
+
+func (a *assembly) finish() {
+	a.mu.Lock()
+	a.done = true
+	a.cond.Broadcast()
+	a.mu.Unlock()
+}
+
+// wait blocks until chunk i is present; false if no more chunks will come.
+func (a *assembly) wait(i int) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for !a.have[i] && !a.done {
+		a.cond.Wait()
+	}
+	return a.have[i]
+}
+
+// hashPrefix computes the whole-file SHA-256 in order, reading each chunk
+// back as soon as it is present, and compares it with the manifest.
+func (a *assembly) hashPrefix(ctx context.Context) error {
+	h := manifest.NewHash()
+	buf := make([]byte, 1<<20)
+	for i, c := range a.m.Chunks {
+		if !a.wait(i) {
+			return context.Cause(ctx)
+		}
+		for off, end := a.offsets[i], a.offsets[i]+c.Size; off < end; {
+			n := min(int64(len(buf)), end-off)
+			if _, err := a.f.ReadAt(buf[:n], off); err != nil {
+				return fmt.Errorf("store: read back chunk %d: %w", i, err)
+			}
+			h.Write(buf[:n])
+			off += n
+		}
+	}
+	if got := manifest.Digest(h.Sum(nil)); got != a.m.Artifact.SHA256 {
+		return fmt.Errorf("artifact %s: %w: whole-file SHA-256 %s, manifest says %s",
+			a.m.Artifact.Name, manifest.ErrMismatch, got, a.m.Artifact.SHA256)
+	}
+	return nil
+}
+
+// recheck verifies every present chunk again, forgets the bad ones and
+// rewrites the journal; it returns how many were bad.
+func (a *assembly) recheck() (int, error) {
+	buf := make([]byte, a.maxChunk())
+	bad := 0
+	var good []int
+	for i, c := range a.m.Chunks {
+		b := buf[:c.Size]
+		if _, err := a.f.ReadAt(b, a.offsets[i]); err != nil || manifest.Sum(b) != c.SHA256 {
+			a.have[i] = false
+			bad++
+			continue
+		}
+		a.have[i] = true
+		good = append(good, i)
+	}
+	if bad == 0 {
+		return 0, fmt.Errorf("artifact %s: %w: every chunk matches but the whole file does not: the manifest is inconsistent; not installed",
+			a.m.Artifact.Name, manifest.ErrMismatch)
+	}
+	if err := a.j.reset(); err != nil {
+		return bad, err
+	}
+	return bad, a.j.add(good...)
+}
+
+// commit makes the checked artifact durable and final: fsync, rename to
+// artifact, fsync the directory, drop the journal.
+func (a *assembly) commit() error {
+	if err := a.f.Sync(); err != nil {
+		return fmt.Errorf("store: fsync %s: %w", a.f.Name(), err)
+	}
+	final := filepath.Join(a.dir, artifactFile)
+	if err := os.Rename(a.f.Name(), final); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if err := atomicfile.SyncDir(a.dir); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	os.Remove(filepath.Join(a.dir, haveFile))
+	return nil
+}

@@ -1,0 +1,618 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/fleetcast/fleetcast/manifest"
+)
+
+// MaxConfigSize bounds the configuration file.
+const MaxConfigSize = 1 << 20
+
+// Config is the agent's configuration (TOML, docs/CONFIG.md).
+type Config struct {
+	DataDir           string         `toml:"data_dir"`             // default per OS (configDefaultDataDir); made absolute
+	Origin            string         `toml:"origin"`               // required; http or https URL of the origin mirror directory; ends in "/"
+	Root              string         `toml:"root"`                 // required; path of the pinned initial trust root envelope file
+	Listen            string         `toml:"listen"`               // default ":7331"; "" disables the status/peer API
+	PollInterval      time.Duration  `toml:"poll_interval"`        // default 5m; minimum 1s
+	PollJitter        float64        `toml:"poll_jitter"`          // default 0.1 (±10%); 0..0.5
+	OriginConnections int            `toml:"origin_connections"`   // parallel chunk requests to the origin; default 4; 1..64
+	RequestTimeout    time.Duration  `toml:"request_timeout"`      // whole-request timeout for one manifest/root/chunk request; default 2m
+	MinThroughput     int64          `toml:"min_throughput"`       // bytes/s a response body must sustain over ThroughputWindow; default 32768; 0 disables
+	ThroughputWindow  time.Duration  `toml:"throughput_window"`    // default 10s
+	Retries           int            `toml:"retries"`              // retries per request after the first attempt; default 4; 0..20
+	RetryBackoff      time.Duration  `toml:"retry_backoff"`        // first backoff, doubled each retry with full jitter; default 500ms
+	RetryBackoffMax   time.Duration  `toml:"retry_backoff_max"`    // cap of the backoff; default 30s
+	AllowedInstallers []string       `toml:"allowed_installers"`   // default ["file", "archive"]; values from manifest.Installers
+	AllowedTargets    []string       `toml:"allowed_targets"`      // absolute path prefixes; default none
+	CommandTimeout    time.Duration  `toml:"command_timeout"`      // default 10m
+	HealthTimeout     time.Duration  `toml:"health_check_timeout"` // default 1m
+	KeepReleases      int            `toml:"keep_releases"`        // archive installer; default 3; 1..100
+	Subscriptions     []Subscription `toml:"subscription"`         // at least one ([[subscription]] tables)
+}
+
+// Subscription names one product channel the agent follows.
+type Subscription struct {
+	Product string `toml:"product"` // manifest.ValidName
+	Channel string `toml:"channel"` // manifest.ValidName
+}
+
+// DefaultConfig returns the configuration that a file's keys are applied
+// over. Origin, Root and Subscriptions have no default.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:           configDefaultDataDir(),
+		Listen:            ":7331",
+		PollInterval:      5 * time.Minute,
+		PollJitter:        0.1,
+		OriginConnections: 4,
+		RequestTimeout:    2 * time.Minute,
+		MinThroughput:     32 << 10,
+		ThroughputWindow:  10 * time.Second,
+		Retries:           4,
+		RetryBackoff:      500 * time.Millisecond,
+		RetryBackoffMax:   30 * time.Second,
+		AllowedInstallers: []string{"file", "archive"},
+		CommandTimeout:    10 * time.Minute,
+		HealthTimeout:     time.Minute,
+		KeepReleases:      3,
+	}
+}
+
+// configDefaultDataDir is the per-OS default of data_dir. It is a switch
+// rather than per-OS files because the whole of the configuration lives in
+// this file.
+func configDefaultDataDir() string {
+	switch runtime.GOOS {
+	case "windows":
+		if d := os.Getenv("ProgramData"); filepath.IsAbs(d) {
+			return filepath.Join(d, "fleetcast")
+		}
+		return `C:\ProgramData\fleetcast`
+	case "darwin":
+		return "/Library/Application Support/fleetcast"
+	}
+	return "/var/lib/fleetcast"
+}
+
+// ParseConfig decodes a TOML configuration over DefaultConfig and validates
+// it. Unknown keys are an error, as is a relative data_dir or root (only
+// LoadConfig knows what they are relative to).
+func ParseConfig(data []byte) (*Config, error) {
+	return configParse(data, "")
+}
+
+// LoadConfig reads the configuration file at path and parses it like
+// ParseConfig, except that a relative data_dir or root is taken relative to
+// the directory of the file.
+func LoadConfig(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return configParse(data, abs)
+}
+
+// configParse is ParseConfig, or LoadConfig's parsing of the file at the
+// absolute path file.
+func configParse(data []byte, file string) (*Config, error) {
+	c, err := configDecode(data)
+	if err == nil {
+		if file != "" {
+			c.DataDir = configRelativeTo(filepath.Dir(file), c.DataDir)
+			c.Root = configRelativeTo(filepath.Dir(file), c.Root)
+		}
+		err = c.configCheck()
+	}
+	switch {
+	case err == nil:
+		return c, nil
+	case file != "":
+		return nil, fmt.Errorf("config: %s: %w", file, err)
+	default:
+		return nil, fmt.Errorf("config: %w", err)
+	}
+}
+
+func configRelativeTo(dir, path string) string {
+	if path == "" || filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(dir, path)
+}
+
+// configDecode decodes data over DefaultConfig, refusing what
+// BurntSushi/toml lets through: unknown keys, keys that match a field only
+// when ignoring case, and durations given as integers (nanoseconds).
+func configDecode(data []byte) (*Config, error) {
+	if len(data) > MaxConfigSize {
+		return nil, fmt.Errorf("%d bytes is larger than the limit of %d bytes", len(data), MaxConfigSize)
+	}
+	if !utf8.Valid(data) {
+		return nil, errors.New("not valid UTF-8")
+	}
+	if err := configCheckShape(data); err != nil {
+		return nil, err
+	}
+	c := DefaultConfig()
+	md, err := toml.Decode(string(data), &c)
+	if err != nil {
+		return nil, err
+	}
+	known := configKnownKeys()
+	if unknown := configUnknownKeys(&md, known); len(unknown) > 0 {
+		return nil, configUnknownError(string(data), &md, unknown)
+	}
+	for _, k := range md.Keys() {
+		if len(k) == 1 && known[k.String()] == reflect.TypeFor[time.Duration]() && md.Type(k...) != "String" {
+			return nil, fmt.Errorf("%s: want a duration string such as \"5m\", \"30s\" or \"500ms\"; got a TOML %s", k, strings.ToLower(md.Type(k...)))
+		}
+	}
+	return &c, nil
+}
+
+// Bounds on what makes BurntSushi/toml slow: its time grows with the depth
+// of each key, and its memory with the square of the depth (measured with
+// v1.6.0: a key 16,000 levels deep took 12 GiB; 60,000 keys 500 levels deep,
+// 6 s). A configuration needs a few of each.
+const (
+	configMaxDots    = 64 // outside strings and comments: dotted keys, table names, floats
+	configMaxNesting = 16 // of [ and {: arrays, inline tables, table headers
+)
+
+// configCheckShape refuses data with more than configMaxDots dots or
+// brackets nested more than configMaxNesting deep, outside strings and
+// comments. It only needs to lex TOML well enough to bound the parser's work.
+func configCheckShape(data []byte) error {
+	dots, depth := 0, 0
+	for i := 0; i < len(data); i++ {
+		switch data[i] {
+		case '#':
+			if n := bytes.IndexByte(data[i:], '\n'); n > 0 {
+				i += n
+			} else {
+				i = len(data)
+			}
+		case '"', '\'':
+			i = configSkipString(data, i)
+		case '.':
+			dots++
+		case '[', '{':
+			depth++
+		case ']', '}':
+			depth = max(depth-1, 0)
+		}
+		if dots > configMaxDots {
+			return fmt.Errorf("more than %d dots outside strings and comments: keys nested too deeply", configMaxDots)
+		}
+		if depth > configMaxNesting {
+			return fmt.Errorf("arrays or tables nested more than %d deep", configMaxNesting)
+		}
+	}
+	return nil
+}
+
+// configSkipString returns the index of the last byte of the TOML string
+// that opens at data[i].
+func configSkipString(data []byte, i int) int {
+	q := data[i : i+1]
+	if bytes.HasPrefix(data[i:], bytes.Repeat(q, 3)) {
+		q = data[i : i+3]
+	}
+	for j := i + len(q); j < len(data); j++ {
+		switch {
+		case data[j] == '\\' && q[0] == '"':
+			j++ // an escape in a basic string
+		case data[j] == '\n' && len(q) == 1:
+			return j
+		case bytes.HasPrefix(data[j:], q):
+			return j + len(q) - 1
+		}
+	}
+	return len(data)
+}
+
+// configKnownKeys returns the keys that Config decodes, written as
+// toml.Key.String does ("poll_interval", "subscription.product"), and their
+// Go types.
+func configKnownKeys() map[string]reflect.Type {
+	known := make(map[string]reflect.Type)
+	var add func(prefix string, t reflect.Type)
+	add = func(prefix string, t reflect.Type) {
+		for f := range t.Fields() {
+			key := prefix + f.Tag.Get("toml")
+			known[key] = f.Type
+			if f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct {
+				add(key+".", f.Type.Elem())
+			}
+		}
+	}
+	add("", reflect.TypeFor[Config]())
+	return known
+}
+
+// configUnknownKeys returns, in file order, the first key under each unknown
+// name: of "[extra]" and "extra.a = 1" only "extra".
+func configUnknownKeys(md *toml.MetaData, known map[string]reflect.Type) []toml.Key {
+	seen := make(map[string]bool)
+	var unknown []toml.Key
+	for _, k := range md.Keys() {
+		n := 1
+		for n < len(k) && known[k[:n].String()] != nil {
+			n++
+		}
+		if name := k[:n].String(); known[name] == nil && !seen[name] {
+			seen[name] = true
+			unknown = append(unknown, k)
+		}
+	}
+	return unknown
+}
+
+// Bounds on naming unknown keys: a file of junk gets a short message.
+const (
+	configMaxUnknownNamed = 20      // keys named in the error
+	configMaxUnknownLines = 8       // keys whose line is looked up (a decode each)
+	configLineBudget      = 2 << 20 // bytes decoded in all to look up lines
+)
+
+func configUnknownError(data string, md *toml.MetaData, unknown []toml.Key) error {
+	var names []string
+	for i, k := range unknown[:min(len(unknown), configMaxUnknownNamed)] {
+		name := configClip(k.String())
+		if i < min(configMaxUnknownLines, configLineBudget/max(len(data), 1)) {
+			if line := configKeyLine(data, md, k); line > 0 {
+				name += " (line " + strconv.Itoa(line) + ")"
+			}
+		}
+		names = append(names, name)
+	}
+	if n := len(unknown) - len(names); n > 0 {
+		names = append(names, fmt.Sprintf("and %d more", n))
+	}
+	s := "s"
+	if len(unknown) == 1 {
+		s = ""
+	}
+	return fmt.Errorf("unknown key%s %s; keys are case-sensitive, see docs/CONFIG.md", s, strings.Join(names, ", "))
+}
+
+// configKeyLine returns the line on which key is defined, or 0 when that
+// cannot be told. BurntSushi/toml records where each key is but tells only
+// in decode errors, so this decodes data again into a type whose one field
+// is key, holding a configLineProbe, which always fails to decode.
+func configKeyLine(data string, md *toml.MetaData, key toml.Key) int {
+	if len(key) > 4 {
+		return 0 // Config nests two deep; do not build deep types for junk
+	}
+	t := reflect.TypeFor[configLineProbe]()
+	for i := len(key) - 1; i >= 0; i-- {
+		if key[i] == "" || key[i] == "-" || strings.Contains(key[i], ",") || configFoldSibling(md, key[:i+1]) {
+			return 0 // not expressible as a struct tag, or ambiguous: toml matches fields ignoring case
+		}
+		if typ := md.Type(key[:i+1]...); i < len(key)-1 && (typ == "Array" || typ == "ArrayHash") {
+			t = reflect.SliceOf(t)
+		}
+		t = reflect.StructOf([]reflect.StructField{{Name: "F", Type: t, Tag: reflect.StructTag("toml:" + strconv.Quote(key[i]))}})
+	}
+	_, err := toml.Decode(data, reflect.New(t).Interface())
+	var pe toml.ParseError
+	if errors.As(err, &pe) && pe.LastKey == key.String() {
+		return pe.Position.Line
+	}
+	return 0
+}
+
+// configFoldSibling reports whether another key of the same table differs
+// from key's last part only in case.
+func configFoldSibling(md *toml.MetaData, key toml.Key) bool {
+	n := len(key) - 1
+	for _, k := range md.Keys() {
+		if len(k) > n && k[n] != key[n] && strings.EqualFold(k[n], key[n]) && slices.Equal(k[:n], key[:n]) {
+			return true
+		}
+	}
+	return false
+}
+
+// configLineProbe is the value type of configKeyLine's probe.
+type configLineProbe struct{}
+
+func (configLineProbe) UnmarshalTOML(any) error { return errors.New("probe") }
+
+// Validate cleans DataDir and Root, makes Origin end in "/", and checks every
+// field. The error names each bad key and its value:
+// `config: poll_interval "0s": must be at least 1s`.
+func (c *Config) Validate() error {
+	if err := c.configCheck(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}
+
+// configCheck is Validate without the "config: " prefix; it reports every
+// problem, separated by "; ".
+func (c *Config) configCheck() error {
+	var bad []string
+	add := func(key string, value any, format string, args ...any) {
+		switch v := value.(type) {
+		case nil:
+			key += ":"
+		case string:
+			key += " " + strconv.Quote(configClip(v)) + ":"
+		default:
+			key += fmt.Sprintf(" %v:", v)
+		}
+		bad = append(bad, key+" "+fmt.Sprintf(format, args...))
+	}
+	c.configCheckPaths(add)
+	c.configCheckOrigin(add)
+	c.configCheckNumbers(add)
+	c.configCheckPolicy(add)
+	c.configCheckSubscriptions(add)
+	if len(bad) > 0 {
+		return errors.New(strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+// configAdd records a problem: the key, its value (nil for none), what is
+// wrong.
+type configAdd func(key string, value any, format string, args ...any)
+
+func (c *Config) configCheckPaths(add configAdd) {
+	for _, p := range []struct {
+		key   string
+		value *string
+	}{{"data_dir", &c.DataDir}, {"root", &c.Root}} {
+		switch {
+		case *p.value == "":
+			add(p.key, *p.value, "required")
+		case !configText(*p.value):
+			add(p.key, *p.value, "control characters or invalid UTF-8")
+		case !filepath.IsAbs(*p.value):
+			add(p.key, *p.value, "must be an absolute path (a relative one is allowed in a config file, relative to the file)")
+		default:
+			*p.value = filepath.Clean(*p.value)
+		}
+	}
+	if c.Listen != "" {
+		_, port, err := net.SplitHostPort(c.Listen)
+		if err != nil || !configText(c.Listen) {
+			add("listen", c.Listen, "want host:port or :port, or \"\" to disable the status and peer API")
+		} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			add("listen", c.Listen, "port %q: want a number from 0 to 65535", configClip(port))
+		}
+	}
+}
+
+func (c *Config) configCheckOrigin(add configAdd) {
+	if c.Origin == "" {
+		add("origin", c.Origin, "required: the http or https URL of the origin mirror")
+		return
+	}
+	u, err := url.Parse(c.Origin)
+	switch {
+	case !configText(c.Origin) || strings.ContainsFunc(c.Origin, unicode.IsSpace):
+		add("origin", c.Origin, "control characters, spaces or invalid UTF-8")
+	case err != nil:
+		add("origin", c.Origin, "not a URL: %v", errors.Unwrap(err))
+	case u.Scheme != "http" && u.Scheme != "https":
+		add("origin", c.Origin, "want an http or https URL")
+	case u.Opaque != "" || u.Hostname() == "":
+		add("origin", c.Origin, "want a URL with a host, such as https://updates.example.com/fleetcast/")
+	case u.User != nil:
+		add("origin", c.Origin, "must not contain a user name or password")
+	case strings.ContainsAny(c.Origin, "?#"):
+		add("origin", c.Origin, "must not have a query or fragment")
+	case !strings.HasSuffix(c.Origin, "/"):
+		c.Origin += "/"
+	}
+}
+
+func (c *Config) configCheckNumbers(add configAdd) {
+	if c.PollInterval < time.Second {
+		add("poll_interval", c.PollInterval.String(), "must be at least 1s")
+	}
+	if !(c.PollJitter >= 0 && c.PollJitter <= 0.5) { // also refuses NaN
+		add("poll_jitter", c.PollJitter, "must be between 0 and 0.5")
+	}
+	configCheckRange(add, "origin_connections", c.OriginConnections, 1, 64)
+	configCheckRange(add, "retries", c.Retries, 0, 20)
+	configCheckRange(add, "keep_releases", c.KeepReleases, 1, 100)
+	if c.MinThroughput < 0 {
+		add("min_throughput", c.MinThroughput, "must be at least 0 (0 disables the check)")
+	}
+	for _, d := range []struct {
+		key   string
+		value time.Duration
+	}{
+		{"request_timeout", c.RequestTimeout},
+		{"throughput_window", c.ThroughputWindow},
+		{"retry_backoff", c.RetryBackoff},
+		{"retry_backoff_max", c.RetryBackoffMax},
+		{"command_timeout", c.CommandTimeout},
+		{"health_check_timeout", c.HealthTimeout},
+	} {
+		if d.value <= 0 {
+			add(d.key, d.value.String(), "must be more than 0s")
+		}
+	}
+	if c.RetryBackoff > 0 && c.RetryBackoffMax < c.RetryBackoff {
+		add("retry_backoff_max", c.RetryBackoffMax.String(), "must be at least retry_backoff (%s)", c.RetryBackoff)
+	}
+}
+
+func configCheckRange(add configAdd, key string, v, lo, hi int) {
+	if v < lo || v > hi {
+		add(key, v, "must be between %d and %d", lo, hi)
+	}
+}
+
+func (c *Config) configCheckPolicy(add configAdd) {
+	for i, name := range c.AllowedInstallers {
+		switch {
+		case !slices.Contains(manifest.Installers, name):
+			add("allowed_installers", name, "want one of %q", manifest.Installers)
+		case slices.Contains(c.AllowedInstallers[:i], name):
+			add("allowed_installers", name, "listed twice")
+		}
+	}
+	for _, p := range c.AllowedTargets {
+		switch {
+		case !configText(p):
+			add("allowed_targets", p, "control characters or invalid UTF-8")
+		case !filepath.IsAbs(p):
+			add("allowed_targets", p, "must be an absolute path")
+		}
+	}
+}
+
+func (c *Config) configCheckSubscriptions(add configAdd) {
+	if len(c.Subscriptions) == 0 {
+		add("subscription", nil, "want at least one [[subscription]] table with product and channel")
+	}
+	const want = "want 1-64 characters of a-z 0-9 . _ -, starting with a letter or digit (not roots or chunks)"
+	for i, s := range c.Subscriptions {
+		key := "subscription #" + strconv.Itoa(i+1)
+		if !manifest.ValidName(s.Product) {
+			add(key+" product", s.Product, want)
+		}
+		if !manifest.ValidName(s.Channel) {
+			add(key+" channel", s.Channel, want)
+		}
+		if j := slices.Index(c.Subscriptions[:i], s); j >= 0 {
+			add(key, s.Product+"/"+s.Channel, "same product and channel as subscription #%d", j+1)
+		}
+	}
+}
+
+// configText reports whether s is valid UTF-8 without control characters.
+func configText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl)
+}
+
+func configClip(s string) string {
+	if len(s) > 64 {
+		return strings.ToValidUTF8(s[:64], "") + "..."
+	}
+	return s
+}
+
+// Allow reports whether the local policy accepts a manifest's install
+// instructions. The installer must be in AllowedInstallers. A file or
+// archive target, or a command's target if it has one, must be absolute and
+// under an AllowedTargets prefix both as written and with the symbolic links
+// of its longest existing ancestor resolved, so that a link inside an
+// allowed directory cannot lead the install elsewhere. The error says which
+// key to change. Allow checks the file system as it is now: installers must
+// still not follow links they did not expect.
+func (c *Config) Allow(in manifest.Install) error {
+	if !slices.Contains(c.AllowedInstallers, in.Installer) {
+		return fmt.Errorf("installer %q is not in allowed_installers %q; not installed", configClip(in.Installer), c.AllowedInstallers)
+	}
+	if in.Installer == "command" && in.Target == "" {
+		return nil
+	}
+	return c.configAllowTarget(in.Target)
+}
+
+func (c *Config) configAllowTarget(target string) error {
+	if !filepath.IsAbs(target) {
+		return fmt.Errorf("target %q is not an absolute path; not installed", configClip(target))
+	}
+	hint := ""
+	if len(c.AllowedTargets) == 0 {
+		hint = " (allowed_targets is empty, so no target is allowed)"
+	}
+	target = filepath.Clean(target)
+	if !c.configUnderTargets(target, false) {
+		return fmt.Errorf("target %q is not under any allowed_targets prefix %q%s; not installed", configClip(target), c.AllowedTargets, hint)
+	}
+	real, err := configResolve(target)
+	if err != nil {
+		return fmt.Errorf("target %q: resolving symbolic links: %w; not installed", configClip(target), err)
+	}
+	if !c.configUnderTargets(real, true) {
+		return fmt.Errorf("target %q resolves through a symbolic link to %q, which is not under any allowed_targets prefix %q; not installed",
+			configClip(target), configClip(real), c.AllowedTargets)
+	}
+	return nil
+}
+
+// configUnderTargets reports whether path is an AllowedTargets prefix or
+// below one on a path component boundary, comparing with the prefixes'
+// symbolic links resolved if resolve is set.
+func (c *Config) configUnderTargets(path string, resolve bool) bool {
+	for _, prefix := range c.AllowedTargets {
+		if !filepath.IsAbs(prefix) {
+			continue
+		}
+		prefix = filepath.Clean(prefix)
+		if resolve {
+			r, err := configResolve(prefix)
+			if err != nil {
+				continue
+			}
+			prefix = r
+		}
+		if path == prefix || strings.HasPrefix(path, prefix) &&
+			(strings.HasSuffix(prefix, string(filepath.Separator)) || path[len(prefix)] == filepath.Separator) {
+			return true
+		}
+	}
+	return false
+}
+
+// configResolve resolves the symbolic links of the longest existing ancestor
+// of the clean absolute path p and appends the rest of p. A dangling link on
+// the way is an error: what it points to could be created later.
+func configResolve(p string) (string, error) {
+	rest := ""
+	for {
+		r, err := filepath.EvalSymlinks(p)
+		if err == nil {
+			return filepath.Join(r, rest), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		if _, lerr := os.Lstat(p); lerr == nil {
+			return "", fmt.Errorf("%s is a symbolic link to a missing file", p)
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return "", err
+		}
+		rest = filepath.Join(filepath.Base(p), rest)
+		p = parent
+	}
+}

@@ -1,0 +1,272 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/fleetcast/fleetcast/installers"
+	"github.com/fleetcast/fleetcast/manifest"
+	"github.com/fleetcast/fleetcast/signing"
+)
+
+// Outcome is how one subscription's update cycle ended.
+type Outcome string
+
+const (
+	UpToDate     Outcome = "up-to-date"    // the latest release is installed
+	Updated      Outcome = "updated"       // a newer release was installed
+	KnownBad     Outcome = "known-bad"     // the latest release failed its health check before; waiting for a newer one
+	Failed       Outcome = "failed"        // the cycle failed; see the error
+	HealthFailed Outcome = "health-failed" // installed, failed its health check, rolled back
+)
+
+// cycle brings one subscription up to date: fetch and verify the channel's
+// latest manifest, assemble its artifact, install it.
+func (a *Agent) cycle(ctx context.Context, sub Subscription) (Outcome, error) {
+	log := a.log.With(slog.String("product", sub.Product), slog.String("channel", sub.Channel))
+	st, err := loadState(a.cfg.DataDir, sub.Product, sub.Channel)
+	if err != nil {
+		return Failed, err
+	}
+	env, fresh, err := a.latest(ctx, sub, &st, log)
+	if err != nil || env == nil {
+		if err != nil {
+			return Failed, err
+		}
+		return UpToDate, nil
+	}
+	v, err := a.verify(ctx, sub, env, fresh, log)
+	if err != nil {
+		return Failed, err
+	}
+	switch {
+	case v.Sequence < st.Trusted:
+		return Failed, manifest.CheckSequence(v.Manifest, st.Trusted)
+	case v.Sequence == st.Installed:
+		log.Info("up to date", slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version))
+		return UpToDate, a.saveValidators(sub, &st, fresh)
+	case v.Sequence == st.Failed:
+		log.Warn("latest release failed its health check before; waiting for a newer one",
+			slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version), slog.String("reason", st.FailedReason))
+		return KnownBad, a.saveValidators(sub, &st, fresh)
+	}
+	if err := a.cfg.Allow(v.Install); err != nil {
+		return Failed, fmt.Errorf("%s/%s sequence %d: %w", sub.Product, sub.Channel, v.Sequence, err)
+	}
+	if err := a.trust(sub, &st, v, env, log); err != nil {
+		return Failed, err
+	}
+	return a.update(ctx, sub, &st, v, fresh, log)
+}
+
+// freshManifest is a manifest response to remember once it is handled.
+type freshManifest struct {
+	etag, lastModified string
+}
+
+// latest fetches the channel's latest manifest envelope. It returns nil and
+// no error when the origin says it is unchanged and everything it named was
+// handled; when the origin says unchanged but the trusted release is not
+// installed yet (an interrupted cycle), it returns the stored envelope.
+func (a *Agent) latest(ctx context.Context, sub Subscription, st *subState, log *slog.Logger) ([]byte, *freshManifest, error) {
+	resp, err := a.origin.fetchManifest(ctx, sub.Product, sub.Channel, st.ETag, st.LastModified)
+	if errors.Is(err, errNotModified) {
+		if st.Trusted == st.Installed || st.Trusted == st.Failed {
+			log.Debug("manifest not modified", slog.Uint64("installed", st.Installed))
+			return nil, nil, nil
+		}
+		dir := a.store.releaseDir(sub.Product, sub.Channel, st.Trusted)
+		env, rerr := readLimited(filepath.Join(dir, manifestFile), signing.MaxEnvelopeSize)
+		if rerr == nil {
+			return env, nil, nil
+		}
+		st.ETag, st.LastModified = "", "" // the stored copy is gone: fetch it whole
+		resp, err = a.origin.fetchManifest(ctx, sub.Product, sub.Channel, "", "")
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s/%s: %w", sub.Product, sub.Channel, err)
+	}
+	log.Info("fetched manifest from origin", slog.Int("bytes", len(resp.body)), slog.String("etag", resp.etag))
+	return resp.body, &freshManifest{etag: resp.etag, lastModified: resp.lastModified}, nil
+}
+
+// verify follows the root chain (for a freshly fetched manifest) and checks
+// the envelope: signatures, threshold, expiry, and that it is the
+// subscription's product and channel.
+func (a *Agent) verify(ctx context.Context, sub Subscription, env []byte, fresh *freshManifest, log *slog.Logger) (*manifest.Verified, error) {
+	root := a.currentRoot()
+	if fresh != nil {
+		var err error
+		if root, err = a.followRoots(ctx, log); err != nil {
+			return nil, err
+		}
+	}
+	v, err := manifest.Verify(env, root, a.now())
+	if err != nil {
+		log.Error("manifest refused", slog.String("reason", err.Error()))
+		return nil, fmt.Errorf("%s/%s: %w", sub.Product, sub.Channel, err)
+	}
+	if v.Product != sub.Product || v.Channel != sub.Channel {
+		return nil, fmt.Errorf("%s/%s: origin served a manifest for %s/%s: %w; not trusted",
+			sub.Product, sub.Channel, v.Product, v.Channel, manifest.ErrInvalid)
+	}
+	log.Info("manifest verified", slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version),
+		slog.Uint64("root_version", root.Version), slog.Any("signed_by", v.SignedBy))
+	return v, nil
+}
+
+// followRoots rotates the agent's root through any newer versions on the
+// origin and keeps the newest.
+func (a *Agent) followRoots(ctx context.Context, log *slog.Logger) (*signing.Root, error) {
+	a.rootMu.Lock()
+	defer a.rootMu.Unlock()
+	fetched := make(map[uint64][]byte)
+	next, err := signing.FollowChain(ctx, a.root, func(ctx context.Context, v uint64) ([]byte, error) {
+		b, err := a.origin.fetchRoot(ctx, v)
+		if err == nil {
+			fetched[v] = b
+		}
+		return b, err
+	})
+	if err != nil {
+		log.Error("root rotation refused", slog.String("reason", err.Error()))
+		return nil, fmt.Errorf("follow root chain from version %d: %w", a.root.Version, err)
+	}
+	if next.Version != a.root.Version {
+		if err := saveRoot(a.cfg.DataDir, fetched[next.Version]); err != nil {
+			return nil, err
+		}
+		log.Info("rotated trust root", slog.Uint64("from", a.root.Version), slog.Uint64("to", next.Version),
+			slog.String("keys", next.KeyIDs()), slog.Int("threshold", next.Threshold))
+		a.root = next
+	}
+	return a.root, nil
+}
+
+func (a *Agent) currentRoot() *signing.Root {
+	a.rootMu.Lock()
+	defer a.rootMu.Unlock()
+	return a.root
+}
+
+// trust records a newly verified sequence as the highest trusted, with its
+// envelope in the store, before anything is fetched for it: from here on a
+// restart cannot be talked into an older release.
+func (a *Agent) trust(sub Subscription, st *subState, v *manifest.Verified, env []byte, log *slog.Logger) error {
+	dir := a.store.releaseDir(sub.Product, sub.Channel, v.Sequence)
+	if _, err := os.Stat(filepath.Join(dir, manifestFile)); err != nil || v.Sequence > st.Trusted {
+		if err := a.store.saveManifest(sub.Product, sub.Channel, v.Sequence, env); err != nil {
+			return err
+		}
+	}
+	if v.Sequence > st.Trusted {
+		log.Info("new release trusted", slog.Uint64("sequence", v.Sequence), slog.Uint64("previous_trusted", st.Trusted))
+		st.Trusted = v.Sequence
+		return saveState(a.cfg.DataDir, sub.Product, sub.Channel, *st)
+	}
+	return nil
+}
+
+// update assembles and installs a trusted release.
+func (a *Agent) update(ctx context.Context, sub Subscription, st *subState, v *manifest.Verified, fresh *freshManifest, log *slog.Logger) (Outcome, error) {
+	log = log.With(slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version))
+	dir := a.store.releaseDir(sub.Product, sub.Channel, v.Sequence)
+	if !a.store.complete(sub.Product, sub.Channel, v.Sequence) {
+		start := time.Now()
+		log.Info("assembling release", slog.Int64("bytes", v.Artifact.Size), slog.Int("chunks", len(v.Chunks)))
+		tr, err := a.store.assemble(ctx, v.Manifest, dir, a.origin, a.cfg.OriginConnections, log)
+		tr.Seconds = time.Since(start).Seconds()
+		a.recordTransfer(sub, v.Sequence, tr)
+		if err != nil {
+			log.Error("assembly failed", slog.String("reason", err.Error()))
+			return Failed, fmt.Errorf("%s/%s sequence %d: %w", sub.Product, sub.Channel, v.Sequence, err)
+		}
+		log.Info("artifact verified", slog.Int64("origin_bytes", tr.Origin), slog.Int64("origin_chunks", tr.OriginChunks),
+			slog.Int64("reused_local_bytes", tr.ReusedLocal), slog.Int64("resumed_bytes", tr.Resumed),
+			slog.Int64("duplicate_bytes", tr.Duplicate), slog.Float64("seconds", tr.Seconds))
+	}
+	res := a.install(ctx, sub, st, v, log)
+	if res == nil {
+		st.Installed, st.InstalledVersion = v.Sequence, v.Version
+		a.rememberValidators(st, fresh)
+		if err := saveState(a.cfg.DataDir, sub.Product, sub.Channel, *st); err != nil {
+			return Failed, err
+		}
+		if err := a.store.remove(sub.Product, sub.Channel, v.Sequence); err != nil {
+			log.Warn("could not remove old releases from the store", slog.String("reason", err.Error()))
+		}
+		log.Info("release installed")
+		return Updated, nil
+	}
+	if errors.Is(res, installers.ErrHealthCheck) || errors.Is(res, installers.ErrUnsafeArchive) {
+		st.Failed, st.FailedReason = v.Sequence, res.Error()
+		a.rememberValidators(st, fresh)
+		if err := saveState(a.cfg.DataDir, sub.Product, sub.Channel, *st); err != nil {
+			return HealthFailed, errors.Join(res, err)
+		}
+		return HealthFailed, fmt.Errorf("%s/%s sequence %d: %w; it will not be tried again", sub.Product, sub.Channel, v.Sequence, res)
+	}
+	return Failed, fmt.Errorf("%s/%s sequence %d: %w", sub.Product, sub.Channel, v.Sequence, res)
+}
+
+// install hands the verified artifact to its installer. It runs to its end
+// even when ctx is cancelled, so that a shutdown never cuts a command or a
+// health check in half (each has its own timeout).
+func (a *Agent) install(ctx context.Context, sub Subscription, st *subState, v *manifest.Verified, log *slog.Logger) error {
+	stateDir := filepath.Join(a.cfg.DataDir, "installer", sub.Product, sub.Channel)
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return err
+	}
+	req := &installers.Request{
+		Product: sub.Product, Channel: sub.Channel,
+		New: installers.Release{Sequence: v.Sequence, Version: v.Version,
+			Artifact: a.store.artifactPath(sub.Product, sub.Channel, v.Sequence), Install: v.Install},
+		Previous:       a.previous(sub, st, log),
+		StateDir:       stateDir,
+		CommandTimeout: a.cfg.CommandTimeout,
+		HealthTimeout:  a.cfg.HealthTimeout,
+		KeepReleases:   a.cfg.KeepReleases,
+		Log:            log,
+	}
+	log.Info("installing", slog.String("installer", v.Install.Installer), slog.String("target", v.Install.Target))
+	_, err := installers.Install(context.WithoutCancel(ctx), req)
+	if err != nil {
+		log.Error("install failed", slog.String("reason", err.Error()))
+	}
+	return err
+}
+
+// previous is the installed release, to roll back to, if the store has it.
+func (a *Agent) previous(sub Subscription, st *subState, log *slog.Logger) *installers.Release {
+	if st.Installed == 0 || !a.store.complete(sub.Product, sub.Channel, st.Installed) {
+		return nil
+	}
+	m, err := loadManifest(a.store.releaseDir(sub.Product, sub.Channel, st.Installed))
+	if err != nil {
+		log.Warn("installed release's manifest unreadable; no rollback target", slog.String("reason", err.Error()))
+		return nil
+	}
+	return &installers.Release{Sequence: st.Installed, Version: m.Version,
+		Artifact: a.store.artifactPath(sub.Product, sub.Channel, st.Installed), Install: m.Install}
+}
+
+func (a *Agent) rememberValidators(st *subState, fresh *freshManifest) {
+	if fresh != nil {
+		st.ETag, st.LastModified = fresh.etag, fresh.lastModified
+	}
+}
+
+// saveValidators remembers the manifest response's validators once the
+// manifest it named is handled, so the next poll is a cheap 304.
+func (a *Agent) saveValidators(sub Subscription, st *subState, fresh *freshManifest) error {
+	if fresh == nil || (fresh.etag == st.ETag && fresh.lastModified == st.LastModified) {
+		return nil
+	}
+	a.rememberValidators(st, fresh)
+	return saveState(a.cfg.DataDir, sub.Product, sub.Channel, *st)
+}

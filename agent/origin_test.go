@@ -1,0 +1,165 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fleetcast/fleetcast/manifest"
+)
+
+func testPolicy() fetchPolicy {
+	return fetchPolicy{timeout: 5 * time.Second, minRate: 0, window: time.Second,
+		retries: 2, backoff: time.Millisecond, backoffMax: 5 * time.Millisecond}
+}
+
+func newTestClient(t *testing.T, h http.Handler, p fetchPolicy) *originClient {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL + "/mirror/")
+	return newOriginClient(u, p, 2, slog.New(slog.DiscardHandler))
+}
+
+func TestFetchChunk(t *testing.T) {
+	data := bytes.Repeat([]byte("fleetcast"), 1000)
+	c := manifest.Chunk{SHA256: manifest.Sum(data), Size: int64(len(data))}
+	path := "/mirror/" + manifest.ChunkPath(c.SHA256)
+	tests := []struct {
+		name    string
+		handler func(w http.ResponseWriter, r *http.Request, n int)
+		want    error // nil: success
+		tries   int32
+	}{
+		{"ok", func(w http.ResponseWriter, r *http.Request, n int) { w.Write(data) }, nil, 1},
+		{"missing", func(w http.ResponseWriter, r *http.Request, n int) { http.NotFound(w, r) }, fs.ErrNotExist, 1},
+		{"server error then ok", func(w http.ResponseWriter, r *http.Request, n int) {
+			if n == 1 {
+				http.Error(w, "busy", http.StatusServiceUnavailable)
+				return
+			}
+			w.Write(data)
+		}, nil, 2},
+		{"corrupt", func(w http.ResponseWriter, r *http.Request, n int) {
+			b := bytes.Clone(data)
+			b[7] ^= 1
+			w.Write(b)
+		}, manifest.ErrMismatch, 3},
+		{"longer than declared", func(w http.ResponseWriter, r *http.Request, n int) {
+			w.Header().Set("Content-Length", strconv.Itoa(len(data)+1))
+			w.Write(append(bytes.Clone(data), 'x'))
+		}, errTooLong, 3},
+		{"longer without length", func(w http.ResponseWriter, r *http.Request, n int) {
+			w.Write(data)
+			w.(http.Flusher).Flush() // chunked encoding: no Content-Length
+			w.Write([]byte("trailing"))
+		}, errTooLong, 3},
+		{"truncated", func(w http.ResponseWriter, r *http.Request, n int) {
+			w.Write(data[:100])
+			w.(http.Flusher).Flush()
+		}, errTruncated, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var n atomic.Int32
+			o := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != path {
+					http.NotFound(w, r)
+					return
+				}
+				tt.handler(w, r, int(n.Add(1)))
+			}), testPolicy())
+			b, err := o.fetchChunk(context.Background(), c, make([]byte, c.Size))
+			if tt.want == nil {
+				if err != nil || !bytes.Equal(b, data) {
+					t.Fatalf("fetchChunk = %d bytes, %v; want the chunk", len(b), err)
+				}
+			} else if !errors.Is(err, tt.want) {
+				t.Fatalf("fetchChunk error = %v, want %v", err, tt.want)
+			}
+			if got := n.Load(); got != tt.tries {
+				t.Errorf("%d requests, want %d", got, tt.tries)
+			}
+		})
+	}
+}
+
+func TestFetchChunkTooSlow(t *testing.T) {
+	data := bytes.Repeat([]byte{1}, 64<<10)
+	c := manifest.Chunk{SHA256: manifest.Sum(data), Size: int64(len(data))}
+	release := make(chan struct{})
+	defer close(release)
+	o := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		w.Write(data[:10])
+		w.(http.Flusher).Flush()
+		select { // stall: the watchdog, not the request timeout, must end it
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}), fetchPolicy{timeout: time.Minute, minRate: 1 << 20, window: 100 * time.Millisecond, retries: 0})
+	start := time.Now()
+	_, err := o.fetchChunk(context.Background(), c, make([]byte, c.Size))
+	if !errors.Is(err, errTooSlow) {
+		t.Fatalf("error = %v, want errTooSlow", err)
+	}
+	if el := time.Since(start); el > 10*time.Second {
+		t.Errorf("took %s to give up on a stalled body", el)
+	}
+}
+
+func TestFetchManifestConditional(t *testing.T) {
+	body := []byte(`{"payloadType":"x"}`)
+	o := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/mirror/"+manifest.LatestPath("app", "stable") {
+			http.NotFound(w, r)
+			return
+		}
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Header().Set("ETag", `"v1"`)
+		w.Write(body)
+	}), testPolicy())
+	resp, err := o.fetchManifest(context.Background(), "app", "stable", "", "")
+	if err != nil || !bytes.Equal(resp.body, body) || resp.etag != `"v1"` {
+		t.Fatalf("first fetch = %+v, %v", resp, err)
+	}
+	if _, err := o.fetchManifest(context.Background(), "app", "stable", resp.etag, ""); !errors.Is(err, errNotModified) {
+		t.Fatalf("conditional fetch error = %v, want errNotModified", err)
+	}
+}
+
+func TestFetchManifestTooLarge(t *testing.T) {
+	o := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := bytes.Repeat([]byte{' '}, 1<<20)
+		for range 30 { // 30 MiB, no Content-Length
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}), fetchPolicy{timeout: 10 * time.Second, window: time.Second})
+	_, err := o.fetchManifest(context.Background(), "app", "stable", "", "")
+	if !errors.Is(err, errTooLong) {
+		t.Fatalf("error = %v, want errTooLong", err)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	for n := range 40 {
+		d := backoff(100*time.Millisecond, 5*time.Second, n)
+		if d <= 0 || d > 5*time.Second || d > 100*time.Millisecond<<min(n, 30) {
+			t.Fatalf("backoff(%d) = %s", n, d)
+		}
+	}
+}

@@ -1,0 +1,96 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+)
+
+// SubscriptionStatus is what GET /v1/status reports of one subscription.
+type SubscriptionStatus struct {
+	Product           string    `json:"product"`
+	Channel           string    `json:"channel"`
+	TrustedSequence   uint64    `json:"trusted_sequence"`
+	InstalledSequence uint64    `json:"installed_sequence"`
+	InstalledVersion  string    `json:"installed_version"`
+	FailedSequence    uint64    `json:"failed_sequence,omitempty"`
+	LastCheck         time.Time `json:"last_check,omitzero"`
+	LastOutcome       Outcome   `json:"last_outcome,omitempty"`
+	LastError         string    `json:"last_error,omitempty"`
+	// LastTransfer counts the bytes of the last release assembled, by source.
+	LastTransfer         *Transfer `json:"last_transfer,omitempty"`
+	LastTransferSequence uint64    `json:"last_transfer_sequence,omitempty"`
+}
+
+// Status is the body of GET /v1/status.
+type Status struct {
+	RootVersion   uint64               `json:"root_version"`
+	OriginBytes   int64                `json:"origin_bytes"` // all response bytes from the origin since start
+	Subscriptions []SubscriptionStatus `json:"subscriptions"`
+}
+
+// Status returns a snapshot of the agent's state.
+func (a *Agent) Status() Status {
+	st := Status{RootVersion: a.currentRoot().Version, OriginBytes: a.origin.bytes.Load()}
+	a.statusMu.Lock()
+	defer a.statusMu.Unlock()
+	for _, s := range a.cfg.Subscriptions {
+		cur := *a.status[s.key()]
+		if ss, err := loadState(a.cfg.DataDir, s.Product, s.Channel); err == nil {
+			cur.TrustedSequence, cur.InstalledSequence = ss.Trusted, ss.Installed
+			cur.InstalledVersion, cur.FailedSequence = ss.InstalledVersion, ss.Failed
+		}
+		st.Subscriptions = append(st.Subscriptions, cur)
+	}
+	return st
+}
+
+func (a *Agent) recordCycle(s Subscription, start time.Time, out Outcome, err error) {
+	a.statusMu.Lock()
+	defer a.statusMu.Unlock()
+	cur := a.status[s.key()]
+	cur.LastCheck, cur.LastOutcome, cur.LastError = start, out, ""
+	if err != nil {
+		cur.LastError = err.Error()
+	}
+}
+
+func (a *Agent) recordTransfer(s Subscription, seq uint64, tr Transfer) {
+	a.statusMu.Lock()
+	defer a.statusMu.Unlock()
+	cur := a.status[s.key()]
+	cur.LastTransfer, cur.LastTransferSequence = &tr, seq
+}
+
+// serve starts the HTTP API on listen; stop shuts it down.
+func (a *Agent) serve(ctx context.Context) (stop func(), err error) {
+	ln, err := net.Listen("tcp", a.cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", a.cfg.Listen, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(a.Status())
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	a.log.Info("status API listening", slog.String("addr", ln.Addr().String()))
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("status API stopped", slog.String("reason", err.Error()))
+		}
+	}()
+	return func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}, nil
+}

@@ -1,0 +1,223 @@
+package agent
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/fleetcast/fleetcast/internal/atomicfile"
+	"github.com/fleetcast/fleetcast/manifest"
+	"github.com/fleetcast/fleetcast/signing"
+)
+
+// The chunk store keeps the releases an agent holds, one directory each
+// (docs/SPEC.md, "Agent data directory"):
+//
+//	releases/<product>/<channel>/<sequence>/manifest.json  signed envelope, as fetched
+//	releases/<product>/<channel>/<sequence>/artifact.part  chunks at their offsets, as verified
+//	releases/<product>/<channel>/<sequence>/have           journal: indexes of verified chunks
+//	releases/<product>/<channel>/<sequence>/artifact       the whole artifact, after its check
+//
+// A chunk enters the store when its bytes, already checked against its
+// SHA-256, are written at its offset and its index is appended to the
+// journal. The store is content-addressed through an index of every chunk it
+// holds, by digest, across all releases: a new release reuses any chunk an
+// interrupted attempt (resume) or an installed release (delta) left.
+const (
+	releasesDir  = "releases"
+	manifestFile = "manifest.json"
+	partFile     = "artifact.part"
+	haveFile     = "have"
+	artifactFile = "artifact"
+)
+
+// maxJournal bounds the journal file: 4 bytes an entry, each chunk at most
+// a few times (a chunk re-verified after a crash is appended again).
+const maxJournal = 4 * 4 * manifest.MaxChunks
+
+// store is the agent's chunk store under dataDir.
+type store struct {
+	dir string // dataDir/releases
+}
+
+func (s *store) releaseDir(product, channel string, seq uint64) string {
+	return filepath.Join(s.dir, product, channel, strconv.FormatUint(seq, 10))
+}
+
+// saveManifest keeps the signed envelope with the release, before any chunk.
+func (s *store) saveManifest(product, channel string, seq uint64, envelope []byte) error {
+	dir := s.releaseDir(product, channel, seq)
+	if err := atomicfile.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return atomicfile.WriteFile(filepath.Join(dir, manifestFile), envelope, 0o644)
+}
+
+// loadManifest reads a held release's manifest WITHOUT checking signatures:
+// callers use it only to find chunks, each verified again on use, or for a
+// release verified when it was stored.
+func loadManifest(dir string) (*manifest.Manifest, error) {
+	b, err := readLimited(filepath.Join(dir, manifestFile), signing.MaxEnvelopeSize)
+	if err != nil {
+		return nil, err
+	}
+	env, err := signing.ParseEnvelope(b)
+	if err != nil {
+		return nil, err
+	}
+	return manifest.Decode(env.Payload)
+}
+
+// complete reports whether the release's whole artifact is in the store.
+func (s *store) complete(product, channel string, seq uint64) bool {
+	_, err := os.Stat(filepath.Join(s.releaseDir(product, channel, seq), artifactFile))
+	return err == nil
+}
+
+// artifactPath is the path of a complete release's artifact.
+func (s *store) artifactPath(product, channel string, seq uint64) string {
+	return filepath.Join(s.releaseDir(product, channel, seq), artifactFile)
+}
+
+// location is where a chunk's bytes can be read in the store.
+type location struct {
+	path   string
+	offset int64
+	size   int64
+}
+
+// index maps chunk digests to where the store holds them, skipping the
+// release in exclude (the one being assembled).
+func (s *store) index(exclude string) map[manifest.Digest]location {
+	idx := make(map[manifest.Digest]location)
+	dirs, _ := filepath.Glob(filepath.Join(s.dir, "*", "*", "*"))
+	for _, dir := range dirs {
+		if dir == exclude {
+			continue
+		}
+		m, err := loadManifest(dir)
+		if err != nil {
+			continue // a damaged or half-written release holds nothing usable
+		}
+		path := filepath.Join(dir, artifactFile)
+		var have []bool
+		if _, err := os.Stat(path); err != nil {
+			path = filepath.Join(dir, partFile)
+			if have, err = readJournal(filepath.Join(dir, haveFile), len(m.Chunks)); err != nil {
+				continue
+			}
+		}
+		var off int64
+		for i, c := range m.Chunks {
+			if have == nil || have[i] {
+				idx[c.SHA256] = location{path: path, offset: off, size: c.Size}
+			}
+			off += c.Size
+		}
+	}
+	return idx
+}
+
+// remove deletes every release of a subscription except those in keep.
+func (s *store) remove(product, channel string, keep ...uint64) error {
+	dir := filepath.Join(s.dir, product, channel)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		seq, err := strconv.ParseUint(e.Name(), 10, 64)
+		if err != nil || slices.Contains(keep, seq) {
+			continue
+		}
+		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
+	}
+	return errors.Join(errs...)
+}
+
+// journal appends the indexes of verified chunks to a release's have file.
+// Entries are written after the chunk's bytes, so after a crash every entry
+// names a chunk whose bytes were written; the whole-file check at the end
+// catches what a power loss may still have lost.
+type journal struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+func openJournal(path string) (*journal, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return &journal{f: f}, nil
+}
+
+func (j *journal) add(idx ...int) error {
+	b := make([]byte, 4*len(idx))
+	for i, x := range idx {
+		binary.BigEndian.PutUint32(b[4*i:], uint32(x))
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	_, err := j.f.Write(b)
+	return err
+}
+
+// reset empties the journal, for a release whose chunks are re-verified.
+func (j *journal) reset() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.f.Truncate(0)
+}
+
+func (j *journal) Close() error { return j.f.Close() }
+
+// readJournal returns which of n chunks the journal at path names; a
+// missing journal names none. A torn last entry is ignored.
+func readJournal(path string, n int) ([]bool, error) {
+	have := make([]bool, n)
+	b, err := readLimited(path, maxJournal)
+	if errors.Is(err, fs.ErrNotExist) {
+		return have, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for len(b) >= 4 {
+		x := binary.BigEndian.Uint32(b)
+		b = b[4:]
+		if int64(x) >= int64(n) {
+			return nil, fmt.Errorf("journal %s: chunk index %d out of range (%d chunks)", path, x, n)
+		}
+		have[x] = true
+	}
+	return have, nil
+}
+
+// readLimited reads a whole file of at most limit bytes.
+func readLimited(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, limit)
+	}
+	return b, nil
+}
