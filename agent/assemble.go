@@ -231,6 +231,10 @@ func (a *assembly) run(ctx context.Context, j *job, buf []byte) error {
 		}
 		a.origin.Add(j.chunk.Size)
 		a.originChunks.Add(1)
+		a.log.Debug("origin fetch", slog.Int("chunk", j.indexes[0]), slog.String("sha256", j.chunk.SHA256.String()),
+			slog.Int64("bytes", j.chunk.Size), slog.String("reason", "not in the store"))
+	} else {
+		a.log.Debug("chunk reused from the store", slog.Int("chunk", j.indexes[0]), slog.String("from", j.local.path))
 	}
 	for _, i := range j.indexes {
 		if _, err := a.f.WriteAt(b, a.offsets[i]); err != nil {
