@@ -287,7 +287,7 @@ type attempt struct {
 	ctx   context.Context
 	abort context.CancelCauseFunc
 	o     *originClient
-	stops []func() bool
+	stops []func()
 }
 
 // watch wraps a response body so that it counts received bytes, and aborts
@@ -300,18 +300,28 @@ func (a *attempt) watch(body io.Reader) io.Reader {
 		return r
 	}
 	minBytes := int64(float64(p.minRate) * p.window.Seconds())
-	var last int64
-	var t *time.Timer
-	t = time.AfterFunc(p.window, func() {
-		n := r.n.Load()
-		if n-last < minBytes {
-			a.abort(fmt.Errorf("%w: %d bytes in the last %s", errTooSlow, n-last, p.window))
-			return
+	tick := time.NewTicker(p.window)
+	quit := make(chan struct{})
+	go func() {
+		defer tick.Stop()
+		var last int64
+		for {
+			select {
+			case <-quit:
+				return
+			case <-a.ctx.Done():
+				return
+			case <-tick.C:
+				n := r.n.Load()
+				if n-last < minBytes {
+					a.abort(fmt.Errorf("%w: %d bytes in the last %s", errTooSlow, n-last, p.window))
+					return
+				}
+				last = n
+			}
 		}
-		last = n
-		t.Reset(p.window)
-	})
-	a.stops = append(a.stops, t.Stop)
+	}()
+	a.stops = append(a.stops, func() { close(quit) })
 	return r
 }
 
