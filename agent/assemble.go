@@ -26,6 +26,10 @@ type Transfer struct {
 	Seconds       float64 `json:"assemble_seconds"`   // wall time to assemble and check
 }
 
+// errWholeFile: the assembled file's SHA-256 is not the manifest's, although
+// each chunk matched when it was stored.
+var errWholeFile = errors.New("whole-file check failed")
+
 // chunkSource fetches a chunk into buf and returns it verified against its
 // digest. The origin is one; peers will be others.
 type chunkSource interface {
@@ -72,7 +76,7 @@ func (s *store) assemble(ctx context.Context, m *manifest.Manifest, dir string, 
 	}
 	for round := 0; ; round++ {
 		err = a.fill(ctx, s.index(dir))
-		if err == nil || !errors.Is(err, manifest.ErrMismatch) || round > 0 {
+		if err == nil || !errors.Is(err, errWholeFile) || round > 0 {
 			break
 		}
 		// The whole file did not match although every chunk did when it was
@@ -315,8 +319,8 @@ func (a *assembly) hashPrefix(ctx context.Context) error {
 		}
 	}
 	if got := manifest.Digest(h.Sum(nil)); got != a.m.Artifact.SHA256 {
-		return fmt.Errorf("artifact %s: %w: whole-file SHA-256 %s, manifest says %s",
-			a.m.Artifact.Name, manifest.ErrMismatch, got, a.m.Artifact.SHA256)
+		return fmt.Errorf("artifact %s: %w: %w: SHA-256 %s, manifest says %s",
+			a.m.Artifact.Name, manifest.ErrMismatch, errWholeFile, got, a.m.Artifact.SHA256)
 	}
 	return nil
 }
