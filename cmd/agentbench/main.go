@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command agentbench measures one `fleetcast agent --once` updating a large
 // artifact from a local origin served by nginx, against `curl -o` fetching
 // the same bytes as one file from the same server to the same filesystem,
