@@ -87,11 +87,33 @@ func (o *originClient) fetchManifest(ctx context.Context, product, channel, etag
 			if err != nil {
 				return err
 			}
-			out = &manifestResponse{body: body, etag: resp.Header.Get("ETag"), lastModified: resp.Header.Get("Last-Modified")}
+			out = &manifestResponse{body: body, etag: resp.Header.Get("ETag"), lastModified: strongLastModified(resp.Header)}
 			return nil
 		})
 	})
 	return out, err
+}
+
+// strongLastModified returns the response's Last-Modified when it may be used
+// as a validator, else "". Last-Modified has one-second resolution: a
+// manifest replaced within the second it was served in keeps the same value,
+// and an If-Modified-Since built from it would be answered 304 forever after.
+// As RFC 9110 §8.8.2.2 says, the value is only trusted when it is at least
+// one second older than the response's Date.
+func strongLastModified(h http.Header) string {
+	lm := h.Get("Last-Modified")
+	if lm == "" {
+		return ""
+	}
+	mod, err := http.ParseTime(lm)
+	if err != nil {
+		return ""
+	}
+	date, err := http.ParseTime(h.Get("Date"))
+	if err != nil || date.Sub(mod) < time.Second {
+		return ""
+	}
+	return lm
 }
 
 // fetchRoot GETs root version v; an error matching fs.ErrNotExist when the

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -137,6 +139,64 @@ func TestFetchManifestConditional(t *testing.T) {
 	}
 	if _, err := o.fetchManifest(context.Background(), "app", "stable", resp.etag, ""); !errors.Is(err, errNotModified) {
 		t.Fatalf("conditional fetch error = %v, want errNotModified", err)
+	}
+}
+
+func TestStrongLastModified(t *testing.T) {
+	const lm = "Tue, 01 Dec 2026 10:00:00 GMT"
+	tests := []struct {
+		name, lastModified, date, want string
+	}{
+		{"older than Date", lm, "Tue, 01 Dec 2026 10:00:01 GMT", lm},
+		{"same second as Date", lm, lm, ""},
+		{"no Date", lm, "", ""},
+		{"bad Date", lm, "yesterday", ""},
+		{"bad Last-Modified", "yesterday", "Tue, 01 Dec 2026 10:00:05 GMT", ""},
+		{"none", "", "Tue, 01 Dec 2026 10:00:05 GMT", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.Header{}
+			if tt.lastModified != "" {
+				h.Set("Last-Modified", tt.lastModified)
+			}
+			if tt.date != "" {
+				h.Set("Date", tt.date)
+			}
+			if got := strongLastModified(h); got != tt.want {
+				t.Fatalf("strongLastModified = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestFetchManifestReplacedWithinASecond: a file server without ETags (as
+// http.FileServer or python's http.server) serves a manifest, which is then
+// replaced within the same second; the next fetch must see the new one.
+func TestFetchManifestReplacedWithinASecond(t *testing.T) {
+	dir := t.TempDir()
+	rel := manifest.LatestPath("app", "stable")
+	path := filepath.Join(dir, filepath.FromSlash(rel))
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Both writes and the fetch between them nearly always fall within one
+	// second; when they straddle one, the mtimes differ and the test holds too.
+	write := func(body string) {
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := newTestClient(t, http.StripPrefix("/mirror/", http.FileServer(http.Dir(dir))), testPolicy())
+	write("one")
+	first, err := o.fetchManifest(context.Background(), "app", "stable", "", "")
+	if err != nil || string(first.body) != "one" {
+		t.Fatalf("first fetch = %+v, %v", first, err)
+	}
+	write("two")
+	second, err := o.fetchManifest(context.Background(), "app", "stable", first.etag, first.lastModified)
+	if err != nil || string(second.body) != "two" {
+		t.Fatalf("second fetch = %+v, %v; want the replaced manifest", second, err)
 	}
 }
 
