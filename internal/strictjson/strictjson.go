@@ -69,7 +69,7 @@ const smallObject = 16
 // keys have no escapes, so a manifest of 100,000 chunks costs little over the
 // decode itself.
 func checkKeys(data []byte, names map[string]bool) error {
-	var stack []frame
+	stack := make([]frame, 0, MaxDepth) // one allocation, never grown: depth is capped
 	expectKey := false
 	for i := 0; i < len(data); {
 		switch c := data[i]; c {
