@@ -12,4 +12,13 @@ require (
 	golang.org/x/term v0.47.0
 )
 
-require github.com/klauspost/cpuid/v2 v2.2.3 // indirect
+require (
+	github.com/hashicorp/mdns v1.0.7 // indirect
+	github.com/klauspost/cpuid/v2 v2.2.3 // indirect
+	github.com/miekg/dns v1.1.72 // indirect
+	golang.org/x/mod v0.31.0 // indirect
+	golang.org/x/net v0.60.0 // indirect
+	golang.org/x/sync v0.19.0 // indirect
+	golang.org/x/time v0.16.0 // indirect
+	golang.org/x/tools v0.40.0 // indirect
+)

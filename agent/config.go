@@ -44,6 +44,7 @@ type Config struct {
 	HealthTimeout     time.Duration  `toml:"health_check_timeout"` // default 1m
 	KeepReleases      int            `toml:"keep_releases"`        // archive installer; default 3; 1..100
 	Subscriptions     []Subscription `toml:"subscription"`         // at least one ([[subscription]] tables)
+	PeerConfig
 }
 
 // Subscription names one product channel the agent follows.
@@ -71,6 +72,7 @@ func DefaultConfig() Config {
 		CommandTimeout:    10 * time.Minute,
 		HealthTimeout:     time.Minute,
 		KeepReleases:      3,
+		PeerConfig:        defaultPeerConfig(),
 	}
 }
 
@@ -175,6 +177,7 @@ func (c *Config) configCheck() error {
 	c.configCheckNumbers(add)
 	c.configCheckPolicy(add)
 	c.configCheckSubscriptions(add)
+	c.configCheckPeers(add)
 	if len(bad) > 0 {
 		return errors.New(strings.Join(bad, "; "))
 	}

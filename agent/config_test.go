@@ -100,6 +100,20 @@ allowed_targets = ["/opt/a/", "/srv/b"]
 command_timeout = "20m"
 health_check_timeout = "90s"
 keep_releases = 100
+peers = ["198.18.0.5:7331", "[2001:db8::1]:7331"]
+mdns = false
+mdns_interface = "eth1"
+browse_interval = "30s"
+peer_expiry = "5m"
+fleet_secret_file = "/etc/fleetcast/fleet.secret"
+peer_connections = 16
+peer_requests_per_peer = 4
+peer_timeout = "1m"
+origin_grace = "10s"
+ban_duration = "1h"
+upload_rate = 10000000
+download_rate = 20000000
+max_uploads = 64
 
 [[subscription]]
 product = "a"
@@ -129,6 +143,13 @@ channel = "beta"
 		HealthTimeout:     90 * time.Second,
 		KeepReleases:      100,
 		Subscriptions:     []Subscription{{"a", "stable"}, {"a", "beta"}},
+		PeerConfig: PeerConfig{
+			Peers: []string{"198.18.0.5:7331", "[2001:db8::1]:7331"}, MDNS: false, MDNSInterface: "eth1",
+			BrowseInterval: 30 * time.Second, PeerExpiry: 5 * time.Minute,
+			FleetSecretFile: "/etc/fleetcast/fleet.secret", PeerConnections: 16, PerPeer: 4,
+			PeerTimeout: time.Minute, OriginGrace: 10 * time.Second, BanDuration: time.Hour,
+			UploadRate: 10000000, DownloadRate: 20000000, MaxUploads: 64,
+		},
 	}
 	c, err := ParseConfig([]byte(data))
 	if err != nil {
@@ -140,12 +161,15 @@ channel = "beta"
 	// Every key must be in data, with a value other than its default
 	// (min_throughput and retries are set to their minimum, 0).
 	def := reflect.ValueOf(DefaultConfig())
-	for i, f := range reflect.VisibleFields(reflect.TypeFor[Config]()) {
+	for _, f := range reflect.VisibleFields(reflect.TypeFor[Config]()) {
+		if f.Anonymous {
+			continue
+		}
 		key := f.Tag.Get("toml")
 		if !strings.Contains(data, "\n"+key+" = ") && !strings.Contains(data, "[["+key+"]]") {
 			t.Errorf("key %s is not in the test config", key)
 		}
-		if reflect.DeepEqual(def.Field(i).Interface(), reflect.ValueOf(want).Field(i).Interface()) {
+		if reflect.DeepEqual(def.FieldByIndex(f.Index).Interface(), reflect.ValueOf(want).FieldByIndex(f.Index).Interface()) {
 			t.Errorf("key %s is set to its default", key)
 		}
 	}

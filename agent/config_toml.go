@@ -116,6 +116,10 @@ func configKnownKeys() map[string]reflect.Type {
 	var add func(prefix string, t reflect.Type)
 	add = func(prefix string, t reflect.Type) {
 		for f := range t.Fields() {
+			if f.Anonymous { // PeerConfig: its keys are the file's own
+				add(prefix, f.Type)
+				continue
+			}
 			key := prefix + f.Tag.Get("toml")
 			known[key] = f.Type
 			if f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct {

@@ -1,0 +1,98 @@
+package agent
+
+import (
+	"net"
+	"strconv"
+	"time"
+)
+
+// PeerConfig is the part of Config about the other agents on the LAN
+// (docs/CONFIG.md, "Peers"). Its keys sit at the top level of the file.
+type PeerConfig struct {
+	Peers           []string      `toml:"peers"`                  // static peers, host:port; for networks without multicast
+	MDNS            bool          `toml:"mdns"`                   // advertise and browse _fleetcast._tcp; default true
+	MDNSInterface   string        `toml:"mdns_interface"`         // interface for mDNS; default: the OS's choice
+	BrowseInterval  time.Duration `toml:"browse_interval"`        // default 10s
+	PeerExpiry      time.Duration `toml:"peer_expiry"`            // a peer not heard from for this long is dropped; default 1m
+	FleetSecretFile string        `toml:"fleet_secret_file"`      // shared secret: mutual TLS between agents; default none (open LAN)
+	PeerConnections int           `toml:"peer_connections"`       // parallel chunk requests to peers in all; default 8; 1..64
+	PerPeer         int           `toml:"peer_requests_per_peer"` // parallel chunk requests to one peer; default 2; 1..16
+	PeerTimeout     time.Duration `toml:"peer_timeout"`           // one chunk request to a peer; default 30s
+	OriginGrace     time.Duration `toml:"origin_grace"`           // how long a stalled peer is waited for before the origin; default 3s
+	BanDuration     time.Duration `toml:"ban_duration"`           // how long a peer that sent a bad chunk is ignored; default 10m
+	UploadRate      int64         `toml:"upload_rate"`            // bytes/s served to peers in all; 0 = unlimited
+	DownloadRate    int64         `toml:"download_rate"`          // bytes/s fetched from peers in all; 0 = unlimited
+	MaxUploads      int           `toml:"max_uploads"`            // chunk requests served at once; default 16; 1..1024
+}
+
+// defaultPeerConfig is DefaultConfig's PeerConfig.
+func defaultPeerConfig() PeerConfig {
+	return PeerConfig{
+		MDNS:            true,
+		BrowseInterval:  10 * time.Second,
+		PeerExpiry:      time.Minute,
+		PeerConnections: 8,
+		PerPeer:         2,
+		PeerTimeout:     30 * time.Second,
+		OriginGrace:     3 * time.Second,
+		BanDuration:     10 * time.Minute,
+		MaxUploads:      16,
+	}
+}
+
+// maxStaticPeers bounds the peers list.
+const maxStaticPeers = 256
+
+func (c *Config) configCheckPeers(add configAdd) {
+	if len(c.Peers) > maxStaticPeers {
+		add("peers", len(c.Peers), "at most %d static peers", maxStaticPeers)
+	}
+	for _, p := range c.Peers {
+		host, port, err := net.SplitHostPort(p)
+		if err != nil || host == "" || !configText(p) {
+			add("peers", p, "want host:port")
+			continue
+		}
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+			add("peers", p, "port %q: want a number from 1 to 65535", configClip(port))
+		}
+	}
+	if !configText(c.MDNSInterface) || len(c.MDNSInterface) > 64 {
+		add("mdns_interface", c.MDNSInterface, "want an interface name")
+	}
+	if !configText(c.FleetSecretFile) {
+		add("fleet_secret_file", c.FleetSecretFile, "control characters or invalid UTF-8")
+	}
+	configCheckRange(add, "peer_connections", c.PeerConnections, 1, 64)
+	configCheckRange(add, "peer_requests_per_peer", c.PerPeer, 1, 16)
+	configCheckRange(add, "max_uploads", c.MaxUploads, 1, 1024)
+	for _, r := range []struct {
+		key   string
+		value int64
+	}{{"upload_rate", c.UploadRate}, {"download_rate", c.DownloadRate}} {
+		if r.value < 0 {
+			add(r.key, r.value, "must be at least 0 bytes/s (0 means unlimited)")
+		} else if r.value > 0 && r.value < 64<<10 {
+			add(r.key, r.value, "must be 0 (unlimited) or at least 65536 bytes/s")
+		}
+	}
+	for _, d := range []struct {
+		key   string
+		value time.Duration
+	}{
+		{"browse_interval", c.BrowseInterval},
+		{"peer_expiry", c.PeerExpiry},
+		{"peer_timeout", c.PeerTimeout},
+		{"ban_duration", c.BanDuration},
+	} {
+		if d.value <= 0 {
+			add(d.key, d.value.String(), "must be more than 0s")
+		}
+	}
+	if c.OriginGrace < 0 {
+		add("origin_grace", c.OriginGrace.String(), "must be at least 0s")
+	}
+	if c.BrowseInterval > 0 && c.PeerExpiry < c.BrowseInterval {
+		add("peer_expiry", c.PeerExpiry.String(), "must be at least browse_interval (%s)", c.BrowseInterval)
+	}
+}
