@@ -24,6 +24,7 @@ var commands = []command{
 	{"verify", "verify a signed manifest (and optionally an artifact) against a root", cmdVerify},
 	{"agent", "run the update agent (foreground, or one cycle with --once)", cmdAgent},
 	{"service", "install, start, stop or remove the agent as an OS service", runService},
+	{"fleet-secret", "create a secret that closes a fleet to agents without it", cmdFleetSecret},
 }
 
 // cliEnv is what a command may touch besides its arguments.
