@@ -1,0 +1,54 @@
+package discovery
+
+import (
+	"context"
+	"time"
+)
+
+// Run advertises self and browses (when Config.MDNS) every BrowseInterval,
+// the first browse at once; it expires peers and writes the state file,
+// until ctx is cancelled, and then returns nil. Missing multicast is not an
+// error: it is logged once and Run goes on with static and remembered peers,
+// retrying mDNS at each browse. Expired peers are noticed (and Changed
+// signalled) at the next tick. On cancel, Run waits for a browse in progress
+// (at most maxQueryTimeout), stops advertising and writes the state file if
+// it changed. Call Run once per Discovery.
+func (d *Discovery) Run(ctx context.Context) error {
+	ticker := time.NewTicker(d.cfg.BrowseInterval)
+	defer ticker.Stop()
+	done := make(chan struct{}, 1)
+	busy := false
+	tick := func() {
+		if d.cfg.MDNS && !busy {
+			busy = true
+			go func() { d.browse(ctx); done <- struct{}{} }()
+		}
+		d.sweep()
+		d.maybeSave(false)
+	}
+	tick()
+	for {
+		select {
+		case <-ctx.Done():
+			if busy {
+				<-done
+			}
+			d.stopServer()
+			d.maybeSave(true)
+			return nil
+		case <-done:
+			busy = false
+		case <-ticker.C:
+			tick()
+		}
+	}
+}
+
+// sweep drops expired peers and signals when that changed Peers().
+func (d *Discovery) sweep() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.now()
+	d.expireLocked(now)
+	d.signalLocked(now)
+}
