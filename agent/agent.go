@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/internal/filelock"
 	"github.com/fleetcast/fleetcast/signing"
 )
@@ -37,6 +38,11 @@ type Agent struct {
 
 	rootMu sync.Mutex
 	root   *signing.Root
+
+	id    string          // this agent's id (data_dir/agent-id)
+	fleet *fleettls.Fleet // open, or closed by fleet_secret_file
+	pm    *peerManager    // set by Run when listen is set; nil: origin only
+	srv   *peerServer
 
 	statusMu sync.Mutex
 	status   map[string]*SubscriptionStatus
@@ -64,18 +70,31 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		lock.Close()
 		return nil, err
 	}
+	id, err := loadAgentID(cfg.DataDir)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	fleet, err := fleettls.Load(cfg.FleetSecretFile)
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("config: fleet_secret_file: %w", err)
+	}
 	p := fetchPolicy{timeout: cfg.RequestTimeout, minRate: cfg.MinThroughput, window: cfg.ThroughputWindow,
 		retries: cfg.Retries, backoff: cfg.RetryBackoff, backoffMax: cfg.RetryBackoffMax}
 	a := &Agent{
-		cfg: cfg, log: log, now: time.Now, lock: lock, root: root,
+		cfg: cfg, log: log, now: time.Now, lock: lock, root: root, id: id, fleet: fleet,
 		origin: newOriginClient(base, p, cfg.OriginConnections, log),
-		store:  &store{dir: filepath.Join(cfg.DataDir, releasesDir)},
+		store:  &store{dir: filepath.Join(cfg.DataDir, releasesDir), held: newHoldings()},
 		status: make(map[string]*SubscriptionStatus),
 	}
+	a.store.held.scan(a.store.dir)
+	a.srv = newPeerServer(a)
 	for _, s := range cfg.Subscriptions {
 		a.status[s.key()] = &SubscriptionStatus{Product: s.Product, Channel: s.Channel}
 	}
-	log.Info("agent ready", slog.String("data_dir", cfg.DataDir), slog.String("origin", cfg.Origin),
+	log.Info("agent ready", slog.String("agent_id", id), slog.String("fleet_id", fleet.ID()),
+		slog.String("data_dir", cfg.DataDir), slog.String("origin", cfg.Origin),
 		slog.Uint64("root_version", root.Version), slog.Int("subscriptions", len(cfg.Subscriptions)))
 	return a, nil
 }
@@ -125,9 +144,10 @@ func (a *Agent) runCycle(ctx context.Context, s Subscription) error {
 	return err
 }
 
-// Run serves the status API (when listen is set) and runs update cycles
-// every poll_interval, with jitter, until ctx is cancelled; it returns nil
-// then. A failed cycle is retried sooner, with backoff.
+// Run serves the status and peer API, finds peers and follows them (when
+// listen is set), and runs update cycles every poll_interval, with jitter,
+// or at once when a peer holds a newer release, until ctx is cancelled; it
+// returns nil then. A failed cycle is retried sooner, with backoff.
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -137,6 +157,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return err
 		}
 		defer stop()
+		a.settle(ctx)
 	}
 	failures := 0
 	for {
@@ -147,12 +168,16 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		wait := a.nextPoll(failures)
 		a.log.Debug("next poll", slog.Duration("in", wait))
+		news, stopNews := context.WithCancel(ctx)
 		select {
 		case <-ctx.Done():
+			stopNews()
 			a.log.Info("agent stopping")
 			return nil
 		case <-time.After(wait):
+		case <-a.peerNews(news):
 		}
+		stopNews()
 	}
 }
 

@@ -16,14 +16,20 @@ import (
 
 // Transfer counts where the bytes of a release came from.
 type Transfer struct {
-	Origin        int64   `json:"origin_bytes"`       // chunk bytes fetched from the origin
-	OriginChunks  int64   `json:"origin_chunks"`      // chunks fetched from the origin
-	Resumed       int64   `json:"resumed_bytes"`      // verified by an earlier, interrupted attempt
-	ReusedLocal   int64   `json:"reused_local_bytes"` // copied from another release in the store (delta)
-	Duplicate     int64   `json:"duplicate_bytes"`    // repeats of a chunk earlier in the same artifact
-	Refetched     int64   `json:"refetched_chunks"`   // chunks fetched again after failing a re-check
-	ArtifactBytes int64   `json:"artifact_bytes"`     // size of the artifact
-	Seconds       float64 `json:"assemble_seconds"`   // wall time to assemble and check
+	Origin       int64 `json:"origin_bytes"`  // chunk bytes fetched from the origin
+	OriginChunks int64 `json:"origin_chunks"` // chunks fetched from the origin
+	Peer         int64 `json:"peer_bytes"`    // chunk bytes fetched from peers
+	PeerChunks   int64 `json:"peer_chunks"`   // chunks fetched from peers
+	PeerFailures int64 `json:"peer_failures"` // chunk requests to peers that failed
+	// OriginReasons counts the chunks fetched from the origin by why they
+	// were not fetched from a peer (docs/SPEC.md §8).
+	OriginReasons map[string]int64 `json:"origin_reasons,omitempty"`
+	Resumed       int64            `json:"resumed_bytes"`      // verified by an earlier, interrupted attempt
+	ReusedLocal   int64            `json:"reused_local_bytes"` // copied from another release in the store (delta)
+	Duplicate     int64            `json:"duplicate_bytes"`    // repeats of a chunk earlier in the same artifact
+	Refetched     int64            `json:"refetched_chunks"`   // chunks fetched again after failing a re-check
+	ArtifactBytes int64            `json:"artifact_bytes"`     // size of the artifact
+	Seconds       float64          `json:"assemble_seconds"`   // wall time to assemble and check
 }
 
 // errWholeFile: the assembled file's SHA-256 is not the manifest's, although
@@ -36,17 +42,21 @@ type chunkSource interface {
 	fetchChunk(ctx context.Context, c manifest.Chunk, buf []byte) ([]byte, error)
 }
 
-// assembly fills one release's artifact.part, from the store where it can
-// and from src for the rest, while a second goroutine hashes the finished
-// prefix of the file, so the whole-file check ends with the last chunk.
+// assembly fills one release's artifact.part, from the store where it can,
+// from peers and from src (the origin) for the rest, while a second
+// goroutine hashes the finished prefix of the file, so the whole-file check
+// ends with the last chunk.
 type assembly struct {
 	m       *manifest.Manifest
+	key     relKey
 	dir     string
 	f       *os.File
 	j       *journal
 	offsets []int64
 	src     chunkSource
 	conns   int
+	swarm   *swarmConfig // nil: no peers
+	held    *holdings    // nil: not served to peers
 	log     *slog.Logger
 
 	mu   sync.Mutex
@@ -55,17 +65,21 @@ type assembly struct {
 	done bool // no more chunks will arrive (finished or failed)
 
 	origin, originChunks, reused, dup atomic.Int64
+	peer, peerChunks, peerFailures    atomic.Int64
+	reasonMu                          sync.Mutex
+	reasons                           map[string]int64
 }
 
 // assemble makes releases/.../<seq>/artifact for m, which must already be
-// verified, and returns what it transferred.
-func (s *store) assemble(ctx context.Context, m *manifest.Manifest, dir string, src chunkSource, conns int, log *slog.Logger) (Transfer, error) {
+// verified, and returns what it transferred. sw may be nil (no peers).
+func (s *store) assemble(ctx context.Context, m *manifest.Manifest, dir string, src chunkSource, conns int, sw *swarmConfig, log *slog.Logger) (Transfer, error) {
 	tr := Transfer{ArtifactBytes: m.Artifact.Size}
 	a, err := s.openAssembly(m, dir, src, conns, log)
 	if err != nil {
 		return tr, err
 	}
 	defer a.close()
+	a.swarm = sw
 	for i, h := range a.have {
 		if h {
 			tr.Resumed += m.Chunks[i].Size
@@ -90,15 +104,24 @@ func (s *store) assemble(ctx context.Context, m *manifest.Manifest, dir string, 
 		tr.Refetched += int64(bad)
 	}
 	tr.Origin, tr.OriginChunks = a.origin.Load(), a.originChunks.Load()
+	tr.Peer, tr.PeerChunks, tr.PeerFailures = a.peer.Load(), a.peerChunks.Load(), a.peerFailures.Load()
 	tr.ReusedLocal, tr.Duplicate = a.reused.Load(), a.dup.Load()
+	tr.OriginReasons = a.reasons
 	if err != nil {
 		return tr, err
 	}
-	return tr, a.commit()
+	if err := a.commit(); err != nil {
+		return tr, err
+	}
+	if a.held != nil {
+		a.held.completed(a.key)
+	}
+	return tr, nil
 }
 
 func (s *store) openAssembly(m *manifest.Manifest, dir string, src chunkSource, conns int, log *slog.Logger) (*assembly, error) {
-	a := &assembly{m: m, dir: dir, src: src, conns: max(conns, 1), log: log}
+	a := &assembly{m: m, key: relKey{m.Product, m.Channel, m.Sequence}, dir: dir, src: src,
+		conns: max(conns, 1), held: s.held, log: log, reasons: make(map[string]int64)}
 	a.cond = sync.NewCond(&a.mu)
 	a.offsets = make([]int64, len(m.Chunks))
 	var off int64
@@ -128,6 +151,9 @@ func (s *store) openAssembly(m *manifest.Manifest, dir string, src chunkSource, 
 	if a.j, err = openJournal(filepath.Join(dir, haveFile)); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("store: %w", err)
+	}
+	if a.held != nil {
+		a.held.add(a.key, dir, m, a.have, false)
 	}
 	return a, nil
 }
@@ -170,8 +196,9 @@ func (a *assembly) plan(idx map[manifest.Digest]location) []*job {
 	return jobs
 }
 
-// fill fetches every missing chunk with a pool of workers while the prefix
-// hasher runs, and returns the first error or the whole-file verdict.
+// fill fetches every missing chunk, from the store, peers and the origin as
+// the scheduler decides, while the prefix hasher runs, and returns the
+// first error or the whole-file verdict.
 func (a *assembly) fill(ctx context.Context, idx map[manifest.Digest]location) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -181,32 +208,33 @@ func (a *assembly) fill(ctx context.Context, idx map[manifest.Digest]location) e
 	hashed := make(chan error, 1)
 	go func() { hashed <- a.hashPrefix(ctx) }()
 
-	jobs := make(chan *job)
+	s := newSched(a, a.plan(idx), a.swarm, a.key)
 	var wg sync.WaitGroup
-	for range a.conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, a.maxChunk())
-			for j := range jobs {
-				if err := a.run(ctx, j, buf); err != nil {
-					cancel(err)
-					return
-				}
-			}
-		}()
-	}
-	go func() {
-		defer close(jobs)
-		for _, j := range a.plan(idx) {
-			select {
-			case jobs <- j:
-			case <-ctx.Done():
+	worker := func(peer bool) {
+		defer wg.Done()
+		buf := make([]byte, a.maxChunk())
+		for t := s.next(ctx, peer); t != nil; t = s.next(ctx, peer) {
+			if err := a.run(t, s, buf); err != nil {
+				s.fail(err)
+				cancel(err)
 				return
 			}
 		}
-	}()
+	}
+	for range a.conns {
+		wg.Add(1)
+		go worker(false)
+	}
+	if a.swarm != nil {
+		for range a.swarm.conns {
+			wg.Add(1)
+			go worker(true)
+		}
+	}
 	wg.Wait()
+	if err := s.result(); err != nil {
+		cancel(err)
+	}
 	a.finish()
 	herr := <-hashed
 	if err := context.Cause(ctx); err != nil {
@@ -223,32 +251,73 @@ func (a *assembly) maxChunk() int64 {
 	return n
 }
 
-// run gets one chunk, from the store or the source, and writes it at every
-// offset it appears at.
-func (a *assembly) run(ctx context.Context, j *job, buf []byte) error {
-	b, fromStore := a.readLocal(j, buf), true
-	if b == nil {
-		fromStore = false
-		var err error
-		if b, err = a.src.fetchChunk(ctx, j.chunk, buf); err != nil {
-			return fmt.Errorf("chunk %d (%s): %w", j.indexes[0], j.chunk.SHA256, err)
+// run carries out one task: it gets the chunk from the store, a peer or
+// the origin, and, if it is the first to get it, writes it at every offset
+// it appears at. Only a failed write is an error here; a failed fetch goes
+// back to the scheduler.
+func (a *assembly) run(t *task, s *sched, buf []byte) error {
+	j := t.j
+	var b []byte
+	var err error
+	switch {
+	case t.reason == "local":
+		if b = a.readLocal(j, buf); b == nil {
+			err = errors.New("stored copy unreadable or changed")
 		}
+	case t.peer != nil:
+		b, err = t.peer.fetch.fetchChunk(t.ctx, j.chunk, buf)
+	default:
+		if a.held != nil {
+			a.held.fetching(a.key, j.indexes[0], true)
+			defer a.held.fetching(a.key, j.indexes[0], false)
+		}
+		b, err = a.src.fetchChunk(t.ctx, j.chunk, buf)
+	}
+	cancelled := t.ctx.Err() != nil
+	if !s.finish(t, err) {
+		if err != nil && t.peer != nil && !cancelled {
+			a.peerFailures.Add(1)
+			a.log.Warn("peer fetch failed; asking elsewhere", slog.String("peer", t.peer.addr),
+				slog.String("chunk", j.chunk.SHA256.String()), slog.String("reason", err.Error()))
+		}
+		return nil
+	}
+	a.count(t)
+	return a.put(j, b)
+}
+
+// count records where a stored chunk came from.
+func (a *assembly) count(t *task) {
+	j := t.j
+	switch {
+	case t.reason == "local":
+		a.reused.Add(j.chunk.Size)
+		a.log.Debug("chunk reused from the store", slog.Int("chunk", j.indexes[0]), slog.String("from", j.local.path))
+	case t.peer != nil:
+		a.peer.Add(j.chunk.Size)
+		a.peerChunks.Add(1)
+		a.log.Debug("peer fetch", slog.Int("chunk", j.indexes[0]), slog.String("sha256", j.chunk.SHA256.String()),
+			slog.Int64("bytes", j.chunk.Size), slog.String("peer", t.peer.addr))
+	default:
 		a.origin.Add(j.chunk.Size)
 		a.originChunks.Add(1)
+		a.reasonMu.Lock()
+		a.reasons[t.reason]++
+		a.reasonMu.Unlock()
 		a.log.Debug("origin fetch", slog.Int("chunk", j.indexes[0]), slog.String("sha256", j.chunk.SHA256.String()),
-			slog.Int64("bytes", j.chunk.Size), slog.String("reason", "not in the store"))
-	} else {
-		a.log.Debug("chunk reused from the store", slog.Int("chunk", j.indexes[0]), slog.String("from", j.local.path))
+			slog.Int64("bytes", j.chunk.Size), slog.String("reason", t.reason))
 	}
+	a.dup.Add(j.chunk.Size * int64(len(j.indexes)-1))
+}
+
+// put writes a verified chunk at every offset it appears at, journals it,
+// and makes it visible to the hasher and to peers.
+func (a *assembly) put(j *job, b []byte) error {
 	for _, i := range j.indexes {
 		if _, err := a.f.WriteAt(b, a.offsets[i]); err != nil {
 			return fmt.Errorf("store: write chunk %d: %w", i, err)
 		}
 	}
-	if fromStore {
-		a.reused.Add(j.chunk.Size)
-	}
-	a.dup.Add(j.chunk.Size * int64(len(j.indexes)-1))
 	if err := a.j.add(j.indexes...); err != nil {
 		return fmt.Errorf("store: journal: %w", err)
 	}
@@ -258,6 +327,9 @@ func (a *assembly) run(ctx context.Context, j *job, buf []byte) error {
 	}
 	a.cond.Broadcast()
 	a.mu.Unlock()
+	if a.held != nil {
+		a.held.mark(a.key, j.indexes...)
+	}
 	return nil
 }
 
@@ -335,6 +407,9 @@ func (a *assembly) recheck() (int, error) {
 		b := buf[:c.Size]
 		if _, err := a.f.ReadAt(b, a.offsets[i]); err != nil || manifest.Sum(b) != c.SHA256 {
 			a.have[i] = false
+			if a.held != nil {
+				a.held.unmark(a.key, i)
+			}
 			bad++
 			continue
 		}

@@ -92,7 +92,10 @@ func (c *Config) configCheckPeers(add configAdd) {
 	if c.OriginGrace < 0 {
 		add("origin_grace", c.OriginGrace.String(), "must be at least 0s")
 	}
-	if c.BrowseInterval > 0 && c.PeerExpiry < c.BrowseInterval {
-		add("peer_expiry", c.PeerExpiry.String(), "must be at least browse_interval (%s)", c.BrowseInterval)
+	if c.BrowseInterval > 0 && c.BrowseInterval < 100*time.Millisecond {
+		add("browse_interval", c.BrowseInterval.String(), "must be at least 100ms")
+	}
+	if c.BrowseInterval > 0 && c.PeerExpiry <= c.BrowseInterval {
+		add("peer_expiry", c.PeerExpiry.String(), "must be more than browse_interval (%s)", c.BrowseInterval)
 	}
 }

@@ -69,11 +69,18 @@ type freshManifest struct {
 	etag, lastModified string
 }
 
-// latest fetches the channel's latest manifest envelope. It returns nil and
+// latest fetches the channel's latest manifest envelope: from a peer that
+// holds a newer release than this agent trusts, else from the origin. It
+// returns nil and
 // no error when the origin says it is unchanged and everything it named was
 // handled; when the origin says unchanged but the trusted release is not
 // installed yet (an interrupted cycle), it returns the stored envelope.
 func (a *Agent) latest(ctx context.Context, sub Subscription, st *subState, log *slog.Logger) ([]byte, *freshManifest, error) {
+	if a.pm != nil {
+		if env := a.latestFromPeers(ctx, sub, st, log); env != nil {
+			return env, nil, nil
+		}
+	}
 	resp, err := a.origin.fetchManifest(ctx, sub.Product, sub.Channel, st.ETag, st.LastModified)
 	if errors.Is(err, errNotModified) {
 		if st.Trusted == st.Installed || st.Trusted == st.Failed {
@@ -179,7 +186,11 @@ func (a *Agent) update(ctx context.Context, sub Subscription, st *subState, v *m
 	if !a.store.complete(sub.Product, sub.Channel, v.Sequence) {
 		start := time.Now()
 		log.Info("assembling release", slog.Int64("bytes", v.Artifact.Size), slog.Int("chunks", len(v.Chunks)))
-		tr, err := a.store.assemble(ctx, v.Manifest, dir, a.origin, a.cfg.OriginConnections, log)
+		var sw *swarmConfig
+		if a.pm != nil {
+			sw = a.pm.swarm()
+		}
+		tr, err := a.store.assemble(ctx, v.Manifest, dir, a.origin, a.cfg.OriginConnections, sw, log)
 		tr.Seconds = time.Since(start).Seconds()
 		a.recordTransfer(sub, v.Sequence, tr)
 		if err != nil {
@@ -187,6 +198,7 @@ func (a *Agent) update(ctx context.Context, sub Subscription, st *subState, v *m
 			return Failed, fmt.Errorf("%s/%s sequence %d: %w", sub.Product, sub.Channel, v.Sequence, err)
 		}
 		log.Info("artifact verified", slog.Int64("origin_bytes", tr.Origin), slog.Int64("origin_chunks", tr.OriginChunks),
+			slog.Int64("peer_bytes", tr.Peer), slog.Int64("peer_chunks", tr.PeerChunks), slog.Any("origin_reasons", tr.OriginReasons),
 			slog.Int64("reused_local_bytes", tr.ReusedLocal), slog.Int64("resumed_bytes", tr.Resumed),
 			slog.Int64("duplicate_bytes", tr.Duplicate), slog.Float64("seconds", tr.Seconds))
 	}

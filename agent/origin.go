@@ -16,6 +16,7 @@ import (
 
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
+	"golang.org/x/time/rate"
 )
 
 // Errors of a fetch. Each is wrapped with the URL and what was expected.
@@ -48,13 +49,19 @@ type originClient struct {
 	policy fetchPolicy
 	log    *slog.Logger
 	bytes  atomic.Int64 // body bytes received, all requests
+
+	// For a peer (peerManager.fetcher): where chunks are, a rate limit on
+	// the bytes received, and what the logs call it.
+	chunkPath func(manifest.Digest) string
+	limit     *rate.Limiter
+	what      string
 }
 
 func newOriginClient(base *url.URL, p fetchPolicy, conns int, log *slog.Logger) *originClient {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = conns + 2
 	tr.ResponseHeaderTimeout = p.timeout
-	return &originClient{base: base, http: &http.Client{Transport: tr}, policy: p, log: log}
+	return &originClient{base: base, http: &http.Client{Transport: tr}, policy: p, log: log, chunkPath: manifest.ChunkPath, what: "origin"}
 }
 
 // manifestResponse is a fetched manifest envelope and its validators.
@@ -138,7 +145,7 @@ func (o *originClient) fetchRoot(ctx context.Context, version uint64) ([]byte, e
 // verifies its SHA-256 before returning it. A response whose declared or
 // actual length differs from the chunk's size is refused.
 func (o *originClient) fetchChunk(ctx context.Context, c manifest.Chunk, buf []byte) ([]byte, error) {
-	rel := manifest.ChunkPath(c.SHA256)
+	rel := o.chunkPath(c.SHA256)
 	var out []byte
 	err := o.retry(ctx, rel, func(a *attempt) error {
 		req, err := o.request(a.ctx, rel)
@@ -249,7 +256,7 @@ func (o *originClient) retry(ctx context.Context, rel string, try func(*attempt)
 			break
 		}
 		wait := backoff(p.backoff, p.backoffMax, i)
-		o.log.Warn("origin fetch failed; retrying", slog.String("path", rel), slog.Int("attempt", i+1),
+		o.log.Warn(o.what+" fetch failed; retrying", slog.String("path", rel), slog.Int("attempt", i+1),
 			slog.Duration("backoff", wait), slog.String("reason", err.Error()))
 		select {
 		case <-ctx.Done():
@@ -362,8 +369,16 @@ type countingReader struct {
 }
 
 func (r *countingReader) Read(p []byte) (int, error) {
+	if l := r.o.limit; l != nil && len(p) > l.Burst() {
+		p = p[:l.Burst()]
+	}
 	n, err := r.r.Read(p)
 	r.n.Add(int64(n))
 	r.o.bytes.Add(int64(n))
+	if l := r.o.limit; l != nil && n > 0 {
+		if werr := l.WaitN(context.Background(), n); werr != nil && err == nil {
+			err = werr
+		}
+	}
 	return n, err
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,14 +30,24 @@ type SubscriptionStatus struct {
 
 // Status is the body of GET /v1/status.
 type Status struct {
-	RootVersion   uint64               `json:"root_version"`
-	OriginBytes   int64                `json:"origin_bytes"` // all response bytes from the origin since start
-	Subscriptions []SubscriptionStatus `json:"subscriptions"`
+	AgentID        string               `json:"agent_id"`
+	FleetID        string               `json:"fleet_id"`
+	RootVersion    uint64               `json:"root_version"`
+	OriginBytes    int64                `json:"origin_bytes"`    // all response bytes from the origin since start
+	UploadedBytes  int64                `json:"uploaded_bytes"`  // chunk bytes served to peers since start
+	UploadedChunks int64                `json:"uploaded_chunks"` // chunks served to peers since start
+	Peers          []PeerStatus         `json:"peers"`
+	Subscriptions  []SubscriptionStatus `json:"subscriptions"`
 }
 
 // Status returns a snapshot of the agent's state.
 func (a *Agent) Status() Status {
-	st := Status{RootVersion: a.currentRoot().Version, OriginBytes: a.origin.bytes.Load()}
+	st := Status{AgentID: a.id, FleetID: a.fleet.ID(), RootVersion: a.currentRoot().Version,
+		OriginBytes: a.origin.bytes.Load(), UploadedBytes: a.srv.uploaded.Load(), UploadedChunks: a.srv.served.Load(),
+		Peers: []PeerStatus{}}
+	if a.pm != nil {
+		st.Peers = a.pm.status()
+	}
 	a.statusMu.Lock()
 	defer a.statusMu.Unlock()
 	for _, s := range a.cfg.Subscriptions {
@@ -67,13 +78,22 @@ func (a *Agent) recordTransfer(s Subscription, seq uint64, tr Transfer) {
 	cur.LastTransfer, cur.LastTransferSequence = &tr, seq
 }
 
-// serve starts the HTTP API on listen; stop shuts it down.
+// serve starts the status and peer API on listen, over TLS when the fleet
+// has a secret, and starts finding peers; stop shuts the API down.
 func (a *Agent) serve(ctx context.Context) (stop func(), err error) {
 	ln, err := net.Listen("tcp", a.cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", a.cfg.Listen, err)
 	}
+	if err := a.startPeering(ctx, ln); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if conf := a.fleet.ServerTLSOptionalClient(); conf != nil {
+		ln = tls.NewListener(ln, conf)
+	}
 	mux := http.NewServeMux()
+	a.srv.register(mux)
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
@@ -82,7 +102,7 @@ func (a *Agent) serve(ctx context.Context) (stop func(), err error) {
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
-	a.log.Info("status API listening", slog.String("addr", ln.Addr().String()))
+	a.log.Info("status and peer API listening", slog.String("addr", ln.Addr().String()), slog.String("scheme", a.fleet.Scheme()))
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("status API stopped", slog.String("reason", err.Error()))

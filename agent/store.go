@@ -44,7 +44,8 @@ const maxJournal = 4 * 4 * manifest.MaxChunks
 
 // store is the agent's chunk store under dataDir.
 type store struct {
-	dir string // dataDir/releases
+	dir  string    // dataDir/releases
+	held *holdings // what the peer API serves; nil: nothing is served
 }
 
 func (s *store) releaseDir(product, channel string, seq uint64) string {

@@ -38,6 +38,7 @@ func TestAgentRunsAndStopsOnSIGTERM(t *testing.T) {
 origin = %q
 root = "root.json"
 listen = "127.0.0.1:%d"
+mdns = false
 poll_interval = "1h"
 allowed_targets = [%q]
 [[subscription]]

@@ -1,0 +1,278 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/fleetcast/fleetcast/manifest"
+)
+
+// relKey names one release in the store.
+type relKey struct {
+	product, channel string
+	seq              uint64
+}
+
+func (k relKey) String() string {
+	return k.product + "/" + k.channel + "/" + strconv.FormatUint(k.seq, 10)
+}
+
+// heldRelease is what the store holds of one release: its manifest (as
+// verified when it was stored) and which chunks are present and verified.
+type heldRelease struct {
+	key      relKey
+	dir      string
+	m        *manifest.Manifest
+	offsets  []int64
+	have     []bool
+	fetching []bool // chunks being fetched from the origin by this agent
+	count    int    // chunks present
+	complete bool   // artifact renamed into place: read chunks from artifactFile
+}
+
+// holdings is the live, in-memory view of the chunk store that the peer API
+// serves from: every release held and its present chunks, an index by
+// digest, and a version that grows with every change so that peers can wait
+// for news (docs/SPEC.md §8, "state"). It is safe for concurrent use.
+type holdings struct {
+	mu       sync.Mutex
+	rels     map[relKey]*heldRelease
+	byDigest map[manifest.Digest][]chunkRef
+	version  uint64
+	changed  chan struct{} // closed and replaced at every change
+}
+
+// chunkRef is one place a chunk is held.
+type chunkRef struct {
+	rel *heldRelease
+	idx int
+}
+
+func newHoldings() *holdings {
+	return &holdings{rels: make(map[relKey]*heldRelease), byDigest: make(map[manifest.Digest][]chunkRef),
+		version: 1, changed: make(chan struct{})}
+}
+
+// scan loads every release directory of the store at dir, as the agent
+// starts. Damaged releases are skipped: they hold nothing usable.
+func (h *holdings) scan(dir string) {
+	dirs, _ := filepath.Glob(filepath.Join(dir, "*", "*", "*"))
+	for _, d := range dirs {
+		seq, err := strconv.ParseUint(filepath.Base(d), 10, 64)
+		if err != nil {
+			continue
+		}
+		m, err := loadManifest(d)
+		if err != nil {
+			continue
+		}
+		key := relKey{filepath.Base(filepath.Dir(filepath.Dir(d))), filepath.Base(filepath.Dir(d)), seq}
+		if m.Product != key.product || m.Channel != key.channel || m.Sequence != seq {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(d, artifactFile)); err == nil {
+			h.add(key, d, m, nil, true)
+			continue
+		}
+		have, err := readJournal(filepath.Join(d, haveFile), len(m.Chunks))
+		if err == nil {
+			h.add(key, d, m, have, false)
+		}
+	}
+}
+
+// add records a release with the chunks in have (all, if complete).
+func (h *holdings) add(key relKey, dir string, m *manifest.Manifest, have []bool, complete bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if old := h.rels[key]; old != nil {
+		h.dropLocked(old)
+	}
+	r := &heldRelease{key: key, dir: dir, m: m, offsets: make([]int64, len(m.Chunks)),
+		have: make([]bool, len(m.Chunks)), fetching: make([]bool, len(m.Chunks)), complete: complete}
+	var off int64
+	for i, c := range m.Chunks {
+		r.offsets[i] = off
+		off += c.Size
+		if complete || (i < len(have) && have[i]) {
+			r.have[i] = true
+			r.count++
+			h.byDigest[c.SHA256] = append(h.byDigest[c.SHA256], chunkRef{r, i})
+		}
+	}
+	h.rels[key] = r
+	h.bumpLocked()
+}
+
+// mark records chunks of a release as present and verified.
+func (h *holdings) mark(key relKey, idx ...int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.rels[key]
+	if r == nil {
+		return
+	}
+	for _, i := range idx {
+		if i < 0 || i >= len(r.have) || r.have[i] {
+			continue
+		}
+		r.have[i] = true
+		r.count++
+		d := r.m.Chunks[i].SHA256
+		h.byDigest[d] = append(h.byDigest[d], chunkRef{r, i})
+	}
+	h.bumpLocked()
+}
+
+// fetching records that this agent started (on) or ended a request to the
+// origin for the chunk at idx, so that peers do not ask the origin for it too.
+func (h *holdings) fetching(key relKey, idx int, on bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r := h.rels[key]; r != nil && idx >= 0 && idx < len(r.fetching) && r.fetching[idx] != on {
+		r.fetching[idx] = on
+		h.bumpLocked()
+	}
+}
+
+// unmark forgets chunks that failed a re-check.
+func (h *holdings) unmark(key relKey, idx ...int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.rels[key]
+	if r == nil {
+		return
+	}
+	for _, i := range idx {
+		if i < 0 || i >= len(r.have) || !r.have[i] {
+			continue
+		}
+		r.have[i] = false
+		r.count--
+		d := r.m.Chunks[i].SHA256
+		h.byDigest[d] = slices.DeleteFunc(h.byDigest[d], func(c chunkRef) bool { return c.rel == r && c.idx == i })
+		if len(h.byDigest[d]) == 0 {
+			delete(h.byDigest, d)
+		}
+	}
+	h.bumpLocked()
+}
+
+// completed records that a release's artifact is in place.
+func (h *holdings) completed(key relKey) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r := h.rels[key]; r != nil {
+		r.complete = true
+		h.bumpLocked()
+	}
+}
+
+// drop forgets a release, before its directory is removed.
+func (h *holdings) drop(key relKey) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r := h.rels[key]; r != nil {
+		h.dropLocked(r)
+		h.bumpLocked()
+	}
+}
+
+func (h *holdings) dropLocked(r *heldRelease) {
+	delete(h.rels, r.key)
+	for i, c := range r.m.Chunks {
+		if !r.have[i] {
+			continue
+		}
+		refs := slices.DeleteFunc(h.byDigest[c.SHA256], func(c chunkRef) bool { return c.rel == r })
+		if len(refs) == 0 {
+			delete(h.byDigest, c.SHA256)
+		} else {
+			h.byDigest[c.SHA256] = refs
+		}
+	}
+}
+
+func (h *holdings) bumpLocked() {
+	h.version++
+	close(h.changed)
+	h.changed = make(chan struct{})
+}
+
+// lookup returns where the store holds the chunk with digest d.
+func (h *holdings) lookup(d manifest.Digest) (location, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	refs := h.byDigest[d]
+	if len(refs) == 0 {
+		return location{}, false
+	}
+	ref := refs[0]
+	name := partFile
+	if ref.rel.complete {
+		name = artifactFile
+	}
+	return location{path: filepath.Join(ref.rel.dir, name), offset: ref.rel.offsets[ref.idx],
+		size: ref.rel.m.Chunks[ref.idx].Size}, true
+}
+
+// wait returns when the version is greater than after, or ctx is done; it
+// returns the version then.
+func (h *holdings) wait(ctx context.Context, after uint64) uint64 {
+	for {
+		h.mu.Lock()
+		v, ch := h.version, h.changed
+		h.mu.Unlock()
+		if v > after {
+			return v
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return v
+		}
+	}
+}
+
+// snapshot returns the version and the state of every release held, in a
+// stable order, as the peer API sends it.
+func (h *holdings) snapshot() (uint64, []ReleaseHave) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]ReleaseHave, 0, len(h.rels))
+	for _, r := range h.rels {
+		out = append(out, ReleaseHave{Product: r.key.product, Channel: r.key.channel, Sequence: r.key.seq,
+			Chunks: len(r.have), Have: encodeBitmap(r.have), Fetching: encodeBitmap(r.fetching)})
+	}
+	slices.SortFunc(out, func(a, b ReleaseHave) int {
+		return compareRelease(a.Product, a.Channel, a.Sequence, b.Product, b.Channel, b.Sequence)
+	})
+	return h.version, out
+}
+
+// latest returns the highest sequence held of a product channel, 0 if none.
+func (h *holdings) latest(product, channel string) uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var best uint64
+	for k := range h.rels {
+		if k.product == product && k.channel == channel {
+			best = max(best, k.seq)
+		}
+	}
+	return best
+}
+
+// has reports whether the release is held (its manifest, at least).
+func (h *holdings) has(key relKey) (dir string, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r := h.rels[key]; r != nil {
+		return r.dir, true
+	}
+	return "", false
+}

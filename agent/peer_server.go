@@ -1,0 +1,182 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/fleetcast/fleetcast/manifest"
+	"github.com/fleetcast/fleetcast/signing"
+	"golang.org/x/time/rate"
+)
+
+// peerServer answers other agents (docs/SPEC.md §8) from the store's
+// holdings. Every handler checks that the caller is of this agent's fleet.
+type peerServer struct {
+	a        *Agent
+	uploads  chan struct{} // one token per chunk request being served
+	limit    *rate.Limiter // upload_rate, or nil
+	uploaded atomic.Int64
+	served   atomic.Int64 // chunks
+}
+
+func newPeerServer(a *Agent) *peerServer {
+	s := &peerServer{a: a, uploads: make(chan struct{}, a.cfg.MaxUploads)}
+	if a.cfg.UploadRate > 0 {
+		s.limit = rate.NewLimiter(rate.Limit(a.cfg.UploadRate), rateBurst(a.cfg.UploadRate))
+	}
+	return s
+}
+
+// rateBurst is the limiter burst for a rate: 64 KiB or a tenth of a second.
+func rateBurst(r int64) int { return int(max(64<<10, r/10)) }
+
+func (s *peerServer) register(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+peerStatePath, s.guard(s.state))
+	mux.HandleFunc("GET "+peerManifestPath+"{product}/{channel}/{sequence}", s.guard(s.manifest))
+	mux.HandleFunc("GET "+peerChunkPath+"{digest}", s.guard(s.chunk))
+}
+
+// guard refuses callers outside the fleet and sets the protocol headers.
+func (s *peerServer) guard(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(PeerProtoHeader, PeerProto)
+		w.Header().Set(peerAgentHeader, s.a.id)
+		w.Header().Set(peerFleetHeader, s.a.fleet.ID())
+		if !s.a.fleet.PeerAuthenticated(r) {
+			http.Error(w, "not a member of this fleet", http.StatusForbidden)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// state answers GET /v1/peer/state[?after=V], holding the request until the
+// holdings change past V or peerLongPoll seconds pass.
+func (s *peerServer) state(w http.ResponseWriter, r *http.Request) {
+	if after := r.URL.Query().Get("after"); after != "" {
+		v, err := strconv.ParseUint(after, 10, 64)
+		if err != nil {
+			http.Error(w, "after: want a version number", http.StatusBadRequest)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), peerLongPoll*time.Second)
+		s.a.store.held.wait(ctx, v)
+		cancel()
+	}
+	v, rels := s.a.store.held.snapshot()
+	st := PeerState{Proto: PeerProto, AgentID: s.a.id, FleetID: s.a.fleet.ID(), Version: v, Releases: rels}
+	if len(st.Releases) > maxPeerReleases {
+		st.Releases = st.Releases[len(st.Releases)-maxPeerReleases:]
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(st)
+}
+
+// manifest answers GET /v1/peer/manifest/{product}/{channel}/{sequence}
+// with the signed envelope the store holds, as it was fetched.
+func (s *peerServer) manifest(w http.ResponseWriter, r *http.Request) {
+	seq, err := strconv.ParseUint(r.PathValue("sequence"), 10, 64)
+	key := relKey{r.PathValue("product"), r.PathValue("channel"), seq}
+	if err != nil || !manifest.ValidName(key.product) || !manifest.ValidName(key.channel) {
+		http.Error(w, "bad release name", http.StatusBadRequest)
+		return
+	}
+	dir, ok := s.a.store.held.has(key)
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	b, err := readLimited(filepath.Join(dir, manifestFile), signing.MaxEnvelopeSize)
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.Write(b)
+}
+
+// chunk answers GET /v1/peer/chunk/{digest}, or 503 when max_uploads
+// requests are being served already.
+func (s *peerServer) chunk(w http.ResponseWriter, r *http.Request) {
+	d, err := manifest.ParseDigest(r.PathValue("digest"))
+	if err != nil {
+		http.Error(w, "bad digest", http.StatusBadRequest)
+		return
+	}
+	select {
+	case s.uploads <- struct{}{}:
+		defer func() { <-s.uploads }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+		return
+	}
+	f, loc, err := s.open(d)
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	defer f.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(loc.size, 10))
+	var out io.Writer = w
+	if s.limit != nil {
+		out = &limitedWriter{ctx: r.Context(), w: w, l: s.limit}
+	}
+	n, err := io.Copy(out, io.NewSectionReader(f, loc.offset, loc.size))
+	s.uploaded.Add(n)
+	if err == nil {
+		s.served.Add(1)
+		s.a.log.Debug("served chunk to peer", slog.String("chunk", d.String()), slog.String("peer", r.RemoteAddr))
+	}
+}
+
+// open finds and opens a held chunk; a release completed between the lookup
+// and the open moved its bytes, so it looks again once.
+func (s *peerServer) open(d manifest.Digest) (*os.File, location, error) {
+	var err error
+	for range 2 {
+		loc, ok := s.a.store.held.lookup(d)
+		if !ok {
+			return nil, loc, os.ErrNotExist
+		}
+		var f *os.File
+		if f, err = os.Open(loc.path); err == nil {
+			return f, loc, nil
+		}
+	}
+	return nil, location{}, err
+}
+
+// limitedWriter writes through a rate limiter, in pieces of at most its burst.
+type limitedWriter struct {
+	ctx context.Context
+	w   io.Writer
+	l   *rate.Limiter
+}
+
+func (lw *limitedWriter) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), lw.l.Burst())
+		if err := lw.l.WaitN(lw.ctx, k); err != nil {
+			return n, err
+		}
+		m, err := lw.w.Write(p[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		p = p[k:]
+	}
+	return n, nil
+}

@@ -1,0 +1,126 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fleetcast/fleetcast/agent/discovery"
+	"github.com/fleetcast/fleetcast/internal/atomicfile"
+)
+
+// agentIDFile keeps the agent's id across restarts, in data_dir.
+const agentIDFile = "agent-id"
+
+// loadAgentID reads the agent's id, making one on first start.
+func loadAgentID(dataDir string) (string, error) {
+	p := filepath.Join(dataDir, agentIDFile)
+	b, err := readLimited(p, 64)
+	if err == nil {
+		if id := strings.TrimSpace(string(b)); validAgentID(id) {
+			return id, nil
+		}
+		return "", fmt.Errorf("%s: not an agent id (16 hex digits); remove it to make a new one", p)
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	var r [8]byte
+	rand.Read(r[:])
+	id := hex.EncodeToString(r[:])
+	if err := atomicfile.WriteFile(p, []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("save agent id: %w", err)
+	}
+	return id, nil
+}
+
+// startPeering starts discovery and the peer manager on the listener's
+// port; they stop with ctx.
+func (a *Agent) startPeering(ctx context.Context, ln net.Listener) error {
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	p, _ := strconv.Atoi(port)
+	cfg := discovery.Config{
+		MDNS: a.cfg.MDNS, Interface: a.cfg.MDNSInterface, BrowseInterval: a.cfg.BrowseInterval,
+		Expiry: a.cfg.PeerExpiry, Static: a.cfg.Peers, StateFile: filepath.Join(a.cfg.DataDir, "peers.json"),
+	}
+	d, err := discovery.New(cfg, discovery.Self{AgentID: a.id, FleetID: a.fleet.ID(), Proto: PeerProto, Port: p}, a.log)
+	if err != nil {
+		return err
+	}
+	go d.Run(ctx)
+	a.pm = newPeerManager(a, d)
+	go a.pm.run(ctx)
+	if !a.fleet.Closed() {
+		a.log.Warn("no fleet_secret_file: any host on the LAN can discover this agent and read the releases it holds")
+	}
+	return nil
+}
+
+// settle waits, at start, until every peer found so far has answered (or
+// failed a few quick tries), and with mDNS until the first browse had its
+// chance, at most two seconds: an agent that starts with others should know
+// them before it decides which chunks to fetch from the origin.
+func (a *Agent) settle(ctx context.Context) {
+	if a.pm == nil || (!a.cfg.MDNS && len(a.cfg.Peers) == 0) {
+		return
+	}
+	start := time.Now()
+	deadline := time.After(2 * time.Second)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		done, n := a.pm.settled()
+		if done && (n > 0 || len(a.cfg.Peers) == 0 && (!a.cfg.MDNS || time.Since(start) > time.Second)) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline:
+			return
+		case <-tick.C:
+		case <-a.pm.wake():
+		}
+	}
+}
+
+// peerNews returns a channel that is closed when a peer holds a release
+// newer than this agent trusts, so that Run starts a cycle at once.
+func (a *Agent) peerNews(ctx context.Context) <-chan struct{} {
+	ch := make(chan struct{})
+	if a.pm == nil {
+		return ch
+	}
+	go func() {
+		for {
+			for _, s := range a.cfg.Subscriptions {
+				st, err := loadState(a.cfg.DataDir, s.Product, s.Channel)
+				if err == nil && len(a.pm.newest(s.Product, s.Channel, max(st.Trusted, st.Failed))) > 0 {
+					a.log.Info("a peer holds a newer release", slog.String("product", s.Product), slog.String("channel", s.Channel))
+					close(ch)
+					return
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-a.pm.wake():
+			}
+			select { // at most a few checks a second, however busy the peers
+			case <-ctx.Done():
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}()
+	return ch
+}

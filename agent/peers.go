@@ -1,0 +1,420 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/fleetcast/fleetcast/agent/discovery"
+	"github.com/fleetcast/fleetcast/manifest"
+	"github.com/fleetcast/fleetcast/signing"
+	"golang.org/x/time/rate"
+)
+
+// peerSource lists the peers to follow; discovery.Discovery is one. Its
+// methods are safe for concurrent use.
+type peerSource interface {
+	Peers() []discovery.Peer
+	Seen(addr, agentID, fleetID string)
+	Changed() <-chan struct{}
+}
+
+var _ peerSource = (*discovery.Discovery)(nil)
+
+// peerView is what this agent knows of one peer, from its state feed.
+type peerView struct {
+	addr   string
+	source discovery.Source
+	fetch  *originClient // chunk and manifest requests
+
+	// guarded by peerManager.mu
+	id, fleet   string
+	rels        map[relKey]*peerRelease
+	lastState   time.Time // last state response
+	bannedUntil time.Time
+	banReason   string
+	foreign     bool // another fleet or protocol: ignored
+	self        bool // this agent, reached through another address
+	fails       int  // state requests failed in a row
+}
+
+// peerRelease is one release a peer holds: its bitmap, and when it last
+// grew (a peer that fetches makes progress).
+type peerRelease struct {
+	bits     []byte
+	fetching []byte
+	count    int
+	progress time.Time
+}
+
+// peerManager follows every peer's state feed, keeps their views, and bans
+// peers that send bad data. Schedulers read its views through snapshot.
+type peerManager struct {
+	a      *Agent
+	src    peerSource
+	client *http.Client
+	limit  *rate.Limiter // download_rate, or nil
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	peers   map[string]*peerView
+	cancels map[string]context.CancelFunc
+	changed chan struct{} // closed and replaced at every change
+}
+
+func newPeerManager(a *Agent, src peerSource) *peerManager {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = a.cfg.PerPeer + 2
+	pm := &peerManager{a: a, src: src, log: a.log,
+		client:  &http.Client{Transport: a.fleet.Transport(tr)},
+		peers:   make(map[string]*peerView),
+		cancels: make(map[string]context.CancelFunc),
+		changed: make(chan struct{}),
+	}
+	if a.cfg.DownloadRate > 0 {
+		pm.limit = rate.NewLimiter(rate.Limit(a.cfg.DownloadRate), rateBurst(a.cfg.DownloadRate))
+	}
+	return pm
+}
+
+// run follows the peers the source lists until ctx is done.
+func (pm *peerManager) run(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		pm.sync(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-pm.src.Changed():
+		case <-tick.C:
+		}
+	}
+}
+
+// sync starts following new peers and stops following those gone.
+func (pm *peerManager) sync(ctx context.Context) {
+	listed := pm.src.Peers()
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	seen := make(map[string]bool, len(listed))
+	for _, p := range listed {
+		seen[p.Addr] = true
+		if pm.peers[p.Addr] != nil {
+			continue
+		}
+		v := &peerView{addr: p.Addr, source: p.Source, rels: make(map[relKey]*peerRelease),
+			fetch: pm.fetcher(p.Addr)}
+		pctx, cancel := context.WithCancel(ctx)
+		pm.peers[p.Addr], pm.cancels[p.Addr] = v, cancel
+		go pm.follow(pctx, v)
+	}
+	for addr, v := range pm.peers {
+		if !seen[addr] && time.Now().After(v.bannedUntil) {
+			pm.cancels[addr]()
+			delete(pm.peers, addr)
+			delete(pm.cancels, addr)
+			pm.bumpLocked()
+		}
+	}
+}
+
+// fetcher makes the client for a peer's chunks and manifests: one attempt,
+// peer_timeout, the minimum throughput, and download_rate.
+func (pm *peerManager) fetcher(addr string) *originClient {
+	cfg := pm.a.cfg
+	base := &url.URL{Scheme: pm.a.fleet.Scheme(), Host: addr, Path: "/v1/peer/"}
+	p := fetchPolicy{timeout: cfg.PeerTimeout, minRate: cfg.MinThroughput, window: cfg.ThroughputWindow}
+	o := &originClient{base: base, http: pm.client, policy: p, log: pm.log, limit: pm.limit, what: "peer"}
+	o.chunkPath = func(d manifest.Digest) string { return "chunk/" + d.String() }
+	return o
+}
+
+// follow long-polls a peer's state until ctx is done.
+func (pm *peerManager) follow(ctx context.Context, v *peerView) {
+	var after uint64
+	fails := 0
+	for ctx.Err() == nil {
+		st, maps, err := pm.fetchState(ctx, v.addr, after)
+		wait := time.Duration(0)
+		switch {
+		case err != nil:
+			fails++
+			pm.mark(v, func() { v.fails = fails })
+			// A peer that starts with this one is tried again soon; one
+			// that stays away, less and less often.
+			wait = 100 * time.Millisecond
+			if fails > settleTries {
+				wait = backoff(200*time.Millisecond, 30*time.Second, fails-settleTries)
+			}
+			if fails == 1 {
+				pm.log.Debug("peer state unavailable", slog.String("peer", v.addr), slog.String("reason", err.Error()))
+			}
+		case st.AgentID == pm.a.id:
+			pm.mark(v, func() { v.self = true })
+			return
+		case st.FleetID != pm.a.fleet.ID():
+			pm.src.Seen(v.addr, st.AgentID, st.FleetID)
+			pm.mark(v, func() { v.foreign, v.id, v.fleet = true, st.AgentID, st.FleetID })
+			wait = time.Minute
+		default:
+			fails = 0
+			pm.src.Seen(v.addr, st.AgentID, st.FleetID)
+			pm.update(v, st, maps)
+			after = st.Version
+		}
+		if wait > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+		}
+	}
+}
+
+// fetchState GETs a peer's state, waiting for news after version after.
+func (pm *peerManager) fetchState(ctx context.Context, addr string, after uint64) (*PeerState, []PeerBits, error) {
+	ctx, cancel := context.WithTimeout(ctx, (peerLongPoll+10)*time.Second)
+	defer cancel()
+	u := url.URL{Scheme: pm.a.fleet.Scheme(), Host: addr, Path: peerStatePath}
+	if after > 0 {
+		u.RawQuery = "after=" + strconv.FormatUint(after, 10)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := pm.client.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, &statusError{resp.StatusCode}
+	}
+	b, err := readBody(&attempt{ctx: ctx, o: &originClient{}}, resp, MaxPeerState)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ParsePeerState(b)
+}
+
+// update replaces a peer's view with a new state.
+func (pm *peerManager) update(v *peerView, st *PeerState, maps []PeerBits) {
+	now := time.Now()
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	v.fails = 0
+	v.id, v.fleet, v.lastState, v.foreign = st.AgentID, st.FleetID, now, false
+	rels := make(map[relKey]*peerRelease, len(st.Releases))
+	for i, r := range st.Releases {
+		key := relKey{r.Product, r.Channel, r.Sequence}
+		pr := &peerRelease{bits: maps[i].Have, fetching: maps[i].Fetching, count: bitCount(maps[i].Have), progress: now}
+		if old := v.rels[key]; old != nil && old.count >= pr.count {
+			pr.progress = old.progress
+		}
+		rels[key] = pr
+	}
+	v.rels = rels
+	pm.bumpLocked()
+}
+
+func (pm *peerManager) mark(v *peerView, f func()) {
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	f()
+	pm.bumpLocked()
+}
+
+func (pm *peerManager) bumpLocked() {
+	close(pm.changed)
+	pm.changed = make(chan struct{})
+}
+
+// wake returns a channel closed at the next change of any view.
+func (pm *peerManager) wake() <-chan struct{} {
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	return pm.changed
+}
+
+// ban ignores a peer for ban_duration.
+func (pm *peerManager) ban(addr, reason string) {
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	v := pm.peers[addr]
+	if v == nil {
+		return
+	}
+	v.bannedUntil, v.banReason = time.Now().Add(pm.a.cfg.BanDuration), reason
+	pm.log.Warn("peer banned", slog.String("peer", addr), slog.String("agent", v.id),
+		slog.Duration("for", pm.a.cfg.BanDuration), slog.String("reason", reason))
+	pm.bumpLocked()
+}
+
+// usableLocked: a peer of this fleet, not banned, with a recent state.
+func (pm *peerManager) usableLocked(v *peerView, now time.Time) bool {
+	return !v.self && !v.foreign && v.id != "" && now.After(v.bannedUntil) &&
+		now.Sub(v.lastState) < (peerLongPoll+15)*time.Second
+}
+
+// settleTries is how many quick tries a peer gets before settled gives up
+// on it.
+const settleTries = 3
+
+// settled reports whether every peer listed has answered, or failed
+// settleTries times, and how many peers are listed.
+func (pm *peerManager) settled() (bool, int) {
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	for _, v := range pm.peers {
+		if v.lastState.IsZero() && v.fails < settleTries && !v.self {
+			return false, len(pm.peers)
+		}
+	}
+	return true, len(pm.peers)
+}
+
+// usable counts the peers that may be asked for chunks now, or soon: those
+// of this fleet, not banned, including those not reached yet.
+func (pm *peerManager) usable() int {
+	now := time.Now()
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	n := 0
+	for _, v := range pm.peers {
+		if !v.self && !v.foreign && now.After(v.bannedUntil) && v.fails < settleTries {
+			n++
+		}
+	}
+	return n
+}
+
+// holder is a peer's part in one release, as a scheduler sees it.
+type holder struct {
+	addr     string
+	id       string
+	bits     []byte
+	fetching []byte // chunks it is fetching from the origin
+	progress time.Time
+	fetch    chunkSource
+}
+
+// swarm is the scheduler's configuration for assemblies with these peers.
+func (pm *peerManager) swarm() *swarmConfig {
+	c := pm.a.cfg
+	return &swarmConfig{view: pm, self: pm.a.id, grace: c.OriginGrace, perPeer: c.PerPeer, conns: c.PeerConnections}
+}
+
+// snapshot returns the usable peers that hold (some of) a release, and the
+// ids of every usable peer that knows of it at all (the participants).
+func (pm *peerManager) snapshot(key relKey) []holder {
+	now := time.Now()
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	var out []holder
+	for _, v := range pm.peers {
+		r := v.rels[key]
+		if r == nil || !pm.usableLocked(v, now) {
+			continue
+		}
+		out = append(out, holder{addr: v.addr, id: v.id, bits: r.bits, fetching: r.fetching, progress: r.progress, fetch: v.fetch})
+	}
+	slices.SortFunc(out, func(a, b holder) int { return compareRelease(a.addr, "", 0, b.addr, "", 0) })
+	return out
+}
+
+// newest returns the peers that hold a release of the product channel newer
+// than seq, best first (highest sequence, then most chunks).
+func (pm *peerManager) newest(product, channel string, seq uint64) []peerOffer {
+	now := time.Now()
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	var out []peerOffer
+	for _, v := range pm.peers {
+		if !pm.usableLocked(v, now) {
+			continue
+		}
+		for k, r := range v.rels {
+			if k.product == product && k.channel == channel && k.seq > seq {
+				out = append(out, peerOffer{addr: v.addr, seq: k.seq, count: r.count, fetch: v.fetch})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b peerOffer) int {
+		if a.seq != b.seq {
+			return compareRelease("", "", b.seq, "", "", a.seq)
+		}
+		return b.count - a.count
+	})
+	return out
+}
+
+// peerOffer is a peer that holds a newer release.
+type peerOffer struct {
+	addr  string
+	seq   uint64
+	count int
+	fetch *originClient
+}
+
+// fetchManifest gets a release's signed envelope from a peer.
+func (o *originClient) fetchPeerManifest(ctx context.Context, key relKey) ([]byte, error) {
+	rel := "manifest/" + key.product + "/" + key.channel + "/" + strconv.FormatUint(key.seq, 10)
+	var out []byte
+	err := o.retry(ctx, rel, func(a *attempt) error {
+		req, err := o.request(a.ctx, rel)
+		if err != nil {
+			return err
+		}
+		return o.do(req, func(resp *http.Response) error {
+			out, err = readBody(a, resp, signing.MaxEnvelopeSize)
+			return err
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("peer %s: %w", o.base.Host, err)
+	}
+	return out, nil
+}
+
+// PeerStatus is what GET /v1/status reports of one peer.
+type PeerStatus struct {
+	Addr        string    `json:"addr"`
+	ID          string    `json:"id,omitempty"`
+	Source      string    `json:"source"`
+	Fleet       string    `json:"fleet_id,omitempty"`
+	LastState   time.Time `json:"last_state,omitzero"`
+	Banned      bool      `json:"banned"`
+	BannedUntil time.Time `json:"banned_until,omitzero"`
+	BanReason   string    `json:"ban_reason,omitempty"`
+	Foreign     bool      `json:"other_fleet,omitempty"`
+	Releases    int       `json:"releases"`
+}
+
+// status lists the peers followed, for the status API.
+func (pm *peerManager) status() []PeerStatus {
+	now := time.Now()
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	var out []PeerStatus
+	for _, v := range pm.peers {
+		if v.self {
+			continue
+		}
+		s := PeerStatus{Addr: v.addr, ID: v.id, Source: string(v.source), Fleet: v.fleet, LastState: v.lastState,
+			Banned: now.Before(v.bannedUntil), Foreign: v.foreign, Releases: len(v.rels)}
+		if s.Banned {
+			s.BannedUntil, s.BanReason = v.bannedUntil, v.banReason
+		}
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b PeerStatus) int { return compareRelease(a.Addr, "", 0, b.Addr, "", 0) })
+	return out
+}

@@ -1,0 +1,493 @@
+package agent
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"hash/fnv"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/fleetcast/fleetcast/manifest"
+)
+
+// Why a chunk was fetched from the origin (Transfer.OriginReasons).
+const (
+	reasonNoPeers     = "no-peers"       // no other agent of the fleet takes part in this release
+	reasonAssigned    = "assigned"       // this agent is the chunk's first choice among those that take part
+	reasonPeerStalled = "peer-stalled"   // the agents ranked before this one made no progress for origin_grace
+	reasonPeersFailed = "peers-failed"   // every peer that had it failed to deliver it
+	reasonNoHolder    = "no-peer-has-it" // origin_grace is 0: no waiting for peers
+)
+
+// swarmView is what a scheduler needs of the peers: peerManager, or an
+// in-memory fleet in tests. Its methods are safe for concurrent use.
+type swarmView interface {
+	snapshot(key relKey) []holder // the usable peers taking part in a release
+	usable() int                  // usable peers in all
+	wake() <-chan struct{}        // closed at the next change
+	ban(addr, reason string)
+}
+
+var _ swarmView = (*peerManager)(nil)
+
+// swarmConfig turns on peers for an assembly.
+type swarmConfig struct {
+	view    swarmView
+	self    string        // this agent's id
+	grace   time.Duration // origin_grace
+	perPeer int           // peer_requests_per_peer
+	conns   int           // peer_connections
+	pause   time.Duration // first pause of a peer after a failure; 0: 1s
+}
+
+// task is one request for a job's chunk: from the origin (peer == nil) or
+// from a peer.
+type task struct {
+	j      *job
+	peer   *holder
+	reason string
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// jobState is a job's scheduling state, guarded by the sched's lock.
+type jobState struct {
+	done        bool
+	running     int             // tasks in flight
+	tasks       []*task         // in flight
+	failed      map[string]bool // peers that failed to deliver it
+	originFails int
+}
+
+// sched decides, for one assembly, which chunk to fetch next and from
+// where (docs/SPEC.md §8, "Scheduling"): peers that have a chunk are asked,
+// rarest chunk first with random tie-breaks, at most per_peer requests to
+// one peer; a chunk no peer has goes to the origin from the one agent that
+// rendezvous hashing names for it, or from the next ones if those make no
+// progress for origin_grace. When all that is left is in flight, chunks are
+// asked of a second peer (end game). Without peers, every chunk goes to the
+// origin in artifact order, as for a single machine.
+type sched struct {
+	a       *assembly
+	pm      swarmView // nil: origin only
+	key     relKey
+	self    string
+	grace   time.Duration
+	perPeer int
+
+	mu        sync.Mutex
+	pending   []*job // not done, none in flight
+	state     map[*job]*jobState
+	remaining int
+	inflight  map[string]int       // per peer
+	pauseUtil map[string]time.Time // per peer, after a failure
+	fails     map[string]int       // per peer, failures in a row
+	pauseBase time.Duration        // first pause after a failure, doubled each time
+	holders   []holder
+	fleet     int       // usable peers, whether or not they take part
+	started   time.Time // origin_grace for participants to show up runs from here
+	refreshed time.Time
+	changed   <-chan struct{} // the peers' change channel at the last refresh
+	err       error
+	originOff time.Time // no origin requests before this (after a failure)
+	wakeCh    chan struct{}
+}
+
+func newSched(a *assembly, jobs []*job, sw *swarmConfig, key relKey) *sched {
+	s := &sched{a: a, key: key, pending: jobs, state: make(map[*job]*jobState, len(jobs)),
+		remaining: len(jobs), inflight: make(map[string]int), pauseUtil: make(map[string]time.Time),
+		fails: make(map[string]int), pauseBase: time.Second,
+		wakeCh: make(chan struct{}), started: time.Now()}
+	if sw != nil {
+		s.pm, s.self, s.grace, s.perPeer = sw.view, sw.self, sw.grace, sw.perPeer
+		if sw.pause > 0 {
+			s.pauseBase = sw.pause
+		}
+	}
+	for _, j := range jobs {
+		s.state[j] = &jobState{}
+	}
+	return s
+}
+
+// wakeLocked wakes every waiting worker.
+func (s *sched) wakeLocked() {
+	close(s.wakeCh)
+	s.wakeCh = make(chan struct{})
+}
+
+// wait blocks until something changes, the peers' views change, a short
+// tick passes (origin_grace is measured in time), or ctx is done.
+func (s *sched) wait(ctx context.Context, ch <-chan struct{}) {
+	var peers <-chan struct{}
+	if s.pm != nil {
+		peers = s.pm.wake()
+	}
+	t := time.NewTimer(200 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-peers:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// next returns the next task for an origin worker (peer false) or a peer
+// worker, or nil when the assembly is over.
+func (s *sched) next(ctx context.Context, peer bool) *task {
+	for {
+		s.mu.Lock()
+		if s.remaining == 0 || s.err != nil || ctx.Err() != nil {
+			s.mu.Unlock()
+			return nil
+		}
+		s.refreshLocked()
+		var t *task
+		if peer {
+			t = s.pickPeerLocked()
+		} else {
+			t = s.pickOriginLocked()
+		}
+		ch := s.wakeCh
+		if t != nil {
+			s.startLocked(ctx, t)
+			s.mu.Unlock()
+			return t
+		}
+		s.mu.Unlock()
+		s.wait(ctx, ch)
+	}
+}
+
+// refreshLocked takes a new snapshot of the peers when they changed since
+// the last one, or a second passed (peers go stale with time alone).
+func (s *sched) refreshLocked() {
+	if s.pm == nil {
+		return
+	}
+	if s.changed != nil && time.Since(s.refreshed) < time.Second {
+		select {
+		case <-s.changed:
+		default:
+			return
+		}
+	}
+	s.changed = s.pm.wake()
+	s.holders, s.fleet, s.refreshed = s.pm.snapshot(s.key), s.pm.usable(), time.Now()
+}
+
+func (s *sched) startLocked(ctx context.Context, t *task) {
+	t.ctx, t.cancel = context.WithCancel(ctx)
+	st := s.state[t.j]
+	if st.running == 0 {
+		s.removePendingLocked(t.j)
+	}
+	st.running++
+	st.tasks = append(st.tasks, t)
+	if t.peer != nil {
+		s.inflight[t.peer.addr]++
+	}
+}
+
+func (s *sched) removePendingLocked(j *job) {
+	for i, p := range s.pending {
+		if p == j {
+			s.pending = append(s.pending[:i], s.pending[i+1:]...)
+			return
+		}
+	}
+}
+
+// usableLocked: h may be asked for job j now.
+func (s *sched) usableLocked(h *holder, j *job, now time.Time) bool {
+	st := s.state[j]
+	return bitSet(h.bits, j.indexes[0]) && !st.failed[h.addr] && s.inflight[h.addr] < s.perPeer &&
+		now.After(s.pauseUtil[h.addr])
+}
+
+// maxPeerFails is the failures in a row after which a peer no longer
+// counts as having any chunk, so that the origin is asked instead.
+const maxPeerFails = 3
+
+// hasHolderLocked: a peer that has not failed again and again holds j and
+// has not failed it.
+func (s *sched) hasHolderLocked(j *job) bool {
+	st := s.state[j]
+	for i := range s.holders {
+		if h := &s.holders[i]; bitSet(h.bits, j.indexes[0]) && !st.failed[h.addr] && s.fails[h.addr] < maxPeerFails {
+			return true
+		}
+	}
+	return false
+}
+
+// pickOriginLocked takes, in artifact order, the first pending job that
+// the store has (delta, no network) or that this agent should fetch from
+// the origin now.
+func (s *sched) pickOriginLocked() *task {
+	now := time.Now()
+	for _, j := range s.pending {
+		if j.local != nil {
+			return &task{j: j, reason: "local"}
+		}
+	}
+	if now.Before(s.originOff) {
+		return nil
+	}
+	for _, j := range s.pending {
+		if r := s.originReasonLocked(j, now); r != "" {
+			return &task{j: j, reason: r}
+		}
+	}
+	return nil
+}
+
+// originReasonLocked says why job j should go to the origin now, or "".
+func (s *sched) originReasonLocked(j *job, now time.Time) string {
+	if len(s.holders) == 0 {
+		if s.fleet > 0 && now.Sub(s.started) < s.grace {
+			return "" // peers are up but none has started on this release yet
+		}
+		return reasonNoPeers
+	}
+	if s.hasHolderLocked(j) {
+		return ""
+	}
+	for i := range s.holders {
+		if bitSet(s.holders[i].bits, j.indexes[0]) {
+			return reasonPeersFailed // held, but only by peers that failed
+		}
+	}
+	if s.grace == 0 {
+		return reasonNoHolder
+	}
+	for i := range s.holders {
+		if h := &s.holders[i]; h.fetching != nil && bitSet(h.fetching, j.indexes[0]) && now.Sub(h.progress) < s.grace {
+			return "" // a live agent is fetching it from the origin now
+		}
+	}
+	mine := rendezvous(s.self, j.chunk.SHA256)
+	ahead := 0
+	for i := range s.holders {
+		h := &s.holders[i]
+		if rendezvous(h.id, j.chunk.SHA256) > mine {
+			ahead++
+			if now.Sub(h.progress) < s.grace {
+				return "" // a live agent ranked before this one will fetch it
+			}
+		}
+	}
+	if ahead == 0 {
+		return reasonAssigned
+	}
+	return reasonPeerStalled
+}
+
+// rendezvous is the weight of agent id for a chunk: the agent of highest
+// weight among those taking part fetches the chunk from the origin.
+func rendezvous(id string, d manifest.Digest) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	h.Write(d[:])
+	var b [8]byte
+	return binary.BigEndian.Uint64(h.Sum(b[:0]))
+}
+
+// pickPeerLocked takes the rarest pending job that a usable peer holds,
+// breaking ties at random, from a random sample of at most 512 pending
+// jobs; with no pending job a peer can serve, it doubles a job in flight
+// from one peer (end game).
+func (s *sched) pickPeerLocked() *task {
+	if len(s.holders) == 0 {
+		return nil
+	}
+	now := time.Now()
+	var best *job
+	bestN, ties := 0, 0
+	n := len(s.pending)
+	start := 0
+	if n > 0 {
+		start = rand.N(n)
+	}
+	for k := range min(n, 512) {
+		j := s.pending[(start+k)%n]
+		if j.local != nil {
+			continue
+		}
+		c := 0
+		for i := range s.holders {
+			if s.usableLocked(&s.holders[i], j, now) {
+				c++
+			}
+		}
+		switch {
+		case c == 0:
+		case best == nil || c < bestN:
+			best, bestN, ties = j, c, 1
+		case c == bestN:
+			ties++
+			if rand.N(ties) == 0 {
+				best = j
+			}
+		}
+	}
+	if best != nil {
+		return &task{j: best, peer: s.pickHolderLocked(best, now)}
+	}
+	if len(s.pending) > 0 {
+		return nil
+	}
+	return s.endGameLocked(now)
+}
+
+// pickHolderLocked: the usable holder of j with the fewest requests in
+// flight, at random among equals.
+func (s *sched) pickHolderLocked(j *job, now time.Time) *holder {
+	var best *holder
+	ties := 0
+	for i := range s.holders {
+		h := &s.holders[i]
+		if !s.usableLocked(h, j, now) {
+			continue
+		}
+		switch {
+		case best == nil || s.inflight[h.addr] < s.inflight[best.addr]:
+			best, ties = h, 1
+		case s.inflight[h.addr] == s.inflight[best.addr]:
+			ties++
+			if rand.N(ties) == 0 {
+				best = h
+			}
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	c := *best
+	return &c
+}
+
+// endGameLocked asks a second peer for a chunk that one peer is serving.
+func (s *sched) endGameLocked(now time.Time) *task {
+	for j, st := range s.state {
+		if st.done || st.running != 1 || st.tasks[0].peer == nil {
+			continue
+		}
+		serving := st.tasks[0].peer.addr
+		for i := range s.holders {
+			h := &s.holders[i]
+			if h.addr != serving && s.usableLocked(h, j, now) {
+				c := *h
+				return &task{j: j, peer: &c, reason: "end-game"}
+			}
+		}
+	}
+	return nil
+}
+
+// finish records a task's end. It returns true when the caller should
+// store the chunk: the first successful task of a job.
+func (s *sched) finish(t *task, err error) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer s.wakeLocked()
+	cancelled := t.ctx.Err() != nil // by the end game or the assembly, not the source's fault
+	st := s.state[t.j]
+	st.running--
+	for i, x := range st.tasks {
+		if x == t {
+			st.tasks = append(st.tasks[:i], st.tasks[i+1:]...)
+			break
+		}
+	}
+	if t.peer != nil {
+		s.inflight[t.peer.addr]--
+	}
+	t.cancel()
+	if st.done {
+		return false
+	}
+	if err == nil {
+		if t.peer != nil {
+			s.fails[t.peer.addr] = 0
+		}
+		st.done = true
+		s.remaining--
+		for _, x := range st.tasks {
+			x.cancel() // end game: the other request is no longer needed
+		}
+		return true
+	}
+	if !cancelled {
+		s.failedLocked(t, st, err)
+	}
+	if st.running == 0 && s.err == nil {
+		s.pending = append(s.pending, t.j)
+	}
+	return false
+}
+
+// failedLocked handles a failed request: a bad chunk bans the peer; any other
+// peer failure pauses it briefly and marks it failed for this chunk; an
+// origin failure pauses the origin, and fails the assembly when no peer can
+// help or the chunk failed three times.
+func (s *sched) failedLocked(t *task, st *jobState, err error) {
+	if t.peer != nil {
+		if st.failed == nil {
+			st.failed = make(map[string]bool)
+		}
+		st.failed[t.peer.addr] = true
+		if badData(err) {
+			s.pm.ban(t.peer.addr, err.Error())
+			s.holders = removeHolder(s.holders, t.peer.addr)
+		} else {
+			s.fails[t.peer.addr]++
+			s.pauseUtil[t.peer.addr] = time.Now().Add(s.pauseBase << min(s.fails[t.peer.addr]-1, 5))
+		}
+		return
+	}
+	if t.j.local != nil {
+		t.j.local = nil // the stored copy went bad: fetch it
+		return
+	}
+	st.originFails++
+	if len(s.holders) == 0 || st.originFails >= 3 {
+		s.err = err
+		return
+	}
+	s.originOff = time.Now().Add(backoff(time.Second, 10*time.Second, st.originFails))
+}
+
+// badData: the peer sent bytes that are not the chunk it claimed to have.
+func badData(err error) bool {
+	return errors.Is(err, manifest.ErrMismatch) || errors.Is(err, errTooLong)
+}
+
+func removeHolder(hs []holder, addr string) []holder {
+	out := hs[:0:0]
+	for _, h := range hs {
+		if h.addr != addr {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// fail ends the assembly with err (a failed write).
+func (s *sched) fail(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.wakeLocked()
+}
+
+func (s *sched) result() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}

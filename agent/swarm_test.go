@@ -1,0 +1,290 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fleetcast/fleetcast/manifest"
+)
+
+// memPeer is an in-memory peer: it serves chunks from a memSource, and can
+// be made to corrupt them, fail, or hang until cancelled.
+type memPeer struct {
+	*memSource
+	corrupt, fail, hang bool
+	cur, peak           atomic.Int32 // requests in flight, and their most
+}
+
+func (p *memPeer) fetchChunk(ctx context.Context, c manifest.Chunk, buf []byte) ([]byte, error) {
+	n := p.cur.Add(1)
+	defer p.cur.Add(-1)
+	for {
+		old := p.peak.Load()
+		if n <= old || p.peak.CompareAndSwap(old, n) {
+			break
+		}
+	}
+	switch {
+	case p.hang:
+		<-ctx.Done()
+		return nil, ctx.Err()
+	case p.fail:
+		return nil, &statusError{503}
+	case p.corrupt:
+		return nil, fmt.Errorf("chunk has SHA-256 %s: %w", manifest.Digest{}, manifest.ErrMismatch)
+	}
+	return p.memSource.fetchChunk(ctx, c, buf)
+}
+
+// memFleet is a swarmView over in-memory peers.
+type memFleet struct {
+	mu      sync.Mutex
+	holders []holder
+	bans    map[string]string
+	ch      chan struct{}
+}
+
+func newMemFleet() *memFleet { return &memFleet{bans: map[string]string{}, ch: make(chan struct{})} }
+
+// add makes a peer that holds the chunks of m at the indexes in have (nil:
+// all), with progress at when.
+func (f *memFleet) add(addr string, m *manifest.Manifest, have func(i int) bool, src chunkSource, when time.Time) {
+	bits := make([]bool, len(m.Chunks))
+	for i := range bits {
+		bits[i] = have == nil || have(i)
+	}
+	b, _ := decodeBitmap(encodeBitmap(bits), len(bits))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.holders = append(f.holders, holder{addr: addr, id: fmt.Sprintf("%016x", len(f.holders)+1), bits: b, progress: when, fetch: src})
+}
+
+func (f *memFleet) snapshot(relKey) []holder {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []holder
+	for _, h := range f.holders {
+		if _, banned := f.bans[h.addr]; !banned {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+func (f *memFleet) usable() int { return len(f.snapshot(relKey{})) }
+
+func (f *memFleet) wake() <-chan struct{} { return f.ch }
+
+func (f *memFleet) ban(addr, reason string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.bans[addr] = reason
+}
+
+func swarmAssemble(t *testing.T, m *manifest.Manifest, origin chunkSource, sw *swarmConfig) Transfer {
+	t.Helper()
+	s := newTestStore(t)
+	dir := s.releaseDir(m.Product, m.Channel, m.Sequence)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeTestManifest(t, dir, m)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tr, err := s.assemble(ctx, m, dir, origin, 2, sw, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("assemble: %v", err)
+	}
+	return tr
+}
+
+func swarmConf(f *memFleet, grace time.Duration) *swarmConfig {
+	return &swarmConfig{view: f, self: "00000000000000ff", grace: grace, perPeer: 2, conns: 4, pause: 10 * time.Millisecond}
+}
+
+func TestSwarm(t *testing.T) {
+	type result struct {
+		tr    Transfer
+		fleet *memFleet
+		peers []*memPeer
+		m     *manifest.Manifest
+	}
+	tests := []struct {
+		name  string
+		setup func(m *manifest.Manifest, data *memSource, f *memFleet) []*memPeer
+		grace time.Duration
+		check func(t *testing.T, r result)
+	}{{
+		name:  "no peers: everything from the origin",
+		setup: func(*manifest.Manifest, *memSource, *memFleet) []*memPeer { return nil },
+		check: func(t *testing.T, r result) {
+			if r.tr.PeerChunks != 0 || r.tr.OriginReasons[reasonNoPeers] != int64(len(r.m.Chunks)) {
+				t.Errorf("transfer %+v: want every chunk from the origin, reason %s", r.tr, reasonNoPeers)
+			}
+		},
+	}, {
+		name: "two full peers: nothing from the origin, at most per_peer requests each",
+		setup: func(m *manifest.Manifest, data *memSource, f *memFleet) []*memPeer {
+			p1, p2 := &memPeer{memSource: data}, &memPeer{memSource: data}
+			f.add("p1", m, nil, p1, time.Now())
+			f.add("p2", m, nil, p2, time.Now())
+			return []*memPeer{p1, p2}
+		},
+		check: func(t *testing.T, r result) {
+			if r.tr.Origin != 0 || r.tr.PeerChunks != int64(len(r.m.Chunks)) {
+				t.Errorf("transfer %+v: want every chunk from peers", r.tr)
+			}
+			for i, p := range r.peers {
+				if p.peak.Load() > 2 {
+					t.Errorf("peer %d had %d requests in flight, cap 2", i, p.peak.Load())
+				}
+				if p.total() == 0 {
+					t.Errorf("peer %d was never asked", i)
+				}
+			}
+		},
+	}, {
+		name: "a peer that sends bad chunks is banned, the chunks come from another",
+		setup: func(m *manifest.Manifest, data *memSource, f *memFleet) []*memPeer {
+			f.add("bad", m, nil, &memPeer{memSource: data, corrupt: true}, time.Now())
+			f.add("good", m, nil, &memPeer{memSource: data}, time.Now())
+			return nil
+		},
+		check: func(t *testing.T, r result) {
+			if _, ok := r.fleet.bans["bad"]; !ok || len(r.fleet.bans) != 1 {
+				t.Errorf("bans = %v, want the bad peer only", r.fleet.bans)
+			}
+			if r.tr.Origin != 0 {
+				t.Errorf("origin bytes %d, want 0", r.tr.Origin)
+			}
+		},
+	}, {
+		name: "a peer that fails: its chunks come from the origin",
+		setup: func(m *manifest.Manifest, data *memSource, f *memFleet) []*memPeer {
+			f.add("busy", m, nil, &memPeer{memSource: data, fail: true}, time.Now())
+			return nil
+		},
+		check: func(t *testing.T, r result) {
+			if r.tr.OriginReasons[reasonPeersFailed] != int64(len(r.m.Chunks)) || len(r.fleet.bans) != 0 {
+				t.Errorf("transfer %+v, bans %v: want every chunk from the origin after the peer failed, no ban", r.tr, r.fleet.bans)
+			}
+		},
+	}, {
+		name: "end game: a chunk stuck at a hanging peer is asked of another",
+		setup: func(m *manifest.Manifest, data *memSource, f *memFleet) []*memPeer {
+			f.add("hang", m, func(i int) bool { return i == 0 }, &memPeer{memSource: data, hang: true}, time.Now())
+			f.add("good", m, func(i int) bool { return true }, &memPeer{memSource: data}, time.Now())
+			return nil
+		},
+		check: func(t *testing.T, r result) {
+			if r.tr.Origin != 0 || r.tr.PeerChunks != int64(len(r.m.Chunks)) {
+				t.Errorf("transfer %+v: want every chunk from peers", r.tr)
+			}
+		},
+	}, {
+		name:  "rendezvous: this agent fetches its own share at once, the rest after the other stalls",
+		grace: 300 * time.Millisecond,
+		setup: func(m *manifest.Manifest, data *memSource, f *memFleet) []*memPeer {
+			// A participant that holds nothing and makes no progress.
+			f.add("idle", m, func(int) bool { return false }, &memPeer{memSource: data}, time.Now())
+			return nil
+		},
+		check: func(t *testing.T, r result) {
+			mine := int64(0)
+			other := fmt.Sprintf("%016x", 1)
+			for _, c := range distinctChunks(r.m) {
+				if rendezvous("00000000000000ff", c.SHA256) > rendezvous(other, c.SHA256) {
+					mine++
+				}
+			}
+			if r.tr.OriginReasons[reasonAssigned] != mine || r.tr.OriginReasons[reasonPeerStalled] != int64(len(distinctChunks(r.m)))-mine {
+				t.Errorf("origin reasons %v: want %d assigned, the rest after the peer stalled", r.tr.OriginReasons, mine)
+			}
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := newMemSource()
+			m := testRelease(t, 1, randomData(7, 600<<10), data)
+			f := newMemFleet()
+			peers := tt.setup(m, data, f)
+			origin := newMemSource()
+			origin.chunks = data.chunks
+			tr := swarmAssemble(t, m, origin, swarmConf(f, tt.grace))
+			tt.check(t, result{tr: tr, fleet: f, peers: peers, m: m})
+		})
+	}
+}
+
+func distinctChunks(m *manifest.Manifest) []manifest.Chunk {
+	seen := map[manifest.Digest]bool{}
+	var out []manifest.Chunk
+	for _, c := range m.Chunks {
+		if !seen[c.SHA256] {
+			seen[c.SHA256] = true
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// TestSwarmRarestFirst: of two pending chunks, the one fewer peers hold is
+// asked for first.
+func TestSwarmRarestFirst(t *testing.T) {
+	data := newMemSource()
+	m := testRelease(t, 1, randomData(8, 200<<10), data)
+	if len(m.Chunks) < 3 {
+		t.Fatalf("%d chunks; want at least 3", len(m.Chunks))
+	}
+	f := newMemFleet()
+	rare := len(m.Chunks) - 1
+	f.add("p1", m, nil, data, time.Now())
+	f.add("p2", m, func(i int) bool { return i != rare }, data, time.Now())
+	f.add("p3", m, func(i int) bool { return i != rare }, data, time.Now())
+	a := &assembly{m: m}
+	var jobs []*job
+	for i, c := range m.Chunks {
+		jobs = append(jobs, &job{chunk: c, indexes: []int{i}})
+	}
+	s := newSched(a, jobs, swarmConf(f, time.Second), relKey{})
+	s.refreshLocked()
+	for range 20 {
+		if tk := s.pickPeerLocked(); tk == nil || tk.j.indexes[0] != rare || tk.peer.addr != "p1" {
+			t.Fatalf("picked %+v; want the rare chunk %d from p1", tk, rare)
+		}
+	}
+}
+
+// TestSwarmWaitsForParticipants: with peers up but none on this release
+// yet, the origin is not asked before origin_grace.
+func TestSwarmWaitsForParticipants(t *testing.T) {
+	data := newMemSource()
+	m := testRelease(t, 1, randomData(9, 100<<10), data)
+	f := newMemFleet()
+	other := &relKeyFleet{memFleet: f, n: 1}
+	a := &assembly{m: m}
+	jobs := []*job{{chunk: m.Chunks[0], indexes: []int{0}}}
+	s := newSched(a, jobs, &swarmConfig{view: other, self: "00000000000000ff", grace: time.Hour, perPeer: 2}, relKey{})
+	s.refreshLocked()
+	if tk := s.pickOriginLocked(); tk != nil {
+		t.Fatalf("picked %+v at once; want to wait for peers to take part", tk)
+	}
+	s.started = time.Now().Add(-2 * time.Hour)
+	if tk := s.pickOriginLocked(); tk == nil || tk.reason != reasonNoPeers {
+		t.Fatalf("picked %+v after origin_grace; want the origin, reason %s", tk, reasonNoPeers)
+	}
+}
+
+// relKeyFleet has n usable peers that take part in no release.
+type relKeyFleet struct {
+	*memFleet
+	n int
+}
+
+func (f *relKeyFleet) usable() int { return f.n }

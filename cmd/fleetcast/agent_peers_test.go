@@ -1,0 +1,231 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// loopAgent is one `fleetcast agent` process on loopback, with static peers.
+type loopAgent struct {
+	name   string
+	port   int
+	cmd    *exec.Cmd
+	logBuf *syncBuf
+	done   chan struct{}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// loopStatus is the part of GET /v1/status these tests read.
+type loopStatus struct {
+	AgentID       string `json:"agent_id"`
+	UploadedBytes int64  `json:"uploaded_bytes"`
+	Peers         []struct {
+		Addr   string `json:"addr"`
+		ID     string `json:"id"`
+		Banned bool   `json:"banned"`
+	} `json:"peers"`
+	Subscriptions []struct {
+		InstalledSequence uint64 `json:"installed_sequence"`
+		LastTransfer      *struct {
+			Origin     int64 `json:"origin_bytes"`
+			Peer       int64 `json:"peer_bytes"`
+			PeerChunks int64 `json:"peer_chunks"`
+		} `json:"last_transfer"`
+	} `json:"subscriptions"`
+}
+
+var insecureClient = &http.Client{Timeout: 5 * time.Second,
+	Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+
+// status reads an agent's status API over scheme (http or https).
+func (a *loopAgent) status(scheme string) (loopStatus, error) {
+	var st loopStatus
+	resp, err := insecureClient.Get(fmt.Sprintf("%s://127.0.0.1:%d/v1/status", scheme, a.port))
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// originCounter serves an origin directory and counts the chunk bytes sent.
+type originCounter struct {
+	srv   *httptest.Server
+	bytes atomic.Int64
+}
+
+func serveCounted(t *testing.T, dir string) *originCounter {
+	o := &originCounter{}
+	files := http.FileServer(http.Dir(dir))
+	o.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		files.ServeHTTP(&countingWriter{ResponseWriter: w, n: &o.bytes}, r)
+	}))
+	t.Cleanup(o.srv.Close)
+	return o
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	w.n.Add(int64(n))
+	return n, err
+}
+
+// TestAgentPeersOnLoopback runs three real agents on loopback that know each
+// other from static peer lists (no multicast), behind one slow origin: all
+// install the release, the origin sends about one copy, and the rest moves
+// between the agents. The release is installed by a command, so that the
+// three agents do not share a target.
+func TestAgentPeersOnLoopback(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no SIGTERM on Windows")
+	}
+	c := newCLI(t)
+	setupRoot(t, c, []string{"a"}, "1")
+	c.ok("root", "publish", "--origin", "origin", "root.json")
+	data := randomBytes(77, 4<<20)
+	c.write("app.bin", data)
+	c.ok("publish", "--origin", "origin", "--root", "root.json", "--key", "a.key", "--product", "app",
+		"--channel", "stable", "--version", "1.0", "--installer", "command", "--command", "/bin/true {artifact}",
+		"--chunk-min", "16384", "--chunk-avg", "65536", "--chunk-max", "262144", "app.bin")
+	origin := serveCounted(t, c.path("origin"))
+	c.ok("fleet-secret", "fleet.secret")
+
+	ports := []int{freePort(t), freePort(t), freePort(t)}
+	var agents []*loopAgent
+	for i, port := range ports {
+		var peers []string
+		for j, p := range ports {
+			if j != i {
+				peers = append(peers, fmt.Sprintf("%q", fmt.Sprintf("127.0.0.1:%d", p)))
+			}
+		}
+		name := fmt.Sprintf("agent%d", i)
+		cfg := fmt.Sprintf(`data_dir = %q
+origin = %q
+root = "root.json"
+listen = "127.0.0.1:%d"
+mdns = false
+peers = [%s]
+browse_interval = "200ms"
+peer_expiry = "30s"
+fleet_secret_file = "fleet.secret"
+origin_grace = "2s"
+poll_interval = "1h"
+allowed_installers = ["command"]
+[[subscription]]
+product = "app"
+channel = "stable"
+`, name, origin.srv.URL+"/", port, strings.Join(peers, ", "))
+		c.write(name+".toml", []byte(cfg))
+		agents = append(agents, startLoopAgent(t, c, name, port))
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for _, a := range agents {
+		for {
+			st, err := a.status("https")
+			if err == nil && len(st.Subscriptions) == 1 && st.Subscriptions[0].InstalledSequence == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not install sequence 1 (last status %+v, %v)\nlog:\n%s", a.name, st, err, tail(a.logBuf.String(), 40))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	var peerBytes int64
+	for _, a := range agents {
+		st, _ := a.status("https")
+		tr := st.Subscriptions[0].LastTransfer
+		t.Logf("%s: origin %d bytes, peers %d bytes, uploaded %d bytes", a.name, tr.Origin, tr.Peer, st.UploadedBytes)
+		peerBytes += tr.Peer
+		if len(st.Peers) != 2 {
+			t.Errorf("%s lists %d peers, want 2: %+v", a.name, len(st.Peers), st.Peers)
+		}
+	}
+	ratio := float64(origin.bytes.Load()) / float64(len(data))
+	t.Logf("origin sent %.2fx the artifact; peers moved %d bytes", ratio, peerBytes)
+	if ratio > 1.5 {
+		t.Errorf("origin sent %.2fx the artifact to 3 agents; want about 1x", ratio)
+	}
+	if peerBytes < int64(len(data)) {
+		t.Errorf("peers moved %d bytes; want at least one artifact (%d)", peerBytes, len(data))
+	}
+	// Without the secret, the peer API refuses.
+	resp, err := insecureClient.Get(fmt.Sprintf("https://127.0.0.1:%d/v1/peer/state", ports[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("peer state without the fleet certificate: HTTP %d, want 403", resp.StatusCode)
+	}
+}
+
+func startLoopAgent(t *testing.T, c *cli, name string, port int) *loopAgent {
+	t.Helper()
+	a := &loopAgent{name: name, port: port, logBuf: &syncBuf{}, done: make(chan struct{})}
+	a.cmd = exec.Command(fleetcastBin, "agent", "--config", name+".toml", "--log-level", "debug")
+	a.cmd.Dir = c.dir
+	a.cmd.Env = filteredEnv()
+	a.cmd.Stderr = a.logBuf
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { a.cmd.Wait(); close(a.done) }()
+	t.Cleanup(func() {
+		a.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-a.done:
+		case <-time.After(10 * time.Second):
+			a.cmd.Process.Kill()
+			<-a.done
+		}
+		if t.Failed() {
+			os.WriteFile(filepath.Join(os.TempDir(), "fleetcast-"+name+".log"), []byte(a.logBuf.String()), 0o644)
+		}
+	})
+	return a
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
