@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
 	"sync"
@@ -177,6 +178,15 @@ func (s *sched) refreshLocked() {
 	}
 	s.changed = s.pm.wake()
 	s.holders, s.fleet, s.refreshed = s.pm.snapshot(s.key), s.pm.usable(), time.Now()
+	// A peer's bitmaps must be of this release's chunk count: one that
+	// claims another count for a signed release is lying.
+	want := (len(s.a.m.Chunks) + 7) / 8
+	for _, h := range s.holders {
+		if len(h.bits) != want || len(h.fetching) != want {
+			s.pm.ban(h.addr, fmt.Sprintf("state for %s has bitmaps of %d bytes, the manifest has %d chunks", s.key, len(h.bits), len(s.a.m.Chunks)))
+			s.holders = removeHolder(s.holders, h.addr)
+		}
+	}
 }
 
 func (s *sched) startLocked(ctx context.Context, t *task) {

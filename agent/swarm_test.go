@@ -60,9 +60,10 @@ func (f *memFleet) add(addr string, m *manifest.Manifest, have func(i int) bool,
 		bits[i] = have == nil || have(i)
 	}
 	b, _ := decodeBitmap(encodeBitmap(bits), len(bits))
+	none, _ := decodeBitmap(encodeBitmap(make([]bool, len(bits))), len(bits))
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.holders = append(f.holders, holder{addr: addr, id: fmt.Sprintf("%016x", len(f.holders)+1), bits: b, progress: when, fetch: src})
+	f.holders = append(f.holders, holder{addr: addr, id: fmt.Sprintf("%016x", len(f.holders)+1), bits: b, fetching: none, progress: when, fetch: src})
 }
 
 func (f *memFleet) snapshot(relKey) []holder {
@@ -162,6 +163,19 @@ func TestSwarm(t *testing.T) {
 			}
 			if r.tr.Origin != 0 {
 				t.Errorf("origin bytes %d, want 0", r.tr.Origin)
+			}
+		},
+	}, {
+		name: "a peer whose bitmaps do not fit the manifest is banned",
+		setup: func(m *manifest.Manifest, data *memSource, f *memFleet) []*memPeer {
+			f.add("liar", m, nil, &memPeer{memSource: data}, time.Now())
+			f.holders[0].bits = append(f.holders[0].bits, 0xff) // claims 8 more chunks
+			f.add("good", m, nil, &memPeer{memSource: data}, time.Now())
+			return nil
+		},
+		check: func(t *testing.T, r result) {
+			if _, ok := r.fleet.bans["liar"]; !ok || r.tr.Origin != 0 {
+				t.Errorf("bans %v, transfer %+v: want the liar banned, every chunk from the good peer", r.fleet.bans, r.tr)
 			}
 		},
 	}, {
