@@ -142,6 +142,9 @@ func (s *store) remove(product, channel string, keep ...uint64) error {
 		if err != nil || slices.Contains(keep, seq) {
 			continue
 		}
+		if s.held != nil {
+			s.held.drop(relKey{product, channel, seq}) // peers stop asking before the files go
+		}
 		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
 	}
 	return errors.Join(errs...)
