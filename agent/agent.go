@@ -44,6 +44,9 @@ type Agent struct {
 	pm    *peerManager    // set by Run when listen is set; nil: origin only
 	srv   *peerServer
 
+	offersMu    sync.Mutex
+	offersTried map[offerKey]time.Time // peers' newer releases asked for, and when
+
 	statusMu sync.Mutex
 	status   map[string]*SubscriptionStatus
 }
@@ -86,7 +89,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		cfg: cfg, log: log, now: time.Now, lock: lock, root: root, id: id, fleet: fleet,
 		origin: newOriginClient(base, p, cfg.OriginConnections, log),
 		store:  &store{dir: filepath.Join(cfg.DataDir, releasesDir), held: newHoldings()},
-		status: make(map[string]*SubscriptionStatus),
+		status: make(map[string]*SubscriptionStatus), offersTried: make(map[offerKey]time.Time),
 	}
 	a.store.held.scan(a.store.dir)
 	a.srv = newPeerServer(a)

@@ -212,8 +212,11 @@ func (a *assembly) fill(ctx context.Context, idx map[manifest.Digest]location) e
 	var wg sync.WaitGroup
 	worker := func(peer bool) {
 		defer wg.Done()
-		buf := make([]byte, a.maxChunk())
+		var buf []byte // allocated at the first task: idle peer workers cost nothing
 		for t := s.next(ctx, peer); t != nil; t = s.next(ctx, peer) {
+			if buf == nil {
+				buf = make([]byte, a.maxChunk())
+			}
 			if err := a.run(t, s, buf); err != nil {
 				s.fail(err)
 				cancel(err)
@@ -260,7 +263,7 @@ func (a *assembly) run(t *task, s *sched, buf []byte) error {
 	var b []byte
 	var err error
 	switch {
-	case t.reason == "local":
+	case t.reason == taskLocal:
 		if b = a.readLocal(j, buf); b == nil {
 			err = errors.New("stored copy unreadable or changed")
 		}
@@ -290,7 +293,7 @@ func (a *assembly) run(t *task, s *sched, buf []byte) error {
 func (a *assembly) count(t *task) {
 	j := t.j
 	switch {
-	case t.reason == "local":
+	case t.reason == taskLocal:
 		a.reused.Add(j.chunk.Size)
 		a.log.Debug("chunk reused from the store", slog.Int("chunk", j.indexes[0]), slog.String("from", j.local.path))
 	case t.peer != nil:

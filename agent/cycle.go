@@ -76,11 +76,17 @@ type freshManifest struct {
 // handled; when the origin says unchanged but the trusted release is not
 // installed yet (an interrupted cycle), it returns the stored envelope.
 func (a *Agent) latest(ctx context.Context, sub Subscription, st *subState, log *slog.Logger) ([]byte, *freshManifest, error) {
-	if a.pm != nil {
-		if env := a.latestFromPeers(ctx, sub, st, log); env != nil {
-			return env, nil, nil
-		}
+	if a.pm == nil {
+		return a.latestFromOrigin(ctx, sub, st, log)
 	}
+	if env := a.latestFromPeers(ctx, sub, st, log); env != nil {
+		return env, nil, nil
+	}
+	return a.latestRace(ctx, sub, st, log)
+}
+
+// latestFromOrigin is latest without peers: a conditional GET.
+func (a *Agent) latestFromOrigin(ctx context.Context, sub Subscription, st *subState, log *slog.Logger) ([]byte, *freshManifest, error) {
 	resp, err := a.origin.fetchManifest(ctx, sub.Product, sub.Channel, st.ETag, st.LastModified)
 	if errors.Is(err, errNotModified) {
 		if st.Trusted == st.Installed || st.Trusted == st.Failed {

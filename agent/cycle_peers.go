@@ -20,12 +20,14 @@ const maxOffers = 3
 // sends a malformed or badly signed envelope is banned; one signed under a
 // root this agent has not followed yet is left to the origin.
 func (a *Agent) latestFromPeers(ctx context.Context, sub Subscription, st *subState, log *slog.Logger) []byte {
-	offers := a.pm.newest(sub.Product, sub.Channel, max(st.Trusted, st.Failed))
-	for i, o := range offers {
-		if i == maxOffers {
+	tried := 0
+	for _, o := range a.offers(sub, st) {
+		if tried == maxOffers {
 			break
 		}
+		tried++
 		key := relKey{sub.Product, sub.Channel, o.seq}
+		a.offerTried(key, o.addr)
 		env, err := o.fetch.fetchPeerManifest(ctx, key)
 		if err == nil {
 			err = a.checkOffer(env, key)
@@ -40,6 +42,80 @@ func (a *Agent) latestFromPeers(ctx context.Context, sub Subscription, st *subSt
 		}
 	}
 	return nil
+}
+
+// offers lists the peers' newer releases of a subscription, best first,
+// without those already tried within poll_interval: a release no peer
+// delivers, or that this agent refuses, must not start cycle after cycle.
+func (a *Agent) offers(sub Subscription, st *subState) []peerOffer {
+	all := a.pm.newest(sub.Product, sub.Channel, max(st.Trusted, st.Failed))
+	a.offersMu.Lock()
+	defer a.offersMu.Unlock()
+	now := a.now()
+	out := all[:0]
+	for _, o := range all {
+		if t, ok := a.offersTried[offerKey{relKey{sub.Product, sub.Channel, o.seq}, o.addr}]; !ok || now.Sub(t) > a.cfg.PollInterval {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// offerKey is one peer's offer of one release.
+type offerKey struct {
+	rel  relKey
+	addr string
+}
+
+func (a *Agent) offerTried(key relKey, addr string) {
+	a.offersMu.Lock()
+	defer a.offersMu.Unlock()
+	now := a.now()
+	for k, t := range a.offersTried {
+		if now.Sub(t) > a.cfg.PollInterval {
+			delete(a.offersTried, k)
+		}
+	}
+	a.offersTried[offerKey{key, addr}] = now
+}
+
+// latestRace asks the origin for the latest manifest while it keeps
+// watching the peers: an origin that is down (connect timeouts, retries)
+// must not keep the agent from a release that its peers hold.
+func (a *Agent) latestRace(ctx context.Context, sub Subscription, st *subState, log *slog.Logger) ([]byte, *freshManifest, error) {
+	type result struct {
+		env   []byte
+		fresh *freshManifest
+		err   error
+	}
+	octx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan result, 1)
+	stOrigin := *st
+	go func() {
+		env, fresh, err := a.latestFromOrigin(octx, sub, &stOrigin, log)
+		done <- result{env, fresh, err}
+	}()
+	for {
+		select {
+		case r := <-done:
+			*st = stOrigin
+			return r.env, r.fresh, r.err
+		case <-ctx.Done():
+			<-done
+			return nil, nil, fmt.Errorf("%s/%s: %w", sub.Product, sub.Channel, context.Cause(ctx))
+		case <-a.pm.wake():
+		}
+		if len(a.offers(sub, st)) == 0 {
+			continue
+		}
+		if env := a.latestFromPeers(ctx, sub, st, log); env != nil {
+			cancel()
+			<-done
+			log.Info("took the manifest from a peer while the origin did not answer")
+			return env, nil, nil
+		}
+	}
 }
 
 // checkOffer verifies a peer's envelope and that it is the release offered.

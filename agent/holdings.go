@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/fleetcast/fleetcast/manifest"
 )
@@ -53,8 +54,10 @@ type chunkRef struct {
 }
 
 func newHoldings() *holdings {
+	// The version starts from the clock, so that it grows across restarts
+	// and a follower's after= from before a restart is not held for nothing.
 	return &holdings{rels: make(map[relKey]*heldRelease), byDigest: make(map[manifest.Digest][]chunkRef),
-		version: 1, changed: make(chan struct{})}
+		version: uint64(time.Now().UnixNano()), changed: make(chan struct{})}
 }
 
 // scan loads every release directory of the store at dir, as the agent
@@ -80,7 +83,7 @@ func (h *holdings) scan(dir string) {
 		}
 		have, err := readJournal(filepath.Join(d, haveFile), len(m.Chunks))
 		if err == nil {
-			h.add(key, d, m, have, false)
+			h.add(key, d, m, verifyJournaled(filepath.Join(d, partFile), m, have), false)
 		}
 	}
 }
@@ -116,6 +119,7 @@ func (h *holdings) mark(key relKey, idx ...int) {
 	if r == nil {
 		return
 	}
+	changed := false
 	for _, i := range idx {
 		if i < 0 || i >= len(r.have) || r.have[i] {
 			continue
@@ -124,8 +128,11 @@ func (h *holdings) mark(key relKey, idx ...int) {
 		r.count++
 		d := r.m.Chunks[i].SHA256
 		h.byDigest[d] = append(h.byDigest[d], chunkRef{r, i})
+		changed = true
 	}
-	h.bumpLocked()
+	if changed {
+		h.bumpLocked()
+	}
 }
 
 // fetching records that this agent started (on) or ended a request to the
@@ -147,6 +154,7 @@ func (h *holdings) unmark(key relKey, idx ...int) {
 	if r == nil {
 		return
 	}
+	changed := false
 	for _, i := range idx {
 		if i < 0 || i >= len(r.have) || !r.have[i] {
 			continue
@@ -158,8 +166,11 @@ func (h *holdings) unmark(key relKey, idx ...int) {
 		if len(h.byDigest[d]) == 0 {
 			delete(h.byDigest, d)
 		}
+		changed = true
 	}
-	h.bumpLocked()
+	if changed {
+		h.bumpLocked()
+	}
 }
 
 // completed records that a release's artifact is in place.
@@ -245,6 +256,9 @@ func (h *holdings) snapshot() (uint64, []ReleaseHave) {
 	defer h.mu.Unlock()
 	out := make([]ReleaseHave, 0, len(h.rels))
 	for _, r := range h.rels {
+		if len(r.have) == 0 {
+			continue // an empty artifact: nothing to share
+		}
 		out = append(out, ReleaseHave{Product: r.key.product, Channel: r.key.channel, Sequence: r.key.seq,
 			Chunks: len(r.have), Have: encodeBitmap(r.have), Fetching: encodeBitmap(r.fetching)})
 	}
@@ -275,4 +289,27 @@ func (h *holdings) has(key relKey) (dir string, ok bool) {
 		return r.dir, true
 	}
 	return "", false
+}
+
+// verifyJournaled keeps the journaled chunks of a partial release whose
+// bytes still match: after a power loss the journal may name chunks whose
+// bytes never reached the disk, and peers must not be offered those.
+func verifyJournaled(path string, m *manifest.Manifest, have []bool) []bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var buf []byte
+	var off int64
+	for i, c := range m.Chunks {
+		if have[i] {
+			buf = slices.Grow(buf[:0], int(c.Size))[:c.Size]
+			if _, err := f.ReadAt(buf, off); err != nil || manifest.Sum(buf) != c.SHA256 {
+				have[i] = false
+			}
+		}
+		off += c.Size
+	}
+	return have
 }

@@ -3,7 +3,9 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -22,18 +24,23 @@ import (
 type peerServer struct {
 	a        *Agent
 	uploads  chan struct{} // one token per chunk request being served
+	polls    chan struct{} // one token per state request being held
 	limit    *rate.Limiter // upload_rate, or nil
 	uploaded atomic.Int64
 	served   atomic.Int64 // chunks
 }
 
 func newPeerServer(a *Agent) *peerServer {
-	s := &peerServer{a: a, uploads: make(chan struct{}, a.cfg.MaxUploads)}
+	s := &peerServer{a: a, uploads: make(chan struct{}, a.cfg.MaxUploads), polls: make(chan struct{}, maxLongPolls)}
 	if a.cfg.UploadRate > 0 {
 		s.limit = rate.NewLimiter(rate.Limit(a.cfg.UploadRate), rateBurst(a.cfg.UploadRate))
 	}
 	return s
 }
+
+// maxLongPolls bounds the state requests held at once: two for each peer
+// the discovery table may list.
+const maxLongPolls = 512
 
 // rateBurst is the limiter burst for a rate: 64 KiB or a tenth of a second.
 func rateBurst(r int64) int { return int(max(64<<10, r/10)) }
@@ -67,9 +74,14 @@ func (s *peerServer) state(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "after: want a version number", http.StatusBadRequest)
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), peerLongPoll*time.Second)
-		s.a.store.held.wait(ctx, v)
-		cancel()
+		select {
+		case s.polls <- struct{}{}:
+			ctx, cancel := context.WithTimeout(r.Context(), peerLongPoll*time.Second)
+			s.a.store.held.wait(ctx, v)
+			cancel()
+			<-s.polls
+		default: // too many held: answer at once, the caller asks again
+		}
 	}
 	v, rels := s.a.store.held.snapshot()
 	st := PeerState{Proto: PeerProto, AgentID: s.a.id, FleetID: s.a.fleet.ID(), Version: v, Releases: rels}
@@ -128,6 +140,10 @@ func (s *peerServer) chunk(w http.ResponseWriter, r *http.Request) {
 	defer f.Close()
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.FormatInt(loc.size, 10))
+	// A reader that stalls must not hold an upload slot for ever.
+	if d := s.a.cfg.PeerTimeout; d > 0 {
+		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
+	}
 	var out io.Writer = w
 	if s.limit != nil {
 		out = &limitedWriter{ctx: r.Context(), w: w, l: s.limit}
@@ -140,21 +156,19 @@ func (s *peerServer) chunk(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// open finds and opens a held chunk; a release completed between the lookup
-// and the open moved its bytes, so it looks again once.
+// open finds and opens a held chunk. A release completed between the
+// lookup and the open moved its bytes from artifact.part to artifact.
 func (s *peerServer) open(d manifest.Digest) (*os.File, location, error) {
-	var err error
-	for range 2 {
-		loc, ok := s.a.store.held.lookup(d)
-		if !ok {
-			return nil, loc, os.ErrNotExist
-		}
-		var f *os.File
-		if f, err = os.Open(loc.path); err == nil {
-			return f, loc, nil
-		}
+	loc, ok := s.a.store.held.lookup(d)
+	if !ok {
+		return nil, loc, os.ErrNotExist
 	}
-	return nil, location{}, err
+	f, err := os.Open(loc.path)
+	if errors.Is(err, fs.ErrNotExist) && filepath.Base(loc.path) == partFile {
+		loc.path = filepath.Join(filepath.Dir(loc.path), artifactFile)
+		f, err = os.Open(loc.path)
+	}
+	return f, loc, err
 }
 
 // limitedWriter writes through a rate limiter, in pieces of at most its burst.

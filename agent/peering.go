@@ -104,7 +104,7 @@ func (a *Agent) peerNews(ctx context.Context) <-chan struct{} {
 		for {
 			for _, s := range a.cfg.Subscriptions {
 				st, err := loadState(a.cfg.DataDir, s.Product, s.Channel)
-				if err == nil && len(a.pm.newest(s.Product, s.Channel, max(st.Trusted, st.Failed))) > 0 {
+				if err == nil && len(a.offers(s, &st)) > 0 {
 					a.log.Info("a peer holds a newer release", slog.String("product", s.Product), slog.String("channel", s.Channel))
 					close(ch)
 					return

@@ -1,11 +1,13 @@
 package agent
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/bits"
 	"strings"
 
@@ -30,12 +32,15 @@ const (
 // Limits of the peer protocol.
 const (
 	// MaxPeerState bounds a state response: 64 releases of 131072 chunks
-	// take 64 × 22 KiB of base64.
+	// take 64 × 2 bitmaps × 22 KiB of base64, under 3 MiB.
 	MaxPeerState = 4 << 20
 	// maxPeerReleases bounds the releases one state lists.
 	maxPeerReleases = 64
 	// peerLongPoll is how long a state request with after= is held.
 	peerLongPoll = 20
+	// maxPeerFetching bounds the chunks a peer may claim to be fetching
+	// from the origin at once: origin_connections is at most 64.
+	maxPeerFetching = 64
 )
 
 // PeerState is the body of GET /v1/peer/state.
@@ -115,12 +120,12 @@ func ParsePeerState(data []byte) (*PeerState, []PeerBits, error) {
 		return nil, nil, fmt.Errorf("peer state: %d bytes, limit %d", len(data), MaxPeerState)
 	}
 	var st PeerState
-	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&st); err != nil {
 		return nil, nil, fmt.Errorf("peer state: %w", err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, nil, errors.New("peer state: data after the JSON object")
 	}
 	if st.Proto != PeerProto {
@@ -147,6 +152,9 @@ func ParsePeerState(data []byte) (*PeerState, []PeerBits, error) {
 		fetching, err := decodeBitmap(r.Fetching, r.Chunks)
 		if err != nil {
 			return nil, nil, fmt.Errorf("peer state: release %s/%s/%d: fetching: %w", r.Product, r.Channel, r.Sequence, err)
+		}
+		if n := bitCount(fetching); n > maxPeerFetching {
+			return nil, nil, fmt.Errorf("peer state: release %s/%s/%d: fetching %d chunks at once, more than %d", r.Product, r.Channel, r.Sequence, n, maxPeerFetching)
 		}
 		maps[i] = PeerBits{Have: have, Fetching: fetching}
 	}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,6 +52,7 @@ type peerRelease struct {
 	bits     []byte
 	fetching []byte
 	count    int
+	maxCount int // the most chunks it ever reported: progress is only past it
 	progress time.Time
 }
 
@@ -62,20 +65,28 @@ type peerManager struct {
 	limit  *rate.Limiter // download_rate, or nil
 	log    *slog.Logger
 
-	mu      sync.Mutex
-	peers   map[string]*peerView
-	cancels map[string]context.CancelFunc
-	changed chan struct{} // closed and replaced at every change
+	subscribed map[string]bool // product/channel: the releases kept of peers' states
+
+	mu        sync.Mutex
+	peers     map[string]*peerView
+	cancels   map[string]context.CancelFunc
+	bannedIDs map[string]time.Time // agent id → until: a banned agent stays banned at another address
+	changed   chan struct{}        // closed and replaced at every change
 }
 
 func newPeerManager(a *Agent, src peerSource) *peerManager {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = a.cfg.PerPeer + 2
 	pm := &peerManager{a: a, src: src, log: a.log,
-		client:  &http.Client{Transport: a.fleet.Transport(tr)},
-		peers:   make(map[string]*peerView),
-		cancels: make(map[string]context.CancelFunc),
-		changed: make(chan struct{}),
+		client:     &http.Client{Transport: a.fleet.Transport(tr)},
+		peers:      make(map[string]*peerView),
+		cancels:    make(map[string]context.CancelFunc),
+		bannedIDs:  make(map[string]time.Time),
+		changed:    make(chan struct{}),
+		subscribed: make(map[string]bool),
+	}
+	for _, s := range a.cfg.Subscriptions {
+		pm.subscribed[s.key()] = true
 	}
 	if a.cfg.DownloadRate > 0 {
 		pm.limit = rate.NewLimiter(rate.Limit(a.cfg.DownloadRate), rateBurst(a.cfg.DownloadRate))
@@ -104,10 +115,14 @@ func (pm *peerManager) sync(ctx context.Context) {
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
 	seen := make(map[string]bool, len(listed))
+	now := time.Now()
 	for _, p := range listed {
 		seen[p.Addr] = true
-		if pm.peers[p.Addr] != nil {
-			continue
+		if v := pm.peers[p.Addr]; v != nil {
+			if v.bannedUntil.IsZero() || now.Before(v.bannedUntil) {
+				continue
+			}
+			delete(pm.peers, p.Addr) // the ban is over: follow it afresh
 		}
 		v := &peerView{addr: p.Addr, source: p.Source, rels: make(map[relKey]*peerRelease),
 			fetch: pm.fetcher(p.Addr)}
@@ -115,8 +130,13 @@ func (pm *peerManager) sync(ctx context.Context) {
 		pm.peers[p.Addr], pm.cancels[p.Addr] = v, cancel
 		go pm.follow(pctx, v)
 	}
+	for id, until := range pm.bannedIDs {
+		if now.After(until) {
+			delete(pm.bannedIDs, id)
+		}
+	}
 	for addr, v := range pm.peers {
-		if !seen[addr] && time.Now().After(v.bannedUntil) {
+		if !seen[addr] && now.After(v.bannedUntil) {
 			pm.cancels[addr]()
 			delete(pm.peers, addr)
 			delete(pm.cancels, addr)
@@ -141,10 +161,12 @@ func (pm *peerManager) follow(ctx context.Context, v *peerView) {
 	var after uint64
 	fails := 0
 	for ctx.Err() == nil {
+		asked := time.Now()
 		st, maps, err := pm.fetchState(ctx, v.addr, after)
 		wait := time.Duration(0)
 		switch {
 		case err != nil:
+			after = 0 // it may have restarted
 			fails++
 			pm.mark(v, func() { v.fails = fails })
 			// A peer that starts with this one is tried again soon; one
@@ -166,7 +188,12 @@ func (pm *peerManager) follow(ctx context.Context, v *peerView) {
 		default:
 			fails = 0
 			pm.src.Seen(v.addr, st.AgentID, st.FleetID)
-			pm.update(v, st, maps)
+			if after > 0 && st.Version <= after && time.Since(asked) < (peerLongPoll-1)*time.Second {
+				wait = time.Second // answered at once with nothing new: not a long-poll
+			}
+			if st.Version != after {
+				pm.update(v, st, maps)
+			}
 			after = st.Version
 		}
 		if wait > 0 {
@@ -205,6 +232,19 @@ func (pm *peerManager) fetchState(ctx context.Context, addr string, after uint64
 	return ParsePeerState(b)
 }
 
+// newBits reports whether b has a bit set that a has not.
+func newBits(a, b []byte) bool {
+	if len(a) != len(b) {
+		return true
+	}
+	for i := range b {
+		if b[i]&^a[i] != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // update replaces a peer's view with a new state.
 func (pm *peerManager) update(v *peerView, st *PeerState, maps []PeerBits) {
 	now := time.Now()
@@ -215,9 +255,18 @@ func (pm *peerManager) update(v *peerView, st *PeerState, maps []PeerBits) {
 	rels := make(map[relKey]*peerRelease, len(st.Releases))
 	for i, r := range st.Releases {
 		key := relKey{r.Product, r.Channel, r.Sequence}
+		if !pm.subscribed[key.product+"/"+key.channel] {
+			continue // not this agent's business: not kept
+		}
 		pr := &peerRelease{bits: maps[i].Have, fetching: maps[i].Fetching, count: bitCount(maps[i].Have), progress: now}
-		if old := v.rels[key]; old != nil && old.count >= pr.count {
-			pr.progress = old.progress
+		pr.maxCount = pr.count
+		if old := v.rels[key]; old != nil {
+			// Progress is a new high of chunks held, or a new origin fetch
+			// started: a peer cannot look alive by flapping one bit.
+			pr.maxCount = max(old.maxCount, pr.count)
+			if pr.count <= old.maxCount && !newBits(old.fetching, pr.fetching) {
+				pr.progress = old.progress
+			}
 		}
 		rels[key] = pr
 	}
@@ -253,6 +302,14 @@ func (pm *peerManager) ban(addr, reason string) {
 		return
 	}
 	v.bannedUntil, v.banReason = time.Now().Add(pm.a.cfg.BanDuration), reason
+	if v.id != "" {
+		pm.bannedIDs[v.id] = v.bannedUntil
+	}
+	if cancel := pm.cancels[addr]; cancel != nil {
+		cancel() // stop following it; the view stays, as a tombstone, until the ban ends
+		pm.cancels[addr] = func() {}
+	}
+	v.rels = nil
 	pm.log.Warn("peer banned", slog.String("peer", addr), slog.String("agent", v.id),
 		slog.Duration("for", pm.a.cfg.BanDuration), slog.String("reason", reason))
 	pm.bumpLocked()
@@ -260,7 +317,7 @@ func (pm *peerManager) ban(addr, reason string) {
 
 // usableLocked: a peer of this fleet, not banned, with a recent state.
 func (pm *peerManager) usableLocked(v *peerView, now time.Time) bool {
-	return !v.self && !v.foreign && v.id != "" && now.After(v.bannedUntil) &&
+	return !v.self && !v.foreign && v.id != "" && now.After(v.bannedUntil) && now.After(pm.bannedIDs[v.id]) &&
 		now.Sub(v.lastState) < (peerLongPoll+15)*time.Second
 }
 
@@ -312,8 +369,8 @@ func (pm *peerManager) swarm() *swarmConfig {
 	return &swarmConfig{view: pm, self: pm.a.id, grace: c.OriginGrace, perPeer: c.PerPeer, conns: c.PeerConnections}
 }
 
-// snapshot returns the usable peers that hold (some of) a release, and the
-// ids of every usable peer that knows of it at all (the participants).
+// snapshot returns the usable peers whose state lists a release (the
+// participants), whatever they hold of it.
 func (pm *peerManager) snapshot(key relKey) []holder {
 	now := time.Now()
 	pm.mu.Lock()
@@ -326,7 +383,7 @@ func (pm *peerManager) snapshot(key relKey) []holder {
 		}
 		out = append(out, holder{addr: v.addr, id: v.id, bits: r.bits, fetching: r.fetching, progress: r.progress, fetch: v.fetch})
 	}
-	slices.SortFunc(out, func(a, b holder) int { return compareRelease(a.addr, "", 0, b.addr, "", 0) })
+	slices.SortFunc(out, func(a, b holder) int { return strings.Compare(a.addr, b.addr) })
 	return out
 }
 
@@ -347,12 +404,7 @@ func (pm *peerManager) newest(product, channel string, seq uint64) []peerOffer {
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b peerOffer) int {
-		if a.seq != b.seq {
-			return compareRelease("", "", b.seq, "", "", a.seq)
-		}
-		return b.count - a.count
-	})
+	slices.SortFunc(out, func(a, b peerOffer) int { return cmp.Or(cmp.Compare(b.seq, a.seq), cmp.Compare(b.count, a.count)) })
 	return out
 }
 
@@ -364,7 +416,7 @@ type peerOffer struct {
 	fetch *originClient
 }
 
-// fetchManifest gets a release's signed envelope from a peer.
+// fetchPeerManifest gets a release's signed envelope from a peer.
 func (o *originClient) fetchPeerManifest(ctx context.Context, key relKey) ([]byte, error) {
 	rel := "manifest/" + key.product + "/" + key.channel + "/" + strconv.FormatUint(key.seq, 10)
 	var out []byte
@@ -403,7 +455,7 @@ func (pm *peerManager) status() []PeerStatus {
 	now := time.Now()
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
-	var out []PeerStatus
+	out := []PeerStatus{}
 	for _, v := range pm.peers {
 		if v.self {
 			continue
@@ -415,6 +467,6 @@ func (pm *peerManager) status() []PeerStatus {
 		}
 		out = append(out, s)
 	}
-	slices.SortFunc(out, func(a, b PeerStatus) int { return compareRelease(a.Addr, "", 0, b.Addr, "", 0) })
+	slices.SortFunc(out, func(a, b PeerStatus) int { return strings.Compare(a.Addr, b.Addr) })
 	return out
 }

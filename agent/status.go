@@ -101,6 +101,7 @@ func (a *Agent) serve(ctx context.Context) (stop func(), err error) {
 		enc.Encode(a.Status())
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10,
+		IdleTimeout: 2 * peerLongPoll * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug), // refused handshakes of other fleets
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	a.log.Info("status and peer API listening", slog.String("addr", ln.Addr().String()), slog.String("scheme", a.fleet.Scheme()))
 	go func() {

@@ -1,12 +1,14 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"net/http"
 	"sync"
 	"time"
 
@@ -15,11 +17,18 @@ import (
 
 // Why a chunk was fetched from the origin (Transfer.OriginReasons).
 const (
-	reasonNoPeers     = "no-peers"       // no other agent of the fleet takes part in this release
-	reasonAssigned    = "assigned"       // this agent is the chunk's first choice among those that take part
-	reasonPeerStalled = "peer-stalled"   // the agents ranked before this one made no progress for origin_grace
-	reasonPeersFailed = "peers-failed"   // every peer that had it failed to deliver it
-	reasonNoHolder    = "no-peer-has-it" // origin_grace is 0: no waiting for peers
+	reasonNoPeers     = "no-peers"        // no other agent of the fleet takes part in this release
+	reasonAssigned    = "assigned"        // this agent is the chunk's first choice among those that take part
+	reasonPeerStalled = "peer-stalled"    // the agents ranked before this one made no progress for origin_grace
+	reasonPeersFailed = "peers-failed"    // every peer that had it failed to deliver it
+	reasonNoHolder    = "no-peer-has-it"  // origin_grace is 0: no waiting for peers
+	reasonWaited      = "waited-too-long" // waited origin_grace + peer_timeout for others in vain
+)
+
+// Kinds of task that are not origin fetches.
+const (
+	taskLocal   = "local"    // a copy in the store (delta)
+	taskEndGame = "end-game" // a second peer for a chunk in flight
 )
 
 // swarmView is what a scheduler needs of the peers: peerManager, or an
@@ -41,6 +50,7 @@ type swarmConfig struct {
 	perPeer int           // peer_requests_per_peer
 	conns   int           // peer_connections
 	pause   time.Duration // first pause of a peer after a failure; 0: 1s
+	maxWait time.Duration // longest a chunk waits for others before the origin; 0: 2 × grace
 }
 
 // task is one request for a job's chunk: from the origin (peer == nil) or
@@ -59,7 +69,9 @@ type jobState struct {
 	running     int             // tasks in flight
 	tasks       []*task         // in flight
 	failed      map[string]bool // peers that failed to deliver it
+	busy        map[string]int  // busy answers by peer
 	originFails int
+	waitSince   time.Time // when it was first left to others
 }
 
 // sched decides, for one assembly, which chunk to fetch next and from
@@ -76,29 +88,30 @@ type sched struct {
 	key     relKey
 	self    string
 	grace   time.Duration
+	maxWait time.Duration
 	perPeer int
 
-	mu        sync.Mutex
-	pending   []*job // not done, none in flight
-	state     map[*job]*jobState
-	remaining int
-	inflight  map[string]int       // per peer
-	pauseUtil map[string]time.Time // per peer, after a failure
-	fails     map[string]int       // per peer, failures in a row
-	pauseBase time.Duration        // first pause after a failure, doubled each time
-	holders   []holder
-	fleet     int       // usable peers, whether or not they take part
-	started   time.Time // origin_grace for participants to show up runs from here
-	refreshed time.Time
-	changed   <-chan struct{} // the peers' change channel at the last refresh
-	err       error
-	originOff time.Time // no origin requests before this (after a failure)
-	wakeCh    chan struct{}
+	mu         sync.Mutex
+	pending    []*job // not done, none in flight
+	state      map[*job]*jobState
+	remaining  int
+	inflight   map[string]int       // per peer
+	pauseUntil map[string]time.Time // per peer, after a failure
+	fails      map[string]int       // per peer, failures in a row
+	pauseBase  time.Duration        // first pause after a failure, doubled each time
+	holders    []holder
+	fleet      int       // usable peers, whether or not they take part
+	started    time.Time // origin_grace for participants to show up runs from here
+	refreshed  time.Time
+	changed    <-chan struct{} // the peers' change channel at the last refresh
+	err        error
+	originOff  time.Time // no origin requests before this (after a failure)
+	wakeCh     chan struct{}
 }
 
 func newSched(a *assembly, jobs []*job, sw *swarmConfig, key relKey) *sched {
 	s := &sched{a: a, key: key, pending: jobs, state: make(map[*job]*jobState, len(jobs)),
-		remaining: len(jobs), inflight: make(map[string]int), pauseUtil: make(map[string]time.Time),
+		remaining: len(jobs), inflight: make(map[string]int), pauseUntil: make(map[string]time.Time),
 		fails: make(map[string]int), pauseBase: time.Second,
 		wakeCh: make(chan struct{}), started: time.Now()}
 	if sw != nil {
@@ -106,6 +119,7 @@ func newSched(a *assembly, jobs []*job, sw *swarmConfig, key relKey) *sched {
 		if sw.pause > 0 {
 			s.pauseBase = sw.pause
 		}
+		s.maxWait = cmp.Or(sw.maxWait, 2*sw.grace)
 	}
 	for _, j := range jobs {
 		s.state[j] = &jobState{}
@@ -119,14 +133,11 @@ func (s *sched) wakeLocked() {
 	s.wakeCh = make(chan struct{})
 }
 
-// wait blocks until something changes, the peers' views change, a short
-// tick passes (origin_grace is measured in time), or ctx is done.
-func (s *sched) wait(ctx context.Context, ch <-chan struct{}) {
-	var peers <-chan struct{}
-	if s.pm != nil {
-		peers = s.pm.wake()
-	}
-	t := time.NewTimer(200 * time.Millisecond)
+// wait blocks until something changes (ch), the peers' views change since
+// the last snapshot (peers), a short tick passes (origin_grace is measured
+// in time), or ctx is done.
+func (s *sched) wait(ctx context.Context, ch, peers <-chan struct{}) {
+	t := time.NewTimer(min(200*time.Millisecond, s.pauseBase))
 	defer t.Stop()
 	select {
 	case <-ch:
@@ -152,14 +163,14 @@ func (s *sched) next(ctx context.Context, peer bool) *task {
 		} else {
 			t = s.pickOriginLocked()
 		}
-		ch := s.wakeCh
+		ch, peers := s.wakeCh, s.changed
 		if t != nil {
 			s.startLocked(ctx, t)
 			s.mu.Unlock()
 			return t
 		}
 		s.mu.Unlock()
-		s.wait(ctx, ch)
+		s.wait(ctx, ch, peers)
 	}
 }
 
@@ -215,7 +226,7 @@ func (s *sched) removePendingLocked(j *job) {
 func (s *sched) usableLocked(h *holder, j *job, now time.Time) bool {
 	st := s.state[j]
 	return bitSet(h.bits, j.indexes[0]) && !st.failed[h.addr] && s.inflight[h.addr] < s.perPeer &&
-		now.After(s.pauseUtil[h.addr])
+		now.After(s.pauseUntil[h.addr])
 }
 
 // maxPeerFails is the failures in a row after which a peer no longer
@@ -241,7 +252,7 @@ func (s *sched) pickOriginLocked() *task {
 	now := time.Now()
 	for _, j := range s.pending {
 		if j.local != nil {
-			return &task{j: j, reason: "local"}
+			return &task{j: j, reason: taskLocal}
 		}
 	}
 	if now.Before(s.originOff) {
@@ -256,15 +267,30 @@ func (s *sched) pickOriginLocked() *task {
 }
 
 // originReasonLocked says why job j should go to the origin now, or "".
+// A job left to others waits at most maxWait, whatever they claim.
 func (s *sched) originReasonLocked(j *job, now time.Time) string {
+	if len(s.holders) > 0 && s.hasHolderLocked(j) {
+		return "" // for the peer workers
+	}
+	r := s.originReason(j, now)
+	st := s.state[j]
+	switch {
+	case r != "":
+		return r
+	case st.waitSince.IsZero():
+		st.waitSince = now
+	case now.Sub(st.waitSince) > s.maxWait:
+		return reasonWaited
+	}
+	return ""
+}
+
+func (s *sched) originReason(j *job, now time.Time) string {
 	if len(s.holders) == 0 {
 		if s.fleet > 0 && now.Sub(s.started) < s.grace {
 			return "" // peers are up but none has started on this release yet
 		}
 		return reasonNoPeers
-	}
-	if s.hasHolderLocked(j) {
-		return ""
 	}
 	for i := range s.holders {
 		if bitSet(s.holders[i].bits, j.indexes[0]) {
@@ -274,15 +300,16 @@ func (s *sched) originReasonLocked(j *job, now time.Time) string {
 	if s.grace == 0 {
 		return reasonNoHolder
 	}
-	for i := range s.holders {
-		if h := &s.holders[i]; h.fetching != nil && bitSet(h.fetching, j.indexes[0]) && now.Sub(h.progress) < s.grace {
-			return "" // a live agent is fetching it from the origin now
-		}
-	}
 	mine := rendezvous(s.self, j.chunk.SHA256)
 	ahead := 0
 	for i := range s.holders {
 		h := &s.holders[i]
+		if s.fails[h.addr] >= maxPeerFails {
+			continue
+		}
+		if bitSet(h.fetching, j.indexes[0]) {
+			return "" // another agent is fetching it from the origin now
+		}
 		if rendezvous(h.id, j.chunk.SHA256) > mine {
 			ahead++
 			if now.Sub(h.progress) < s.grace {
@@ -391,7 +418,7 @@ func (s *sched) endGameLocked(now time.Time) *task {
 			h := &s.holders[i]
 			if h.addr != serving && s.usableLocked(h, j, now) {
 				c := *h
-				return &task{j: j, peer: &c, reason: "end-game"}
+				return &task{j: j, peer: &c, reason: taskEndGame}
 			}
 		}
 	}
@@ -450,12 +477,24 @@ func (s *sched) failedLocked(t *task, st *jobState, err error) {
 			st.failed = make(map[string]bool)
 		}
 		st.failed[t.peer.addr] = true
-		if badData(err) {
+		var se *statusError
+		switch {
+		case badData(err):
 			s.pm.ban(t.peer.addr, err.Error())
 			s.holders = removeHolder(s.holders, t.peer.addr)
-		} else {
+		case errors.As(err, &se) && (se.code == http.StatusServiceUnavailable || se.code == http.StatusTooManyRequests):
+			// Busy serving others: ask again soon, of it or another; a
+			// peer busy three times for this chunk counts as failed.
+			if st.busy == nil {
+				st.busy = make(map[string]int)
+			}
+			if st.busy[t.peer.addr]++; st.busy[t.peer.addr] < maxPeerFails {
+				delete(st.failed, t.peer.addr)
+			}
+			s.pauseUntil[t.peer.addr] = time.Now().Add(s.pauseBase)
+		default:
 			s.fails[t.peer.addr]++
-			s.pauseUtil[t.peer.addr] = time.Now().Add(s.pauseBase << min(s.fails[t.peer.addr]-1, 5))
+			s.pauseUntil[t.peer.addr] = time.Now().Add(s.pauseBase << min(s.fails[t.peer.addr]-1, 5))
 		}
 		return
 	}
@@ -465,7 +504,7 @@ func (s *sched) failedLocked(t *task, st *jobState, err error) {
 	}
 	st.originFails++
 	if len(s.holders) == 0 || st.originFails >= 3 {
-		s.err = err
+		s.failLocked(err)
 		return
 	}
 	s.originOff = time.Now().Add(backoff(time.Second, 10*time.Second, st.originFails))
@@ -490,10 +529,22 @@ func removeHolder(hs []holder, addr string) []holder {
 func (s *sched) fail(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.err == nil {
-		s.err = err
-	}
+	s.failLocked(err)
 	s.wakeLocked()
+}
+
+// failLocked records the assembly's error and cancels every request in
+// flight, so that it ends now rather than after peer_timeout.
+func (s *sched) failLocked(err error) {
+	if s.err != nil {
+		return
+	}
+	s.err = err
+	for _, st := range s.state {
+		for _, t := range st.tasks {
+			t.cancel()
+		}
+	}
 }
 
 func (s *sched) result() error {

@@ -18,6 +18,7 @@ import (
 type memPeer struct {
 	*memSource
 	corrupt, fail, hang bool
+	busy                bool         // answer 503
 	cur, peak           atomic.Int32 // requests in flight, and their most
 }
 
@@ -35,6 +36,8 @@ func (p *memPeer) fetchChunk(ctx context.Context, c manifest.Chunk, buf []byte) 
 		<-ctx.Done()
 		return nil, ctx.Err()
 	case p.fail:
+		return nil, &statusError{500}
+	case p.busy:
 		return nil, &statusError{503}
 	case p.corrupt:
 		return nil, fmt.Errorf("chunk has SHA-256 %s: %w", manifest.Digest{}, manifest.ErrMismatch)
@@ -187,6 +190,18 @@ func TestSwarm(t *testing.T) {
 		check: func(t *testing.T, r result) {
 			if r.tr.OriginReasons[reasonPeersFailed] != int64(len(r.m.Chunks)) || len(r.fleet.bans) != 0 {
 				t.Errorf("transfer %+v, bans %v: want every chunk from the origin after the peer failed, no ban", r.tr, r.fleet.bans)
+			}
+		},
+	}, {
+		name: "a peer that stays busy: asked three times a chunk, then the origin",
+		setup: func(m *manifest.Manifest, data *memSource, f *memFleet) []*memPeer {
+			p := &memPeer{memSource: data, busy: true}
+			f.add("busy", m, nil, p, time.Now())
+			return []*memPeer{p}
+		},
+		check: func(t *testing.T, r result) {
+			if r.tr.OriginReasons[reasonPeersFailed] != int64(len(r.m.Chunks)) || len(r.fleet.bans) != 0 {
+				t.Errorf("transfer %+v, bans %v: want every chunk from the origin after the peer stayed busy, no ban", r.tr, r.fleet.bans)
 			}
 		},
 	}, {

@@ -1,0 +1,485 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/fleetcast/fleetcast/agent/fleettls"
+	"github.com/fleetcast/fleetcast/manifest"
+	"golang.org/x/time/rate"
+)
+
+// peerFixture is a peer server over a store that holds release 1 of "app"
+// complete and release 2 partial (its even chunks), served by httptest.
+type peerFixture struct {
+	a            *Agent
+	srv          *peerServer
+	ts           *httptest.Server
+	client       *http.Client
+	m1, m2       *manifest.Manifest
+	data1, data2 []byte
+}
+
+var (
+	testPeerID   = "0123456789abcdef"
+	fleetSecretA = bytes.Repeat([]byte("a"), fleettls.MinSecretSize)
+	fleetSecretB = bytes.Repeat([]byte("b"), fleettls.MinSecretSize)
+)
+
+// newPeerFixture builds the agent by hand with exactly what peerServer
+// uses. A closed fleet serves TLS as the agent does, with an optional
+// client certificate; the fixture's client is then the fleet's.
+func newPeerFixture(t *testing.T, fleet *fleettls.Fleet, maxUploads int, uploadRate int64) *peerFixture {
+	t.Helper()
+	s, src := newTestStore(t), newMemSource()
+	f := &peerFixture{data1: randomData(21, 300<<10), data2: randomData(22, 300<<10)}
+	f.m1 = testRelease(t, 1, f.data1, src)
+	if _, err := assembleRelease(t, s, f.m1, src); err != nil {
+		t.Fatal(err)
+	}
+	f.m2 = testRelease(t, 2, f.data2, src)
+	dir2 := s.releaseDir("app", "stable", 2)
+	if err := os.MkdirAll(dir2, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeTestManifest(t, dir2, f.m2)
+	if err := os.WriteFile(filepath.Join(dir2, partFile), f.data2, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.held = newHoldings()
+	s.held.scan(s.dir)
+	for i := 0; i < len(f.m2.Chunks); i += 2 {
+		s.held.mark(relKey{"app", "stable", 2}, i)
+	}
+
+	cfg := &Config{PeerConfig: PeerConfig{MaxUploads: maxUploads, UploadRate: uploadRate}}
+	f.a = &Agent{cfg: cfg, log: slog.New(slog.DiscardHandler), store: s, id: testPeerID, fleet: fleet}
+	f.srv = newPeerServer(f.a)
+	mux := http.NewServeMux()
+	f.srv.register(mux)
+	f.ts = httptest.NewUnstartedServer(mux)
+	f.ts.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes
+	if conf := fleet.ServerTLSOptionalClient(); conf != nil {
+		f.ts.TLS = conf
+		f.ts.StartTLS()
+	} else {
+		f.ts.Start()
+	}
+	t.Cleanup(f.ts.Close)
+	f.client = testClient(t, fleet.Transport(nil))
+	return f
+}
+
+// testClient is a client over tr whose timeout bounds a failing test.
+func testClient(t *testing.T, tr *http.Transport) *http.Client {
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 2 * peerLongPoll * time.Second}
+}
+
+// get fetches path and returns the response with its body read.
+func (f *peerFixture) get(t *testing.T, c *http.Client, path string) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := c.Get(f.ts.URL + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: body: %v", path, err)
+	}
+	return resp, b
+}
+
+// chunkOf returns chunk i of a release's data.
+func chunkOf(m *manifest.Manifest, data []byte, i int) []byte {
+	var off int64
+	for _, c := range m.Chunks[:i] {
+		off += c.Size
+	}
+	return data[off : off+m.Chunks[i].Size]
+}
+
+func wantStatus(t *testing.T, resp *http.Response, body []byte, want int) {
+	t.Helper()
+	if resp.StatusCode != want {
+		t.Fatalf("GET %s: %s (%q), want %d", resp.Request.URL.Path, resp.Status, clip(string(body)), want)
+	}
+}
+
+// parseStateResponse GETs a state at path and parses it.
+func parseStateResponse(t *testing.T, path string, f *peerFixture, c *http.Client) *PeerState {
+	t.Helper()
+	resp, body := f.get(t, c, path)
+	wantStatus(t, resp, body, http.StatusOK)
+	st, _, err := ParsePeerState(body)
+	if err != nil {
+		t.Fatalf("state response: %v\n%s", err, body)
+	}
+	return st
+}
+
+func TestPeerServerState(t *testing.T) {
+	f := newPeerFixture(t, fleettls.Open(), 4, 0)
+	resp, body := f.get(t, f.client, peerStatePath)
+	wantStatus(t, resp, body, http.StatusOK)
+	st, _, err := ParsePeerState(body)
+	if err != nil {
+		t.Fatalf("state: %v\n%s", err, body)
+	}
+	for h, want := range map[string]string{PeerProtoHeader: PeerProto, peerAgentHeader: testPeerID,
+		peerFleetHeader: fleettls.OpenID, "Content-Type": "application/json"} {
+		if got := resp.Header.Get(h); got != want {
+			t.Errorf("header %s: %q, want %q", h, got, want)
+		}
+	}
+	if st.AgentID != testPeerID || st.FleetID != fleettls.OpenID {
+		t.Errorf("state of agent %q fleet %q", st.AgentID, st.FleetID)
+	}
+	v, rels := f.a.store.held.snapshot()
+	if st.Version != v || len(st.Releases) != 2 {
+		t.Fatalf("state version %d with %d releases, want version %d with releases 1 and 2", st.Version, len(st.Releases), v)
+	}
+	for i, r := range st.Releases {
+		if r != rels[i] {
+			t.Errorf("release %d: %+v, holdings %+v", i, r, rels[i])
+		}
+	}
+	all := make([]bool, len(f.m1.Chunks))
+	for i := range all {
+		all[i] = true
+	}
+	even := make([]bool, len(f.m2.Chunks))
+	for i := range even {
+		even[i] = i%2 == 0
+	}
+	if st.Releases[0].Have != encodeBitmap(all) || st.Releases[1].Have != encodeBitmap(even) {
+		t.Errorf("state bitmaps %+v, want release 1 whole and release 2's even chunks", st.Releases)
+	}
+}
+
+func TestPeerServerStateLongPoll(t *testing.T) {
+	f := newPeerFixture(t, fleettls.Open(), 4, 0)
+	v := parseStateResponse(t, peerStatePath, f, f.client).Version
+
+	// A version behind the current one answers at once.
+	if st := parseStateResponse(t, peerStatePath+"?after="+strconv.FormatUint(v-1, 10), f, f.client); st.Version != v {
+		t.Errorf("after=%d: version %d, want %d", v-1, st.Version, v)
+	}
+
+	type result struct {
+		resp *http.Response
+		body []byte
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		resp, err := f.client.Get(f.ts.URL + peerStatePath + "?after=" + strconv.FormatUint(v, 10))
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		ch <- result{resp, b, err}
+	}()
+	select {
+	case r := <-ch:
+		t.Fatalf("after=%d answered before any change: %v %s", v, r.err, r.body)
+	default:
+	}
+	f.a.store.held.mark(relKey{"app", "stable", 2}, 1)
+	var r result
+	select {
+	case r = <-ch:
+	case <-time.After(peerLongPoll * time.Second / 2):
+		t.Fatal("long poll did not answer after the holdings changed")
+	}
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	st, maps, err := ParsePeerState(r.body)
+	if err != nil {
+		t.Fatalf("%v: %s", err, r.body)
+	}
+	if st.Version <= v || !bitSet(maps[1].Have, 1) {
+		t.Errorf("long poll: version %d (was %d), release 2 chunk 1 held: %v; want the new state", st.Version, v, bitSet(maps[1].Have, 1))
+	}
+
+	for _, bad := range []string{"x", "-1", "1.5", "18446744073709551616"} {
+		resp, body := f.get(t, f.client, peerStatePath+"?after="+bad)
+		wantStatus(t, resp, body, http.StatusBadRequest)
+	}
+}
+
+func TestPeerServerStateManyReleases(t *testing.T) {
+	f := newPeerFixture(t, fleettls.Open(), 4, 0)
+	one := manifest.Chunk{SHA256: manifest.Sum([]byte("x")), Size: 1}
+	for i := range maxPeerReleases + 6 {
+		f.a.store.held.add(relKey{"zz", "stable", uint64(i + 1)}, t.TempDir(), handManifest("zz", uint64(i+1), one), nil, true)
+	}
+	st := parseStateResponse(t, peerStatePath, f, f.client)
+	if len(st.Releases) != maxPeerReleases || st.Releases[len(st.Releases)-1].Sequence != maxPeerReleases+6 {
+		t.Errorf("state lists %d releases, want the last %d", len(st.Releases), maxPeerReleases)
+	}
+}
+
+func TestPeerServerManifest(t *testing.T) {
+	f := newPeerFixture(t, fleettls.Open(), 4, 0)
+	for _, seq := range []string{"1", "2"} {
+		want, err := os.ReadFile(filepath.Join(f.a.store.dir, "app", "stable", seq, manifestFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, body := f.get(t, f.client, peerManifestPath+"app/stable/"+seq)
+		wantStatus(t, resp, body, http.StatusOK)
+		if !bytes.Equal(body, want) || resp.ContentLength != int64(len(want)) {
+			t.Errorf("manifest %s: %d bytes (Content-Length %d), want the stored %d", seq, len(body), resp.ContentLength, len(want))
+		}
+	}
+	tests := []struct {
+		path string
+		want int
+	}{
+		{"app/stable/3", http.StatusNotFound},
+		{"app/beta/1", http.StatusNotFound},
+		{"other/stable/1", http.StatusNotFound},
+		{"app/stable/0", http.StatusNotFound},
+		{"App/stable/1", http.StatusBadRequest},
+		{"app/st%20able/1", http.StatusBadRequest},
+		{"roots/stable/1", http.StatusBadRequest},
+		{"app/stable/one", http.StatusBadRequest},
+		{"app/stable/-1", http.StatusBadRequest},
+		{"app/stable/18446744073709551616", http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		resp, body := f.get(t, f.client, peerManifestPath+tt.path)
+		wantStatus(t, resp, body, tt.want)
+	}
+}
+
+func TestPeerServerChunk(t *testing.T) {
+	f := newPeerFixture(t, fleettls.Open(), 4, 0)
+	var served, bytesServed int64
+	for _, c := range []struct {
+		name string
+		m    *manifest.Manifest
+		data []byte
+		idx  int
+	}{
+		{"complete release", f.m1, f.data1, 0},
+		{"complete release, last", f.m1, f.data1, len(f.m1.Chunks) - 1},
+		{"partial release", f.m2, f.data2, 2},
+	} {
+		want := chunkOf(c.m, c.data, c.idx)
+		resp, body := f.get(t, f.client, peerChunkPath+c.m.Chunks[c.idx].SHA256.String())
+		wantStatus(t, resp, body, http.StatusOK)
+		if !bytes.Equal(body, want) {
+			t.Errorf("%s: chunk %d: %d bytes differ from the release's %d", c.name, c.idx, len(body), len(want))
+		}
+		if resp.ContentLength != int64(len(want)) || resp.Header.Get("Content-Length") != strconv.Itoa(len(want)) {
+			t.Errorf("%s: Content-Length %q, want %d", c.name, resp.Header.Get("Content-Length"), len(want))
+		}
+		served++
+		bytesServed += int64(len(want))
+	}
+	for _, tt := range []struct {
+		digest string
+		want   int
+	}{
+		{f.m2.Chunks[1].SHA256.String(), http.StatusNotFound}, // not held: odd chunk of release 2
+		{manifest.Sum([]byte("nothing")).String(), http.StatusNotFound},
+		{"xyz", http.StatusBadRequest},
+		{fmt.Sprintf("%X", f.m1.Chunks[0].SHA256[:]), http.StatusBadRequest},
+		{f.m1.Chunks[0].SHA256.String() + "00", http.StatusBadRequest},
+	} {
+		resp, body := f.get(t, f.client, peerChunkPath+tt.digest)
+		wantStatus(t, resp, body, tt.want)
+	}
+	// The handler counts after the body is sent; Close waits for handlers.
+	f.ts.Close()
+	if f.srv.served.Load() != served || f.srv.uploaded.Load() != bytesServed {
+		t.Errorf("counted %d chunks, %d bytes; want %d, %d", f.srv.served.Load(), f.srv.uploaded.Load(), served, bytesServed)
+	}
+}
+
+func TestPeerServerChunkBusy(t *testing.T) {
+	const maxUploads = 3
+	f := newPeerFixture(t, fleettls.Open(), maxUploads, 0)
+	path := peerChunkPath + f.m1.Chunks[0].SHA256.String()
+	if cap(f.srv.uploads) != maxUploads {
+		t.Fatalf("upload semaphore of %d, want max_uploads %d", cap(f.srv.uploads), maxUploads)
+	}
+	// Hold every upload slot, as max_uploads requests being served would.
+	for range maxUploads {
+		f.srv.uploads <- struct{}{}
+	}
+	resp, body := f.get(t, f.client, path)
+	wantStatus(t, resp, body, http.StatusServiceUnavailable)
+	if resp.Header.Get("Retry-After") == "" {
+		t.Error("503 without Retry-After")
+	}
+	// State and manifests are not uploads; a bad digest is refused first.
+	resp, body = f.get(t, f.client, peerStatePath)
+	wantStatus(t, resp, body, http.StatusOK)
+	resp, body = f.get(t, f.client, peerManifestPath+"app/stable/1")
+	wantStatus(t, resp, body, http.StatusOK)
+	resp, body = f.get(t, f.client, peerChunkPath+"xyz")
+	wantStatus(t, resp, body, http.StatusBadRequest)
+
+	<-f.srv.uploads
+	resp, body = f.get(t, f.client, path)
+	wantStatus(t, resp, body, http.StatusOK)
+	f.ts.Close() // the slot is released after the body is sent; Close waits for handlers
+	if n := len(f.srv.uploads); n != maxUploads-1 {
+		t.Errorf("%d upload slots held after the request, want %d: the slot was not released", n, maxUploads-1)
+	}
+}
+
+func TestPeerServerChunkRateLimited(t *testing.T) {
+	f := newPeerFixture(t, fleettls.Open(), 4, 1<<30)
+	if f.srv.limit == nil || f.srv.limit.Burst() != rateBurst(1<<30) {
+		t.Fatalf("upload_rate %d: limiter %v", int64(1<<30), f.srv.limit)
+	}
+	want := chunkOf(f.m1, f.data1, 1)
+	resp, body := f.get(t, f.client, peerChunkPath+f.m1.Chunks[1].SHA256.String())
+	wantStatus(t, resp, body, http.StatusOK)
+	if !bytes.Equal(body, want) {
+		t.Errorf("rate limited chunk: %d bytes differ from the release's %d", len(body), len(want))
+	}
+}
+
+func TestPeerServerClosedFleet(t *testing.T) {
+	fleet, err := fleettls.FromSecret(fleetSecretA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := fleettls.FromSecret(fleetSecretB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newPeerFixture(t, fleet, 4, 0)
+	paths := []string{peerStatePath, peerManifestPath + "app/stable/1", peerChunkPath + f.m1.Chunks[0].SHA256.String()}
+
+	t.Run("no certificate", func(t *testing.T) {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} // no certificate to offer
+		c := testClient(t, tr)
+		for _, p := range paths {
+			resp, body := f.get(t, c, p)
+			wantStatus(t, resp, body, http.StatusForbidden)
+			if got := resp.Header.Get(peerFleetHeader); got != fleet.ID() {
+				t.Errorf("%s: fleet header %q, want %q", p, got, fleet.ID())
+			}
+		}
+		if f.srv.served.Load() != 0 {
+			t.Errorf("%d chunks served to a client without the fleet certificate", f.srv.served.Load())
+		}
+	})
+	t.Run("fleet member", func(t *testing.T) {
+		for _, p := range paths {
+			resp, body := f.get(t, f.client, p)
+			wantStatus(t, resp, body, http.StatusOK)
+		}
+		if !bytes.Equal(mustGet(t, f, peerChunkPath+f.m1.Chunks[0].SHA256.String()), chunkOf(f.m1, f.data1, 0)) {
+			t.Error("chunk over fleet TLS differs")
+		}
+	})
+	t.Run("other fleet", func(t *testing.T) {
+		c := testClient(t, other.Transport(nil))
+		resp, err := c.Get(f.ts.URL + peerStatePath)
+		if err == nil {
+			resp.Body.Close()
+			t.Fatalf("a client of another fleet connected: %s", resp.Status)
+		}
+	})
+}
+
+func mustGet(t *testing.T, f *peerFixture, path string) []byte {
+	t.Helper()
+	resp, body := f.get(t, f.client, path)
+	wantStatus(t, resp, body, http.StatusOK)
+	return body
+}
+
+// pieceWriter records the size of every Write.
+type pieceWriter struct {
+	bytes.Buffer
+	pieces []int
+	fail   int // fail the Write after this many pieces, when > 0
+}
+
+var errPieceWriter = errors.New("piece writer full")
+
+func (w *pieceWriter) Write(p []byte) (int, error) {
+	if w.fail > 0 && len(w.pieces) == w.fail {
+		return 0, errPieceWriter
+	}
+	w.pieces = append(w.pieces, len(p))
+	return w.Buffer.Write(p)
+}
+
+func TestLimitedWriter(t *testing.T) {
+	const burst = 1000
+	data := randomData(23, 10*burst+500)
+	newLimiter := func() *rate.Limiter { return rate.NewLimiter(rate.Limit(1<<40), burst) }
+
+	t.Run("pieces of at most burst", func(t *testing.T) {
+		var w pieceWriter
+		lw := &limitedWriter{ctx: t.Context(), w: &w, l: newLimiter()}
+		for _, part := range [][]byte{data[:10], data[10 : 3*burst+1], data[3*burst+1:]} {
+			if n, err := lw.Write(part); n != len(part) || err != nil {
+				t.Fatalf("Write of %d bytes: %d, %v", len(part), n, err)
+			}
+		}
+		if !bytes.Equal(w.Bytes(), data) {
+			t.Fatal("written bytes differ")
+		}
+		total := 0
+		for _, p := range w.pieces {
+			if p < 1 || p > burst {
+				t.Errorf("piece of %d bytes, burst %d", p, burst)
+			}
+			total += p
+		}
+		if total != len(data) || len(w.pieces) != 1+3+8 {
+			t.Errorf("%d pieces of %d bytes in all: %v", len(w.pieces), total, w.pieces)
+		}
+	})
+	t.Run("write error", func(t *testing.T) {
+		w := pieceWriter{fail: 2}
+		lw := &limitedWriter{ctx: t.Context(), w: &w, l: newLimiter()}
+		if n, err := lw.Write(data); n != 2*burst || !errors.Is(err, errPieceWriter) {
+			t.Errorf("Write: %d, %v; want %d, the writer's error", n, err, 2*burst)
+		}
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		var w pieceWriter
+		lw := &limitedWriter{ctx: ctx, w: &w, l: newLimiter()}
+		if n, err := lw.Write(data); n != 0 || !errors.Is(err, context.Canceled) || w.Len() != 0 {
+			t.Errorf("Write after cancel: %d, %v, %d bytes written", n, err, w.Len())
+		}
+	})
+	t.Run("burst of a rate", func(t *testing.T) {
+		for r, want := range map[int64]int{1: 64 << 10, 64 << 10: 64 << 10, 10 << 20: 1 << 20} {
+			if got := rateBurst(r); got != want {
+				t.Errorf("rateBurst(%d) = %d, want %d", r, got, want)
+			}
+		}
+	})
+}
