@@ -1,0 +1,240 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/fleetcast/fleetcast/manifest"
+	"github.com/fleetcast/fleetcast/signing"
+)
+
+// The peer protocol, docs/SPEC.md ("Peer protocol").
+const (
+	peerProto       = "fleetcast-peer/1"
+	peerProtoHeader = "Fleetcast-Peer"
+	peerAgentHeader = "Fleetcast-Agent"
+	peerFleetHeader = "Fleetcast-Fleet"
+	// longPoll is how long GET /v1/peer/state?after=V is held.
+	longPoll = 20 * time.Second
+	// stateVersion is the hostile peer's state version: it never changes.
+	stateVersion = 1
+)
+
+// Modes: what is done to every chunk served.
+const (
+	modeCorrupt   = "corrupt"    // one byte flipped
+	modeWrongSize = "wrong-size" // wrongSizeExtra bytes appended, declared in Content-Length
+	modeSlow      = "slow"       // the true bytes, one per slowInterval
+)
+
+const (
+	wrongSizeExtra = 100
+	slowInterval   = 100 * time.Millisecond
+)
+
+// release is the channel's latest release as the origin holds it.
+type release struct {
+	product, channel string
+	sequence         uint64
+	envelope         []byte // the signed envelope, served as it is
+	nChunks          int
+	sizes            map[manifest.Digest]int64 // chunk digest -> size
+}
+
+// loadRelease reads the channel's latest manifest from the origin directory,
+// without verifying it: the hostile peer relays it, the agents verify it.
+func loadRelease(origin, product, channel string) (*release, error) {
+	path := filepath.Join(origin, filepath.FromSlash(manifest.LatestPath(product, channel)))
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	env, err := io.ReadAll(io.LimitReader(f, signing.MaxEnvelopeSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(env) > signing.MaxEnvelopeSize {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, signing.MaxEnvelopeSize)
+	}
+	e, err := signing.ParseEnvelope(env)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	m, err := manifest.Decode(e.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	r := &release{product: m.Product, channel: m.Channel, sequence: m.Sequence, envelope: env,
+		nChunks: len(m.Chunks), sizes: make(map[manifest.Digest]int64, len(m.Chunks))}
+	for _, c := range m.Chunks {
+		r.sizes[c.SHA256] = c.Size
+	}
+	return r, nil
+}
+
+// noneOf is the bitmap of none of n chunks.
+func noneOf(n int) string { return base64.StdEncoding.EncodeToString(make([]byte, (n+7)/8)) }
+
+// haveAll is the bitmap of all n chunks: bits past n are 0.
+func haveAll(n int) string {
+	b := bytes.Repeat([]byte{0xff}, (n+7)/8)
+	if n%8 != 0 {
+		b[len(b)-1] = 1<<(n%8) - 1
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// peer serves the peer protocol with bad chunks.
+type peer struct {
+	origin  string
+	mode    string
+	agentID string
+	fleetID string
+	rel     *release
+	log     *slog.Logger
+}
+
+func (p *peer) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/peer/state", p.serveState)
+	mux.HandleFunc("GET /v1/peer/manifest/{product}/{channel}/{sequence}", p.serveManifest)
+	mux.HandleFunc("GET /v1/peer/chunk/{digest}", p.serveChunk)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set(peerProtoHeader, peerProto)
+		h.Set(peerAgentHeader, p.agentID)
+		h.Set(peerFleetHeader, p.fleetID)
+		mux.ServeHTTP(w, r)
+	})
+}
+
+type peerState struct {
+	Proto    string        `json:"proto"`
+	AgentID  string        `json:"agent_id"`
+	FleetID  string        `json:"fleet_id"`
+	Version  uint64        `json:"version"`
+	Releases []releaseHave `json:"releases"`
+}
+
+type releaseHave struct {
+	Product  string `json:"product"`
+	Channel  string `json:"channel"`
+	Sequence uint64 `json:"sequence"`
+	Chunks   int    `json:"chunks"`
+	Have     string `json:"have"`     // chunks held
+	Fetching string `json:"fetching"` // chunks being fetched from the origin: none
+}
+
+func (p *peer) serveState(w http.ResponseWriter, r *http.Request) {
+	if after := r.URL.Query().Get("after"); after != "" {
+		v, err := strconv.ParseUint(after, 10, 64)
+		if err != nil {
+			http.Error(w, "after: want a version number", http.StatusBadRequest)
+			return
+		}
+		if v >= stateVersion { // never newer: hold the request for the whole long poll
+			t := time.NewTimer(longPoll)
+			defer t.Stop()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-t.C:
+			}
+		}
+	}
+	p.log.Debug("state asked", slog.String("remote", r.RemoteAddr))
+	st := peerState{Proto: peerProto, AgentID: p.agentID, FleetID: p.fleetID, Version: stateVersion,
+		Releases: []releaseHave{{Product: p.rel.product, Channel: p.rel.channel, Sequence: p.rel.sequence,
+			Chunks: p.rel.nChunks, Have: haveAll(p.rel.nChunks), Fetching: noneOf(p.rel.nChunks)}}}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(st)
+}
+
+func (p *peer) serveManifest(w http.ResponseWriter, r *http.Request) {
+	seq, err := strconv.ParseUint(r.PathValue("sequence"), 10, 64)
+	if err != nil || r.PathValue("product") != p.rel.product || r.PathValue("channel") != p.rel.channel || seq != p.rel.sequence {
+		http.NotFound(w, r)
+		return
+	}
+	p.log.Info("served manifest", slog.String("remote", r.RemoteAddr), slog.Uint64("sequence", seq))
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(p.rel.envelope)))
+	w.Write(p.rel.envelope)
+}
+
+func (p *peer) serveChunk(w http.ResponseWriter, r *http.Request) {
+	d, err := manifest.ParseDigest(r.PathValue("digest"))
+	size, ok := p.rel.sizes[d]
+	if err != nil || !ok {
+		http.NotFound(w, r)
+		return
+	}
+	body, err := p.readChunk(d, size)
+	if err != nil {
+		p.log.Error("read chunk", slog.String("chunk", d.String()), slog.String("err", err.Error()))
+		http.Error(w, "chunk unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	p.log.Info("served bad chunk", slog.String("remote", r.RemoteAddr), slog.String("chunk", d.String()),
+		slog.String("mode", p.mode))
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	switch p.mode {
+	case modeCorrupt:
+		body[len(body)/2] ^= 0x01
+	case modeWrongSize:
+		body = append(body, make([]byte, wrongSizeExtra)...)
+	case modeSlow:
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+		trickle(w, r, body)
+		return
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.Write(body)
+}
+
+// readChunk reads a chunk of the release from the origin directory.
+func (p *peer) readChunk(d manifest.Digest, size int64) ([]byte, error) {
+	f, err := os.Open(filepath.Join(p.origin, filepath.FromSlash(manifest.ChunkPath(d))))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	body, err := io.ReadAll(io.LimitReader(f, size+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(body)) != size || size == 0 {
+		return nil, fmt.Errorf("chunk file holds %d bytes, the manifest says %d", len(body), size)
+	}
+	return body, nil
+}
+
+// trickle writes body one byte per slowInterval until done or the client
+// goes away.
+func trickle(w http.ResponseWriter, r *http.Request, body []byte) {
+	rc := http.NewResponseController(w)
+	t := time.NewTicker(slowInterval)
+	defer t.Stop()
+	for i := range body {
+		if _, err := w.Write(body[i : i+1]); err != nil {
+			return
+		}
+		rc.Flush()
+		select {
+		case <-r.Context().Done():
+			return
+		case <-t.C:
+		}
+	}
+}
