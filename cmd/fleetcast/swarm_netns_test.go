@@ -100,19 +100,21 @@ type swarmTransfer struct {
 func TestSwarmNetns(t *testing.T) {
 	swarmRequire(t)
 	s := newSwarm(t)
-	rel1 := s.publish(1)
 
-	// Phase 1: the hostile peer, then four agents of fleet A at once.
+	// Phase 1: the hostile peer and four agents of fleet A run, as services
+	// do, and find each other over mDNS; then release 1 is published.
 	secretA, secretB := s.secret("fleetA.secret"), s.secret("fleetB.secret")
 	s.startHostile(secretA)
 	for i := range swarmFleetA {
 		s.addAgent(fmt.Sprintf("a%d", i+1), secretA)
 	}
-	tx0 := s.originTx()
-	start := time.Now()
 	for _, a := range s.agents {
 		s.start(a)
 	}
+	s.waitPeers(s.agents, 30*time.Second)
+	tx0 := s.originTx()
+	start := time.Now()
+	rel1 := s.publish(1)
 	s.waitInstalled(s.agents, 1, 120*time.Second)
 	elapsed := time.Since(start)
 	egress := s.originTx() - tx0
@@ -151,6 +153,33 @@ func TestSwarmNetns(t *testing.T) {
 		st := s.status(a)
 		if tr := st.transfer(2); tr == nil || tr.OriginBytes != 0 || tr.PeerBytes == 0 {
 			t.Errorf("%s: release 2 transfer %+v; want every byte from peers, none from the origin", a.name, tr)
+		}
+	}
+}
+
+// waitPeers waits until every agent follows every other one.
+func (s *swarm) waitPeers(agents []*swarmAgent, timeout time.Duration) {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for _, a := range agents {
+		for {
+			st := s.status(a)
+			n := 0
+			for _, p := range st.Peers {
+				for _, o := range agents {
+					if o != a && p.ID != "" && strings.HasPrefix(p.Addr, o.host.IP()+":") {
+						n++
+					}
+				}
+			}
+			if n == len(agents)-1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				s.dumpLogs()
+				s.t.Fatalf("%s follows %d of the %d other agents after %s: %+v", a.name, n, len(agents)-1, timeout, st.Peers)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 }
@@ -570,8 +599,9 @@ func (s *swarm) startHostile(secret string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	done := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		<-done
@@ -579,8 +609,8 @@ func (s *swarm) startHostile(secret string) {
 	deadline := time.Now().Add(15 * time.Second)
 	for s.hostile.id == "" {
 		select {
-		case err := <-done:
-			t.Fatalf("hostile peer exited: %v\n%s", err, swarmTail(s.hostile.log, 20, nil))
+		case <-done:
+			t.Fatalf("hostile peer exited: %v\n%s", waitErr, swarmTail(s.hostile.log, 20, nil))
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {

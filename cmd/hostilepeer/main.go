@@ -39,7 +39,8 @@ import (
 const usage = `usage: hostilepeer -origin DIR -product NAME -channel NAME -listen IP:PORT [-fleet-secret FILE] [-mode corrupt|wrong-size|slow]
 
 Plays a malicious fleetcast peer: advertises over mDNS, claims every chunk of
-the channel's latest release in DIR, and serves bad chunk bytes.
+the channel's latest release in DIR (as soon as there is one, and each newer
+one), and serves bad chunk bytes.
 
 example:
   hostilepeer -origin ./mirror -product app -channel stable -listen 198.18.7.9:7331 -mode corrupt
@@ -115,11 +116,9 @@ func serve(ctx context.Context, o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	rel, err := loadRelease(o.origin, o.product, o.channel)
-	if err != nil {
-		return err
-	}
-	p := &peer{origin: o.origin, mode: o.mode, agentID: newAgentID(), fleetID: fleet.ID(), rel: rel, log: log}
+	p := &peer{origin: o.origin, product: o.product, channel: o.channel, mode: o.mode, agentID: newAgentID(),
+		fleetID: fleet.ID(), log: log}
+	go p.follow(ctx)
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return err
@@ -136,8 +135,7 @@ func serve(ctx context.Context, o options, log *slog.Logger) error {
 	srv := &http.Server{Handler: p.handler(), ReadHeaderTimeout: 10 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	log.Info("hostile peer serving", slog.String("listen", o.listen), slog.String("agent", p.agentID),
-		slog.String("fleet", p.fleetID), slog.String("mode", o.mode), slog.Uint64("sequence", rel.sequence),
-		slog.Int("chunks", rel.nChunks))
+		slog.String("fleet", p.fleetID), slog.String("mode", o.mode))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/fleetcast/fleetcast/manifest"
@@ -25,8 +27,9 @@ const (
 	peerFleetHeader = "Fleetcast-Fleet"
 	// longPoll is how long GET /v1/peer/state?after=V is held.
 	longPoll = 20 * time.Second
-	// stateVersion is the hostile peer's state version: it never changes.
-	stateVersion = 1
+	// reloadInterval is how often the origin directory is read again for
+	// a newer release.
+	reloadInterval = 200 * time.Millisecond
 )
 
 // Modes: what is done to every chunk served.
@@ -96,12 +99,39 @@ func haveAll(n int) string {
 
 // peer serves the peer protocol with bad chunks.
 type peer struct {
-	origin  string
-	mode    string
-	agentID string
-	fleetID string
-	rel     *release
-	log     *slog.Logger
+	origin           string
+	product, channel string
+	mode             string
+	agentID          string
+	fleetID          string
+	rel              atomic.Pointer[release] // nil until the origin has a release
+	log              *slog.Logger
+}
+
+// version is the state version: the sequence held plus one (1 for none).
+func (p *peer) version() uint64 {
+	if rel := p.rel.Load(); rel != nil {
+		return rel.sequence + 1
+	}
+	return 1
+}
+
+// follow reads the origin directory for the channel's latest release until
+// ctx ends, so that the peer claims whatever the origin holds.
+func (p *peer) follow(ctx context.Context) {
+	for {
+		if rel, err := loadRelease(p.origin, p.product, p.channel); err == nil {
+			if cur := p.rel.Load(); cur == nil || cur.sequence != rel.sequence {
+				p.rel.Store(rel)
+				p.log.Info("claiming release", slog.Uint64("sequence", rel.sequence), slog.Int("chunks", rel.nChunks))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(reloadInterval):
+		}
+	}
 }
 
 func (p *peer) handler() http.Handler {
@@ -142,40 +172,47 @@ func (p *peer) serveState(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "after: want a version number", http.StatusBadRequest)
 			return
 		}
-		if v >= stateVersion { // never newer: hold the request for the whole long poll
-			t := time.NewTimer(longPoll)
-			defer t.Stop()
+		deadline := time.Now().Add(longPoll)
+		for p.version() <= v && time.Now().Before(deadline) { // hold until a new release
 			select {
 			case <-r.Context().Done():
 				return
-			case <-t.C:
+			case <-time.After(reloadInterval):
 			}
 		}
 	}
 	p.log.Debug("state asked", slog.String("remote", r.RemoteAddr))
-	st := peerState{Proto: peerProto, AgentID: p.agentID, FleetID: p.fleetID, Version: stateVersion,
-		Releases: []releaseHave{{Product: p.rel.product, Channel: p.rel.channel, Sequence: p.rel.sequence,
-			Chunks: p.rel.nChunks, Have: haveAll(p.rel.nChunks), Fetching: noneOf(p.rel.nChunks)}}}
+	st := peerState{Proto: peerProto, AgentID: p.agentID, FleetID: p.fleetID, Version: p.version(), Releases: []releaseHave{}}
+	if rel := p.rel.Load(); rel != nil {
+		st.Releases = append(st.Releases, releaseHave{Product: rel.product, Channel: rel.channel, Sequence: rel.sequence,
+			Chunks: rel.nChunks, Have: haveAll(rel.nChunks), Fetching: noneOf(rel.nChunks)})
+	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(st)
 }
 
 func (p *peer) serveManifest(w http.ResponseWriter, r *http.Request) {
 	seq, err := strconv.ParseUint(r.PathValue("sequence"), 10, 64)
-	if err != nil || r.PathValue("product") != p.rel.product || r.PathValue("channel") != p.rel.channel || seq != p.rel.sequence {
+	rel := p.rel.Load()
+	if err != nil || rel == nil || r.PathValue("product") != rel.product || r.PathValue("channel") != rel.channel || seq != rel.sequence {
 		http.NotFound(w, r)
 		return
 	}
 	p.log.Info("served manifest", slog.String("remote", r.RemoteAddr), slog.Uint64("sequence", seq))
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(p.rel.envelope)))
-	w.Write(p.rel.envelope)
+	w.Header().Set("Content-Length", strconv.Itoa(len(rel.envelope)))
+	w.Write(rel.envelope)
 }
 
 func (p *peer) serveChunk(w http.ResponseWriter, r *http.Request) {
 	d, err := manifest.ParseDigest(r.PathValue("digest"))
-	size, ok := p.rel.sizes[d]
-	if err != nil || !ok {
+	rel := p.rel.Load()
+	if err != nil || rel == nil {
+		http.NotFound(w, r)
+		return
+	}
+	size, ok := rel.sizes[d]
+	if !ok {
 		http.NotFound(w, r)
 		return
 	}

@@ -69,8 +69,9 @@ func testPeer(t *testing.T, mode string) (*httptest.Server, [][]byte, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &peer{origin: dir, mode: mode, agentID: "0123456789abcdef", fleetID: "open", rel: rel,
+	p := &peer{origin: dir, mode: mode, agentID: "0123456789abcdef", fleetID: "open",
 		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	p.rel.Store(rel)
 	srv := httptest.NewServer(p.handler())
 	t.Cleanup(srv.Close)
 	return srv, chunks, env
@@ -107,7 +108,7 @@ func TestStateClaimsEveryChunk(t *testing.T) {
 	if _, _, err := agent.ParsePeerState(body); err != nil {
 		t.Errorf("agent.ParsePeerState refuses the hostile peer's state: %v\n%s", err, body)
 	}
-	if st.Proto != peerProto || st.Version != 1 || len(st.Releases) != 1 {
+	if st.Proto != peerProto || st.Version != 4 || len(st.Releases) != 1 { // sequence 3, plus one
 		t.Fatalf("state %+v", st)
 	}
 	r := st.Releases[0]
@@ -140,7 +141,7 @@ func TestLongPollHonoursCancel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/v1/peer/state?after=1", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/v1/peer/state?after=4", nil)
 	if resp, err := http.DefaultClient.Do(req); err == nil {
 		resp.Body.Close()
 		t.Fatalf("long poll answered %d at once; want it held", resp.StatusCode)
