@@ -90,11 +90,12 @@ type swarmStatus struct {
 
 // swarmTransfer is where the bytes of one release came from.
 type swarmTransfer struct {
-	OriginBytes   int64 `json:"origin_bytes"`
-	OriginChunks  int64 `json:"origin_chunks"`
-	PeerBytes     int64 `json:"peer_bytes"`
-	PeerChunks    int64 `json:"peer_chunks"`
-	ArtifactBytes int64 `json:"artifact_bytes"`
+	OriginBytes   int64   `json:"origin_bytes"`
+	OriginChunks  int64   `json:"origin_chunks"`
+	PeerBytes     int64   `json:"peer_bytes"`
+	PeerChunks    int64   `json:"peer_chunks"`
+	ArtifactBytes int64   `json:"artifact_bytes"`
+	Seconds       float64 `json:"assemble_seconds"`
 }
 
 func TestSwarmNetns(t *testing.T) {
@@ -437,8 +438,8 @@ func (s *swarm) checkPhase1(rel []byte, ratio float64) []swarmStatus {
 		st := s.status(a)
 		statuses = append(statuses, st)
 		if tr := st.transfer(1); tr != nil {
-			t.Logf("%s: %d bytes from the origin (%d chunks), %d from peers (%d chunks)",
-				a.name, tr.OriginBytes, tr.OriginChunks, tr.PeerBytes, tr.PeerChunks)
+			t.Logf("%s: %d bytes from the origin (%d chunks), %d from peers (%d chunks), assembled in %.2fs",
+				a.name, tr.OriginBytes, tr.OriginChunks, tr.PeerBytes, tr.PeerChunks, tr.Seconds)
 			peerBytes += tr.PeerBytes
 		}
 	}
