@@ -84,7 +84,11 @@ func (s *peerServer) state(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	v, rels := s.a.store.held.snapshot()
-	st := PeerState{Proto: PeerProto, AgentID: s.a.id, FleetID: s.a.fleet.ID(), Version: v, Releases: rels}
+	st := PeerState{Proto: PeerProto, AgentID: s.a.id, FleetID: s.a.fleet.ID(), Version: v, Releases: rels,
+		Subscriptions: make([]PeerSub, 0, len(s.a.cfg.Subscriptions))}
+	for _, sub := range s.a.cfg.Subscriptions {
+		st.Subscriptions = append(st.Subscriptions, PeerSub{sub.Product, sub.Channel})
+	}
 	if len(st.Releases) > maxPeerReleases {
 		st.Releases = st.Releases[len(st.Releases)-maxPeerReleases:]
 	}

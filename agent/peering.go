@@ -65,21 +65,29 @@ func (a *Agent) startPeering(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// settle waits, at start, until every peer found so far has answered (or
-// failed a few quick tries), and with mDNS until the first browse had its
-// chance, at most two seconds: an agent that starts with others should know
-// them before it decides which chunks to fetch from the origin.
+// settle waits, at start, for the first mDNS browse and then until some
+// peer is found and every peer found has answered (or failed a few quick
+// tries), at most 4 s: an agent that starts with others should know them
+// before it decides which chunks to fetch from the origin. An agent alone
+// on its LAN pays those seconds once, at start.
 func (a *Agent) settle(ctx context.Context) {
 	if a.pm == nil || (!a.cfg.MDNS && len(a.cfg.Peers) == 0) {
 		return
 	}
-	start := time.Now()
-	deadline := time.After(2 * time.Second)
+	deadline := time.After(4 * time.Second)
+	select {
+	case <-ctx.Done():
+		return
+	case <-deadline:
+		return
+	case <-a.pm.src.Browsed():
+	}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		done, n := a.pm.settled()
-		if done && (n > 0 || len(a.cfg.Peers) == 0 && (!a.cfg.MDNS || time.Since(start) > time.Second)) {
+		// Alone after the first browse: the others may have started with
+		// this one, and answer the next browses (or the deadline passes).
+		if done, n := a.pm.settled(); done && n > 0 {
 			return
 		}
 		select {

@@ -50,6 +50,15 @@ type PeerState struct {
 	FleetID  string        `json:"fleet_id"`
 	Version  uint64        `json:"version"`
 	Releases []ReleaseHave `json:"releases"`
+	// Subscriptions are the product channels the agent follows: it will
+	// take part in their next releases.
+	Subscriptions []PeerSub `json:"subscriptions"`
+}
+
+// PeerSub is a product channel an agent follows.
+type PeerSub struct {
+	Product string `json:"product"`
+	Channel string `json:"channel"`
 }
 
 // ReleaseHave is one release a peer holds and which of its chunks.
@@ -96,8 +105,8 @@ func decodeBitmap(s string, n int) ([]byte, error) {
 	return b, nil
 }
 
-// bitSet reports bit i of a bitmap.
-func bitSet(b []byte, i int) bool { return b[i/8]&(1<<(i%8)) != 0 }
+// bitSet reports bit i of a bitmap; a nil bitmap has no bit set.
+func bitSet(b []byte, i int) bool { return i/8 < len(b) && b[i/8]&(1<<(i%8)) != 0 }
 
 // bitCount counts the bits set.
 func bitCount(b []byte) int {
@@ -136,6 +145,14 @@ func ParsePeerState(data []byte) (*PeerState, []PeerBits, error) {
 	}
 	if len(st.Releases) > maxPeerReleases {
 		return nil, nil, fmt.Errorf("peer state: %d releases, limit %d", len(st.Releases), maxPeerReleases)
+	}
+	if len(st.Subscriptions) > maxPeerReleases {
+		return nil, nil, fmt.Errorf("peer state: %d subscriptions, limit %d", len(st.Subscriptions), maxPeerReleases)
+	}
+	for _, sub := range st.Subscriptions {
+		if !manifest.ValidName(sub.Product) || !manifest.ValidName(sub.Channel) {
+			return nil, nil, fmt.Errorf("peer state: bad subscription %q/%q", clip(sub.Product), clip(sub.Channel))
+		}
 	}
 	maps := make([]PeerBits, len(st.Releases))
 	for i, r := range st.Releases {

@@ -25,6 +25,7 @@ type peerSource interface {
 	Peers() []discovery.Peer
 	Seen(addr, agentID, fleetID string)
 	Changed() <-chan struct{}
+	Browsed() <-chan struct{}
 }
 
 var _ peerSource = (*discovery.Discovery)(nil)
@@ -38,6 +39,7 @@ type peerView struct {
 	// guarded by peerManager.mu
 	id, fleet   string
 	rels        map[relKey]*peerRelease
+	subs        map[string]bool // product/channel it follows
 	lastState   time.Time // last state response
 	bannedUntil time.Time
 	banReason   string
@@ -271,6 +273,10 @@ func (pm *peerManager) update(v *peerView, st *PeerState, maps []PeerBits) {
 		rels[key] = pr
 	}
 	v.rels = rels
+	v.subs = make(map[string]bool, len(st.Subscriptions))
+	for _, sub := range st.Subscriptions {
+		v.subs[sub.Product+"/"+sub.Channel] = true
+	}
 	pm.bumpLocked()
 }
 
@@ -357,7 +363,7 @@ func (pm *peerManager) usable() int {
 type holder struct {
 	addr     string
 	id       string
-	bits     []byte
+	bits     []byte // nil: holds nothing of the release yet
 	fetching []byte // chunks it is fetching from the origin
 	progress time.Time
 	fetch    chunkSource
@@ -369,19 +375,25 @@ func (pm *peerManager) swarm() *swarmConfig {
 	return &swarmConfig{view: pm, self: pm.a.id, grace: c.OriginGrace, perPeer: c.PerPeer, conns: c.PeerConnections}
 }
 
-// snapshot returns the usable peers whose state lists a release (the
-// participants), whatever they hold of it.
+// snapshot returns the usable peers that take part in a release: those
+// whose state lists it, whatever they hold of it, and those that follow its
+// channel and will start on it soon.
 func (pm *peerManager) snapshot(key relKey) []holder {
 	now := time.Now()
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
 	var out []holder
 	for _, v := range pm.peers {
-		r := v.rels[key]
-		if r == nil || !pm.usableLocked(v, now) {
+		if !pm.usableLocked(v, now) {
 			continue
 		}
-		out = append(out, holder{addr: v.addr, id: v.id, bits: r.bits, fetching: r.fetching, progress: r.progress, fetch: v.fetch})
+		if r := v.rels[key]; r != nil {
+			out = append(out, holder{addr: v.addr, id: v.id, bits: r.bits, fetching: r.fetching, progress: r.progress, fetch: v.fetch})
+		} else if v.subs[key.product+"/"+key.channel] {
+			// It follows the channel, so it will take part: it holds
+			// nothing yet (nil bitmaps) and has made no progress.
+			out = append(out, holder{addr: v.addr, id: v.id, fetch: v.fetch})
+		}
 	}
 	slices.SortFunc(out, func(a, b holder) int { return strings.Compare(a.addr, b.addr) })
 	return out

@@ -193,6 +193,9 @@ func (s *sched) refreshLocked() {
 	// claims another count for a signed release is lying.
 	want := (len(s.a.m.Chunks) + 7) / 8
 	for _, h := range s.holders {
+		if h.bits == nil && h.fetching == nil {
+			continue // follows the channel, not started on this release
+		}
 		if len(h.bits) != want || len(h.fetching) != want {
 			s.pm.ban(h.addr, fmt.Sprintf("state for %s has bitmaps of %d bytes, the manifest has %d chunks", s.key, len(h.bits), len(s.a.m.Chunks)))
 			s.holders = removeHolder(s.holders, h.addr)
@@ -312,7 +315,11 @@ func (s *sched) originReason(j *job, now time.Time) string {
 		}
 		if rendezvous(h.id, j.chunk.SHA256) > mine {
 			ahead++
-			if now.Sub(h.progress) < s.grace {
+			progress := h.progress
+			if h.bits == nil {
+				progress = s.started // not started yet: given origin_grace from now
+			}
+			if now.Sub(progress) < s.grace {
 				return "" // a live agent ranked before this one will fetch it
 			}
 		}

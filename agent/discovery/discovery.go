@@ -131,6 +131,8 @@ type Discovery struct {
 	log     *slog.Logger
 	now     func() time.Time
 	changed chan struct{}
+	browsed chan struct{} // closed when the first browse ended (at once without mDNS)
+	once    sync.Once
 
 	mu        sync.Mutex
 	peers     map[string]*Peer // by Addr
@@ -164,6 +166,10 @@ func New(cfg Config, self Self, log *slog.Logger) (*Discovery, error) {
 	for _, s := range cfg.Static {
 		addr, _ := normalizeAddr(s)
 		d.peers[addr] = &Peer{Addr: addr, Source: SourceStatic, LastSeen: now}
+	}
+	d.browsed = make(chan struct{})
+	if !cfg.MDNS {
+		d.once.Do(func() { close(d.browsed) })
 	}
 	d.loadState(now)
 	d.lastSig = signature(d.peersLocked(now))
@@ -299,6 +305,11 @@ func (d *Discovery) expireLocked(now time.Time) {
 		}
 	}
 }
+
+// Browsed is closed when the first mDNS browse has ended, whether it found
+// anyone or not (at once when mDNS is off): an agent that starts waits for
+// it before it decides what to fetch from the origin.
+func (d *Discovery) Browsed() <-chan struct{} { return d.browsed }
 
 // Changed is signalled (a non-blocking send on a 1-buffered channel) when
 // the result of Peers() changes, not counting LastSeen. Expiry by the

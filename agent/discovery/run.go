@@ -5,6 +5,13 @@ import (
 	"time"
 )
 
+// The first quickBrowses browses are quickBrowseGap apart, then
+// BrowseInterval.
+const (
+	quickBrowses   = 3
+	quickBrowseGap = 250 * time.Millisecond
+)
+
 // Run advertises self and browses (when Config.MDNS) every BrowseInterval,
 // the first browse at once; it expires peers and writes the state file,
 // until ctx is cancelled, and then returns nil. Missing multicast is not an
@@ -16,6 +23,11 @@ import (
 func (d *Discovery) Run(ctx context.Context) error {
 	ticker := time.NewTicker(d.cfg.BrowseInterval)
 	defer ticker.Stop()
+	// Agents that start together miss each other's first answers: the first
+	// few browses follow each other closely.
+	soon := time.NewTimer(time.Hour)
+	soon.Stop()
+	browses := 0
 	done := make(chan struct{}, 1)
 	busy := false
 	tick := func() {
@@ -38,6 +50,12 @@ func (d *Discovery) Run(ctx context.Context) error {
 			return nil
 		case <-done:
 			busy = false
+			d.once.Do(func() { close(d.browsed) })
+			if browses++; browses < quickBrowses {
+				soon.Reset(quickBrowseGap)
+			}
+		case <-soon.C:
+			tick()
 		case <-ticker.C:
 			tick()
 		}
