@@ -40,7 +40,7 @@ type peerView struct {
 	id, fleet   string
 	rels        map[relKey]*peerRelease
 	subs        map[string]bool // product/channel it follows
-	lastState   time.Time // last state response
+	lastState   time.Time       // last state response
 	bannedUntil time.Time
 	banReason   string
 	foreign     bool // another fleet or protocol: ignored
