@@ -72,6 +72,7 @@ type jobState struct {
 	busy        map[string]int  // busy answers by peer
 	originFails int
 	waitSince   time.Time // when it was first left to others
+	queued      bool      // in pending or local, waiting for a task
 }
 
 // sched decides, for one assembly, which chunk to fetch next and from
@@ -92,7 +93,10 @@ type sched struct {
 	perPeer int
 
 	mu         sync.Mutex
-	pending    []*job // not done, none in flight
+	pending    []*job // to fetch, artifact order at first; entries not queued are skipped
+	head       int    // pending[:head] holds no queued job
+	live       int    // queued jobs in pending
+	local      []*job // to copy from the store, in order
 	state      map[*job]*jobState
 	remaining  int
 	inflight   map[string]int       // per peer
@@ -121,8 +125,10 @@ func newSched(a *assembly, jobs []*job, sw *swarmConfig, key relKey) *sched {
 		}
 		s.maxWait = cmp.Or(sw.maxWait, 2*sw.grace)
 	}
+	s.pending = nil
 	for _, j := range jobs {
 		s.state[j] = &jobState{}
+		s.pushLocked(j)
 	}
 	return s
 }
@@ -206,8 +212,8 @@ func (s *sched) refreshLocked() {
 func (s *sched) startLocked(ctx context.Context, t *task) {
 	t.ctx, t.cancel = context.WithCancel(ctx)
 	st := s.state[t.j]
-	if st.running == 0 {
-		s.removePendingLocked(t.j)
+	if st.queued {
+		s.popLocked(t.j)
 	}
 	st.running++
 	st.tasks = append(st.tasks, t)
@@ -216,13 +222,52 @@ func (s *sched) startLocked(ctx context.Context, t *task) {
 	}
 }
 
-func (s *sched) removePendingLocked(j *job) {
-	for i, p := range s.pending {
-		if p == j {
-			s.pending = append(s.pending[:i], s.pending[i+1:]...)
-			return
-		}
+// pushLocked queues a job for a task: to the local queue if the store has
+// it, else to pending.
+func (s *sched) pushLocked(j *job) {
+	st := s.state[j]
+	if st.queued {
+		return
 	}
+	st.queued = true
+	if j.local != nil {
+		s.local = append(s.local, j)
+		return
+	}
+	s.pending = append(s.pending, j)
+	s.live++
+}
+
+// popLocked takes a queued job out of its queue: at once from the
+// accounting, lazily from the slices (compacted when half is dead), so
+// that a pick costs no more than the jobs it looks at.
+func (s *sched) popLocked(j *job) {
+	st := s.state[j]
+	st.queued = false
+	if j.local != nil {
+		return // the local queue is consumed from its head
+	}
+	s.live--
+	if len(s.pending) > 64 && 2*s.live < len(s.pending)-s.head {
+		live := s.pending[:0]
+		for _, x := range s.pending[s.head:] {
+			if s.state[x].queued {
+				live = append(live, x)
+			}
+		}
+		clear(s.pending[len(live):])
+		s.pending, s.head = live, 0
+	}
+}
+
+// queuedLocked reports whether pending[i] is still queued, advancing head
+// past the dead prefix.
+func (s *sched) queuedLocked(i int) bool {
+	ok := s.state[s.pending[i]].queued
+	if !ok && i == s.head {
+		s.head++
+	}
+	return ok
 }
 
 // usableLocked: h may be asked for job j now.
@@ -253,17 +298,22 @@ func (s *sched) hasHolderLocked(j *job) bool {
 // the origin now.
 func (s *sched) pickOriginLocked() *task {
 	now := time.Now()
-	for _, j := range s.pending {
-		if j.local != nil {
+	for len(s.local) > 0 {
+		j := s.local[0]
+		s.local = s.local[1:]
+		if s.state[j].queued {
 			return &task{j: j, reason: taskLocal}
 		}
 	}
 	if now.Before(s.originOff) {
 		return nil
 	}
-	for _, j := range s.pending {
-		if r := s.originReasonLocked(j, now); r != "" {
-			return &task{j: j, reason: r}
+	for i := s.head; i < len(s.pending); i++ {
+		if !s.queuedLocked(i) {
+			continue
+		}
+		if r := s.originReasonLocked(s.pending[i], now); r != "" {
+			return &task{j: s.pending[i], reason: r}
 		}
 	}
 	return nil
@@ -351,14 +401,14 @@ func (s *sched) pickPeerLocked() *task {
 	now := time.Now()
 	var best *job
 	bestN, ties := 0, 0
-	n := len(s.pending)
+	n := len(s.pending) - s.head
 	start := 0
 	if n > 0 {
 		start = rand.N(n)
 	}
 	for k := range min(n, 512) {
-		j := s.pending[(start+k)%n]
-		if j.local != nil {
+		j := s.pending[s.head+(start+k)%n]
+		if !s.state[j].queued {
 			continue
 		}
 		c := 0
@@ -381,7 +431,7 @@ func (s *sched) pickPeerLocked() *task {
 	if best != nil {
 		return &task{j: best, peer: s.pickHolderLocked(best, now)}
 	}
-	if len(s.pending) > 0 {
+	if s.live > 0 {
 		return nil
 	}
 	return s.endGameLocked(now)
@@ -469,7 +519,7 @@ func (s *sched) finish(t *task, err error) bool {
 		s.failedLocked(t, st, err)
 	}
 	if st.running == 0 && s.err == nil {
-		s.pending = append(s.pending, t.j)
+		s.pushLocked(t.j)
 	}
 	return false
 }

@@ -317,3 +317,30 @@ type relKeyFleet struct {
 }
 
 func (f *relKeyFleet) usable() int { return f.n }
+
+// BenchmarkSchedPicks: picking and finishing every job of a release of
+// manifest.MaxChunks chunks costs about the same per job as of a small one
+// (no pick scans the whole queue).
+func BenchmarkSchedPicks(b *testing.B) {
+	for _, n := range []int{1024, manifest.MaxChunks} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			m := &manifest.Manifest{Chunks: make([]manifest.Chunk, n)}
+			for b.Loop() {
+				jobs := make([]*job, n)
+				for i := range jobs {
+					m.Chunks[i].SHA256[0], m.Chunks[i].SHA256[1], m.Chunks[i].SHA256[2] = byte(i), byte(i>>8), byte(i>>16)
+					jobs[i] = &job{chunk: m.Chunks[i], indexes: []int{i}}
+				}
+				s := newSched(&assembly{m: m}, jobs, nil, relKey{})
+				for range n {
+					s.mu.Lock()
+					t := s.pickOriginLocked()
+					s.startLocked(context.Background(), t)
+					s.mu.Unlock()
+					s.finish(t, nil)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/job")
+		})
+	}
+}
