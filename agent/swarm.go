@@ -93,10 +93,12 @@ type sched struct {
 	perPeer int
 
 	mu         sync.Mutex
-	pending    []*job // to fetch, artifact order at first; entries not queued are skipped
-	head       int    // pending[:head] holds no queued job
-	live       int    // queued jobs in pending
-	local      []*job // to copy from the store, in order
+	pending    []*job    // to fetch, artifact order at first; entries not queued are skipped
+	head       int       // pending[:head] holds no queued job
+	live       int       // queued jobs in pending
+	local      []*job    // to copy from the store, in order
+	originScan int       // where the next origin pick looks first
+	lastPass   time.Time // when the origin scan last started again from head
 	state      map[*job]*jobState
 	remaining  int
 	inflight   map[string]int       // per peer
@@ -256,7 +258,7 @@ func (s *sched) popLocked(j *job) {
 			}
 		}
 		clear(s.pending[len(live):])
-		s.pending, s.head = live, 0
+		s.pending, s.head, s.originScan = live, 0, 0
 	}
 }
 
@@ -276,6 +278,9 @@ func (s *sched) usableLocked(h *holder, j *job, now time.Time) bool {
 	return bitSet(h.bits, j.indexes[0]) && !st.failed[h.addr] && s.inflight[h.addr] < s.perPeer &&
 		now.After(s.pauseUntil[h.addr])
 }
+
+// originPass is how often the origin scan starts again from the head.
+const originPass = 200 * time.Millisecond
 
 // maxPeerFails is the failures in a row after which a peer no longer
 // counts as having any chunk, so that the origin is asked instead.
@@ -308,13 +313,24 @@ func (s *sched) pickOriginLocked() *task {
 	if now.Before(s.originOff) {
 		return nil
 	}
-	for i := s.head; i < len(s.pending); i++ {
-		if !s.queuedLocked(i) {
-			continue
+	// The scan goes on from where the last pick stopped, and starts again
+	// from the head at most every originPass: a job left to others is
+	// looked at again a few times a second, not at every pick.
+	for range 2 {
+		for ; s.originScan < len(s.pending); s.originScan++ {
+			i := s.originScan
+			if !s.queuedLocked(i) {
+				continue
+			}
+			if r := s.originReasonLocked(s.pending[i], now); r != "" {
+				s.originScan++
+				return &task{j: s.pending[i], reason: r}
+			}
 		}
-		if r := s.originReasonLocked(s.pending[i], now); r != "" {
-			return &task{j: s.pending[i], reason: r}
+		if now.Sub(s.lastPass) < originPass {
+			return nil
 		}
+		s.lastPass, s.originScan = now, s.head
 	}
 	return nil
 }

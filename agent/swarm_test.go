@@ -305,6 +305,7 @@ func TestSwarmWaitsForParticipants(t *testing.T) {
 		t.Fatalf("picked %+v at once; want to wait for peers to take part", tk)
 	}
 	s.started = time.Now().Add(-2 * time.Hour)
+	s.lastPass = time.Time{} // as if originPass had passed
 	if tk := s.pickOriginLocked(); tk == nil || tk.reason != reasonNoPeers {
 		t.Fatalf("picked %+v after origin_grace; want the origin, reason %s", tk, reasonNoPeers)
 	}
@@ -341,6 +342,45 @@ func BenchmarkSchedPicks(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/job")
+		})
+	}
+}
+
+// BenchmarkSchedPicksSwarm: with three other agents taking part, this one
+// picks its own share of a release for the origin; the others' chunks are
+// looked at again at most every originPass, not at every pick.
+func BenchmarkSchedPicksSwarm(b *testing.B) {
+	for _, n := range []int{1024, manifest.MaxChunks} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			m := &manifest.Manifest{Chunks: make([]manifest.Chunk, n)}
+			f := newMemFleet()
+			for i := range 3 {
+				f.add(fmt.Sprint("p", i), m, func(int) bool { return false }, nil, time.Now().Add(time.Hour))
+			}
+			picked := 0
+			for b.Loop() {
+				jobs := make([]*job, n)
+				for i := range jobs {
+					m.Chunks[i].SHA256[0], m.Chunks[i].SHA256[1], m.Chunks[i].SHA256[2] = byte(i), byte(i>>8), byte(i>>16)
+					jobs[i] = &job{chunk: m.Chunks[i], indexes: []int{i}}
+				}
+				s := newSched(&assembly{m: m}, jobs, swarmConf(f, time.Hour), relKey{})
+				s.refreshLocked()
+				for {
+					s.mu.Lock()
+					t := s.pickOriginLocked()
+					if t == nil {
+						s.mu.Unlock()
+						break
+					}
+					s.startLocked(context.Background(), t)
+					s.mu.Unlock()
+					s.finish(t, nil)
+					picked++
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(picked), "ns/pick")
+			b.ReportMetric(float64(picked)/float64(b.N*n), "share")
 		})
 	}
 }
