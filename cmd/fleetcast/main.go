@@ -84,7 +84,7 @@ func exitCode(err error, name string, stderr io.Writer) int {
 func printHelp(w io.Writer) {
 	fmt.Fprintln(w, "fleetcast distributes signed software releases to a fleet.\n\nUsage: fleetcast COMMAND [flags] [args]\n\nCommands:")
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun \"fleetcast COMMAND -h\" for a command's flags and an example.")
 }
