@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fleetcast/fleetcast/agent/discovery"
@@ -68,6 +69,7 @@ type peerManager struct {
 	log    *slog.Logger
 
 	subscribed map[string]bool // product/channel: the releases kept of peers' states
+	everSeen   atomic.Bool     // some peer of the fleet answered since start
 
 	mu        sync.Mutex
 	peers     map[string]*peerView
@@ -254,6 +256,7 @@ func (pm *peerManager) update(v *peerView, st *PeerState, maps []PeerBits) {
 	defer pm.mu.Unlock()
 	v.fails = 0
 	v.id, v.fleet, v.lastState, v.foreign = st.AgentID, st.FleetID, now, false
+	pm.everSeen.Store(true)
 	rels := make(map[relKey]*peerRelease, len(st.Releases))
 	for i, r := range st.Releases {
 		key := relKey{r.Product, r.Channel, r.Sequence}
@@ -345,7 +348,8 @@ func (pm *peerManager) settled() (bool, int) {
 }
 
 // usable counts the peers that may be asked for chunks now, or soon: those
-// of this fleet, not banned, including those not reached yet.
+// of this fleet, not banned, including those not reached yet; and 1 if
+// there are none but some peer answered since start (it may be back).
 func (pm *peerManager) usable() int {
 	now := time.Now()
 	pm.mu.Lock()
@@ -355,6 +359,9 @@ func (pm *peerManager) usable() int {
 		if !v.self && !v.foreign && now.After(v.bannedUntil) && v.fails < settleTries {
 			n++
 		}
+	}
+	if n == 0 && pm.everSeen.Load() {
+		n = 1
 	}
 	return n
 }

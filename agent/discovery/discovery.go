@@ -131,7 +131,7 @@ type Discovery struct {
 	log     *slog.Logger
 	now     func() time.Time
 	changed chan struct{}
-	browsed chan struct{} // closed when the first browse ended (at once without mDNS)
+	browsed chan struct{} // closed when the quick browses at start ended (at once without mDNS)
 	once    sync.Once
 
 	mu        sync.Mutex
@@ -306,9 +306,9 @@ func (d *Discovery) expireLocked(now time.Time) {
 	}
 }
 
-// Browsed is closed when the first mDNS browse has ended, whether it found
-// anyone or not (at once when mDNS is off): an agent that starts waits for
-// it before it decides what to fetch from the origin.
+// Browsed is closed when the first, quick browses have ended, whether they
+// found anyone or not (at once when mDNS is off): an agent that starts
+// waits for it before it decides what to fetch from the origin.
 func (d *Discovery) Browsed() <-chan struct{} { return d.browsed }
 
 // Changed is signalled (a non-blocking send on a 1-buffered channel) when

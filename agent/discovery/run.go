@@ -50,9 +50,10 @@ func (d *Discovery) Run(ctx context.Context) error {
 			return nil
 		case <-done:
 			busy = false
-			d.once.Do(func() { close(d.browsed) })
 			if browses++; browses < quickBrowses {
 				soon.Reset(quickBrowseGap)
+			} else {
+				d.once.Do(func() { close(d.browsed) })
 			}
 		case <-soon.C:
 			tick()
