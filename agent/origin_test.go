@@ -223,3 +223,25 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// TestFetchChunkRateLimited: with a limiter (download_rate), a chunk is
+// read in pieces no larger than the burst and never faster than the rate.
+func TestFetchChunkRateLimited(t *testing.T) {
+	body := bytes.Repeat([]byte("x"), 256<<10)
+	c := manifest.Chunk{SHA256: manifest.Sum(body), Size: int64(len(body))}
+	o := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
+	}), testPolicy())
+	const rate = 1 << 20 // bytes/s; burst a tenth of it
+	o.limit = rateLimiter(rate)
+	start := time.Now()
+	b, err := o.fetchChunk(context.Background(), c, make([]byte, len(body)))
+	if err != nil || !bytes.Equal(b, body) {
+		t.Fatalf("fetchChunk: %v", err)
+	}
+	// 256 KiB at 1 MiB/s after a burst of 102.4 KiB: at least 0.15 s.
+	if d := time.Since(start); d < 140*time.Millisecond {
+		t.Errorf("256 KiB at %d B/s took %v; the limit was not applied", rate, d)
+	}
+}

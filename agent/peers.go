@@ -93,7 +93,7 @@ func newPeerManager(a *Agent, src peerSource) *peerManager {
 		pm.subscribed[s.key()] = true
 	}
 	if a.cfg.DownloadRate > 0 {
-		pm.limit = rate.NewLimiter(rate.Limit(a.cfg.DownloadRate), rateBurst(a.cfg.DownloadRate))
+		pm.limit = rateLimiter(a.cfg.DownloadRate)
 	}
 	return pm
 }
