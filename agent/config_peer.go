@@ -11,7 +11,7 @@ import (
 type PeerConfig struct {
 	Peers           []string      `toml:"peers"`                  // static peers, host:port; for networks without multicast
 	MDNS            bool          `toml:"mdns"`                   // advertise and browse _fleetcast._tcp; default true
-	MDNSInterface   string        `toml:"mdns_interface"`         // interface for mDNS; default: the OS's choice
+	MDNSInterface   string        `toml:"mdns_interface"`         // interface for mDNS; default: the route to 224.0.0.251
 	BrowseInterval  time.Duration `toml:"browse_interval"`        // default 10s
 	PeerExpiry      time.Duration `toml:"peer_expiry"`            // a peer not heard from for this long is dropped; default 1m
 	FleetSecretFile string        `toml:"fleet_secret_file"`      // shared secret: mutual TLS between agents; default none (open LAN)

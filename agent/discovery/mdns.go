@@ -72,16 +72,47 @@ func joinErrs(errs ...error) error {
 	return errors.New(strings.Join(msgs, "; "))
 }
 
-// iface returns the configured interface, or nil to let the OS choose.
+// iface returns the configured interface or, without one, the interface
+// the OS routes mDNS multicast through; nil (let the OS choose) when it
+// cannot tell. Advertising every interface's addresses would give peers
+// addresses they cannot reach (a container bridge, a VPN): the hashicorp
+// client keeps one address per answer.
 func (d *Discovery) iface() (*net.Interface, error) {
 	if d.cfg.Interface == "" {
-		return nil, nil
+		return multicastIface(), nil
 	}
 	ifc, err := net.InterfaceByName(d.cfg.Interface)
 	if err != nil {
 		return nil, fmt.Errorf("mdns interface %q: %w", d.cfg.Interface, err)
 	}
 	return ifc, nil
+}
+
+// mdnsGroup is the IPv4 mDNS group and port (RFC 6762).
+var mdnsGroup = &net.UDPAddr{IP: net.IPv4(224, 0, 0, 251), Port: 5353}
+
+// multicastIface finds the interface of the route to the mDNS group: a UDP
+// "connection" picks the source address without sending anything.
+func multicastIface() *net.Interface {
+	c, err := net.DialUDP("udp4", nil, mdnsGroup)
+	if err != nil {
+		return nil
+	}
+	local := c.LocalAddr().(*net.UDPAddr).IP
+	c.Close()
+	all, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	for _, ifc := range all {
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.Equal(local) && ifc.Flags&net.FlagMulticast != 0 {
+				return &ifc
+			}
+		}
+	}
+	return nil
 }
 
 // advertise starts the mDNS responder, or restarts it when our addresses
