@@ -281,7 +281,6 @@ poll_interval = "2s"
 allowed_installers = ["file"]
 allowed_targets = [%q]
 mdns = true
-mdns_interface = "eth0"
 browse_interval = "1s"
 peer_expiry = "30s"
 fleet_secret_file = %q
