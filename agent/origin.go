@@ -126,7 +126,11 @@ func strongLastModified(h http.Header) string {
 // fetchRoot GETs root version v; an error matching fs.ErrNotExist when the
 // origin has none, as signing.FollowChain expects.
 func (o *originClient) fetchRoot(ctx context.Context, version uint64) ([]byte, error) {
-	rel := manifest.RootPath(version)
+	return o.fetchFile(ctx, manifest.RootPath(version), signing.MaxRootSize)
+}
+
+// fetchFile GETs a whole file of at most limit bytes.
+func (o *originClient) fetchFile(ctx context.Context, rel string, limit int64) ([]byte, error) {
 	var out []byte
 	err := o.retry(ctx, rel, func(a *attempt) error {
 		req, err := o.request(a.ctx, rel)
@@ -134,7 +138,7 @@ func (o *originClient) fetchRoot(ctx context.Context, version uint64) ([]byte, e
 			return err
 		}
 		return o.do(req, func(resp *http.Response) error {
-			out, err = readBody(a, resp, signing.MaxRootSize)
+			out, err = readBody(a, resp, limit)
 			return err
 		})
 	})

@@ -438,17 +438,7 @@ type peerOffer struct {
 // fetchPeerManifest gets a release's signed envelope from a peer.
 func (o *originClient) fetchPeerManifest(ctx context.Context, key relKey) ([]byte, error) {
 	rel := "manifest/" + key.product + "/" + key.channel + "/" + strconv.FormatUint(key.seq, 10)
-	var out []byte
-	err := o.retry(ctx, rel, func(a *attempt) error {
-		req, err := o.request(a.ctx, rel)
-		if err != nil {
-			return err
-		}
-		return o.do(req, func(resp *http.Response) error {
-			out, err = readBody(a, resp, signing.MaxEnvelopeSize)
-			return err
-		})
-	})
+	out, err := o.fetchFile(ctx, rel, signing.MaxEnvelopeSize)
 	if err != nil {
 		return nil, fmt.Errorf("peer %s: %w", o.base.Host, err)
 	}
