@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -22,7 +21,7 @@ const (
 	reasonPeerStalled = "peer-stalled"    // the agents ranked before this one made no progress for origin_grace
 	reasonPeersFailed = "peers-failed"    // every peer that had it failed to deliver it
 	reasonNoHolder    = "no-peer-has-it"  // origin_grace is 0: no waiting for peers
-	reasonWaited      = "waited-too-long" // waited origin_grace + peer_timeout for others in vain
+	reasonWaited      = "waited-too-long" // waited twice origin_grace for others in vain
 )
 
 // Kinds of task that are not origin fetches.
@@ -50,7 +49,6 @@ type swarmConfig struct {
 	perPeer int           // peer_requests_per_peer
 	conns   int           // peer_connections
 	pause   time.Duration // first pause of a peer after a failure; 0: 1s
-	maxWait time.Duration // longest a chunk waits for others before the origin; 0: 2 × grace
 }
 
 // task is one request for a job's chunk: from the origin (peer == nil) or
@@ -89,7 +87,7 @@ type sched struct {
 	key     relKey
 	self    string
 	grace   time.Duration
-	maxWait time.Duration
+	maxWait time.Duration // longest a chunk waits for others before the origin: twice grace
 	perPeer int
 
 	mu         sync.Mutex
@@ -116,7 +114,7 @@ type sched struct {
 }
 
 func newSched(a *assembly, jobs []*job, sw *swarmConfig, key relKey) *sched {
-	s := &sched{a: a, key: key, pending: jobs, state: make(map[*job]*jobState, len(jobs)),
+	s := &sched{a: a, key: key, state: make(map[*job]*jobState, len(jobs)),
 		remaining: len(jobs), inflight: make(map[string]int), pauseUntil: make(map[string]time.Time),
 		fails: make(map[string]int), pauseBase: time.Second,
 		wakeCh: make(chan struct{}), started: time.Now()}
@@ -125,9 +123,8 @@ func newSched(a *assembly, jobs []*job, sw *swarmConfig, key relKey) *sched {
 		if sw.pause > 0 {
 			s.pauseBase = sw.pause
 		}
-		s.maxWait = cmp.Or(sw.maxWait, 2*sw.grace)
+		s.maxWait = 2 * sw.grace
 	}
-	s.pending = nil
 	for _, j := range jobs {
 		s.state[j] = &jobState{}
 		s.pushLocked(j)
