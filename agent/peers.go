@@ -69,7 +69,7 @@ type peerManager struct {
 	log    *slog.Logger
 
 	subscribed map[string]bool // product/channel: the releases kept of peers' states
-	everSeen   atomic.Bool     // some peer of the fleet answered since start
+	lastHeard  atomic.Int64    // unix nanoseconds of the last answer of any peer of the fleet
 
 	mu        sync.Mutex
 	peers     map[string]*peerView
@@ -192,8 +192,11 @@ func (pm *peerManager) follow(ctx context.Context, v *peerView) {
 		default:
 			fails = 0
 			pm.src.Seen(v.addr, st.AgentID, st.FleetID)
-			if after > 0 && st.Version <= after && time.Since(asked) < (peerLongPoll-1)*time.Second {
+			switch {
+			case after > 0 && st.Version <= after && time.Since(asked) < (peerLongPoll-1)*time.Second:
 				wait = time.Second // answered at once with nothing new: not a long-poll
+			case time.Since(asked) < minStateGap:
+				wait = minStateGap - time.Since(asked) // at most a few states a second, whatever it claims
 			}
 			if st.Version != after {
 				pm.update(v, st, maps)
@@ -256,7 +259,7 @@ func (pm *peerManager) update(v *peerView, st *PeerState, maps []PeerBits) {
 	defer pm.mu.Unlock()
 	v.fails = 0
 	v.id, v.fleet, v.lastState, v.foreign = st.AgentID, st.FleetID, now, false
-	pm.everSeen.Store(true)
+	pm.lastHeard.Store(now.UnixNano())
 	rels := make(map[relKey]*peerRelease, len(st.Releases))
 	for i, r := range st.Releases {
 		key := relKey{r.Product, r.Channel, r.Sequence}
@@ -330,6 +333,9 @@ func (pm *peerManager) usableLocked(v *peerView, now time.Time) bool {
 		now.Sub(v.lastState) < (peerLongPoll+15)*time.Second
 }
 
+// minStateGap is the least time between two state requests to one peer.
+const minStateGap = 20 * time.Millisecond
+
 // settleTries is how many quick tries a peer gets before settled gives up
 // on it.
 const settleTries = 3
@@ -349,7 +355,7 @@ func (pm *peerManager) settled() (bool, int) {
 
 // usable counts the peers that may be asked for chunks now, or soon: those
 // of this fleet, not banned, including those not reached yet; and 1 if
-// there are none but some peer answered since start (it may be back).
+// there are none but some peer answered within peer_expiry (it may be back).
 func (pm *peerManager) usable() int {
 	now := time.Now()
 	pm.mu.Lock()
@@ -360,7 +366,7 @@ func (pm *peerManager) usable() int {
 			n++
 		}
 	}
-	if n == 0 && pm.everSeen.Load() {
+	if last := pm.lastHeard.Load(); n == 0 && last != 0 && now.Sub(time.Unix(0, last)) < pm.a.cfg.PeerExpiry {
 		n = 1
 	}
 	return n

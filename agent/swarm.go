@@ -249,8 +249,12 @@ func (s *sched) popLocked(j *job) {
 	s.live--
 	if len(s.pending) > 64 && 2*s.live < len(s.pending)-s.head {
 		live := s.pending[:0]
+		seen := make(map[*job]bool, s.live)
 		for _, x := range s.pending[s.head:] {
-			if s.state[x].queued {
+			// A job queued again while its old entry was still here
+			// appears twice: keep one.
+			if s.state[x].queued && !seen[x] {
+				seen[x] = true
 				live = append(live, x)
 			}
 		}

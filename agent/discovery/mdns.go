@@ -27,6 +27,7 @@ type mdnsState struct {
 	ips     string // the advertised addresses, to notice when they change
 	warned  bool   // the one warning about unavailable multicast was logged
 	failing bool   // the last browse failed
+	quick   bool   // a quick browse at start: a short query timeout
 }
 
 // browse makes sure we advertise, then queries once and records the answers.
@@ -220,6 +221,9 @@ func (d *Discovery) queryOnce(ctx context.Context, iface *net.Interface, v4only 
 }
 
 func (d *Discovery) queryTimeout() time.Duration {
+	if d.mdnsState.quick {
+		return min(quickQueryTimeout, max(d.cfg.BrowseInterval/2, 100*time.Millisecond))
+	}
 	return min(max(d.cfg.BrowseInterval/2, 100*time.Millisecond), maxQueryTimeout)
 }
 

@@ -5,11 +5,12 @@ import (
 	"time"
 )
 
-// The first quickBrowses browses are quickBrowseGap apart, then
-// BrowseInterval.
+// The first quickBrowses browses listen quickQueryTimeout each and are
+// quickBrowseGap apart (about 1.5 s in all), then BrowseInterval.
 const (
-	quickBrowses   = 3
-	quickBrowseGap = 250 * time.Millisecond
+	quickBrowses      = 3
+	quickBrowseGap    = 250 * time.Millisecond
+	quickQueryTimeout = 300 * time.Millisecond
 )
 
 // Run advertises self and browses (when Config.MDNS) every BrowseInterval,
@@ -33,6 +34,7 @@ func (d *Discovery) Run(ctx context.Context) error {
 	tick := func() {
 		if d.cfg.MDNS && !busy {
 			busy = true
+			d.mdnsState.quick = browses < quickBrowses // read by browse, written only while none runs
 			go func() { d.browse(ctx); done <- struct{}{} }()
 		}
 		d.sweep()
