@@ -375,14 +375,23 @@ func (a *assembly) wait(i int) bool {
 	return a.have[i]
 }
 
+// writebackStep is how much of the finished prefix gathers before its
+// writeback is started.
+const writebackStep = 8 << 20
+
 // hashPrefix computes the whole-file SHA-256 in order, reading each chunk
 // back as soon as it is present, and compares it with the manifest.
 func (a *assembly) hashPrefix(ctx context.Context) error {
 	h := manifest.NewHash()
 	buf := make([]byte, 1<<20)
+	var flushed int64 // writeback started for [0, flushed)
 	for i, c := range a.m.Chunks {
 		if !a.wait(i) {
 			return context.Cause(ctx)
+		}
+		if end := a.offsets[i]; end-flushed >= writebackStep {
+			startWriteback(a.f, flushed, end-flushed)
+			flushed = end
 		}
 		for off, end := a.offsets[i], a.offsets[i]+c.Size; off < end; {
 			n := min(int64(len(buf)), end-off)

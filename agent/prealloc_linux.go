@@ -22,3 +22,10 @@ func preallocate(f *os.File, size int64) error {
 	}
 	return err
 }
+
+// startWriteback asks the kernel to start writing a finished range of f to
+// disk now, without waiting, so that the fsync at the end of an assembly
+// finds little left to write.
+func startWriteback(f *os.File, off, n int64) {
+	unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
+}

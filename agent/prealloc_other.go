@@ -12,3 +12,6 @@ func preallocate(f *os.File, size int64) error {
 	}
 	return f.Truncate(size)
 }
+
+// startWriteback does nothing here: the fsync at the end writes everything.
+func startWriteback(*os.File, int64, int64) {}
