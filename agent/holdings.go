@@ -1,11 +1,13 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -263,22 +265,9 @@ func (h *holdings) snapshot() (uint64, []ReleaseHave) {
 			Chunks: len(r.have), Have: encodeBitmap(r.have), Fetching: encodeBitmap(r.fetching)})
 	}
 	slices.SortFunc(out, func(a, b ReleaseHave) int {
-		return compareRelease(a.Product, a.Channel, a.Sequence, b.Product, b.Channel, b.Sequence)
+		return cmp.Or(strings.Compare(a.Product, b.Product), strings.Compare(a.Channel, b.Channel), cmp.Compare(a.Sequence, b.Sequence))
 	})
 	return h.version, out
-}
-
-// latest returns the highest sequence held of a product channel, 0 if none.
-func (h *holdings) latest(product, channel string) uint64 {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var best uint64
-	for k := range h.rels {
-		if k.product == product && k.channel == channel {
-			best = max(best, k.seq)
-		}
-	}
-	return best
 }
 
 // has reports whether the release is held (its manifest, at least).

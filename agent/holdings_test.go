@@ -158,9 +158,6 @@ func TestHoldingsIndex(t *testing.T) {
 	if _, ok := h.has(k2); ok {
 		t.Error("dropped release still held")
 	}
-	if got := h.latest("app", "stable"); got != 1 {
-		t.Errorf("latest %d, want 1", got)
-	}
 }
 
 func TestHoldingsSnapshotOrder(t *testing.T) {

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"bytes"
-	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -73,10 +72,6 @@ type ReleaseHave struct {
 	// Fetching is a bitmap of the same form: the chunks the peer is
 	// fetching from the origin now.
 	Fetching string `json:"fetching"`
-}
-
-func compareRelease(p1, c1 string, s1 uint64, p2, c2 string, s2 uint64) int {
-	return cmp.Or(strings.Compare(p1, p2), strings.Compare(c1, c2), cmp.Compare(s1, s2))
 }
 
 func encodeBitmap(have []bool) string {
