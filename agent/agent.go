@@ -49,6 +49,9 @@ type Agent struct {
 
 	statusMu sync.Mutex
 	status   map[string]*SubscriptionStatus
+	live     map[string]*progress // updates in progress, by subscription key
+
+	metrics *metrics
 }
 
 // New prepares an agent: it creates the data directory, takes its lock (one
@@ -90,9 +93,12 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		origin: newOriginClient(base, p, cfg.OriginConnections, log),
 		store:  &store{dir: filepath.Join(cfg.DataDir, releasesDir), held: newHoldings()},
 		status: make(map[string]*SubscriptionStatus), offersTried: make(map[offerKey]time.Time),
+		live: make(map[string]*progress),
 	}
 	a.store.held.scan(a.store.dir)
 	a.srv = newPeerServer(a)
+	a.metrics = newMetrics(a)
+	a.origin.rejected = func() { a.metrics.chunkRejected(sourceOrigin) }
 	for _, s := range cfg.Subscriptions {
 		a.status[s.key()] = &SubscriptionStatus{Product: s.Product, Channel: s.Channel}
 	}

@@ -57,6 +57,7 @@ type assembly struct {
 	conns   int
 	swarm   *swarmConfig // nil: no peers
 	held    *holdings    // nil: not served to peers
+	prog    *progress    // nil: not reported
 	log     *slog.Logger
 
 	mu   sync.Mutex
@@ -71,20 +72,19 @@ type assembly struct {
 }
 
 // assemble makes releases/.../<seq>/artifact for m, which must already be
-// verified, and returns what it transferred. sw may be nil (no peers).
-func (s *store) assemble(ctx context.Context, m *manifest.Manifest, dir string, src chunkSource, conns int, sw *swarmConfig, log *slog.Logger) (Transfer, error) {
+// verified, and returns what it transferred, reporting each chunk to p as
+// it arrives. sw may be nil (no peers), p nil (not reported).
+func (s *store) assemble(ctx context.Context, m *manifest.Manifest, dir string, src chunkSource, conns int, sw *swarmConfig, p *progress, log *slog.Logger) (Transfer, error) {
 	tr := Transfer{ArtifactBytes: m.Artifact.Size}
 	a, err := s.openAssembly(m, dir, src, conns, log)
 	if err != nil {
 		return tr, err
 	}
 	defer a.close()
-	a.swarm = sw
-	for i, h := range a.have {
-		if h {
-			tr.Resumed += m.Chunks[i].Size
-		}
-	}
+	a.swarm, a.prog = sw, p
+	var chunks int
+	tr.Resumed, chunks = a.present()
+	p.resumed(tr.Resumed, chunks)
 	if tr.Resumed > 0 {
 		log.Info("resuming release from the store", slog.Int64("verified_bytes", tr.Resumed))
 	}
@@ -102,6 +102,7 @@ func (s *store) assemble(ctx context.Context, m *manifest.Manifest, dir string, 
 			return tr, rerr
 		}
 		tr.Refetched += int64(bad)
+		p.setPresent(a.present())
 	}
 	tr.Origin, tr.OriginChunks = a.origin.Load(), a.originChunks.Load()
 	tr.Peer, tr.PeerChunks, tr.PeerFailures = a.peer.Load(), a.peerChunks.Load(), a.peerFailures.Load()
@@ -156,6 +157,17 @@ func (s *store) openAssembly(m *manifest.Manifest, dir string, src chunkSource, 
 		a.held.add(a.key, dir, m, a.have, false)
 	}
 	return a, nil
+}
+
+// present sums the chunks in place.
+func (a *assembly) present() (bytes int64, chunks int) {
+	for i, h := range a.have {
+		if h {
+			bytes += a.m.Chunks[i].Size
+			chunks++
+		}
+	}
+	return bytes, chunks
 }
 
 func (a *assembly) close() {
@@ -295,10 +307,12 @@ func (a *assembly) count(t *task) {
 	switch {
 	case t.reason == taskLocal:
 		a.reused.Add(j.chunk.Size)
+		a.prog.fetched(sourceReused, "", j.chunk.Size)
 		a.log.Debug("chunk reused from the store", slog.Int("chunk", j.indexes[0]), slog.String("from", j.local.path))
 	case t.peer != nil:
 		a.peer.Add(j.chunk.Size)
 		a.peerChunks.Add(1)
+		a.prog.fetched(sourcePeer, "", j.chunk.Size)
 		a.log.Debug("peer fetch", slog.Int("chunk", j.indexes[0]), slog.String("sha256", j.chunk.SHA256.String()),
 			slog.Int64("bytes", j.chunk.Size), slog.String("peer", t.peer.addr))
 	default:
@@ -307,6 +321,7 @@ func (a *assembly) count(t *task) {
 		a.reasonMu.Lock()
 		a.reasons[t.reason]++
 		a.reasonMu.Unlock()
+		a.prog.fetched(sourceOrigin, t.reason, j.chunk.Size)
 		a.log.Debug("origin fetch", slog.Int("chunk", j.indexes[0]), slog.String("sha256", j.chunk.SHA256.String()),
 			slog.Int64("bytes", j.chunk.Size), slog.String("reason", t.reason))
 	}
@@ -330,6 +345,7 @@ func (a *assembly) put(j *job, b []byte) error {
 	}
 	a.cond.Broadcast()
 	a.mu.Unlock()
+	a.prog.placed(j.chunk.Size*int64(len(j.indexes)), len(j.indexes))
 	if a.held != nil {
 		a.held.mark(a.key, j.indexes...)
 	}
@@ -352,6 +368,7 @@ func (a *assembly) readLocal(j *job, buf []byte) []byte {
 		return nil
 	}
 	if manifest.Sum(b) != j.chunk.SHA256 {
+		a.prog.rejected(sourceReused)
 		a.log.Warn("stored chunk no longer matches its digest; fetching it", slog.String("chunk", j.chunk.SHA256.String()), slog.String("file", j.local.path))
 		return nil
 	}

@@ -96,7 +96,7 @@ func assembleRelease(t *testing.T, s *store, m *manifest.Manifest, src chunkSour
 		t.Fatal(err)
 	}
 	writeTestManifest(t, dir, m)
-	return s.assemble(context.Background(), m, dir, src, 3, nil, slog.New(slog.DiscardHandler))
+	return s.assemble(context.Background(), m, dir, src, 3, nil, nil, slog.New(slog.DiscardHandler))
 }
 
 // writeTestManifest stores m as an unsigned envelope: the store's index
@@ -210,7 +210,7 @@ func TestAssembleRefetchesDamagedBytes(t *testing.T) {
 	f.WriteAt([]byte{data[1000] ^ 0xff}, 1000)
 	f.Close()
 
-	tr, err := s.assemble(context.Background(), m, dir, src, 2, nil, slog.New(slog.DiscardHandler))
+	tr, err := s.assemble(context.Background(), m, dir, src, 2, nil, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

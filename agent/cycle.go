@@ -189,6 +189,7 @@ func (a *Agent) trust(sub Subscription, st *subState, v *manifest.Verified, env 
 func (a *Agent) update(ctx context.Context, sub Subscription, st *subState, v *manifest.Verified, fresh *freshManifest, log *slog.Logger) (Outcome, error) {
 	log = log.With(slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version))
 	dir := a.store.releaseDir(sub.Product, sub.Channel, v.Sequence)
+	prog := a.startProgress(sub, v.Manifest)
 	if !a.store.complete(sub.Product, sub.Channel, v.Sequence) {
 		start := time.Now()
 		log.Info("assembling release", slog.Int64("bytes", v.Artifact.Size), slog.Int("chunks", len(v.Chunks)))
@@ -196,19 +197,23 @@ func (a *Agent) update(ctx context.Context, sub Subscription, st *subState, v *m
 		if a.pm != nil {
 			sw = a.pm.swarm()
 		}
-		tr, err := a.store.assemble(ctx, v.Manifest, dir, a.origin, a.cfg.OriginConnections, sw, log)
+		tr, err := a.store.assemble(ctx, v.Manifest, dir, a.origin, a.cfg.OriginConnections, sw, prog, log)
 		tr.Seconds = time.Since(start).Seconds()
 		a.recordTransfer(sub, v.Sequence, tr)
 		if err != nil {
 			log.Error("assembly failed", slog.String("reason", err.Error()))
 			return Failed, fmt.Errorf("%s/%s sequence %d: %w", sub.Product, sub.Channel, v.Sequence, err)
 		}
+		a.metrics.fetchTime(sub, tr.Seconds)
 		log.Info("artifact verified", slog.Int64("origin_bytes", tr.Origin), slog.Int64("origin_chunks", tr.OriginChunks),
 			slog.Int64("peer_bytes", tr.Peer), slog.Int64("peer_chunks", tr.PeerChunks), slog.Any("origin_reasons", tr.OriginReasons),
 			slog.Int64("reused_local_bytes", tr.ReusedLocal), slog.Int64("resumed_bytes", tr.Resumed),
 			slog.Int64("duplicate_bytes", tr.Duplicate), slog.Float64("seconds", tr.Seconds))
 	}
+	prog.startInstall()
+	installStart := time.Now()
 	res := a.install(ctx, sub, st, v, log)
+	a.metrics.installTime(sub, time.Since(installStart).Seconds())
 	if res == nil {
 		st.Installed, st.InstalledVersion = v.Sequence, v.Version
 		a.rememberValidators(st, fresh)

@@ -55,6 +55,7 @@ type originClient struct {
 	chunkPath func(manifest.Digest) string
 	limit     *rate.Limiter
 	what      string
+	rejected  func() // called for each chunk body that fails its hash check; may be nil
 }
 
 func newOriginClient(base *url.URL, p fetchPolicy, conns int, log *slog.Logger) *originClient {
@@ -147,28 +148,69 @@ func (o *originClient) fetchFile(ctx context.Context, rel string, limit int64) (
 
 // fetchChunk GETs chunk c into buf (which must hold c.Size bytes) and
 // verifies its SHA-256 before returning it. A response whose declared or
-// actual length differs from the chunk's size is refused.
+// actual length differs from the chunk's size is refused. A retry after a
+// body that broke off (too slow, reset) asks only for the bytes still
+// missing, with a Range request: on an origin link shared by a fleet, a
+// fetch that starts over wastes what the link already carried. A server
+// that answers a Range request with the whole chunk (200) is read from the
+// start; a chunk that fails its hash is fetched again in full.
 func (o *originClient) fetchChunk(ctx context.Context, c manifest.Chunk, buf []byte) ([]byte, error) {
 	rel := o.chunkPath(c.SHA256)
+	buf = buf[:c.Size]
+	var have int64 // buf[:have] arrived in earlier attempts
 	var out []byte
 	err := o.retry(ctx, rel, func(a *attempt) error {
 		req, err := o.request(a.ctx, rel)
 		if err != nil {
 			return err
 		}
+		if have > 0 {
+			req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", have, c.Size-1))
+		}
 		return o.do(req, func(resp *http.Response) error {
-			b, err := readInto(a, resp, buf[:c.Size])
+			from, err := rangeStart(resp, have, c.Size)
+			if err != nil {
+				have = 0
+				return err
+			}
+			n, err := readRest(a, resp, buf[from:])
+			have = from + n
 			if err != nil {
 				return err
 			}
-			if got := manifest.Sum(b); got != c.SHA256 {
+			have = 0
+			if got := manifest.Sum(buf); got != c.SHA256 {
+				if o.rejected != nil {
+					o.rejected()
+				}
 				return fmt.Errorf("chunk has SHA-256 %s: %w", got, manifest.ErrMismatch)
 			}
-			out = b
+			out = buf
 			return nil
 		})
 	})
 	return out, err
+}
+
+// rangeStart is the offset in the chunk where resp's body starts: 0 for a
+// whole chunk (200), have for a 206 whose Content-Range is exactly the rest
+// of the chunk.
+func rangeStart(resp *http.Response, have, size int64) (int64, error) {
+	if resp.StatusCode == http.StatusOK {
+		return 0, nil
+	}
+	want := fmt.Sprintf("bytes %d-%d/%d", have, size-1, size)
+	if cr := resp.Header.Get("Content-Range"); cr != want {
+		return 0, fmt.Errorf("%w: Content-Range %q, asked for %q", errTruncated, clipHeader(cr), want)
+	}
+	return have, nil
+}
+
+func clipHeader(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
 }
 
 func (o *originClient) request(ctx context.Context, rel string) (*http.Request, error) {
@@ -201,7 +243,8 @@ func (o *originClient) do(req *http.Request, handle func(*http.Response) error) 
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNotModified {
+	partial := resp.StatusCode == http.StatusPartialContent && req.Header.Get("Range") != ""
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNotModified && !partial {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 		return &statusError{resp.StatusCode}
 	}
@@ -227,25 +270,26 @@ func readBody(a *attempt, resp *http.Response, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-// readInto reads a body that must be exactly len(buf) bytes into buf.
-func readInto(a *attempt, resp *http.Response, buf []byte) ([]byte, error) {
+// readRest reads a body that must be exactly len(buf) bytes into buf, and
+// returns how many bytes arrived, also when it broke off.
+func readRest(a *attempt, resp *http.Response, buf []byte) (int64, error) {
 	want := int64(len(buf))
 	if resp.ContentLength >= 0 && resp.ContentLength != want {
-		return nil, fmt.Errorf("%w: Content-Length %d, chunk is %d bytes", errTooLong, resp.ContentLength, want)
+		return 0, fmt.Errorf("%w: Content-Length %d, want %d bytes", errTooLong, resp.ContentLength, want)
 	}
 	r := a.watch(resp.Body)
 	n, err := io.ReadFull(r, buf)
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%w: %d of %d bytes", errTruncated, n, want)
+		return int64(n), fmt.Errorf("%w: %d of %d bytes", errTruncated, n, want)
 	}
 	if err != nil {
-		return nil, err
+		return int64(n), err
 	}
 	var one [1]byte
 	if m, _ := r.Read(one[:]); m > 0 {
-		return nil, fmt.Errorf("%w: more than %d bytes", errTooLong, want)
+		return 0, fmt.Errorf("%w: more than %d bytes", errTooLong, want)
 	}
-	return buf, nil
+	return want, nil
 }
 
 // retry runs try until it succeeds, fails for good, or the retries are

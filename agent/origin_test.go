@@ -245,3 +245,81 @@ func TestFetchChunkRateLimited(t *testing.T) {
 		t.Errorf("256 KiB at %d B/s took %v; the limit was not applied", rate, d)
 	}
 }
+
+// TestFetchChunkResumesWithRange: a body that breaks off is continued with
+// a Range request for the missing bytes, through a real http.FileServer and
+// through servers that ignore or garble ranges.
+func TestFetchChunkResumesWithRange(t *testing.T) {
+	data := make([]byte, 200_000)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	c := manifest.Chunk{SHA256: manifest.Sum(data), Size: int64(len(data))}
+	dir := t.TempDir()
+	file := filepath.Join(dir, filepath.FromSlash(manifest.ChunkPath(c.SHA256)))
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	files := http.StripPrefix("/mirror/", http.FileServer(http.Dir(dir)))
+	tests := []struct {
+		name   string
+		second func(w http.ResponseWriter, r *http.Request) // the request after the one that broke off
+		ranged bool                                         // the second request must carry a Range header
+		sent   int                                          // body bytes the server sends in all, at most
+	}{
+		{"file server honours the range", files.ServeHTTP, true, len(data)},
+		{"server ignores the range", func(w http.ResponseWriter, r *http.Request) {
+			r.Header.Del("Range")
+			files.ServeHTTP(w, r)
+		}, true, 70_000 + len(data)},
+		{"wrong Content-Range, then whole", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Range", "bytes 0-9/10")
+			w.WriteHeader(http.StatusPartialContent)
+			w.Write(data[:10])
+		}, true, 70_000 + 10 + len(data)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var n, sent atomic.Int64
+			var ranged atomic.Bool
+			o := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				cw := &countWriter{ResponseWriter: w, n: &sent}
+				switch n.Add(1) {
+				case 1: // breaks off after 70,000 bytes
+					w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+					cw.Write(data[:70_000])
+					panic(http.ErrAbortHandler)
+				case 2:
+					ranged.Store(r.Header.Get("Range") != "")
+					tt.second(cw, r)
+				default:
+					files.ServeHTTP(cw, r)
+				}
+			}), testPolicy())
+			b, err := o.fetchChunk(context.Background(), c, make([]byte, c.Size))
+			if err != nil || !bytes.Equal(b, data) {
+				t.Fatalf("fetchChunk = %d bytes, %v; want the chunk", len(b), err)
+			}
+			if ranged.Load() != tt.ranged {
+				t.Errorf("second request had a Range header: %v, want %v", ranged.Load(), tt.ranged)
+			}
+			if got := sent.Load(); got > int64(tt.sent) {
+				t.Errorf("server sent %d body bytes, want at most %d", got, tt.sent)
+			}
+		})
+	}
+}
+
+type countWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (w *countWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	w.n.Add(int64(n))
+	return n, err
+}

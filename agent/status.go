@@ -26,6 +26,8 @@ type SubscriptionStatus struct {
 	// LastTransfer counts the bytes of the last release assembled, by source.
 	LastTransfer         *Transfer `json:"last_transfer,omitempty"`
 	LastTransferSequence uint64    `json:"last_transfer_sequence,omitempty"`
+	// Progress is the update in progress; nil when idle.
+	Progress *Progress `json:"progress,omitempty"`
 }
 
 // Status is the body of GET /v1/status.
@@ -56,14 +58,20 @@ func (a *Agent) Status() Status {
 			cur.TrustedSequence, cur.InstalledSequence = ss.Trusted, ss.Installed
 			cur.InstalledVersion, cur.FailedSequence = ss.InstalledVersion, ss.Failed
 		}
+		if p := a.live[s.key()]; p != nil {
+			cur.Progress = p.snapshot()
+		}
 		st.Subscriptions = append(st.Subscriptions, cur)
 	}
 	return st
 }
 
+// recordCycle records how a cycle ended and ends its update in progress.
 func (a *Agent) recordCycle(s Subscription, start time.Time, out Outcome, err error) {
+	a.metrics.cycle(s, out)
 	a.statusMu.Lock()
 	defer a.statusMu.Unlock()
+	delete(a.live, s.key())
 	cur := a.status[s.key()]
 	cur.LastCheck, cur.LastOutcome, cur.LastError = start, out, ""
 	if err != nil {
@@ -78,7 +86,7 @@ func (a *Agent) recordTransfer(s Subscription, seq uint64, tr Transfer) {
 	cur.LastTransfer, cur.LastTransferSequence = &tr, seq
 }
 
-// serve starts the status and peer API on listen, over TLS when the fleet
+// serve starts the status, metrics and peer API on listen, over TLS when the fleet
 // has a secret, and starts finding peers; stop shuts the API down.
 func (a *Agent) serve(ctx context.Context) (stop func(), err error) {
 	ln, err := net.Listen("tcp", a.cfg.Listen)
@@ -100,6 +108,7 @@ func (a *Agent) serve(ctx context.Context) (stop func(), err error) {
 		enc.SetIndent("", "  ")
 		enc.Encode(a.Status())
 	})
+	mux.Handle("GET /metrics", a.metrics.handler(a.log))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10,
 		IdleTimeout: 2 * peerLongPoll * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug), // refused handshakes of other fleets
 		BaseContext: func(net.Listener) context.Context { return ctx }}

@@ -1,0 +1,247 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fleetcast/fleetcast/manifest"
+	"github.com/fleetcast/fleetcast/publisher"
+	"github.com/fleetcast/fleetcast/signing"
+)
+
+// A real agent (New, Run) against a real origin directory written by
+// publisher.Publish and served by httptest, with its status and metrics API
+// on a loopback port: the fixture of progress_test.go and metrics_test.go.
+
+// liveOrigin serves an origin directory; chunk responses can be held back
+// and corrupted.
+type liveOrigin struct {
+	dir   string
+	srv   *httptest.Server
+	files http.Handler
+
+	mu      sync.Mutex
+	gate    chan struct{}  // when set, each chunk response waits for a token or its closing
+	corrupt map[string]int // chunk file name → responses still to corrupt
+}
+
+func newLiveOrigin(t *testing.T) *liveOrigin {
+	t.Helper()
+	o := &liveOrigin{dir: filepath.Join(t.TempDir(), "origin"), corrupt: make(map[string]int)}
+	o.files = http.FileServer(http.Dir(o.dir))
+	o.srv = httptest.NewServer(http.HandlerFunc(o.serve))
+	t.Cleanup(o.srv.Close)
+	return o
+}
+
+func (o *liveOrigin) serve(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasPrefix(r.URL.Path, "/chunks/") {
+		o.files.ServeHTTP(w, r)
+		return
+	}
+	o.mu.Lock()
+	gate := o.gate
+	name := filepath.Base(r.URL.Path)
+	corrupt := o.corrupt[name] > 0
+	if corrupt {
+		o.corrupt[name]--
+	}
+	o.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	body, err := os.ReadFile(filepath.Join(o.dir, filepath.FromSlash(r.URL.Path)))
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	if corrupt {
+		body = bytes.Clone(body)
+		body[len(body)/2] ^= 1
+	}
+	w.Write(body)
+}
+
+// hold makes chunk responses wait for release or open; it returns the gate.
+func (o *liveOrigin) hold() chan struct{} {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.gate = make(chan struct{})
+	return o.gate
+}
+
+// corruptChunk makes the next n responses for chunk c carry a flipped byte.
+func (o *liveOrigin) corruptChunk(c manifest.Chunk, n int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.corrupt[filepath.Base(manifest.ChunkPath(c.SHA256))] = n
+}
+
+// liveRelease is what publish put on the origin.
+type liveRelease struct {
+	m    *manifest.Manifest
+	data []byte
+}
+
+// publish writes a root (on first use) and a release of size random bytes,
+// installed by the file installer at target.
+func (o *liveOrigin) publish(t *testing.T, key *signing.PrivateKey, size int, target string) liveRelease {
+	t.Helper()
+	ctx := context.Background()
+	po := publisher.Origin{Dir: o.dir}
+	if _, _, err := po.AddRoot(ctx, liveRoot(t, key)); err != nil {
+		t.Fatal(err)
+	}
+	data := randomData(7, size)
+	art := filepath.Join(t.TempDir(), "app.bin")
+	if err := os.WriteFile(art, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := publisher.Publish(ctx, po, art, publisher.Options{Product: "app", Channel: "stable", Version: "1.0",
+		Keys: []*signing.PrivateKey{key}, Install: manifest.Install{Installer: "file", Target: target, Mode: "0644"},
+		Chunking: manifest.Chunking{Algorithm: manifest.ChunkingFastCDC, Min: 16 << 10, Avg: 32 << 10, Max: 64 << 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return liveRelease{m: res.Manifest, data: data}
+}
+
+func liveKey(t *testing.T) *signing.PrivateKey {
+	t.Helper()
+	k, err := signing.NewKeyFromSeed(bytes.Repeat([]byte{9}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// liveRoot is a version 1 root of key alone, signed by it.
+func liveRoot(t *testing.T, key *signing.PrivateKey) []byte {
+	t.Helper()
+	r := &signing.Root{Version: 1, Threshold: 1, Expires: time.Now().Add(24 * time.Hour), Keys: []signing.PublicKey{key.Public}}
+	env, err := r.Envelope()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Sign(key)
+	return env.Marshal()
+}
+
+// liveAgent is an agent started with Run, its API at base.
+type liveAgent struct {
+	a      *Agent
+	base   string // http://127.0.0.1:port
+	target string // where the release is installed
+}
+
+// startLiveAgent runs an agent subscribed to app/stable of o until the test
+// ends. Its artifact target is target; change adjusts the configuration.
+func startLiveAgent(t *testing.T, o *liveOrigin, key *signing.PrivateKey, target string, change func(*Config)) *liveAgent {
+	t.Helper()
+	dir := t.TempDir()
+	rootFile := filepath.Join(dir, "root.json")
+	if err := os.WriteFile(rootFile, liveRoot(t, key), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := liveFreePort(t)
+	cfg := DefaultConfig()
+	cfg.DataDir, cfg.Root, cfg.Origin = filepath.Join(dir, "data"), rootFile, o.srv.URL+"/"
+	cfg.Listen, cfg.MDNS, cfg.PollInterval = net.JoinHostPort("127.0.0.1", port), false, time.Hour
+	cfg.OriginConnections, cfg.RetryBackoff, cfg.RetryBackoffMax = 1, 10*time.Millisecond, 20*time.Millisecond
+	cfg.AllowedTargets = []string{filepath.Dir(target) + string(filepath.Separator)}
+	cfg.Subscriptions = []Subscription{{Product: "app", Channel: "stable"}}
+	if change != nil {
+		change(&cfg)
+	}
+	a, err := New(&cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		a.Close()
+	})
+	return &liveAgent{a: a, base: "http://" + cfg.Listen, target: target}
+}
+
+func liveFreePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+// get returns the body of GET path, or "" while the API is not up yet.
+func (l *liveAgent) get(t *testing.T, path string) []byte {
+	t.Helper()
+	resp, err := http.Get(l.base + path)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d, %v", path, resp.StatusCode, err)
+	}
+	return b
+}
+
+// status returns the subscription's status from GET /v1/status, or false
+// while the API is not up yet.
+func (l *liveAgent) status(t *testing.T) (SubscriptionStatus, bool) {
+	t.Helper()
+	b := l.get(t, "/v1/status")
+	if b == nil {
+		return SubscriptionStatus{}, false
+	}
+	var st Status
+	if err := json.Unmarshal(b, &st); err != nil || len(st.Subscriptions) != 1 {
+		t.Fatalf("GET /v1/status: %v, %d subscriptions:\n%s", err, len(st.Subscriptions), b)
+	}
+	return st.Subscriptions[0], true
+}
+
+// waitStatus polls GET /v1/status until ok holds, for at most 20 s.
+func (l *liveAgent) waitStatus(t *testing.T, what string, ok func(SubscriptionStatus) bool) SubscriptionStatus {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, up := l.status(t)
+		if up && ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within 20 s; last status: %+v", what, st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// cycleDone: the agent's first cycle is over.
+func cycleDone(st SubscriptionStatus) bool { return st.LastOutcome != "" }

@@ -1,0 +1,214 @@
+package agent
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metricsPrefix starts the name of every metric of the agent's own
+// (docs/METRICS.md lists them).
+const metricsPrefix = "fleetcast_agent_"
+
+// Label values known in advance, so that every series exists from the
+// start at 0 and rate() sees its first increase.
+var (
+	chunkSources  = []string{sourceOrigin, sourcePeer, sourceReused}
+	originReasons = []string{reasonNoPeers, reasonAssigned, reasonPeerStalled, reasonPeersFailed, reasonNoHolder, reasonWaited}
+	outcomes      = []Outcome{UpToDate, Updated, KnownBad, Failed, HealthFailed}
+)
+
+// metrics is one agent's Prometheus registry and the instruments the
+// update cycle and the assembly feed; the rest is read at scrape time by
+// agentCollector. Not the default registry: a process may run several
+// agents (tests do). A nil *metrics records nothing. Safe for concurrent use.
+type metrics struct {
+	reg          *prometheus.Registry
+	bytes        *prometheus.CounterVec   // source
+	verified     *prometheus.CounterVec   // source
+	rejected     *prometheus.CounterVec   // source
+	originChunks *prometheus.CounterVec   // reason
+	updates      *prometheus.CounterVec   // product, channel, outcome
+	fetchSecs    *prometheus.HistogramVec // product, channel
+	installSecs  *prometheus.HistogramVec // product, channel
+}
+
+func newMetrics(a *Agent) *metrics {
+	sub := []string{"product", "channel"}
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricsPrefix + "chunk_bytes_total",
+			Help: "Bytes of the artifacts assembled, by source: origin, peer, reused (copied from the store or resumed)."}, []string{"source"}),
+		verified: prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricsPrefix + "chunks_verified_total",
+			Help: "Chunks that matched their SHA-256 and were stored, by source."}, []string{"source"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricsPrefix + "chunks_rejected_total",
+			Help: "Chunks that failed their SHA-256 check, by source."}, []string{"source"}),
+		originChunks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricsPrefix + "origin_chunks_total",
+			Help: "Chunks fetched from the origin, by why they were not fetched from a peer."}, []string{"reason"}),
+		updates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricsPrefix + "updates_total",
+			Help: "Update cycles, by subscription and outcome."}, []string{"product", "channel", "outcome"}),
+		fetchSecs: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: metricsPrefix + "fetch_duration_seconds",
+			Help:    "Time to assemble and verify a release's artifact, for assemblies that succeeded.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 16)}, sub),
+		installSecs: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: metricsPrefix + "install_duration_seconds",
+			Help:    "Time to install a release, health check and any rollback included, whatever the result.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 16)}, sub),
+	}
+	m.reg.MustRegister(m.bytes, m.verified, m.rejected, m.originChunks, m.updates, m.fetchSecs, m.installSecs,
+		&agentCollector{a: a}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.preset(a.cfg.Subscriptions)
+	return m
+}
+
+// preset creates every series whose labels are known in advance.
+func (m *metrics) preset(subs []Subscription) {
+	for _, s := range chunkSources {
+		m.bytes.WithLabelValues(s)
+		m.verified.WithLabelValues(s)
+		m.rejected.WithLabelValues(s)
+	}
+	for _, r := range originReasons {
+		m.originChunks.WithLabelValues(r)
+	}
+	for _, s := range subs {
+		for _, o := range outcomes {
+			m.updates.WithLabelValues(s.Product, s.Channel, string(o))
+		}
+		m.fetchSecs.WithLabelValues(s.Product, s.Channel)
+		m.installSecs.WithLabelValues(s.Product, s.Channel)
+	}
+}
+
+// handler serves the registry in the Prometheus text format.
+func (m *metrics) handler(log *slog.Logger) http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, ErrorHandling: promhttp.ContinueOnError,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)})
+}
+
+func (m *metrics) chunkBytes(source string, n int64) {
+	if m != nil && n > 0 {
+		m.bytes.WithLabelValues(source).Add(float64(n))
+	}
+}
+
+func (m *metrics) chunkVerified(source string, size int64) {
+	if m != nil {
+		m.verified.WithLabelValues(source).Inc()
+		m.chunkBytes(source, size)
+	}
+}
+
+func (m *metrics) chunkRejected(source string) {
+	if m != nil {
+		m.rejected.WithLabelValues(source).Inc()
+	}
+}
+
+func (m *metrics) originChunk(reason string) {
+	if m != nil {
+		m.originChunks.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *metrics) cycle(s Subscription, out Outcome) {
+	if m != nil {
+		m.updates.WithLabelValues(s.Product, s.Channel, string(out)).Inc()
+	}
+}
+
+func (m *metrics) fetchTime(s Subscription, seconds float64) {
+	if m != nil {
+		m.fetchSecs.WithLabelValues(s.Product, s.Channel).Observe(seconds)
+	}
+}
+
+func (m *metrics) installTime(s Subscription, seconds float64) {
+	if m != nil {
+		m.installSecs.WithLabelValues(s.Product, s.Channel).Observe(seconds)
+	}
+}
+
+// agentCollector reads, at each scrape, what the agent keeps elsewhere:
+// the peers, the subscriptions' state files, the upload and origin
+// counters.
+type agentCollector struct {
+	a *Agent
+}
+
+var (
+	descPeers = prometheus.NewDesc(metricsPrefix+"peers",
+		"Peers known (listed by discovery or configured), this agent excluded.", nil, nil)
+	descPeersBanned = prometheus.NewDesc(metricsPrefix+"peers_banned",
+		"Peers banned now, for a bad chunk or a lying state.", nil, nil)
+	descInstalled = prometheus.NewDesc(metricsPrefix+"installed_sequence",
+		"Sequence of the release installed and healthy; 0: none.", []string{"product", "channel"}, nil)
+	descTrusted = prometheus.NewDesc(metricsPrefix+"trusted_sequence",
+		"Highest sequence verified for the channel (rollback protection).", []string{"product", "channel"}, nil)
+	descInProgress = prometheus.NewDesc(metricsPrefix+"update_in_progress",
+		"1 while a release is being fetched or installed for the subscription.", []string{"product", "channel"}, nil)
+	descUploaded = prometheus.NewDesc(metricsPrefix+"uploaded_bytes_total",
+		"Chunk bytes served to peers.", nil, nil)
+	descUploadedChunks = prometheus.NewDesc(metricsPrefix+"uploaded_chunks_total",
+		"Chunks served to peers in full.", nil, nil)
+	descOriginBytes = prometheus.NewDesc(metricsPrefix+"origin_response_bytes_total",
+		"Response body bytes received from the origin: chunks, manifests, roots, failed attempts included.", nil, nil)
+	descRootVersion = prometheus.NewDesc(metricsPrefix+"root_version",
+		"Version of the trust root in use.", nil, nil)
+)
+
+func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descPeers, descPeersBanned, descInstalled, descTrusted, descInProgress,
+		descUploaded, descUploadedChunks, descOriginBytes, descRootVersion} {
+		ch <- d
+	}
+}
+
+func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
+	a := c.a
+	c.collectPeers(ch)
+	for _, s := range a.cfg.Subscriptions {
+		c.collectSubscription(ch, s)
+	}
+	ch <- prometheus.MustNewConstMetric(descUploaded, prometheus.CounterValue, float64(a.srv.uploaded.Load()))
+	ch <- prometheus.MustNewConstMetric(descUploadedChunks, prometheus.CounterValue, float64(a.srv.served.Load()))
+	ch <- prometheus.MustNewConstMetric(descOriginBytes, prometheus.CounterValue, float64(a.origin.bytes.Load()))
+	ch <- prometheus.MustNewConstMetric(descRootVersion, prometheus.GaugeValue, float64(a.currentRoot().Version))
+}
+
+// collectSubscription reports whether s has an update in progress and,
+// from its state file, the sequences installed and trusted.
+func (c *agentCollector) collectSubscription(ch chan<- prometheus.Metric, s Subscription) {
+	c.a.statusMu.Lock()
+	in := 0.0
+	if c.a.live[s.key()] != nil {
+		in = 1
+	}
+	c.a.statusMu.Unlock()
+	ch <- prometheus.MustNewConstMetric(descInProgress, prometheus.GaugeValue, in, s.Product, s.Channel)
+	st, err := loadState(c.a.cfg.DataDir, s.Product, s.Channel)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descInstalled, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(descInstalled, prometheus.GaugeValue, float64(st.Installed), s.Product, s.Channel)
+	ch <- prometheus.MustNewConstMetric(descTrusted, prometheus.GaugeValue, float64(st.Trusted), s.Product, s.Channel)
+}
+
+// collectPeers counts the peers as GET /v1/status lists them.
+func (c *agentCollector) collectPeers(ch chan<- prometheus.Metric) {
+	var peers []PeerStatus
+	if c.a.pm != nil {
+		peers = c.a.pm.status()
+	}
+	banned := 0
+	for _, p := range peers {
+		if p.Banned {
+			banned++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, float64(len(peers)))
+	ch <- prometheus.MustNewConstMetric(descPeersBanned, prometheus.GaugeValue, float64(banned))
+}

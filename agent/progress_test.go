@@ -1,0 +1,100 @@
+package agent
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestStatusProgress holds back the origin's chunks and lets them go one
+// at a time: GET /v1/status shows the update in progress as it grows, and
+// nothing once the release is installed.
+func TestStatusProgress(t *testing.T) {
+	o := newLiveOrigin(t)
+	key := liveKey(t)
+	target := filepath.Join(t.TempDir(), "app")
+	rel := o.publish(t, key, 512<<10, target)
+	gate := o.hold()
+	l := startLiveAgent(t, o, key, target, nil)
+	size, chunks := rel.m.Artifact.Size, len(rel.m.Chunks)
+	if chunks < 4 {
+		t.Fatalf("release has %d chunks; the test needs at least 4", chunks)
+	}
+
+	st := l.waitStatus(t, "progress", func(s SubscriptionStatus) bool { return s.Progress != nil })
+	p := st.Progress
+	if p.Phase != PhaseFetching || p.Sequence != rel.m.Sequence || p.Version != "1.0" || p.TotalBytes != size ||
+		p.TotalChunks != chunks || p.DoneBytes != 0 || p.Started.IsZero() || time.Since(p.Started) > time.Minute {
+		t.Fatalf("progress before any chunk: %+v; want fetching %d bytes in %d chunks, none done", *p, size, chunks)
+	}
+	var done int64
+	for i := range 3 {
+		gate <- struct{}{} // one chunk response
+		st = l.waitStatus(t, "more bytes done", func(s SubscriptionStatus) bool { return s.Progress != nil && s.Progress.DoneBytes > done })
+		p = st.Progress
+		want := sumChunks(rel, i+1)
+		if p.Phase != PhaseFetching || p.DoneBytes != want || p.DoneChunks != i+1 || p.OriginBytes != want ||
+			p.PeerBytes != 0 || p.ReusedBytes != 0 || p.DoneBytes >= size {
+			t.Fatalf("progress after %d chunks: %+v; want %d bytes done, all from the origin", i+1, *p, want)
+		}
+		done = p.DoneBytes
+	}
+	close(gate)
+
+	st = l.waitStatus(t, "the end of the cycle", cycleDone)
+	if st.LastOutcome != Updated || st.Progress != nil || st.InstalledSequence != rel.m.Sequence {
+		t.Fatalf("after the cycle: outcome %q, progress %+v, installed %d; want updated, no progress, %d",
+			st.LastOutcome, st.Progress, st.InstalledSequence, rel.m.Sequence)
+	}
+	if tr := st.LastTransfer; tr == nil || tr.Origin != size || tr.ArtifactBytes != size || st.LastTransferSequence != rel.m.Sequence {
+		t.Fatalf("last transfer %+v (sequence %d); want %d bytes from the origin for sequence %d", tr, st.LastTransferSequence, size, rel.m.Sequence)
+	}
+	if got, err := os.ReadFile(target); err != nil || !bytes.Equal(got, rel.data) {
+		t.Fatalf("installed file: %d bytes, %v; want the release's %d", len(got), err, size)
+	}
+}
+
+// sumChunks is the size of the first n chunks of the release: with one
+// origin connection, they come in artifact order.
+func sumChunks(rel liveRelease, n int) int64 {
+	var s int64
+	for _, c := range rel.m.Chunks[:n] {
+		s += c.Size
+	}
+	return s
+}
+
+// TestProgressSnapshot checks the phases and the counters of each source,
+// duplicates and a re-check included.
+func TestProgressSnapshot(t *testing.T) {
+	src := newMemSource()
+	m := testRelease(t, 3, randomData(3, 200<<10), src)
+	p := newProgress(m, time.Unix(1e9, 0), nil)
+	p.resumed(1000, 1)
+	p.fetched(sourceOrigin, reasonNoPeers, 300)
+	p.fetched(sourcePeer, "", 200)
+	p.fetched(sourceReused, "", 100)
+	p.placed(1200, 4) // the origin's chunk at two offsets, and the others
+	got := p.snapshot()
+	want := Progress{Sequence: 3, Version: "1.0", Phase: PhaseFetching, Started: time.Unix(1e9, 0),
+		TotalBytes: m.Artifact.Size, DoneBytes: 2200, OriginBytes: 300, PeerBytes: 200, ReusedBytes: 1100,
+		TotalChunks: len(m.Chunks), DoneChunks: 5}
+	if *got != want {
+		t.Fatalf("snapshot %+v; want %+v", *got, want)
+	}
+	p.setPresent(900, 2)
+	if got := p.snapshot(); got.DoneBytes != 900 || got.DoneChunks != 2 {
+		t.Fatalf("after a re-check: %d bytes, %d chunks done; want 900, 2", got.DoneBytes, got.DoneChunks)
+	}
+	p.startInstall()
+	if got := p.snapshot(); got.Phase != PhaseInstalling || got.DoneBytes != m.Artifact.Size || got.DoneChunks != len(m.Chunks) {
+		t.Fatalf("installing: %+v; want phase installing, every byte done", *got)
+	}
+	var none *progress // an assembly without progress
+	none.resumed(1, 1)
+	none.fetched(sourceOrigin, reasonNoPeers, 1)
+	none.placed(1, 1)
+	none.rejected(sourcePeer)
+}

@@ -1,0 +1,121 @@
+//go:build linux
+
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fleetcast/fleetcast/internal/netlab"
+)
+
+// TestLabSmall runs the real fleetlab binary on the small configuration that
+// CI can afford (4 agents, 32 MiB, origin 40 Mbit/s, agents 400 Mbit/s),
+// every scenario and both baselines, and checks the goals loosely: tight
+// enough to catch fleetcast falling back to origin-only behaviour, loose
+// enough not to flake on a loaded 2-core machine.
+func TestLabSmall(t *testing.T) {
+	labRequire(t)
+	bin := t.TempDir()
+	for _, name := range []string{"fleetlab", "fleetcast", "hostilepeer"} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(bin, name), "github.com/fleetcast/fleetcast/cmd/"+name).CombinedOutput()
+		if err != nil {
+			t.Fatalf("build %s: %v\n%s", name, err, out)
+		}
+	}
+	out := t.TempDir()
+	cmd := exec.CommandContext(t.Context(), filepath.Join(bin, "fleetlab"), "-n", "4", "-size", "32MiB",
+		"-origin-rate", "40Mbit", "-peer-rate", "400Mbit", "-chunk-min", "64KiB", "-chunk-avg", "256KiB", "-chunk-max", "1MiB",
+		"-scenarios", "all", "-systems", "fleetcast,curl,aria2", "-timeout", "15m", "-json", "-out", out,
+		"-fleetcast", filepath.Join(bin, "fleetcast"), "-hostilepeer", filepath.Join(bin, "hostilepeer"))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdout, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("fleetlab: %v\n%s", err, stderr.String())
+	}
+	var rep report
+	if err := json.Unmarshal(stdout, &rep); err != nil {
+		t.Fatalf("fleetlab -json: %v\n%s", err, stdout)
+	}
+	md, err := os.ReadFile(filepath.Join(out, "results.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("fleetlab's table:\n%s", md)
+	if fi, err := os.Stat(filepath.Join(out, "done.png")); err != nil || fi.Size() < 1000 {
+		t.Errorf("done.png: %v (%v)", err, fi)
+	}
+	runs := map[string]runResult{}
+	for _, r := range rep.Runs {
+		runs[r.System+"/"+r.Scenario] = r
+		checkAllDone(t, r)
+	}
+	checkGoals(t, &rep, runs)
+}
+
+// checkAllDone wants every host of the run to have the verified artifact and
+// nothing reported wrong.
+func checkAllDone(t *testing.T, r runResult) {
+	t.Helper()
+	for _, h := range r.Hosts {
+		if h.Done <= 0 || h.Err != "" {
+			t.Errorf("%s %s: host %s not done: %s", r.System, r.Scenario, h.Host, h.Err)
+		}
+	}
+	if len(r.Problems) > 0 {
+		t.Errorf("%s %s: problems: %s", r.System, r.Scenario, strings.Join(r.Problems, "; "))
+	}
+}
+
+// checkGoals are the goals, loosened for CI.
+func checkGoals(t *testing.T, rep *report, runs map[string]runResult) {
+	t.Helper()
+	base, curl, aria := runs["fleetcast/base"], runs["curl/base"], runs["aria2/base"]
+	size := float64(rep.Size)
+	if eg := float64(base.OriginEgress) / size; eg > 1.5 {
+		t.Errorf("fleetcast: origin egress %.2f x S, want at most 1.5 (origin-only behaviour sends %d x)", eg, len(base.Hosts))
+	}
+	last := base.stats().last
+	if r := last.Seconds() / rep.TMin.Seconds(); r > 2.5 {
+		t.Errorf("fleetcast: last agent at %.2f x T_min, want at most 2.5", r)
+	}
+	if cl := curl.stats().last; last >= cl {
+		t.Errorf("fleetcast's last agent (%s) not faster than plain HTTP's (%s)", last, cl)
+	}
+	if eg := float64(curl.OriginEgress) / size; eg < float64(len(curl.Hosts))*0.95 {
+		t.Errorf("curl: origin egress %.2f x S, want about %d x: the baseline is not measuring what it should", eg, len(curl.Hosts))
+	}
+	if eg := float64(aria.OriginEgress) / size; eg > float64(len(aria.Hosts)) {
+		t.Errorf("aria2: origin egress %.2f x S: more than every host fetching from the origin", eg)
+	}
+	if d := runs["fleetcast/delta"]; d.Changed == 0 || float64(d.OriginEgress) > 8*float64(d.Changed) {
+		t.Errorf("delta: origin sent %d bytes for a change of %d, want at most 8x", d.OriginEgress, d.Changed)
+	}
+	if !strings.Contains(strings.Join(runs["fleetcast/hostile"].Notes, "\n"), "banned by") ||
+		strings.Contains(strings.Join(runs["fleetcast/hostile"].Notes, "\n"), "banned by 0 of") {
+		t.Errorf("hostile: no agent banned the hostile peer: %q", runs["fleetcast/hostile"].Notes)
+	}
+	late := runs["fleetcast/late"]
+	for _, h := range late.Hosts[len(late.Hosts)-1:] {
+		if h.OriginBytes != 0 {
+			t.Errorf("late joiner %s fetched %d chunk bytes from the origin, want every chunk from peers", h.Host, h.OriginBytes)
+		}
+	}
+}
+
+func labRequire(t *testing.T) {
+	t.Helper()
+	err := netlab.Available()
+	if err == nil {
+		return
+	}
+	if os.Getenv("FLEETCAST_REQUIRE_NETNS") == "1" {
+		t.Fatalf("%v, and FLEETCAST_REQUIRE_NETNS=1 requires network namespaces", err)
+	}
+	t.Skipf("%v (run as root, or set FLEETCAST_REQUIRE_NETNS=1 to make this a failure)", err)
+}

@@ -1,0 +1,282 @@
+//go:build linux
+
+// Command fleetlab measures a fleetcast rollout end to end on a LAN of
+// network namespaces built on this machine, against the Kumar-Ross lower
+// bound and, on the identical topology in the same run, against every host
+// downloading from the origin over plain HTTP (curl) and a BitTorrent swarm
+// (aria2, mktorrent, opentracker). It needs Linux and root.
+//
+// Usage:
+//
+//	fleetlab [flags]
+//
+// Example, the goals' configuration with both baselines:
+//
+//	sudo go run ./cmd/fleetlab -n 8 -size 128MiB -origin-rate 40Mbit -peer-rate 400Mbit -out lab-out
+//
+// It writes into -out results.md (a Markdown table), results.json, done.png
+// (the fraction of agents done over time, per system) and, when scenarios
+// other than base ran, scenarios.png (the same for fleetcast's scenarios).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fleetcast/fleetcast/internal/netlab"
+)
+
+// options are fleetlab's flags.
+type options struct {
+	n           int
+	size        int64
+	rates       rates
+	chunkMin    int64
+	chunkAvg    int64
+	chunkMax    int64
+	seed        uint64
+	poll        time.Duration
+	deltaFrac   float64
+	systems     []string
+	scenarios   []string
+	out         string
+	json        bool
+	timeout     time.Duration
+	keep        bool
+	fleetcast   string // binary
+	hostilepeer string // binary
+	dir         string // work directory (under out)
+	keys        string // the lab's keys, root and fleet secrets
+}
+
+// tmin is the Kumar-Ross lower bound on the time to get the artifact to
+// every agent: max(S/u_origin, S/d_min, N*S/(u_origin + sum u_i)).
+func (o *options) tmin() time.Duration {
+	return kumarRoss(o.size, o.n, o.rates)
+}
+
+func kumarRoss(size int64, n int, r rates) time.Duration {
+	bits := float64(size) * 8
+	t := bits / float64(r.origin)
+	if r.download > 0 {
+		t = max(t, bits/float64(r.download))
+	}
+	if r.upload > 0 {
+		t = max(t, float64(n)*bits/float64(r.origin+int64(n)*r.upload))
+	}
+	return time.Duration(t * float64(time.Second))
+}
+
+const usage = `fleetlab measures a fleetcast rollout on a namespaced LAN (Linux, root).
+
+Example:
+  sudo go run ./cmd/fleetlab -n 8 -size 128MiB -origin-rate 40Mbit -peer-rate 400Mbit -out lab-out
+  sudo go run ./cmd/fleetlab -n 4 -size 32MiB -scenarios base,churn,hostile,outage,late,delta
+
+Flags:
+`
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("fleetlab", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	size, originRate, peerRate := "128MiB", "40Mbit", "400Mbit"
+	cmin, cavg, cmax := "256KiB", "1MiB", "4MiB"
+	systems, scens := "fleetcast,curl,aria2", "base"
+	fs.IntVar(&o.n, "n", 8, "number of agent hosts")
+	fs.StringVar(&size, "size", size, "artifact `size` (KiB, MiB, GiB)")
+	fs.StringVar(&originRate, "origin-rate", originRate, "the origin host's upload `rate` (Kbit, Mbit, Gbit per second)")
+	fs.StringVar(&peerRate, "peer-rate", peerRate, "each agent host's upload and download `rate`")
+	fs.StringVar(&cmin, "chunk-min", cmin, "fleetcast publish --chunk-min")
+	fs.StringVar(&cavg, "chunk-avg", cavg, "fleetcast publish --chunk-avg")
+	fs.StringVar(&cmax, "chunk-max", cmax, "fleetcast publish --chunk-max")
+	fs.Uint64Var(&o.seed, "seed", 1, "seed of the artifact's pseudo-random bytes")
+	fs.DurationVar(&o.poll, "poll", time.Second, "the agents' poll_interval")
+	fs.Float64Var(&o.deltaFrac, "delta", 0.01, "fraction of the artifact that the delta scenario's release 2 changes")
+	fs.StringVar(&systems, "systems", systems, "comma-separated systems of the base scenario: fleetcast, curl, aria2")
+	fs.StringVar(&scens, "scenarios", scens, "comma-separated fleetcast scenarios: "+strings.Join(scenarios, ", ")+", or all")
+	fs.StringVar(&o.out, "out", "fleetlab-out", "output `directory`")
+	fs.BoolVar(&o.json, "json", false, "print the results as JSON on stdout instead of the table")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long")
+	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (artifacts, agents' data and logs) under -out")
+	fs.StringVar(&o.fleetcast, "fleetcast", "", "fleetcast `binary` (default: built from this checkout)")
+	fs.StringVar(&o.hostilepeer, "hostilepeer", "", "hostilepeer `binary` (default: built from this checkout)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	var err error
+	for _, p := range []struct {
+		s     string
+		v     *int64
+		parse func(string) (int64, error)
+	}{{size, &o.size, parseBytes}, {originRate, &o.rates.origin, parseRate}, {peerRate, &o.rates.upload, parseRate},
+		{cmin, &o.chunkMin, parseBytes}, {cavg, &o.chunkAvg, parseBytes}, {cmax, &o.chunkMax, parseBytes}} {
+		if *p.v, err = p.parse(p.s); err != nil {
+			return nil, err
+		}
+	}
+	o.rates.download = o.rates.upload
+	o.systems = strings.Split(systems, ",")
+	o.scenarios = strings.Split(scens, ",")
+	if scens == "all" {
+		o.scenarios = scenarios
+	}
+	return o, o.check()
+}
+
+func (o *options) check() error {
+	switch {
+	case o.n < 1 || o.n > 200:
+		return fmt.Errorf("-n %d: want 1 to 200 agent hosts", o.n)
+	case o.size < 1:
+		return errors.New("-size must be positive")
+	case o.deltaFrac <= 0 || o.deltaFrac > 1:
+		return fmt.Errorf("-delta %g: want a fraction in (0, 1]", o.deltaFrac)
+	}
+	for _, s := range o.systems {
+		if !slices.Contains([]string{"fleetcast", "curl", "aria2"}, s) {
+			return fmt.Errorf("-systems: unknown system %q (fleetcast, curl, aria2)", s)
+		}
+	}
+	for _, s := range o.scenarios {
+		if !slices.Contains(scenarios, s) {
+			return fmt.Errorf("-scenarios: unknown scenario %q (%s)", s, strings.Join(scenarios, ", "))
+		}
+	}
+	return nil
+}
+
+func main() {
+	o, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fleetlab:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := run(ctx, o, log); err != nil {
+		fmt.Fprintln(os.Stderr, "fleetlab:", err)
+		os.Exit(1)
+	}
+}
+
+// run builds the lab, runs every system and scenario, and writes the report.
+func run(ctx context.Context, o *options, log *slog.Logger) (err error) {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root: it creates network namespaces, veth links and tc shaping (run with sudo)")
+	}
+	if err := netlab.Available(); err != nil {
+		return err
+	}
+	if err := prepare(ctx, o); err != nil {
+		return err
+	}
+	if !o.keep {
+		defer os.RemoveAll(o.dir)
+	}
+	e, err := newEnv(ctx, o, log)
+	defer func() {
+		if e != nil {
+			err = errors.Join(err, e.close())
+		}
+	}()
+	if err != nil {
+		return err
+	}
+	log.Info("lab ready", "agents", o.n, "size", bytesText(o.size), "t_min", o.tmin().Round(time.Millisecond), "dir", o.dir)
+	rep := &report{Options: o.summary(), Size: o.size, TMin: o.tmin()}
+	for _, r := range o.runs() {
+		log.Info("run", "system", r.system, "scenario", r.scenario)
+		res, err := r.fn(ctx, e)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", r.system, r.scenario, err)
+		}
+		rep.Runs = append(rep.Runs, res)
+		log.Info("run done", "system", r.system, "scenario", r.scenario, "elapsed", res.Elapsed.Round(time.Millisecond),
+			"origin_egress", bytesText(res.OriginEgress), "problems", len(res.Problems))
+	}
+	return rep.write(o, os.Stdout)
+}
+
+// labRun is one system or scenario to run.
+type labRun struct {
+	system, scenario string
+	fn               func(context.Context, *env) (runResult, error)
+}
+
+// runs lists the runs the flags ask for: fleetcast's scenarios, then the
+// baselines (base scenario only).
+func (o *options) runs() []labRun {
+	var out []labRun
+	if slices.Contains(o.systems, "fleetcast") {
+		for _, s := range o.scenarios {
+			out = append(out, labRun{"fleetcast", s, func(ctx context.Context, e *env) (runResult, error) { return runFleetcast(ctx, e, o, s) }})
+		}
+	}
+	if slices.Contains(o.systems, "curl") {
+		out = append(out, labRun{"curl", "base", runCurl})
+	}
+	if slices.Contains(o.systems, "aria2") {
+		out = append(out, labRun{"aria2", "base", runTorrent})
+	}
+	return out
+}
+
+// prepare makes the work directory, finds or builds the binaries, installs
+// the baselines' tools, and makes the lab's keys.
+func prepare(ctx context.Context, o *options) error {
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp(o.out, "work-")
+	if err != nil {
+		return err
+	}
+	if o.dir, err = filepath.Abs(dir); err != nil {
+		return err
+	}
+	if o.fleetcast, err = findBinary(ctx, o.fleetcast, o.dir, "fleetcast"); err != nil {
+		return err
+	}
+	if slices.Contains(o.scenarios, "hostile") {
+		if o.hostilepeer, err = findBinary(ctx, o.hostilepeer, o.dir, "hostilepeer"); err != nil {
+			return err
+		}
+	}
+	var tools []string
+	if slices.Contains(o.systems, "curl") {
+		tools = append(tools, "curl")
+	}
+	if slices.Contains(o.systems, "aria2") {
+		tools = append(tools, "aria2c", "mktorrent", "opentracker")
+	}
+	if err := requireTools(tools...); err != nil {
+		return err
+	}
+	o.keys = filepath.Join(o.dir, "keys")
+	if err := os.MkdirAll(o.keys, 0o700); err != nil {
+		return err
+	}
+	return fleetcastCLI{bin: o.fleetcast, dir: o.keys}.setupKeys(ctx)
+}
