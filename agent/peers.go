@@ -157,6 +157,7 @@ func (pm *peerManager) fetcher(addr string) *originClient {
 	p := fetchPolicy{timeout: cfg.PeerTimeout, minRate: cfg.MinThroughput, window: cfg.ThroughputWindow}
 	o := &originClient{base: base, http: pm.client, policy: p, log: pm.log, limit: pm.limit, what: "peer"}
 	o.chunkPath = func(d manifest.Digest) string { return "chunk/" + d.String() }
+	o.rejected = func() { pm.a.metrics.chunkRejected(sourcePeer) }
 	return o
 }
 
@@ -385,7 +386,7 @@ type holder struct {
 // swarm is the scheduler's configuration for assemblies with these peers.
 func (pm *peerManager) swarm() *swarmConfig {
 	c := pm.a.cfg
-	return &swarmConfig{view: pm, self: pm.a.id, grace: c.OriginGrace, perPeer: c.PerPeer, conns: c.PeerConnections}
+	return &swarmConfig{view: pm, self: pm.a.id, grace: c.OriginGrace, perPeer: c.PerPeer, conns: c.PeerConnections, minRate: c.MinThroughput}
 }
 
 // snapshot returns the usable peers that take part in a release: those

@@ -21,7 +21,7 @@ const (
 	reasonPeerStalled = "peer-stalled"    // the agents ranked before this one made no progress for origin_grace
 	reasonPeersFailed = "peers-failed"    // every peer that had it failed to deliver it
 	reasonNoHolder    = "no-peer-has-it"  // origin_grace is 0: no waiting for peers
-	reasonWaited      = "waited-too-long" // waited twice origin_grace for others in vain
+	reasonWaited      = "waited-too-long" // waited in vain for others (originReasonLocked)
 )
 
 // Kinds of task that are not origin fetches.
@@ -49,6 +49,7 @@ type swarmConfig struct {
 	perPeer int           // peer_requests_per_peer
 	conns   int           // peer_connections
 	pause   time.Duration // first pause of a peer after a failure; 0: 1s
+	minRate int64         // min_throughput, bytes/s: bounds the wait for another agent's origin fetch
 }
 
 // task is one request for a job's chunk: from the origin (peer == nil) or
@@ -70,6 +71,7 @@ type jobState struct {
 	busy        map[string]int  // busy answers by peer
 	originFails int
 	waitSince   time.Time // when it was first left to others
+	fetchSeen   time.Time // when another agent was first seen fetching it from the origin
 	queued      bool      // in pending or local, waiting for a task
 }
 
@@ -87,7 +89,8 @@ type sched struct {
 	key     relKey
 	self    string
 	grace   time.Duration
-	maxWait time.Duration // longest a chunk waits for others before the origin: twice grace
+	maxWait time.Duration // longest a chunk nobody fetches waits for others before the origin: twice grace
+	minRate int64         // bytes/s an origin fetch of another agent must sustain, at least
 	perPeer int
 
 	mu         sync.Mutex
@@ -123,7 +126,7 @@ func newSched(a *assembly, jobs []*job, sw *swarmConfig, key relKey) *sched {
 		if sw.pause > 0 {
 			s.pauseBase = sw.pause
 		}
-		s.maxWait = 2 * sw.grace
+		s.maxWait, s.minRate = 2*sw.grace, sw.minRate
 	}
 	for _, j := range jobs {
 		s.state[j] = &jobState{}
@@ -337,48 +340,74 @@ func (s *sched) pickOriginLocked() *task {
 }
 
 // originReasonLocked says why job j should go to the origin now, or "".
-// A job left to others waits at most maxWait, whatever they claim.
+// A job that another agent fetches from the origin waits for that fetch as
+// long as it takes at min_throughput (fetchWait); any other job left to
+// others waits at most maxWait for each agent ranked before this one,
+// whatever they claim, so that the agents waiting for it do not all take it
+// over at once.
 func (s *sched) originReasonLocked(j *job, now time.Time) string {
 	if len(s.holders) > 0 && s.hasHolderLocked(j) {
 		return "" // for the peer workers
 	}
-	r := s.originReason(j, now)
+	r, fetched, ahead := s.originReason(j, now)
 	st := s.state[j]
 	switch {
 	case r != "":
 		return r
+	case fetched:
+		if st.fetchSeen.IsZero() {
+			st.fetchSeen = now
+		}
+		if now.Sub(st.fetchSeen) > s.fetchWait(j) {
+			return reasonWaited
+		}
 	case st.waitSince.IsZero():
 		st.waitSince = now
-	case now.Sub(st.waitSince) > s.maxWait:
+	case now.Sub(st.waitSince) > s.maxWait*time.Duration(max(ahead, 1)):
 		return reasonWaited
 	}
 	return ""
 }
 
-func (s *sched) originReason(j *job, now time.Time) string {
+// fetchWait is how long a job waits for another agent's origin fetch: twice
+// origin_grace, plus the chunk's time at min_throughput. On a slow origin
+// link shared by the fleet, a fetch takes far longer than origin_grace, and
+// fetching the chunk again would only slow every fetch down further.
+func (s *sched) fetchWait(j *job) time.Duration {
+	d := s.maxWait
+	if s.minRate > 0 {
+		d += time.Duration(float64(j.chunk.Size) / float64(s.minRate) * float64(time.Second))
+	}
+	return d
+}
+
+// originReason says why this agent should fetch job j from the origin, or
+// "" to leave it to others; fetched reports that one of them is fetching it
+// from the origin now, ahead how many agents rank before this one for it.
+func (s *sched) originReason(j *job, now time.Time) (reason string, fetched bool, ahead int) {
 	if len(s.holders) == 0 {
 		if s.fleet > 0 && now.Sub(s.started) < s.grace {
-			return "" // peers are up but none has started on this release yet
+			return "", false, 0 // peers are up but none has started on this release yet
 		}
-		return reasonNoPeers
+		return reasonNoPeers, false, 0
 	}
 	for i := range s.holders {
 		if bitSet(s.holders[i].bits, j.indexes[0]) {
-			return reasonPeersFailed // held, but only by peers that failed
+			return reasonPeersFailed, false, 0 // held, but only by peers that failed
 		}
 	}
 	if s.grace == 0 {
-		return reasonNoHolder
+		return reasonNoHolder, false, 0
 	}
 	mine := rendezvous(s.self, j.chunk.SHA256)
-	ahead := 0
+	live := false
 	for i := range s.holders {
 		h := &s.holders[i]
 		if s.fails[h.addr] >= maxPeerFails {
 			continue
 		}
 		if bitSet(h.fetching, j.indexes[0]) {
-			return "" // another agent is fetching it from the origin now
+			return "", true, 0 // another agent is fetching it from the origin now
 		}
 		if rendezvous(h.id, j.chunk.SHA256) > mine {
 			ahead++
@@ -386,15 +415,16 @@ func (s *sched) originReason(j *job, now time.Time) string {
 			if h.bits == nil {
 				progress = s.started // not started yet: given origin_grace from now
 			}
-			if now.Sub(progress) < s.grace {
-				return "" // a live agent ranked before this one will fetch it
-			}
+			live = live || now.Sub(progress) < s.grace
 		}
 	}
-	if ahead == 0 {
-		return reasonAssigned
+	switch {
+	case ahead == 0:
+		return reasonAssigned, false, 0
+	case live:
+		return "", false, ahead // a live agent ranked before this one will fetch it
 	}
-	return reasonPeerStalled
+	return reasonPeerStalled, false, ahead
 }
 
 // rendezvous is the weight of agent id for a chunk: the agent of highest
