@@ -115,6 +115,44 @@ func TestAgentPeersOnLoopback(t *testing.T) {
 		t.Skip("no SIGTERM on Windows")
 	}
 	c := newCLI(t)
+	agents, origin := startLoopFleet(t, c)
+	data := randomBytes(77, 4<<20)
+	publishLoopRelease(t, c, data)
+	waitLoopInstalled(t, agents, 1)
+	var peerBytes int64
+	for _, a := range agents {
+		st, _ := a.status("https")
+		tr := st.Subscriptions[0].LastTransfer
+		t.Logf("%s: origin %d bytes, peers %d bytes, uploaded %d bytes", a.name, tr.Origin, tr.Peer, st.UploadedBytes)
+		peerBytes += tr.Peer
+		if len(st.Peers) != 2 {
+			t.Errorf("%s lists %d peers, want 2: %+v", a.name, len(st.Peers), st.Peers)
+		}
+	}
+	ratio := float64(origin.bytes.Load()) / float64(len(data))
+	t.Logf("origin sent %.2fx the artifact; peers moved %d bytes", ratio, peerBytes)
+	if ratio > 1.2 {
+		t.Errorf("origin sent %.2fx the artifact to 3 agents; want about 1x", ratio)
+	}
+	if peerBytes < int64(len(data)) {
+		t.Errorf("peers moved %d bytes; want at least one artifact (%d)", peerBytes, len(data))
+	}
+	// Without the secret, the peer API refuses.
+	resp, err := insecureClient.Get(fmt.Sprintf("https://127.0.0.1:%d/v1/peer/state", agents[0].port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("peer state without the fleet certificate: HTTP %d, want 403", resp.StatusCode)
+	}
+}
+
+// startLoopFleet starts three agents on loopback that know each other from
+// static peer lists and share a fleet secret, behind one counting origin
+// serving c's "origin" directory, and waits until each follows the other two.
+func startLoopFleet(t *testing.T, c *cli) ([]*loopAgent, *originCounter) {
+	t.Helper()
 	setupRoot(t, c, []string{"a"}, "1")
 	c.ok("root", "publish", "--origin", "origin", "root.json")
 	origin := serveCounted(t, c.path("origin"))
@@ -170,50 +208,34 @@ channel = "stable"
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	data := randomBytes(77, 4<<20)
+	return agents, origin
+}
+
+// publishLoopRelease publishes data as app/stable sequence 1, version 1.0,
+// installed by a command that does nothing.
+func publishLoopRelease(t *testing.T, c *cli, data []byte) {
+	t.Helper()
 	c.write("app.bin", data)
 	c.ok("publish", "--origin", "origin", "--root", "root.json", "--key", "a.key", "--product", "app",
 		"--channel", "stable", "--version", "1.0", "--installer", "command", "--command", "/bin/true {artifact}",
 		"--chunk-min", "16384", "--chunk-avg", "65536", "--chunk-max", "262144", "app.bin")
-	deadline = time.Now().Add(60 * time.Second)
+}
+
+// waitLoopInstalled waits until every agent has installed seq.
+func waitLoopInstalled(t *testing.T, agents []*loopAgent, seq uint64) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
 	for _, a := range agents {
 		for {
 			st, err := a.status("https")
-			if err == nil && len(st.Subscriptions) == 1 && st.Subscriptions[0].InstalledSequence == 1 {
+			if err == nil && len(st.Subscriptions) == 1 && st.Subscriptions[0].InstalledSequence == seq {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s did not install sequence 1 (last status %+v, %v)\nlog:\n%s", a.name, st, err, tail(a.logBuf.String(), 40))
+				t.Fatalf("%s did not install sequence %d (last status %+v, %v)\nlog:\n%s", a.name, seq, st, err, tail(a.logBuf.String(), 40))
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-	}
-	var peerBytes int64
-	for _, a := range agents {
-		st, _ := a.status("https")
-		tr := st.Subscriptions[0].LastTransfer
-		t.Logf("%s: origin %d bytes, peers %d bytes, uploaded %d bytes", a.name, tr.Origin, tr.Peer, st.UploadedBytes)
-		peerBytes += tr.Peer
-		if len(st.Peers) != 2 {
-			t.Errorf("%s lists %d peers, want 2: %+v", a.name, len(st.Peers), st.Peers)
-		}
-	}
-	ratio := float64(origin.bytes.Load()) / float64(len(data))
-	t.Logf("origin sent %.2fx the artifact; peers moved %d bytes", ratio, peerBytes)
-	if ratio > 1.2 {
-		t.Errorf("origin sent %.2fx the artifact to 3 agents; want about 1x", ratio)
-	}
-	if peerBytes < int64(len(data)) {
-		t.Errorf("peers moved %d bytes; want at least one artifact (%d)", peerBytes, len(data))
-	}
-	// Without the secret, the peer API refuses.
-	resp, err := insecureClient.Get(fmt.Sprintf("https://127.0.0.1:%d/v1/peer/state", ports[0]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusForbidden {
-		t.Errorf("peer state without the fleet certificate: HTTP %d, want 403", resp.StatusCode)
 	}
 }
 
