@@ -25,6 +25,9 @@ var commands = []command{
 	{"agent", "run the update agent (foreground, or one cycle with --once)", cmdAgent},
 	{"service", "install, start, stop or remove the agent as an OS service", runService},
 	{"fleet-secret", "create a secret that closes a fleet to agents without it", cmdFleetSecret},
+	{"status", "show the local agent: releases, update in progress, peers", cmdStatus},
+	{"peers", "show a rollout across the LAN: every agent's status and a summary", cmdPeers},
+	{"demo", "run a publisher, an origin and agents on this machine (loopback) and show a rollout", cmdDemo},
 }
 
 // cliEnv is what a command may touch besides its arguments.

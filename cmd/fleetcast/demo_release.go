@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/fleetcast/fleetcast/publisher"
+)
+
+// demoCompareBlock is the block size of the installed-file comparison.
+const demoCompareBlock = 1 << 20
+
+func (d *demo) releaseStep(seq int) func(context.Context) error {
+	return func(ctx context.Context) error { return d.release(ctx, seq) }
+}
+
+// release publishes release seq, shows its rollout and sums it up.
+func (d *demo) release(ctx context.Context, seq int) error {
+	sentBefore := d.origin.sent.Load()
+	res, err := d.publish(ctx, seq)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	m := res.Manifest
+	fmt.Fprintf(d.out, "\nrelease %d: version %s, %s in %d chunks (%s new to the origin), signed and published in %s\n",
+		seq, m.Version, formatBytes(m.Artifact.Size), res.Chunks, formatBytes(res.NewBytes), demoSecs(res.Duration))
+	if seq > 1 {
+		fmt.Fprintf(d.out, "  %s changed in the middle of the file: agents fetch only the chunks around the change\n",
+			formatBytes(min(demoChange, d.opts.size/4)))
+	}
+	rows, err := d.watch(ctx, uint64(seq), start, sentBefore)
+	if err != nil {
+		return err
+	}
+	d.printSummary(seq, res, rows, d.origin.sent.Load()-sentBefore, time.Since(start))
+	return nil
+}
+
+// printSummary prints one line per agent and the fleet's totals.
+func (d *demo) printSummary(seq int, res *publisher.Result, rows []demoRow, originSent int64, took time.Duration) {
+	size := res.Manifest.Artifact.Size
+	fmt.Fprintf(d.out, "release %d installed on all %d agents in %s\n", seq, len(rows), demoSecs(took))
+	fmt.Fprintf(d.out, "  %-8s %15s %12s %12s %12s\n", "agent", "installed after", "from origin", "from peers", "reused")
+	minReused, peers := int64(-1), int64(0)
+	for _, r := range rows {
+		fmt.Fprintf(d.out, "  %-8s %15s %12s %12s %12s\n", r.name, demoSecs(r.installed),
+			formatBytes(r.tr.Origin), formatBytes(r.tr.Peer), formatBytes(demoReused(r.tr)))
+		peers += r.tr.Peer
+		if minReused < 0 || demoReused(r.tr) < minReused {
+			minReused = demoReused(r.tr)
+		}
+	}
+	ratio := float64(originSent) / float64(size)
+	fmt.Fprintf(d.out, "  fleet: origin sent %s = %.2fx of the release to %d agents (without peers: %.2fx); peers moved %s; %s\n",
+		formatBytes(originSent), ratio, len(rows), float64(len(rows))*float64(res.NewBytes)/float64(size), formatBytes(peers), demoSecs(took))
+	if seq > 1 {
+		fmt.Fprintf(d.out, "  the change: %s of new chunks; the origin sent %.2fx of that\n",
+			formatBytes(res.NewBytes), float64(originSent)/float64(max(res.NewBytes, 1)))
+		fmt.Fprintf(d.out, "  reused on every agent: at least %.1f%% of the artifact (chunks of the release before, already in its store)\n",
+			100*float64(minReused)/float64(size))
+	}
+}
+
+// verifyInstalled checks that every agent's installed file is the last
+// release, byte for byte.
+func (d *demo) verifyInstalled(context.Context) error {
+	want := d.path("release-2", demoArtifact)
+	for _, a := range d.agents {
+		got := filepath.Join(a.dir, demoArtifact)
+		if err := demoSameFile(want, got); err != nil {
+			return fmt.Errorf("%s: installed file %s is not release 2: %w", a.name, got, err)
+		}
+	}
+	fmt.Fprintf(d.out, "\nverified: every agent's installed %s is release 2, byte for byte\n", demoArtifact)
+	return nil
+}
+
+// demoSameFile compares two files' bytes.
+func demoSameFile(a, b string) error {
+	fa, err := os.Open(a)
+	if err != nil {
+		return err
+	}
+	defer fa.Close()
+	fb, err := os.Open(b)
+	if err != nil {
+		return err
+	}
+	defer fb.Close()
+	ba, bb := make([]byte, demoCompareBlock), make([]byte, demoCompareBlock)
+	for off := int64(0); ; off += demoCompareBlock {
+		na, errA := io.ReadFull(fa, ba)
+		nb, errB := io.ReadFull(fb, bb)
+		if !bytes.Equal(ba[:na], bb[:nb]) {
+			return fmt.Errorf("differs within bytes %d to %d", off, off+int64(max(na, nb)))
+		}
+		if demoEOF(errA) && demoEOF(errB) {
+			return nil
+		}
+		if err := errors.Join(demoReadErr(errA), demoReadErr(errB)); err != nil {
+			return err
+		}
+	}
+}
+
+func demoEOF(err error) bool { return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) }
+
+func demoReadErr(err error) error {
+	if demoEOF(err) {
+		return nil
+	}
+	return err
+}

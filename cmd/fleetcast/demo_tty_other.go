@@ -1,0 +1,17 @@
+//go:build !windows
+
+package main
+
+import (
+	"io"
+	"os"
+
+	"golang.org/x/term"
+)
+
+// demoTerminal reports whether w is a terminal that understands the cursor
+// movements of the demo's live view.
+func demoTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd())) && os.Getenv("TERM") != "dumb"
+}
