@@ -145,10 +145,16 @@ func (f *fleet) start(ctx context.Context, a *labAgent) error {
 }
 
 // stop ends the agent with sig (SIGTERM: a clean stop; SIGKILL: a crash)
-// and adds its resource use to the agent's totals.
+// and adds its resource use to the agent's totals. (The process that
+// ip netns exec started became, through unshare and sh's exec, the agent.)
 func (f *fleet) stop(a *labAgent, sig syscall.Signal) error {
 	if a.done == nil {
 		return nil
+	}
+	// The peak RSS from /proc before the process ends: the Maxrss of its
+	// rusage would include fleetlab's own peak (Go starts it with vfork).
+	if kib, err := statusKiB(a.cmd.Process.Pid, "VmHWM"); err == nil {
+		a.peakRSS = max(a.peakRSS, kib<<10)
 	}
 	syscall.Kill(-a.cmd.Process.Pid, sig)
 	var err error
@@ -161,7 +167,6 @@ func (f *fleet) stop(a *labAgent, sig syscall.Signal) error {
 	}
 	a.done = nil
 	if ru, ok := a.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		a.peakRSS = max(a.peakRSS, ru.Maxrss<<10)
 		a.cpu += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
 	if sig == syscall.SIGTERM && err != nil {

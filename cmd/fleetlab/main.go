@@ -27,6 +27,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -54,6 +55,7 @@ type options struct {
 	json        bool
 	timeout     time.Duration
 	keep        bool
+	tmpfs       bool   // the work directory on a tmpfs
 	fleetcast   string // binary
 	hostilepeer string // binary
 	dir         string // work directory (under out)
@@ -111,6 +113,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON on stdout instead of the table")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (artifacts, agents' data and logs) under -out")
+	fs.BoolVar(&o.tmpfs, "tmpfs", false, "put the work directory (every host's data) on a tmpfs: separate machines have separate disks, and one shared disk would be the bottleneck of a large lab (needs about 4 x size x (n+1) of memory)")
 	fs.StringVar(&o.fleetcast, "fleetcast", "", "fleetcast `binary` (default: built from this checkout)")
 	fs.StringVar(&o.hostilepeer, "hostilepeer", "", "hostilepeer `binary` (default: built from this checkout)")
 	if err := fs.Parse(args); err != nil {
@@ -189,11 +192,17 @@ func run(ctx context.Context, o *options, log *slog.Logger) (err error) {
 	if err := netlab.Available(); err != nil {
 		return err
 	}
-	if err := prepare(ctx, o); err != nil {
-		return err
-	}
-	if !o.keep {
+	err = prepare(ctx, o)
+	if o.dir != "" && !o.keep {
 		defer os.RemoveAll(o.dir)
+	}
+	if o.tmpfs && o.dir != "" && !o.keep {
+		defer unmount(o.dir, log)
+	} else if o.tmpfs && o.dir != "" {
+		defer log.Info("the work tmpfs stays mounted (-keep); unmount it when done", "dir", o.dir)
+	}
+	if err != nil {
+		return err
 	}
 	e, err := newEnv(ctx, o, log)
 	defer func() {
@@ -217,6 +226,13 @@ func run(ctx context.Context, o *options, log *slog.Logger) (err error) {
 			"origin_egress", bytesText(res.OriginEgress), "problems", len(res.Problems))
 	}
 	return rep.write(o, os.Stdout)
+}
+
+// unmount removes the work directory's tmpfs, and with it what is on it.
+func unmount(dir string, log *slog.Logger) {
+	if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+		log.Warn("unmount the work tmpfs", slog.String("dir", dir), slog.String("reason", fmt.Sprintf("%v: %s", err, out)))
+	}
 }
 
 // labRun is one system or scenario to run.
@@ -256,6 +272,13 @@ func prepare(ctx context.Context, o *options) error {
 	if o.dir, err = filepath.Abs(dir); err != nil {
 		return err
 	}
+	if o.tmpfs {
+		size := fmt.Sprintf("size=%d", 4*o.size*int64(o.n+1)+256<<20)
+		if out, err := exec.CommandContext(ctx, "mount", "-t", "tmpfs", "-o", size, "fleetlab", o.dir).CombinedOutput(); err != nil {
+			o.tmpfs = false
+			return fmt.Errorf("mount a tmpfs on %s: %v: %s", o.dir, err, out)
+		}
+	}
 	if o.fleetcast, err = findBinary(ctx, o.fleetcast, o.dir, "fleetcast"); err != nil {
 		return err
 	}
@@ -266,7 +289,7 @@ func prepare(ctx context.Context, o *options) error {
 	}
 	var tools []string
 	if slices.Contains(o.systems, "curl") {
-		tools = append(tools, "curl")
+		tools = append(tools, "curl", "time")
 	}
 	if slices.Contains(o.systems, "aria2") {
 		tools = append(tools, "aria2c", "mktorrent", "opentracker")

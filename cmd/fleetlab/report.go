@@ -28,7 +28,7 @@ func (o *options) summary() map[string]string {
 		"agents": strconv.Itoa(o.n), "size": bytesText(o.size),
 		"origin_rate": rateText(o.rates.origin), "peer_rate": rateText(o.rates.upload),
 		"chunks": fmt.Sprintf("%s/%s/%s", bytesText(o.chunkMin), bytesText(o.chunkAvg), bytesText(o.chunkMax)),
-		"seed": strconv.FormatUint(o.seed, 10), "poll_interval": o.poll.String(),
+		"seed":   strconv.FormatUint(o.seed, 10), "poll_interval": o.poll.String(),
 	}
 }
 

@@ -53,9 +53,9 @@ type runResult struct {
 	Scenario     string        `json:"scenario"`
 	Start        time.Time     `json:"start"`
 	Hosts        []hostResult  `json:"hosts"`
-	OriginEgress int64         `json:"origin_egress_bytes"` // counted at the origin's interface during the run
-	Problems     []string      `json:"problems,omitempty"`  // what went wrong (bans, failed hosts, corrupt installs)
-	Notes        []string      `json:"notes,omitempty"`     // what the scenario did, in figures
+	OriginEgress int64         `json:"origin_egress_bytes"`     // counted at the origin's interface during the run
+	Problems     []string      `json:"problems,omitempty"`      // what went wrong (bans, failed hosts, corrupt installs)
+	Notes        []string      `json:"notes,omitempty"`         // what the scenario did, in figures
 	Changed      int64         `json:"changed_bytes,omitempty"` // delta: bytes of the release that changed
-	Elapsed      time.Duration `json:"elapsed_ns"`          // until the last host was done, or the run gave up
+	Elapsed      time.Duration `json:"elapsed_ns"`              // until the last host was done, or the run gave up
 }
