@@ -102,7 +102,7 @@ func TestSummarize(t *testing.T) {
 		{"rollout", []Result{*done("a", 33_600_000, 0), {Addr: "u", Status: &updating}, *done("b", 0, 98_700_000), down},
 			[]string{
 				"app/beta: 2 agents, none with a release installed; 0 updating; bytes from origin 0 B, from peers 0 B, reused 0 B; 1 unreachable",
-				"app/stable: 2 of 3 agents on sequence 7 (1.2.0); 1 updating; bytes from origin 34.6 MB, from peers 100.7 MB, reused 746 B; 1 unreachable",
+				"app/stable: 2 of 3 agents on sequence 7 (1.2.0); 1 updating; bytes from origin 33.0 MiB, from peers 96.0 MiB, reused 746 B; 1 unreachable",
 			}},
 	}
 	for _, tt := range tests {
@@ -123,7 +123,7 @@ func TestSummarize(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 func TestFormatBytes(t *testing.T) {
-	for n, want := range map[int64]string{0: "0 B", 999: "999 B", 1000: "1.0 kB", 33_600_000: "33.6 MB", 1 << 40: "1.1 TB"} {
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 33_600_000: "32.0 MiB", 1 << 40: "1.0 TiB"} {
 		if got := FormatBytes(n); got != want {
 			t.Errorf("FormatBytes(%d) = %q, want %q", n, got, want)
 		}

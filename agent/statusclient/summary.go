@@ -99,7 +99,7 @@ func (sum *Summary) add(s agent.SubscriptionStatus) {
 }
 
 // String is the summary line: "app/stable: 4 of 5 agents on sequence 7
-// (1.2.0); 1 updating; bytes from origin 33.6 MB, from peers 100.7 MB,
+// (1.2.0); 1 updating; bytes from origin 32.0 MiB, from peers 96.0 MiB,
 // reused 0 B", and "; 1 unreachable" when some agents did not answer.
 func (sum Summary) String() string {
 	on := fmt.Sprintf("%d of %d agents on sequence %d (%s)", sum.OnSequence, sum.Agents, sum.Sequence, sum.Version)
@@ -115,9 +115,9 @@ func (sum Summary) String() string {
 	return line
 }
 
-// FormatBytes formats n in decimal units: "0 B", "999 B", "33.6 MB".
+// FormatBytes formats n in binary units, as every fleetcast command does: "0 B", "1023 B", "32.0 MiB".
 func FormatBytes(n int64) string {
-	const unit = 1000
+	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)
 	}
@@ -126,5 +126,5 @@ func FormatBytes(n int64) string {
 		div *= unit
 		exp++
 	}
-	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -23,7 +23,7 @@ func formatStatus(st agent.Status, now time.Time, rates map[string]float64, tty 
 	var b strings.Builder
 	fmt.Fprintf(&b, "agent %s, fleet %s, root version %d\n", st.AgentID, st.FleetID, st.RootVersion)
 	fmt.Fprintf(&b, "since start: %s from the origin, %s in %d chunks served to peers\n",
-		formatIEC(st.OriginBytes), formatIEC(st.UploadedBytes), st.UploadedChunks)
+		statusclient.FormatBytes(st.OriginBytes), statusclient.FormatBytes(st.UploadedBytes), st.UploadedChunks)
 	for _, s := range st.Subscriptions {
 		b.WriteString("\n")
 		writeSubscription(&b, s, now, rates[subKey(s)], tty)
@@ -62,7 +62,7 @@ func writeSubscription(b *strings.Builder, s agent.SubscriptionStatus, now time.
 	if t := s.LastTransfer; t != nil {
 		by := statusclient.TransferBytes(agent.SubscriptionStatus{LastTransfer: t})
 		fmt.Fprintf(b, "  last transfer: sequence %d, %s: from peers %s, from the origin %s, reused %s, in %.1fs\n",
-			s.LastTransferSequence, formatIEC(t.ArtifactBytes), formatIEC(by.Peers), formatIEC(by.Origin), formatIEC(by.Reused), t.Seconds)
+			s.LastTransferSequence, statusclient.FormatBytes(t.ArtifactBytes), statusclient.FormatBytes(by.Peers), statusclient.FormatBytes(by.Origin), statusclient.FormatBytes(by.Reused), t.Seconds)
 	}
 }
 
@@ -84,7 +84,7 @@ func progressText(p *agent.Progress, now time.Time, rate float64) string {
 		eta = "eta " + (time.Duration(float64(left) / rate * float64(time.Second))).Round(time.Second).String()
 	}
 	return fmt.Sprintf("%s of %s (%d%%), %s/s, %s, from peers %d%%, origin %d%%, reused %d%%",
-		formatIEC(p.DoneBytes), formatIEC(p.TotalBytes), percent(p.DoneBytes, p.TotalBytes), formatIEC(int64(rate)), eta,
+		statusclient.FormatBytes(p.DoneBytes), statusclient.FormatBytes(p.TotalBytes), percent(p.DoneBytes, p.TotalBytes), statusclient.FormatBytes(int64(rate)), eta,
 		share(p.PeerBytes, p), share(p.OriginBytes, p), share(p.ReusedBytes, p))
 }
 
@@ -159,16 +159,3 @@ func ago(now, t time.Time) time.Duration {
 	return max(now.Sub(t), 0).Round(time.Second)
 }
 
-// formatIEC formats n in binary units: "512 B", "12.5 MiB".
-func formatIEC(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
