@@ -158,4 +158,3 @@ func orDash(s string) string {
 func ago(now, t time.Time) time.Duration {
 	return max(now.Sub(t), 0).Round(time.Second)
 }
-
