@@ -332,12 +332,19 @@ func configClip(s string) string {
 // archive target, or a command's target if it has one, must be absolute and
 // under an AllowedTargets prefix both as written and with the symbolic links
 // of its longest existing ancestor resolved, so that a link inside an
-// allowed directory cannot lead the install elsewhere. The error says which
-// key to change. Allow checks the file system as it is now: installers must
-// still not follow links they did not expect.
+// allowed directory cannot lead the install elsewhere. A health check runs
+// a program of the manifest's choosing after any installer, so it needs
+// "command" in AllowedInstallers too (a rollback command runs only with the
+// command installer). The error says which key to change. Allow checks the
+// file system as it is now: installers must still not follow links they did
+// not expect.
 func (c *Config) Allow(in manifest.Install) error {
 	if !slices.Contains(c.AllowedInstallers, in.Installer) {
 		return fmt.Errorf("installer %q is not in allowed_installers %q; not installed", configClip(in.Installer), c.AllowedInstallers)
+	}
+	if len(in.HealthCheck) > 0 && !slices.Contains(c.AllowedInstallers, "command") {
+		return fmt.Errorf("the release asks to run health check %q; this agent does not allow commands (add \"command\" to allowed_installers); not installed",
+			configClip(strings.Join(in.HealthCheck, " ")))
 	}
 	if in.Installer == "command" && in.Target == "" {
 		return nil

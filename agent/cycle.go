@@ -56,7 +56,7 @@ func (a *Agent) cycle(ctx context.Context, sub Subscription) (Outcome, error) {
 		return KnownBad, a.saveValidators(sub, &st, fresh)
 	}
 	if err := a.cfg.Allow(v.Install); err != nil {
-		return Failed, fmt.Errorf("%s/%s sequence %d: %w", sub.Product, sub.Channel, v.Sequence, err)
+		return Failed, fmt.Errorf("%s/%s sequence %d (version %s): %w", sub.Product, sub.Channel, v.Sequence, v.Version, err)
 	}
 	if err := a.trust(sub, &st, v, env, log); err != nil {
 		return Failed, err
@@ -71,10 +71,10 @@ type freshManifest struct {
 
 // latest fetches the channel's latest manifest envelope: from a peer that
 // holds a newer release than this agent trusts, else from the origin. It
-// returns nil and
-// no error when the origin says it is unchanged and everything it named was
-// handled; when the origin says unchanged but the trusted release is not
-// installed yet (an interrupted cycle), it returns the stored envelope.
+// returns nil and no error when the origin says it is unchanged, the trusted
+// manifest still verifies (it has not expired, nor has the root), and
+// everything it named was handled; when the trusted release is not installed
+// yet (an interrupted cycle), it returns the stored envelope.
 func (a *Agent) latest(ctx context.Context, sub Subscription, st *subState, log *slog.Logger) ([]byte, *freshManifest, error) {
 	if a.pm == nil {
 		return a.latestFromOrigin(ctx, sub, st, log)
@@ -85,27 +85,86 @@ func (a *Agent) latest(ctx context.Context, sub Subscription, st *subState, log 
 	return a.latestRace(ctx, sub, st, log)
 }
 
-// latestFromOrigin is latest without peers: a conditional GET.
+// latestFromOrigin is latest without peers: a conditional GET. A 304 is
+// believed only while the trusted manifest it stands for still verifies now:
+// otherwise an origin (or, over http, anyone on the path) could keep the
+// agent on an expired release forever without an error. When it does not,
+// the validators are dropped and the manifest is fetched whole, so the
+// outcome is that of a fresh response.
 func (a *Agent) latestFromOrigin(ctx context.Context, sub Subscription, st *subState, log *slog.Logger) ([]byte, *freshManifest, error) {
 	resp, err := a.origin.fetchManifest(ctx, sub.Product, sub.Channel, st.ETag, st.LastModified)
 	if errors.Is(err, errNotModified) {
-		if st.Trusted == st.Installed || st.Trusted == st.Failed {
-			log.Debug("manifest not modified", slog.Uint64("installed", st.Installed))
-			return nil, nil, nil
-		}
-		dir := a.store.releaseDir(sub.Product, sub.Channel, st.Trusted)
-		env, rerr := readLimited(filepath.Join(dir, manifestFile), signing.MaxEnvelopeSize)
-		if rerr == nil {
+		env, stale := a.trustedEnvelope(sub, st)
+		if stale == nil {
+			if st.Trusted == st.Installed || st.Trusted == st.Failed {
+				log.Debug("manifest not modified", slog.Uint64("installed", st.Installed))
+				return nil, nil, nil
+			}
 			return env, nil, nil
 		}
-		st.ETag, st.LastModified = "", "" // the stored copy is gone: fetch it whole
+		log.Warn("origin says the manifest is unchanged, but the trusted one no longer verifies; fetching it whole",
+			slog.Uint64("trusted", st.Trusted), slog.String("reason", stale.Error()))
+		if st.ETag != "" || st.LastModified != "" {
+			st.ETag, st.LastModified = "", ""
+			if err := saveState(a.cfg.DataDir, sub.Product, sub.Channel, *st); err != nil {
+				return nil, nil, err
+			}
+		}
 		resp, err = a.origin.fetchManifest(ctx, sub.Product, sub.Channel, "", "")
+		if errors.Is(err, errNotModified) {
+			return nil, nil, fmt.Errorf("%s/%s: origin answered 304 Not Modified to a request without validators, for a trusted manifest that no longer verifies: %w",
+				sub.Product, sub.Channel, stale)
+		}
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s/%s: %w", sub.Product, sub.Channel, err)
 	}
-	log.Info("fetched manifest from origin", slog.Int("bytes", len(resp.body)), slog.String("etag", resp.etag))
-	return resp.body, &freshManifest{etag: resp.etag, lastModified: resp.lastModified}, nil
+	log.Info("fetched manifest from origin", slog.Int("bytes", len(resp.body)), slog.String("etag", clipHeader(resp.etag)))
+	return resp.body, a.validators(resp, log), nil
+}
+
+// trustedEnvelope reads the stored envelope of the trusted sequence and
+// verifies it against the current root now, as a fresh response would be;
+// the error says why it is no longer current (missing, expired, root
+// expired, no longer signed by the root's keys).
+func (a *Agent) trustedEnvelope(sub Subscription, st *subState) ([]byte, error) {
+	if st.Trusted == 0 {
+		return nil, errors.New("no trusted manifest")
+	}
+	dir := a.store.releaseDir(sub.Product, sub.Channel, st.Trusted)
+	env, err := readLimited(filepath.Join(dir, manifestFile), signing.MaxEnvelopeSize)
+	if err != nil {
+		return nil, fmt.Errorf("trusted manifest, sequence %d: %w", st.Trusted, err)
+	}
+	v, err := manifest.Verify(env, a.currentRoot(), a.now())
+	if err != nil {
+		return nil, err
+	}
+	if v.Product != sub.Product || v.Channel != sub.Channel || v.Sequence != st.Trusted {
+		return nil, fmt.Errorf("stored manifest of sequence %d is %s/%s sequence %d: %w",
+			st.Trusted, v.Product, v.Channel, v.Sequence, manifest.ErrInvalid)
+	}
+	return env, nil
+}
+
+// maxValidator bounds the ETag and Last-Modified kept in the state file (read
+// back with maxStateSize). A longer one is treated as absent: the next poll
+// fetches the manifest whole.
+const maxValidator = 1 << 10
+
+// validators returns the response's validators to remember, without those
+// longer than maxValidator.
+func (a *Agent) validators(resp *manifestResponse, log *slog.Logger) *freshManifest {
+	f := &freshManifest{etag: resp.etag, lastModified: resp.lastModified}
+	if len(f.etag) > maxValidator {
+		log.Warn("origin's ETag not kept", slog.Int("bytes", len(f.etag)), slog.Int("limit", maxValidator))
+		f.etag = ""
+	}
+	if len(f.lastModified) > maxValidator {
+		log.Warn("origin's Last-Modified not kept", slog.Int("bytes", len(f.lastModified)), slog.Int("limit", maxValidator))
+		f.lastModified = ""
+	}
+	return f
 }
 
 // verify follows the root chain (for a freshly fetched manifest) and checks

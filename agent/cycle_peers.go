@@ -40,32 +40,44 @@ func (a *Agent) latestFromPeers(ctx context.Context, sub Subscription, st *subSt
 		if bannable(err) {
 			a.pm.ban(o.addr, err.Error())
 		}
+		a.offerTried(relKey{sub.Product, sub.Channel, anySequence}, o.addr)
 	}
 	return nil
 }
 
 // offers lists the peers' newer releases of a subscription, best first,
-// without those already tried within poll_interval: a release no peer
-// delivers, or that this agent refuses, must not start cycle after cycle.
+// without those already tried within poll_interval, and without any offer
+// of a peer whose offer of this subscription failed within poll_interval: a
+// release no peer delivers, or that this agent refuses, must not start cycle
+// after cycle, nor may a peer that claims ever higher sequences.
 func (a *Agent) offers(sub Subscription, st *subState) []peerOffer {
 	all := a.pm.newest(sub.Product, sub.Channel, max(st.Trusted, st.Failed))
 	a.offersMu.Lock()
 	defer a.offersMu.Unlock()
 	now := a.now()
+	recent := func(seq uint64, addr string) bool {
+		t, ok := a.offersTried[offerKey{relKey{sub.Product, sub.Channel, seq}, addr}]
+		return ok && now.Sub(t) <= a.cfg.PollInterval
+	}
 	out := all[:0]
 	for _, o := range all {
-		if t, ok := a.offersTried[offerKey{relKey{sub.Product, sub.Channel, o.seq}, o.addr}]; !ok || now.Sub(t) > a.cfg.PollInterval {
+		if !recent(o.seq, o.addr) && !recent(anySequence, o.addr) {
 			out = append(out, o)
 		}
 	}
 	return out
 }
 
-// offerKey is one peer's offer of one release.
+// offerKey is one peer's offer of one release, or with the sequence
+// anySequence, a failed offer of the product channel.
 type offerKey struct {
 	rel  relKey
 	addr string
 }
+
+// anySequence stands for every release of a product channel in an offerKey;
+// no release has sequence 0.
+const anySequence = 0
 
 func (a *Agent) offerTried(key relKey, addr string) {
 	a.offersMu.Lock()

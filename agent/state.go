@@ -7,14 +7,21 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/fleetcast/fleetcast/internal/atomicfile"
 	"github.com/fleetcast/fleetcast/internal/strictjson"
 	"github.com/fleetcast/fleetcast/signing"
 )
 
-// maxStateSize bounds a subscription's state file.
+// maxStateSize bounds a subscription's state file. saveState keeps what it
+// writes well below it (maxValidator, maxFailedReason), so that nothing an
+// origin or an installer says can make the file unreadable, which would stop
+// the subscription and cost its rollback protection.
 const maxStateSize = 64 << 10
+
+// maxFailedReason bounds the failed_reason kept in the state file.
+const maxFailedReason = 4 << 10
 
 // subState is what the agent remembers of one subscription, in
 // state/<product>/<channel>.json (docs/SPEC.md, "Agent data directory").
@@ -58,6 +65,15 @@ func loadState(dataDir, product, channel string) (subState, error) {
 
 func saveState(dataDir, product, channel string, st subState) error {
 	p := statePath(dataDir, product, channel)
+	if len(st.ETag) > maxValidator {
+		st.ETag = ""
+	}
+	if len(st.LastModified) > maxValidator {
+		st.LastModified = ""
+	}
+	if len(st.FailedReason) > maxFailedReason {
+		st.FailedReason = strings.ToValidUTF8(st.FailedReason[:maxFailedReason], "") + "..."
+	}
 	if err := atomicfile.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return fmt.Errorf("state: %w", err)
 	}

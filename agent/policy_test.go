@@ -1,0 +1,393 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fleetcast/fleetcast/agent/fleettls"
+	"github.com/fleetcast/fleetcast/manifest"
+	"github.com/fleetcast/fleetcast/publisher"
+	"github.com/fleetcast/fleetcast/signing"
+)
+
+// Real agents (New, Once) against an origin directory written by
+// publisher.Publish, served by httptest with an ETag on the channel's
+// manifest, and a clock the test sets.
+
+// etagOrigin serves an origin directory; the channel's manifest.json gets an
+// ETag (the file's SHA-256, or etag when set) and conditional GETs are
+// answered 304 when it matches, or always when always304 is set.
+type etagOrigin struct {
+	dir   string
+	srv   *httptest.Server
+	files http.Handler
+
+	mu          sync.Mutex
+	etag        string
+	always304   bool
+	ifNoneMatch []string // If-None-Match of each manifest request
+	notModified int      // 304 answers to manifest requests
+}
+
+func newETagOrigin(t *testing.T) *etagOrigin {
+	t.Helper()
+	o := &etagOrigin{dir: filepath.Join(t.TempDir(), "origin")}
+	o.files = http.FileServer(http.Dir(o.dir))
+	o.srv = httptest.NewServer(http.HandlerFunc(o.serve))
+	t.Cleanup(o.srv.Close)
+	return o
+}
+
+func (o *etagOrigin) serve(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasSuffix(r.URL.Path, "/manifest.json") {
+		o.files.ServeHTTP(w, r)
+		return
+	}
+	body, err := os.ReadFile(filepath.Join(o.dir, filepath.FromSlash(r.URL.Path)))
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	sum := sha256.Sum256(body)
+	o.mu.Lock()
+	etag := o.etag
+	if etag == "" {
+		etag = `"` + hex.EncodeToString(sum[:]) + `"`
+	}
+	o.ifNoneMatch = append(o.ifNoneMatch, r.Header.Get("If-None-Match"))
+	notModified := o.always304 || r.Header.Get("If-None-Match") == etag
+	if notModified {
+		o.notModified++
+	}
+	o.mu.Unlock()
+	w.Header().Set("ETag", etag)
+	if notModified {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	w.Write(body)
+}
+
+// counts returns the 304 answers so far and the last request's If-None-Match.
+func (o *etagOrigin) counts() (notModified int, lastIfNoneMatch string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if n := len(o.ifNoneMatch); n > 0 {
+		lastIfNoneMatch = o.ifNoneMatch[n-1]
+	}
+	return o.notModified, lastIfNoneMatch
+}
+
+// etagRoot is a version 1 root of key alone, signed by it, expiring at expires.
+func etagRoot(t *testing.T, key *signing.PrivateKey, expires time.Time) []byte {
+	t.Helper()
+	r := &signing.Root{Version: 1, Threshold: 1, Expires: expires, Keys: []signing.PublicKey{key.Public}}
+	env, err := r.Envelope()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Sign(key)
+	return env.Marshal()
+}
+
+// publish writes root (on first use) and release version of app/stable,
+// created at now and valid for expires, with install instructions in.
+func (o *etagOrigin) publish(t *testing.T, key *signing.PrivateKey, root []byte, version string, now time.Time, expires time.Duration, in manifest.Install) *manifest.Manifest {
+	t.Helper()
+	ctx := context.Background()
+	po := publisher.Origin{Dir: o.dir}
+	if _, _, err := po.AddRoot(ctx, root); err != nil {
+		t.Fatal(err)
+	}
+	art := filepath.Join(t.TempDir(), "app.bin")
+	if err := os.WriteFile(art, randomData(3, 100<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := publisher.Publish(ctx, po, art, publisher.Options{Product: "app", Channel: "stable", Version: version,
+		Keys: []*signing.PrivateKey{key}, Install: in, Now: now, Expires: expires,
+		Chunking: manifest.Chunking{Algorithm: manifest.ChunkingFastCDC, Min: 16 << 10, Avg: 32 << 10, Max: 64 << 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Manifest
+}
+
+// clockAgent is an agent without peers whose clock the test sets.
+type clockAgent struct {
+	*Agent
+	clock atomic.Int64 // Unix nanoseconds
+}
+
+func (c *clockAgent) set(t time.Time) { c.clock.Store(t.UnixNano()) }
+
+// newClockAgent makes an agent subscribed to app/stable of o, pinned to
+// root, allowed to install under dir, its clock at now.
+func newClockAgent(t *testing.T, o *etagOrigin, root []byte, dir string, now time.Time, change func(*Config)) *clockAgent {
+	t.Helper()
+	base := t.TempDir()
+	rootFile := filepath.Join(base, "root.json")
+	if err := os.WriteFile(rootFile, root, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.DataDir, cfg.Root, cfg.Origin = filepath.Join(base, "data"), rootFile, o.srv.URL+"/"
+	cfg.Listen, cfg.MDNS = "", false
+	cfg.Retries, cfg.RetryBackoff, cfg.RetryBackoffMax = 0, 10*time.Millisecond, 20*time.Millisecond
+	cfg.AllowedTargets = []string{dir + string(filepath.Separator)}
+	cfg.Subscriptions = []Subscription{{Product: "app", Channel: "stable"}}
+	if change != nil {
+		change(&cfg)
+	}
+	a, err := New(&cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	c := &clockAgent{Agent: a}
+	c.set(now)
+	a.now = func() time.Time { return time.Unix(0, c.clock.Load()) }
+	return c
+}
+
+// once runs one cycle and returns its error and the status it left.
+func (c *clockAgent) once(t *testing.T) (SubscriptionStatus, error) {
+	t.Helper()
+	err := c.Once(context.Background())
+	return c.Status().Subscriptions[0], err
+}
+
+func (c *clockAgent) state(t *testing.T) subState {
+	t.Helper()
+	st, err := loadState(c.cfg.DataDir, "app", "stable")
+	if err != nil {
+		t.Fatalf("state: %v", err)
+	}
+	return st
+}
+
+// TestHealthCheckNeedsCommand: a file release with a health check is not
+// installed, and its health check not run, unless "command" is in
+// allowed_installers.
+func TestHealthCheckNeedsCommand(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("uses /bin/sh")
+	}
+	for _, tc := range []struct {
+		name    string
+		allowed []string
+		want    Outcome
+		err     string
+	}{
+		{"default policy", nil, Failed,
+			`app/stable sequence 1 (version 1.2): the release asks to run health check "/bin/sh -c touch \"$0\" `},
+		{"command allowed", []string{"file", "command"}, Updated, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := newETagOrigin(t)
+			key := liveKey(t)
+			now := time.Now()
+			root := etagRoot(t, key, now.Add(24*time.Hour))
+			dir := t.TempDir()
+			target, marker := filepath.Join(dir, "app"), filepath.Join(t.TempDir(), "ran")
+			o.publish(t, key, root, "1.2", now, time.Hour, manifest.Install{Installer: "file", Target: target, Mode: "0644",
+				HealthCheck: []string{"/bin/sh", "-c", `touch "$0"`, marker}})
+			a := newClockAgent(t, o, root, dir, now, func(c *Config) {
+				if tc.allowed != nil {
+					c.AllowedInstallers = tc.allowed
+				}
+			})
+			st, err := a.once(t)
+			if st.LastOutcome != tc.want {
+				t.Fatalf("outcome %q (%v); want %q", st.LastOutcome, err, tc.want)
+			}
+			_, ranErr := os.Stat(marker)
+			_, installedErr := os.Stat(target)
+			if tc.err == "" {
+				if err != nil || ranErr != nil || installedErr != nil {
+					t.Fatalf("error %v; health check ran: %v; installed: %v", err, ranErr == nil, installedErr == nil)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), `add "command" to allowed_installers`) {
+				t.Fatalf("got error\n\t%v\nwant one containing\n\t%s", err, tc.err)
+			}
+			if ranErr == nil || installedErr == nil {
+				t.Fatalf("refused, yet health check ran: %v; installed: %v", ranErr == nil, installedErr == nil)
+			}
+			if s := a.state(t); s.Trusted != 0 || s.Installed != 0 {
+				t.Errorf("state %+v; want nothing trusted or installed", s)
+			}
+		})
+	}
+}
+
+// TestNotModifiedChecksExpiry: a 304 keeps an agent up to date only while
+// its trusted manifest and its root are unexpired; then the cycle fails as
+// it would for a freshly fetched manifest, and the validators are dropped.
+func TestNotModifiedChecksExpiry(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		rootTTL, manTTL  time.Duration
+		always304        bool
+		want             error
+		wantMsg, wantNot string
+	}{
+		{"manifest expired", 48 * time.Hour, time.Hour, false, manifest.ErrExpired, "manifest expired", ""},
+		{"root expired", time.Hour, 48 * time.Hour, false, signing.ErrRootExpired, "trust root expired", ""},
+		{"manifest expired, origin always 304", 48 * time.Hour, time.Hour, true, manifest.ErrExpired,
+			"origin answered 304 Not Modified to a request without validators", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := newETagOrigin(t)
+			key := liveKey(t)
+			now := time.Now()
+			root := etagRoot(t, key, now.Add(tc.rootTTL))
+			dir := t.TempDir()
+			o.publish(t, key, root, "1.0", now, tc.manTTL, manifest.Install{Installer: "file", Target: filepath.Join(dir, "app"), Mode: "0644"})
+			a := newClockAgent(t, o, root, dir, now, nil)
+			if st, err := a.once(t); err != nil || st.LastOutcome != Updated {
+				t.Fatalf("first cycle: %q, %v", st.LastOutcome, err)
+			}
+			if st, err := a.once(t); err != nil || st.LastOutcome != UpToDate {
+				t.Fatalf("second cycle: %q, %v", st.LastOutcome, err)
+			}
+			if n, _ := o.counts(); n != 1 {
+				t.Fatalf("%d 304 answers after the second cycle; want 1", n)
+			}
+			o.mu.Lock()
+			o.always304 = tc.always304
+			o.mu.Unlock()
+
+			a.set(now.Add(2 * time.Hour))
+			st, err := a.once(t)
+			if !errors.Is(err, tc.want) || st.LastOutcome != Failed {
+				t.Fatalf("cycle after expiry: outcome %q, error %v; want %q wrapping %v", st.LastOutcome, err, Failed, tc.want)
+			}
+			if !strings.Contains(st.LastError, tc.wantMsg) {
+				t.Errorf("last_error %q; want it to contain %q", st.LastError, tc.wantMsg)
+			}
+			if s := a.state(t); s.ETag != "" || s.LastModified != "" || s.Installed != 1 {
+				t.Errorf("state %+v; want the validators dropped, sequence 1 still installed", s)
+			}
+			a.once(t)
+			if _, inm := o.counts(); inm != "" {
+				t.Errorf("the next cycle sent If-None-Match %q; want a full fetch", inm)
+			}
+		})
+	}
+}
+
+// TestLongValidatorNotStored: an ETag longer than the state file may hold is
+// not stored, and the subscription keeps working.
+func TestLongValidatorNotStored(t *testing.T) {
+	o := newETagOrigin(t)
+	o.etag = `"` + strings.Repeat("a", 100<<10) + `"`
+	key := liveKey(t)
+	now := time.Now()
+	root := etagRoot(t, key, now.Add(24*time.Hour))
+	dir := t.TempDir()
+	o.publish(t, key, root, "1.0", now, time.Hour, manifest.Install{Installer: "file", Target: filepath.Join(dir, "app"), Mode: "0644"})
+	a := newClockAgent(t, o, root, dir, now, nil)
+	for i, want := range []Outcome{Updated, UpToDate, UpToDate} {
+		if st, err := a.once(t); err != nil || st.LastOutcome != want {
+			t.Fatalf("cycle %d: %q, %v; want %q", i+1, st.LastOutcome, err, want)
+		}
+		if s := a.state(t); s.ETag != "" || s.Installed != 1 {
+			t.Fatalf("cycle %d: state has a %d-byte ETag, installed %d; want none, 1", i+1, len(s.ETag), s.Installed)
+		}
+		if _, inm := o.counts(); inm != "" {
+			t.Fatalf("cycle %d sent an If-None-Match of %d bytes; want none", i+1, len(inm))
+		}
+	}
+}
+
+// TestStateStaysReadable: whatever the validators and failure reason,
+// saveState writes a state file that loadState reads.
+func TestStateStaysReadable(t *testing.T) {
+	dir := t.TempDir()
+	long := strings.Repeat("<&>", maxStateSize)
+	in := subState{Trusted: 7, Installed: 6, InstalledVersion: "1.0", Failed: 7, FailedReason: long, ETag: long, LastModified: long}
+	if err := saveState(dir, "app", "stable", in); err != nil {
+		t.Fatal(err)
+	}
+	st, err := loadState(dir, "app", "stable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Trusted != 7 || st.Installed != 6 || st.Failed != 7 || st.ETag != "" || st.LastModified != "" ||
+		!strings.HasPrefix(long, strings.TrimSuffix(st.FailedReason, "...")) || len(st.FailedReason) > maxFailedReason+3 {
+		t.Errorf("loaded %+v", st)
+	}
+}
+
+// TestUndeliverableOffersThrottled: a peer that claims ever higher
+// sequences and delivers none of them starts no cycle after its first
+// failed offer, until poll_interval has passed.
+func TestUndeliverableOffersThrottled(t *testing.T) {
+	var version, manifestAsks atomic.Uint64
+	peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != peerStatePath {
+			manifestAsks.Add(1)
+			http.NotFound(w, r)
+			return
+		}
+		v := version.Add(1)
+		json.NewEncoder(w).Encode(PeerState{Proto: PeerProto, AgentID: "00000000000000ff", FleetID: fleettls.OpenID, Version: v,
+			Releases:      []ReleaseHave{{Product: "app", Channel: "stable", Sequence: 100 + v, Chunks: 1, Have: "AQ==", Fetching: "AA=="}},
+			Subscriptions: []PeerSub{{Product: "app", Channel: "stable"}}})
+	}))
+	t.Cleanup(peer.Close)
+
+	o := newETagOrigin(t)
+	key := liveKey(t)
+	now := time.Now()
+	root := etagRoot(t, key, now.Add(24*time.Hour))
+	dir := t.TempDir()
+	o.publish(t, key, root, "1.0", now, time.Hour, manifest.Install{Installer: "file", Target: filepath.Join(dir, "app"), Mode: "0644"})
+	a := newClockAgent(t, o, root, dir, now, func(c *Config) {
+		c.Listen, c.PollInterval = net.JoinHostPort("127.0.0.1", liveFreePort(t)), time.Hour
+		c.Peers = []string{strings.TrimPrefix(peer.URL, "http://")}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	manifestGets := func() int {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return len(o.ifNoneMatch)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for manifestAsks.Load() == 0 || a.Status().Subscriptions[0].InstalledSequence != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no install and offer tried within 20 s: %+v, %d manifest requests to the peer", a.Status().Subscriptions[0], manifestAsks.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	before, beforeAsks := manifestGets(), manifestAsks.Load()
+	time.Sleep(2 * time.Second) // what must not happen: cycles at up to 4 a second
+	if n, asks := manifestGets()-before, manifestAsks.Load()-beforeAsks; n > 1 || asks > 1 || version.Load() < 10 {
+		t.Errorf("in 2 s: %d manifest requests to the origin, %d to the peer, peer state version %d; want at most 1 each, while the peer claims new sequences",
+			n, asks, version.Load())
+	}
+}
