@@ -121,11 +121,3 @@ func TestSummarize(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-func TestFormatBytes(t *testing.T) {
-	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 33_600_000: "32.0 MiB", 1 << 40: "1.0 TiB"} {
-		if got := FormatBytes(n); got != want {
-			t.Errorf("FormatBytes(%d) = %q, want %q", n, got, want)
-		}
-	}
-}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/fleetcast/fleetcast/internal/units"
+
 	"github.com/fleetcast/fleetcast/agent"
 )
 
@@ -108,23 +110,9 @@ func (sum Summary) String() string {
 	}
 	line := fmt.Sprintf("%s/%s: %s; %d updating; bytes from origin %s, from peers %s, reused %s",
 		sum.Product, sum.Channel, on, sum.Updating,
-		FormatBytes(sum.Bytes.Origin), FormatBytes(sum.Bytes.Peers), FormatBytes(sum.Bytes.Reused))
+		units.FormatBytes(sum.Bytes.Origin), units.FormatBytes(sum.Bytes.Peers), units.FormatBytes(sum.Bytes.Reused))
 	if sum.Unreachable > 0 {
 		line += fmt.Sprintf("; %d unreachable", sum.Unreachable)
 	}
 	return line
-}
-
-// FormatBytes formats n in binary units, as every fleetcast command does: "0 B", "1023 B", "32.0 MiB".
-func FormatBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

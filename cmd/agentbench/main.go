@@ -20,11 +20,11 @@ import (
 	"os/signal"
 	"runtime"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/fleetcast/fleetcast/internal/units"
 )
 
 type config struct {
@@ -82,7 +82,7 @@ func main() {
 	flag.StringVar(&cfg.fleet, "fleetcast", "", "fleetcast binary (default: build ./cmd/fleetcast)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory")
 	flag.Parse()
-	n, err := parseSize(size)
+	n, err := units.ParseBytes(size)
 	if err != nil {
 		fatal(err)
 	}
@@ -272,22 +272,4 @@ func rss(n int64) string {
 		return "n/a"
 	}
 	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-}
-
-func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		m      int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSuffix(s, u.suffix), u.m
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("size %q: want a positive number with an optional KiB/MiB/GiB suffix", s)
-	}
-	return n * mult, nil
 }

@@ -7,10 +7,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/fleetcast/fleetcast/internal/units"
 
 	"github.com/fleetcast/fleetcast/agent/statusclient"
 	"github.com/fleetcast/fleetcast/signing"
@@ -97,7 +97,7 @@ func parseDemoFlags(args []string, env *cliEnv) (demoOptions, error) {
 		return o, usagef("want no arguments")
 	}
 	var err error
-	if o.size, err = parseDemoSize(*size); err != nil {
+	if o.size, err = units.ParseBytes(*size); err != nil {
 		return o, usagef("--size %q: %v", *size, err)
 	}
 	return o, o.check()
@@ -108,32 +108,13 @@ func (o demoOptions) check() error {
 	case o.agents < demoMinAgents || o.agents > demoMaxAgents:
 		return usagef("--agents %d: want %d to %d", o.agents, demoMinAgents, demoMaxAgents)
 	case o.size < demoMinSize || o.size > demoMaxSize:
-		return usagef("--size %d bytes: want %s to %s", o.size, formatBytes(demoMinSize), formatBytes(demoMaxSize))
+		return usagef("--size %d bytes: want %s to %s", o.size, units.FormatBytes(demoMinSize), units.FormatBytes(demoMaxSize))
 	case !(o.originMbit >= demoMinRate) || o.originMbit > 1e6:
 		return usagef("--origin-rate %v: want %v to 1000000 Mbit/s", o.originMbit, demoMinRate)
 	case o.timeout <= 0:
 		return usagef("--timeout %v: want a positive duration, e.g. 2m", o.timeout)
 	}
 	return nil
-}
-
-// parseDemoSize reads "8388608", "512KiB", "24MiB" or "1GiB".
-func parseDemoSize(s string) (int64, error) {
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 || n > (1<<40)/mult {
-		return 0, errors.New("want a positive whole number of bytes, KiB, MiB or GiB, e.g. 24MiB")
-	}
-	return n * mult, nil
 }
 
 func newDemo(opts demoOptions, out io.Writer) (*demo, error) {
@@ -147,7 +128,7 @@ func newDemo(opts demoOptions, out io.Writer) (*demo, error) {
 // run is the whole demo: set up, two releases, check the installed files.
 func (d *demo) run(ctx context.Context) error {
 	fmt.Fprintf(d.out, "fleetcast demo: %d agents and a release of %s on this machine, on loopback only\n",
-		d.opts.agents, formatBytes(d.opts.size))
+		d.opts.agents, units.FormatBytes(d.opts.size))
 	fmt.Fprintf(d.out, "directory %s (%s)\n", d.dir, map[bool]string{true: "kept at the end: --keep", false: "removed at the end"}[d.opts.keep])
 	steps := []func(context.Context) error{d.makeTrust, d.startOrigin, d.makeFleet, d.writeReleases, d.startAgents, d.waitForPeers,
 		d.releaseStep(1), d.releaseStep(2), d.verifyInstalled}

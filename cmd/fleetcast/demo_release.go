@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/fleetcast/fleetcast/internal/units"
+
 	"github.com/fleetcast/fleetcast/publisher"
 )
 
@@ -30,10 +32,10 @@ func (d *demo) release(ctx context.Context, seq int) error {
 	start := time.Now()
 	m := res.Manifest
 	fmt.Fprintf(d.out, "\nrelease %d: version %s, %s in %d chunks (%s new to the origin), signed and published in %s\n",
-		seq, m.Version, formatBytes(m.Artifact.Size), res.Chunks, formatBytes(res.NewBytes), demoSecs(res.Duration))
+		seq, m.Version, units.FormatBytes(m.Artifact.Size), res.Chunks, units.FormatBytes(res.NewBytes), demoSecs(res.Duration))
 	if seq > 1 {
 		fmt.Fprintf(d.out, "  %s changed in the middle of the file: agents fetch only the chunks around the change\n",
-			formatBytes(min(demoChange, d.opts.size/4)))
+			units.FormatBytes(min(demoChange, d.opts.size/4)))
 	}
 	rows, err := d.watch(ctx, uint64(seq), start, sentBefore)
 	if err != nil {
@@ -51,7 +53,7 @@ func (d *demo) printSummary(seq int, res *publisher.Result, rows []demoRow, orig
 	minReused, peers := int64(-1), int64(0)
 	for _, r := range rows {
 		fmt.Fprintf(d.out, "  %-8s %15s %12s %12s %12s\n", r.name, demoSecs(r.installed),
-			formatBytes(r.tr.Origin), formatBytes(r.tr.Peer), formatBytes(demoReused(r.tr)))
+			units.FormatBytes(r.tr.Origin), units.FormatBytes(r.tr.Peer), units.FormatBytes(demoReused(r.tr)))
 		peers += r.tr.Peer
 		if minReused < 0 || demoReused(r.tr) < minReused {
 			minReused = demoReused(r.tr)
@@ -59,10 +61,10 @@ func (d *demo) printSummary(seq int, res *publisher.Result, rows []demoRow, orig
 	}
 	ratio := float64(originSent) / float64(size)
 	fmt.Fprintf(d.out, "  fleet: origin sent %s = %.2fx of the release to %d agents (without peers: %.2fx); peers moved %s; %s\n",
-		formatBytes(originSent), ratio, len(rows), float64(len(rows))*float64(res.NewBytes)/float64(size), formatBytes(peers), demoSecs(took))
+		units.FormatBytes(originSent), ratio, len(rows), float64(len(rows))*float64(res.NewBytes)/float64(size), units.FormatBytes(peers), demoSecs(took))
 	if seq > 1 {
 		fmt.Fprintf(d.out, "  the change: %s of new chunks; the origin sent %.2fx of that\n",
-			formatBytes(res.NewBytes), float64(originSent)/float64(max(res.NewBytes, 1)))
+			units.FormatBytes(res.NewBytes), float64(originSent)/float64(max(res.NewBytes, 1)))
 		fmt.Fprintf(d.out, "  reused on every agent: at least %.1f%% of the artifact (chunks of the release before, already in its store)\n",
 			100*float64(minReused)/float64(size))
 	}

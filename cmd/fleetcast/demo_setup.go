@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fleetcast/fleetcast/internal/units"
+
 	"golang.org/x/time/rate"
 
 	"github.com/fleetcast/fleetcast/agent/fleettls"
@@ -114,7 +116,7 @@ func (d *demo) startOrigin(context.Context) error {
 	go o.srv.Serve(ln)
 	d.origin = o
 	fmt.Fprintf(d.out, "origin %s limited to %g Mbit/s, like a branch office's WAN link (%s/s for all agents together)\n",
-		o.url, d.opts.originMbit, formatBytes(int64(bps)))
+		o.url, d.opts.originMbit, units.FormatBytes(int64(bps)))
 	return nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fleetcast/fleetcast/internal/units"
+
 	"github.com/fleetcast/fleetcast/agent"
 	"github.com/fleetcast/fleetcast/agent/statusclient"
 )
@@ -176,7 +178,7 @@ func (v *demoView) logChanges(rows []demoRow, originSent int64) {
 		v.last[i] = r.phase
 		if r.phase == "installed" {
 			fmt.Fprintf(v.w, "  %s: installed after %s (from peers %s, from origin %s, reused %s)\n", r.name,
-				demoSecs(r.installed), formatBytes(r.peer), formatBytes(r.origin), formatBytes(r.reused))
+				demoSecs(r.installed), units.FormatBytes(r.peer), units.FormatBytes(r.origin), units.FormatBytes(r.reused))
 		} else {
 			fmt.Fprintf(v.w, "  %s: %s\n", r.name, r.phase)
 		}
@@ -197,7 +199,7 @@ func (v *demoView) fleetLine(rows []demoRow, originSent int64) string {
 		peer += r.peer
 	}
 	return fmt.Sprintf("  [%s] %d/%d installed; origin sent %s, peers moved %s", demoSecs(time.Since(v.start)),
-		n, len(rows), formatBytes(originSent), formatBytes(peer))
+		n, len(rows), units.FormatBytes(originSent), units.FormatBytes(peer))
 }
 
 // line is one agent on the terminal: name, phase, bar, bytes by source.
@@ -208,7 +210,7 @@ func (r demoRow) line() string {
 		bar, pct = strings.Repeat("#", full)+strings.Repeat(".", demoBarWidth-full), fmt.Sprintf("%3d%%", r.pct)
 	}
 	return fmt.Sprintf("  %-7s %-10s [%s] %s  peers %9s  origin %9s  reused %9s", r.name, r.phase, bar, pct,
-		formatBytes(r.peer), formatBytes(r.origin), formatBytes(r.reused))
+		units.FormatBytes(r.peer), units.FormatBytes(r.origin), units.FormatBytes(r.reused))
 }
 
 func demoSecs(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) }

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 
+	"github.com/fleetcast/fleetcast/internal/units"
+
 	"github.com/fleetcast/fleetcast/agent"
 	"github.com/fleetcast/fleetcast/agent/statusclient"
 )
@@ -87,7 +89,7 @@ func writeAgentRows(w io.Writer, r statusclient.Result) {
 	for _, s := range r.Status.Subscriptions {
 		by := statusclient.TransferBytes(s)
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Status.AgentID, r.Addr, subKey(s), installed(s),
-			progressCell(s.Progress), statusclient.FormatBytes(by.Origin), statusclient.FormatBytes(by.Peers))
+			progressCell(s.Progress), units.FormatBytes(by.Origin), units.FormatBytes(by.Peers))
 	}
 }
 

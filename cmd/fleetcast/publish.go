@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fleetcast/fleetcast/internal/units"
+
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/publisher"
 	"github.com/fleetcast/fleetcast/signing"
@@ -131,11 +133,11 @@ func printPublished(env *cliEnv, o publisher.Origin, res *publisher.Result) {
 	m := res.Manifest
 	w := env.stdout
 	fmt.Fprintf(w, "%s/%s version %s, sequence %d\n", m.Product, m.Channel, m.Version, m.Sequence)
-	fmt.Fprintf(w, "  artifact   %s, %s, sha256 %s\n", m.Artifact.Name, formatBytes(m.Artifact.Size), m.Artifact.SHA256)
+	fmt.Fprintf(w, "  artifact   %s, %s, sha256 %s\n", m.Artifact.Name, units.FormatBytes(m.Artifact.Size), m.Artifact.SHA256)
 	fmt.Fprintf(w, "  chunks     %d (%d new to the origin)\n", res.Chunks, res.NewChunks)
-	fmt.Fprintf(w, "  bytes      %s (%s new to the origin)\n", formatBytes(res.Bytes), formatBytes(res.NewBytes))
+	fmt.Fprintf(w, "  bytes      %s (%s new to the origin)\n", units.FormatBytes(res.Bytes), units.FormatBytes(res.NewBytes))
 	secs := res.Duration.Seconds()
-	fmt.Fprintf(w, "  time       %.2fs (%s/s)\n", secs, formatBytes(int64(float64(res.Bytes)/max(secs, 1e-9))))
+	fmt.Fprintf(w, "  time       %.2fs (%s/s)\n", secs, units.FormatBytes(int64(float64(res.Bytes)/max(secs, 1e-9))))
 	fmt.Fprintf(w, "  signed by  %s (%d of %d required, root version %d)\n", joinIDs(res.SignedBy), len(res.SignedBy), res.Root.Threshold, res.Root.Version)
 	if res.AlreadyPublished {
 		fmt.Fprintf(w, "already published as %s: nothing changed\n", o.Dir+"/"+res.Path)
@@ -156,17 +158,4 @@ func joinIDs(ids []signing.KeyID) string {
 		s[i] = string(id)
 	}
 	return strings.Join(s, ", ")
-}
-
-func formatBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -7,6 +7,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/fleetcast/fleetcast/internal/units"
+
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/fleetcast/fleetcast/agent"
@@ -23,7 +25,7 @@ func formatStatus(st agent.Status, now time.Time, rates map[string]float64, tty 
 	var b strings.Builder
 	fmt.Fprintf(&b, "agent %s, fleet %s, root version %d\n", st.AgentID, st.FleetID, st.RootVersion)
 	fmt.Fprintf(&b, "since start: %s from the origin, %s in %d chunks served to peers\n",
-		statusclient.FormatBytes(st.OriginBytes), statusclient.FormatBytes(st.UploadedBytes), st.UploadedChunks)
+		units.FormatBytes(st.OriginBytes), units.FormatBytes(st.UploadedBytes), st.UploadedChunks)
 	for _, s := range st.Subscriptions {
 		b.WriteString("\n")
 		writeSubscription(&b, s, now, rates[subKey(s)], tty)
@@ -62,7 +64,7 @@ func writeSubscription(b *strings.Builder, s agent.SubscriptionStatus, now time.
 	if t := s.LastTransfer; t != nil {
 		by := statusclient.TransferBytes(agent.SubscriptionStatus{LastTransfer: t})
 		fmt.Fprintf(b, "  last transfer: sequence %d, %s: from peers %s, from the origin %s, reused %s, in %.1fs\n",
-			s.LastTransferSequence, statusclient.FormatBytes(t.ArtifactBytes), statusclient.FormatBytes(by.Peers), statusclient.FormatBytes(by.Origin), statusclient.FormatBytes(by.Reused), t.Seconds)
+			s.LastTransferSequence, units.FormatBytes(t.ArtifactBytes), units.FormatBytes(by.Peers), units.FormatBytes(by.Origin), units.FormatBytes(by.Reused), t.Seconds)
 	}
 }
 
@@ -84,7 +86,7 @@ func progressText(p *agent.Progress, now time.Time, rate float64) string {
 		eta = "eta " + (time.Duration(float64(left) / rate * float64(time.Second))).Round(time.Second).String()
 	}
 	return fmt.Sprintf("%s of %s (%d%%), %s/s, %s, from peers %d%%, origin %d%%, reused %d%%",
-		statusclient.FormatBytes(p.DoneBytes), statusclient.FormatBytes(p.TotalBytes), percent(p.DoneBytes, p.TotalBytes), statusclient.FormatBytes(int64(rate)), eta,
+		units.FormatBytes(p.DoneBytes), units.FormatBytes(p.TotalBytes), percent(p.DoneBytes, p.TotalBytes), units.FormatBytes(int64(rate)), eta,
 		share(p.PeerBytes, p), share(p.OriginBytes, p), share(p.ReusedBytes, p))
 }
 

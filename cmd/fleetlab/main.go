@@ -35,6 +35,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fleetcast/fleetcast/internal/units"
+
 	"github.com/fleetcast/fleetcast/internal/netlab"
 )
 
@@ -127,8 +129,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		s     string
 		v     *int64
 		parse func(string) (int64, error)
-	}{{size, &o.size, parseBytes}, {originRate, &o.rates.origin, parseRate}, {peerRate, &o.rates.upload, parseRate},
-		{cmin, &o.chunkMin, parseBytes}, {cavg, &o.chunkAvg, parseBytes}, {cmax, &o.chunkMax, parseBytes}} {
+	}{{size, &o.size, units.ParseBytes}, {originRate, &o.rates.origin, parseRate}, {peerRate, &o.rates.upload, parseRate},
+		{cmin, &o.chunkMin, units.ParseBytes}, {cavg, &o.chunkAvg, units.ParseBytes}, {cmax, &o.chunkMax, units.ParseBytes}} {
 		if *p.v, err = p.parse(p.s); err != nil {
 			return nil, err
 		}

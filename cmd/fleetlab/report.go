@@ -128,23 +128,6 @@ func (run *runResult) stats() runStats {
 	return s
 }
 
-// parseBytes parses "128MiB", "32KiB", "1GiB" or a plain number of bytes.
-func parseBytes(s string) (int64, error) {
-	for _, u := range []struct {
-		suffix string
-		mul    int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}, {"", 1}} {
-		if num, ok := strings.CutSuffix(s, u.suffix); ok {
-			n, err := strconv.ParseInt(num, 10, 64)
-			if err != nil || n < 0 || n > (1<<40)/u.mul {
-				return 0, fmt.Errorf("size %q: want a number of bytes with KiB, MiB or GiB, up to 1 TiB", s)
-			}
-			return n * u.mul, nil
-		}
-	}
-	panic("unreachable")
-}
-
 // parseRate parses "40Mbit", "1Gbit", "500Kbit" or a plain bits per second.
 func parseRate(s string) (int64, error) {
 	for _, u := range []struct {

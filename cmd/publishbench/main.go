@@ -17,9 +17,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/fleetcast/fleetcast/internal/units"
 )
 
 type config struct {
@@ -47,7 +47,7 @@ func main() {
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory")
 	flag.BoolVar(&cfg.noCasync, "no-casync", false, "skip casync even when installed")
 	flag.Parse()
-	n, err := parseSize(size)
+	n, err := units.ParseBytes(size)
 	if err != nil {
 		fatal(err)
 	}
@@ -136,24 +136,6 @@ func rss(n int64) string {
 		return "n/a"
 	}
 	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-}
-
-func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		m      int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSuffix(s, u.suffix), u.m
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("size %q: want a positive number with an optional KiB/MiB/GiB suffix", s)
-	}
-	return n * mult, nil
 }
 
 func (b *bench) path(name string) string { return filepath.Join(b.work, name) }
