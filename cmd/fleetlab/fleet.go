@@ -35,6 +35,7 @@ const (
 // fleet is one fleetcast run: its origin directory, agents and the client
 // that reads their status as a fleet member.
 type fleet struct {
+	ctx    context.Context // the agents' processes end with it
 	e      *env
 	o      *options
 	cli    fleetcastCLI // runs in the lab's key directory
@@ -61,7 +62,7 @@ type labAgent struct {
 // newFleet prepares a run: an origin directory with the lab's root, served
 // by the origin host, and an agent configuration for every host.
 func newFleet(ctx context.Context, e *env, o *options, name string) (*fleet, error) {
-	f := &fleet{e: e, o: o, cli: fleetcastCLI{bin: o.fleetcast, dir: o.keys}, dir: filepath.Join(e.dir, name)}
+	f := &fleet{ctx: ctx, e: e, o: o, cli: fleetcastCLI{bin: o.fleetcast, dir: o.keys}, dir: filepath.Join(e.dir, name)}
 	f.target = filepath.Join(f.dir, "target")
 	if err := os.MkdirAll(f.target, 0o755); err != nil {
 		return nil, err
@@ -124,14 +125,14 @@ func (f *fleet) publish(ctx context.Context, file string) error {
 // start runs the agent in its host's namespace, in a mount namespace of its
 // own in which its target directory is bind-mounted over the shared target
 // path, as separate machines each have their own disk.
-func (f *fleet) start(ctx context.Context, a *labAgent) error {
+func (f *fleet) start(a *labAgent) error {
 	log, err := os.OpenFile(filepath.Join(a.dir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
 	defer log.Close()
 	const script = `mount --bind "$1" "$2" && exec "$3" agent --config "$4" --log-format json`
-	a.cmd = a.host.Command(ctx, "unshare", "-m", "--propagation", "private", "sh", "-c", script,
+	a.cmd = a.host.Command(f.ctx, "unshare", "-m", "--propagation", "private", "sh", "-c", script,
 		"sh", filepath.Join(a.dir, "target"), f.target, f.o.fleetcast, filepath.Join(a.dir, "agent.toml"))
 	a.cmd.Stdout, a.cmd.Stderr = log, log
 	if err := a.cmd.Start(); err != nil {

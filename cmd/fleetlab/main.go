@@ -70,6 +70,12 @@ func (o *options) tmin() time.Duration {
 	return kumarRoss(o.size, o.n, o.rates)
 }
 
+// rolloutTimeout is how long a rollout may take before the lab calls it
+// failed: twenty times the lower bound, and at least three minutes.
+func (o *options) rolloutTimeout() time.Duration {
+	return max(20*o.tmin(), 3*time.Minute)
+}
+
 func kumarRoss(size int64, n int, r rates) time.Duration {
 	bits := float64(size) * 8
 	t := bits / float64(r.origin)
@@ -220,6 +226,9 @@ func run(ctx context.Context, o *options, log *slog.Logger) (err error) {
 	for _, r := range o.runs() {
 		log.Info("run", "system", r.system, "scenario", r.scenario)
 		res, err := r.fn(ctx, e)
+		if !o.keep {
+			os.RemoveAll(filepath.Join(o.dir, r.dir)) // each run's data: a tmpfs holds one at a time
+		}
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", r.system, r.scenario, err)
 		}
@@ -240,6 +249,7 @@ func unmount(dir string, log *slog.Logger) {
 // labRun is one system or scenario to run.
 type labRun struct {
 	system, scenario string
+	dir              string // what it writes under the work directory
 	fn               func(context.Context, *env) (runResult, error)
 }
 
@@ -249,14 +259,14 @@ func (o *options) runs() []labRun {
 	var out []labRun
 	if slices.Contains(o.systems, "fleetcast") {
 		for _, s := range o.scenarios {
-			out = append(out, labRun{"fleetcast", s, func(ctx context.Context, e *env) (runResult, error) { return runFleetcast(ctx, e, o, s) }})
+			out = append(out, labRun{"fleetcast", s, "fleetcast-" + s, func(ctx context.Context, e *env) (runResult, error) { return runFleetcast(ctx, e, o, s) }})
 		}
 	}
 	if slices.Contains(o.systems, "curl") {
-		out = append(out, labRun{"curl", "base", runCurl})
+		out = append(out, labRun{"curl", "base", "curl", runCurl})
 	}
 	if slices.Contains(o.systems, "aria2") {
-		out = append(out, labRun{"aria2", "base", runTorrent})
+		out = append(out, labRun{"aria2", "base", "aria2", runTorrent})
 	}
 	return out
 }
@@ -275,7 +285,11 @@ func prepare(ctx context.Context, o *options) error {
 		return err
 	}
 	if o.tmpfs {
-		size := fmt.Sprintf("size=%d", 4*o.size*int64(o.n+1)+256<<20)
+		runs := int64(1) // a run's data is removed when the next starts
+		if o.keep {
+			runs = int64(len(o.runs()))
+		}
+		size := fmt.Sprintf("size=%d", runs*4*o.size*int64(o.n+1)+256<<20)
 		if out, err := exec.CommandContext(ctx, "mount", "-t", "tmpfs", "-o", size, "fleetlab", o.dir).CombinedOutput(); err != nil {
 			o.tmpfs = false
 			return fmt.Errorf("mount a tmpfs on %s: %v: %s", o.dir, err, out)

@@ -26,7 +26,10 @@ type watch interface {
 
 // rollout waits until every agent of agents has installed seq, reading their
 // status every pollStatus, and returns when each did, measured from start.
+// It gives up after rolloutTimeout: a rollout that slow has failed.
 func (f *fleet) rollout(ctx context.Context, agents []*labAgent, seq uint64, start time.Time, w watch) (map[*labAgent]time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.o.rolloutTimeout())
+	defer cancel()
 	done := map[*labAgent]time.Duration{}
 	for len(done) < len(agents) {
 		for _, a := range agents {
@@ -50,7 +53,7 @@ func (f *fleet) rollout(ctx context.Context, agents []*labAgent, seq uint64, sta
 			break
 		}
 		if err := sleep(ctx, pollStatus); err != nil {
-			return done, fmt.Errorf("%d of %d agents installed sequence %d: %w", len(done), len(agents), seq, err)
+			return done, fmt.Errorf("%d of %d agents installed sequence %d within %s: %w", len(done), len(agents), seq, f.o.rolloutTimeout(), err)
 		}
 	}
 	return done, nil

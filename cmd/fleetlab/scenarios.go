@@ -37,7 +37,7 @@ func runFleetcast(ctx context.Context, e *env, o *options, scenario string) (res
 		early, late = f.agents[:len(f.agents)-k], f.agents[len(f.agents)-k:]
 	}
 	for _, a := range early {
-		if err := f.start(ctx, a); err != nil {
+		if err := f.start(a); err != nil {
 			return res, err
 		}
 	}
@@ -106,7 +106,7 @@ func (f *fleet) lateJoin(ctx context.Context, late []*labAgent, done map[*labAge
 	tx := f.e.originTx()
 	start := time.Now()
 	for _, a := range late {
-		if err := f.start(ctx, a); err != nil {
+		if err := f.start(a); err != nil {
 			return done, err
 		}
 	}
@@ -176,7 +176,7 @@ func (c *churn) tick(ctx context.Context, f *fleet, since time.Duration) error {
 		c.note = fmt.Sprintf("%d of %d agents crashed (SIGKILL) %.2f s into the rollout", len(c.leave), len(f.agents), since.Seconds())
 	case c.left > 0 && !c.back && since >= c.left+c.away:
 		for _, a := range c.leave {
-			if err := f.start(ctx, a); err != nil {
+			if err := f.start(a); err != nil {
 				return err
 			}
 			f.e.log.Info("agent came back", a.logAttrs())
