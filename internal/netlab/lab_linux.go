@@ -178,6 +178,9 @@ func (l *Lab) AddHost(name string, shape *Shape) (*Host, error) {
 	if err := h.setup(shape); err != nil {
 		return nil, fmt.Errorf("netlab: add host %s: %w", name, err)
 	}
+	if err := l.raiseNeighbours(n); err != nil {
+		return nil, fmt.Errorf("netlab: add host %s: %w", name, err)
+	}
 	return h, nil
 }
 
@@ -358,6 +361,7 @@ func (l *Lab) Close() error {
 	if exists(filepath.Join("/sys/class/net", l.bridge)) {
 		errs = append(errs, ip("link", "del", l.bridge))
 	}
+	errs = append(errs, l.restoreNeighbours())
 	l.err = errors.Join(errs...)
 	return l.err
 }

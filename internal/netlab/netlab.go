@@ -41,6 +41,7 @@ type Lab struct {
 	mu     sync.Mutex
 	hosts  []*Host
 	closed bool
+	raised bool  // raised the kernel's neighbour table caps (neigh_linux.go)
 	err    error // the result of the first Close
 }
 
