@@ -225,7 +225,11 @@ func run(ctx context.Context, o *options, log *slog.Logger) (err error) {
 	rep := &report{Options: o.summary(), Size: o.size, TMin: o.tmin()}
 	for _, r := range o.runs() {
 		log.Info("run", "system", r.system, "scenario", r.scenario)
+		cpu := readCPU()
 		res, err := r.fn(ctx, e)
+		if res.MachineCPU == 0 {
+			res.MachineCPU = cpu.busySince() // a baseline: the whole run is the transfer
+		}
 		if !o.keep {
 			os.RemoveAll(filepath.Join(o.dir, r.dir)) // each run's data: a tmpfs holds one at a time
 		}

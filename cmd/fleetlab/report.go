@@ -70,13 +70,13 @@ func (r *report) markdown() string {
 	o := r.Options
 	fmt.Fprintf(&b, "N=%s agents, artifact %s, origin upload %s, agent links %s each way, chunks %s, seed %s; T_min = %.2f s\n\n",
 		o["agents"], o["size"], o["origin_rate"], o["peer_rate"], o["chunks"], o["seed"], r.TMin.Seconds())
-	b.WriteString("| system | scenario | last agent | / T_min | median | p90 | origin egress | peak RSS | CPU per host | done |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| system | scenario | last agent | / T_min | median | p90 | origin egress | peak RSS | CPU per host | machine CPU | done |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, run := range r.Runs {
 		s := run.stats()
-		fmt.Fprintf(&b, "| %s | %s | %.2f s | %.2fx | %.2f s | %.2f s | %.3fx S | %s | %.2f s | %d/%d |\n",
+		fmt.Fprintf(&b, "| %s | %s | %.2f s | %.2fx | %.2f s | %.2f s | %.3fx S | %s | %.2f s | %.0f%% | %d/%d |\n",
 			run.System, run.Scenario, s.last.Seconds(), s.last.Seconds()/r.TMin.Seconds(), s.median.Seconds(), s.p90.Seconds(),
-			float64(run.OriginEgress)/float64(r.Size), bytesText(s.peakRSS), s.cpu.Seconds(), s.done, len(run.Hosts))
+			float64(run.OriginEgress)/float64(r.Size), bytesText(s.peakRSS), s.cpu.Seconds(), 100*run.MachineCPU, s.done, len(run.Hosts))
 	}
 	for _, run := range r.Runs {
 		if len(run.Notes)+len(run.Problems) == 0 {

@@ -72,7 +72,9 @@ func runFleetcast(ctx context.Context, e *env, o *options, scenario string) (res
 		return res, err
 	}
 	res.Start = time.Now()
+	cpu := readCPU()
 	done, err := f.rollout(ctx, early, 1, res.Start, w)
+	res.MachineCPU = cpu.busySince()
 	if err == nil && len(late) > 0 {
 		done, err = f.lateJoin(ctx, late, done, &res)
 	}
@@ -140,7 +142,9 @@ func (f *fleet) delta(ctx context.Context, res runResult) (runResult, error) {
 		return res, err
 	}
 	res.Start = time.Now()
+	cpu := readCPU()
 	done, err := f.rollout(ctx, f.agents, 2, res.Start, nil)
+	res.MachineCPU = cpu.busySince()
 	res.Elapsed = time.Since(res.Start)
 	res.OriginEgress = f.e.originTx() - tx0
 	res.Changed = changed

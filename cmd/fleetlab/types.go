@@ -57,5 +57,6 @@ type runResult struct {
 	Problems     []string      `json:"problems,omitempty"`      // what went wrong (bans, failed hosts, corrupt installs)
 	Notes        []string      `json:"notes,omitempty"`         // what the scenario did, in figures
 	Changed      int64         `json:"changed_bytes,omitempty"` // delta: bytes of the release that changed
+	MachineCPU   float64       `json:"machine_cpu"`             // busy fraction of all the machine's cores during the run
 	Elapsed      time.Duration `json:"elapsed_ns"`              // until the last host was done, or the run gave up
 }
