@@ -42,16 +42,24 @@ func (c *trackerClient) accepts(ctx context.Context) error {
 	return err
 }
 
-// hasSeeder checks that the tracker's scrape counts a seeder of the torrent.
+// hasSeeder checks that the tracker hands out a peer for the torrent, as a
+// downloader's first announce would see it: it announces a peer that wants
+// the torrent, then stops it again. (opentracker's scrape was seen to list
+// nothing for a torrent whose seeder announced every second.)
 func (c *trackerClient) hasSeeder(ctx context.Context) error {
-	reply, err := c.get(ctx, "/scrape?info_hash="+url.QueryEscape(string(c.hash[:])))
+	var id [12]byte
+	rand.Read(id[:])
+	q := url.Values{"info_hash": {string(c.hash[:])}, "peer_id": {"-FL0000-" + string(id[:])},
+		"port": {"2"}, "uploaded": {"0"}, "downloaded": {"0"}, "left": {"1"}, "event": {"started"},
+		"compact": {"1"}, "numwant": {"50"}}
+	reply, err := c.get(ctx, "/announce?"+q.Encode())
+	q.Set("event", "stopped")
+	c.get(ctx, "/announce?"+q.Encode())
 	if err != nil {
 		return err
 	}
-	files, _ := reply["files"].(map[string]any)
-	entry, _ := files[string(c.hash[:])].(map[string]any)
-	if n, _ := entry["complete"].(int64); n < 1 {
-		return fmt.Errorf("scrape lists no seeder yet (%v)", entry)
+	if peers, _ := reply["peers"].(string); len(peers) < 6 {
+		return fmt.Errorf("tracker hands out no peer yet (%d bytes of compact peers)", len(peers))
 	}
 	return nil
 }
