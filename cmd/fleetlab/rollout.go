@@ -19,9 +19,11 @@ import (
 )
 
 // watch is what a scenario does while a rollout runs: tick is called after
-// every round of status reads with the time since the rollout started.
+// every round of status reads with the time since the rollout started; note
+// says afterwards what it did, for the report.
 type watch interface {
 	tick(ctx context.Context, f *fleet, since time.Duration) error
+	note(f *fleet) string
 }
 
 // rollout waits until every agent of agents has installed seq, reading their

@@ -41,25 +41,13 @@ func runFleetcast(ctx context.Context, e *env, o *options, scenario string) (res
 			return res, err
 		}
 	}
-	var w watch
-	switch scenario {
-	case "hostile":
-		h, err := startHostile(ctx, e, o, f)
-		if err != nil {
-			return res, err
-		}
-		defer h.stop()
-		defer func() { res.Notes = append(res.Notes, h.verdict(f)) }()
-		w = h
-	case "churn":
-		c := &churn{leave: f.agents[:max(1, len(f.agents)/4)], at: o.tmin() * 3 / 10, away: max(2*time.Second, o.tmin()/5)}
-		defer func() { res.Notes = append(res.Notes, c.note) }()
-		w = c
-	case "outage":
-		out := &outage{note: "the fleet never held every chunk: the origin stayed up"}
-		defer out.restore(e)
-		defer func() { res.Notes = append(res.Notes, out.note) }()
-		w = out
+	w, stop, err := startWatch(ctx, e, o, f, scenario)
+	if err != nil {
+		return res, err
+	}
+	defer stop()
+	if w != nil {
+		defer func() { res.Notes = append(res.Notes, w.note(f)) }()
 	}
 	if err := f.waitPeers(ctx, early, 60*time.Second); err != nil {
 		return res, err
@@ -81,6 +69,26 @@ func runFleetcast(ctx context.Context, e *env, o *options, scenario string) (res
 	res.Elapsed = time.Since(res.Start)
 	res.OriginEgress = e.originTx() - tx0
 	return f.finish(res, done, 1, e.artifact, err)
+}
+
+// startWatch starts what the scenario does during the rollout; nil for the
+// scenarios that do nothing then. stop ends what it started.
+func startWatch(ctx context.Context, e *env, o *options, f *fleet, scenario string) (w watch, stop func(), err error) {
+	switch scenario {
+	case "hostile":
+		h, err := startHostile(ctx, e, o, f)
+		if err != nil {
+			return nil, nil, err
+		}
+		return h, h.stop, nil
+	case "churn":
+		c := &churn{leave: f.agents[:max(1, len(f.agents)/4)], at: o.tmin() * 3 / 10, away: max(2*time.Second, o.tmin()/5)}
+		return c, func() {}, nil
+	case "outage":
+		out := &outage{}
+		return out, func() { out.restore(e) }, nil
+	}
+	return nil, func() {}, nil
 }
 
 // finish stops the agents, checks their installed files and fills res.
@@ -165,8 +173,18 @@ type churn struct {
 	leave    []*labAgent
 	at, away time.Duration
 	left     time.Duration // when they left; 0 before
-	back     bool
-	note     string
+	back     time.Duration // when they came back; 0 before
+}
+
+func (c *churn) note(f *fleet) string {
+	if c.left == 0 {
+		return "the rollout ended before any agent left"
+	}
+	s := fmt.Sprintf("%d of %d agents crashed (SIGKILL) %.2f s into the rollout", len(c.leave), len(f.agents), c.left.Seconds())
+	if c.back > 0 {
+		s += fmt.Sprintf(" and were restarted %.2f s later", (c.back - c.left).Seconds())
+	}
+	return s
 }
 
 func (c *churn) tick(ctx context.Context, f *fleet, since time.Duration) error {
@@ -177,16 +195,14 @@ func (c *churn) tick(ctx context.Context, f *fleet, since time.Duration) error {
 			f.e.log.Info("agent left (SIGKILL)", a.logAttrs())
 		}
 		c.left = since
-		c.note = fmt.Sprintf("%d of %d agents crashed (SIGKILL) %.2f s into the rollout", len(c.leave), len(f.agents), since.Seconds())
-	case c.left > 0 && !c.back && since >= c.left+c.away:
+	case c.left > 0 && c.back == 0 && since >= c.left+c.away:
 		for _, a := range c.leave {
 			if err := f.start(a); err != nil {
 				return err
 			}
 			f.e.log.Info("agent came back", a.logAttrs())
 		}
-		c.back = true
-		c.note += fmt.Sprintf(" and were restarted %.2f s later", (since - c.left).Seconds())
+		c.back = since
 	}
 	return nil
 }
@@ -194,12 +210,18 @@ func (c *churn) tick(ctx context.Context, f *fleet, since time.Duration) error {
 // outage takes the origin's link down once the fleet together holds every
 // chunk of the release: the origin has sent one copy.
 type outage struct {
-	down bool
-	note string
+	down time.Duration // when the origin went down; 0 before
+}
+
+func (o *outage) note(f *fleet) string {
+	if o.down == 0 {
+		return "the fleet never held every chunk: the origin stayed up"
+	}
+	return fmt.Sprintf("the origin's link went down %.2f s into the rollout, when the agents together held every chunk; the rest came from peers", o.down.Seconds())
 }
 
 func (o *outage) tick(ctx context.Context, f *fleet, since time.Duration) error {
-	if o.down {
+	if o.down > 0 {
 		return nil
 	}
 	have, total := f.union(ctx)
@@ -207,14 +229,13 @@ func (o *outage) tick(ctx context.Context, f *fleet, since time.Duration) error 
 		return nil
 	}
 	f.e.log.Info("origin goes down: the fleet holds every chunk", "after", since.Round(time.Millisecond))
-	o.down = true
-	o.note = fmt.Sprintf("the origin's link went down %.2f s into the rollout, when the agents together held every chunk; the rest came from peers", since.Seconds())
+	o.down = since
 	f.e.srv.SetKeepAlivesEnabled(false)
 	return f.e.origin.SetLinkUp(false)
 }
 
 func (o *outage) restore(e *env) {
-	if o.down {
+	if o.down > 0 {
 		if err := e.origin.SetLinkUp(true); err != nil {
 			e.log.Warn("origin link up", slog.String("reason", err.Error()))
 		}
@@ -254,8 +275,8 @@ func startHostile(ctx context.Context, e *env, o *options, f *fleet) (*hostile, 
 	return hp, nil
 }
 
-// verdict says how many agents banned the hostile peer.
-func (h *hostile) verdict(f *fleet) string {
+// note says how many agents banned the hostile peer.
+func (h *hostile) note(f *fleet) string {
 	n := 0
 	for _, a := range f.agents {
 		for _, p := range a.st.Peers {
