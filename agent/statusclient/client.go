@@ -187,6 +187,7 @@ func get(ctx context.Context, hc *http.Client, scheme, addr string) (agent.Statu
 	if err := json.Unmarshal(body, &st); err != nil {
 		return st, fmt.Errorf("decode status: %w: is this a fleetcast agent?", err)
 	}
+	sanitize(&st)
 	return st, nil
 }
 

@@ -1,0 +1,75 @@
+package statusclient
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"unicode"
+
+	"github.com/fleetcast/fleetcast/agent"
+	"github.com/fleetcast/fleetcast/agent/fleettls"
+)
+
+func TestSanitize(t *testing.T) {
+	evil := "v1\x1b[2J\x1b]0;pwned\x07\u202eexe.txt\r\n"
+	st := agent.Status{AgentID: evil, FleetID: evil,
+		Peers: []agent.PeerStatus{{Addr: evil, ID: evil, Source: evil, Fleet: evil, BanReason: strings.Repeat("x", 10000)}},
+		Subscriptions: []agent.SubscriptionStatus{{Product: evil, Channel: evil, InstalledVersion: evil, LastError: evil,
+			LastOutcome: agent.Outcome(evil), Progress: &agent.Progress{Version: evil, Phase: evil},
+			LastTransfer: &agent.Transfer{OriginReasons: map[string]int64{evil: 2, "v1\x1b": 1}}}}}
+	sanitize(&st)
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []string
+	walkStrings(st, &all)
+	for _, s := range all {
+		for _, r := range s {
+			if !unicode.IsPrint(r) {
+				t.Errorf("%q still holds %U", s, r)
+			}
+		}
+		if len(s) > maxText+3 {
+			t.Errorf("a string of %d bytes was not cut", len(s))
+		}
+	}
+	if len(all) < 15 {
+		t.Errorf("checked %d strings, want every string field: %s", len(all), b)
+	}
+	if got := st.Subscriptions[0].InstalledVersion; !strings.HasPrefix(got, "v1") || !strings.Contains(got, "exe.txt") {
+		t.Errorf("printable text lost: %q", got)
+	}
+}
+
+// walkStrings collects the strings sanitize must have cleaned.
+func walkStrings(st agent.Status, out *[]string) {
+	*out = append(*out, st.AgentID, st.FleetID)
+	for _, p := range st.Peers {
+		*out = append(*out, p.Addr, p.ID, p.Source, p.Fleet, p.BanReason)
+	}
+	for _, s := range st.Subscriptions {
+		*out = append(*out, s.Product, s.Channel, s.InstalledVersion, s.LastError, string(s.LastOutcome), s.Progress.Version, s.Progress.Phase)
+		for k := range s.LastTransfer.OriginReasons {
+			*out = append(*out, k)
+		}
+	}
+}
+
+// TestFetchSanitizes: what Fetch returns from a hostile agent is safe to print.
+func TestFetchSanitizes(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"agent_id":"a\u001b[2Jb","subscriptions":[{"product":"p","channel":"c","last_error":"\u202eboom\u0007"}]}`))
+	}))
+	defer srv.Close()
+	st, err := Fetch(context.Background(), New(fleettls.Open()), strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.AgentID != "a\uFFFD[2Jb" || st.Subscriptions[0].LastError != "\uFFFDboom\uFFFD" {
+		t.Errorf("Fetch returned %q and %q, want control and format runes replaced", st.AgentID, st.Subscriptions[0].LastError)
+	}
+}
