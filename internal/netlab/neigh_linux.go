@@ -14,12 +14,15 @@ import (
 // about n² entries: past some 30 hosts the table is full, and new neighbours
 // can no longer be resolved (seen as table_fulls in /proc/net/stat/arp_cache
 // and hosts the test process cannot reach). raiseNeighbours lifts the caps
-// for a lab of n hosts; the last lab to close restores them.
+// for a lab of n hosts when the defaults are too small; the last lab of this
+// process to close restores each cap it changed, unless something else has
+// changed it since.
 
 var neigh struct {
-	mu    sync.Mutex
-	labs  int               // labs that raised the caps and are not closed
-	saved map[string]string // original values, by file
+	mu      sync.Mutex
+	labs    int            // labs that raised the caps and are not closed
+	saved   map[string]int // original values, by file
+	written map[string]int // what this process wrote, by file
 }
 
 // neighFiles are the caps, by the share of the need each gets.
@@ -33,10 +36,11 @@ var neighFiles = []struct {
 	{"/proc/sys/net/ipv6/neigh/default/gc_thresh2", 2},
 }
 
-// raiseNeighbours makes room for n hosts (and the root namespace) with
-// room to spare for the rest of the machine; it never lowers a cap.
+// raiseNeighbours makes room for n hosts (and the root namespace), each of
+// which may know every other one over IPv4 and IPv6, with as much again to
+// spare for the rest of the machine; it never lowers a cap.
 func (l *Lab) raiseNeighbours(n int) error {
-	need := 2*(n+1)*(n+1) + 1024
+	need := 4 * (n + 1) * (n + 1)
 	neigh.mu.Lock()
 	defer neigh.mu.Unlock()
 	for _, f := range neighFiles {
@@ -48,14 +52,15 @@ func (l *Lab) raiseNeighbours(n int) error {
 			continue
 		}
 		if neigh.saved == nil {
-			neigh.saved = map[string]string{}
+			neigh.saved, neigh.written = map[string]int{}, map[string]int{}
 		}
 		if _, ok := neigh.saved[f.path]; !ok {
-			neigh.saved[f.path] = strconv.Itoa(cur)
+			neigh.saved[f.path] = cur
 		}
 		if err := os.WriteFile(f.path, []byte(strconv.Itoa(need/f.share)), 0o644); err != nil {
 			return fmt.Errorf("raise %s for %d hosts: %w", f.path, n, err)
 		}
+		neigh.written[f.path] = need / f.share
 	}
 	if !l.raised && neigh.saved != nil {
 		l.raised = true
@@ -78,11 +83,14 @@ func (l *Lab) restoreNeighbours() error {
 	}
 	var err error
 	for path, v := range neigh.saved {
-		if werr := os.WriteFile(path, []byte(v), 0o644); werr != nil && err == nil {
+		if cur, rerr := readInt(path); rerr != nil || cur != neigh.written[path] {
+			continue // changed by someone else since: theirs to restore
+		}
+		if werr := os.WriteFile(path, []byte(strconv.Itoa(v)), 0o644); werr != nil && err == nil {
 			err = fmt.Errorf("restore %s: %w", path, werr)
 		}
 	}
-	neigh.saved = nil
+	neigh.saved, neigh.written = nil, nil
 	return err
 }
 
