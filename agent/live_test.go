@@ -103,23 +103,32 @@ type liveRelease struct {
 // installed by the file installer at target.
 func (o *liveOrigin) publish(t *testing.T, key *signing.PrivateKey, size int, target string) liveRelease {
 	t.Helper()
+	data := randomData(7, size)
+	m := publishApp(t, o.dir, key, liveRoot(t, key), data, "1.0", manifest.Install{Installer: "file", Target: target, Mode: "0644"}, time.Time{}, 0)
+	return liveRelease{m: m, data: data}
+}
+
+// publishApp writes root (on first use) and release version of app/stable
+// holding data into the origin directory dir, installed as in says, created
+// at now and valid for expires (zero: publisher's defaults).
+func publishApp(t *testing.T, dir string, key *signing.PrivateKey, root, data []byte, version string, in manifest.Install, now time.Time, expires time.Duration) *manifest.Manifest {
+	t.Helper()
 	ctx := context.Background()
-	po := publisher.Origin{Dir: o.dir}
-	if _, _, err := po.AddRoot(ctx, liveRoot(t, key)); err != nil {
+	po := publisher.Origin{Dir: dir}
+	if _, _, err := po.AddRoot(ctx, root); err != nil {
 		t.Fatal(err)
 	}
-	data := randomData(7, size)
 	art := filepath.Join(t.TempDir(), "app.bin")
 	if err := os.WriteFile(art, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	res, err := publisher.Publish(ctx, po, art, publisher.Options{Product: "app", Channel: "stable", Version: "1.0",
-		Keys: []*signing.PrivateKey{key}, Install: manifest.Install{Installer: "file", Target: target, Mode: "0644"},
+	res, err := publisher.Publish(ctx, po, art, publisher.Options{Product: "app", Channel: "stable", Version: version,
+		Keys: []*signing.PrivateKey{key}, Install: in, Now: now, Expires: expires,
 		Chunking: manifest.Chunking{Algorithm: manifest.ChunkingFastCDC, Min: 16 << 10, Avg: 32 << 10, Max: 64 << 10}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return liveRelease{m: res.Manifest, data: data}
+	return res.Manifest
 }
 
 func liveKey(t *testing.T) *signing.PrivateKey {
@@ -131,10 +140,15 @@ func liveKey(t *testing.T) *signing.PrivateKey {
 	return k
 }
 
-// liveRoot is a version 1 root of key alone, signed by it.
+// liveRoot is a version 1 root of key alone, signed by it, valid for a day.
 func liveRoot(t *testing.T, key *signing.PrivateKey) []byte {
+	return signedRoot(t, key, time.Now().Add(24*time.Hour))
+}
+
+// signedRoot is a version 1 root of key alone, signed by it, expiring at expires.
+func signedRoot(t *testing.T, key *signing.PrivateKey, expires time.Time) []byte {
 	t.Helper()
-	r := &signing.Root{Version: 1, Threshold: 1, Expires: time.Now().Add(24 * time.Hour), Keys: []signing.PublicKey{key.Public}}
+	r := &signing.Root{Version: 1, Threshold: 1, Expires: expires, Keys: []signing.PublicKey{key.Public}}
 	env, err := r.Envelope()
 	if err != nil {
 		t.Fatal(err)

@@ -21,7 +21,6 @@ import (
 
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/manifest"
-	"github.com/fleetcast/fleetcast/publisher"
 	"github.com/fleetcast/fleetcast/signing"
 )
 
@@ -93,38 +92,11 @@ func (o *etagOrigin) counts() (notModified int, lastIfNoneMatch string) {
 	return o.notModified, lastIfNoneMatch
 }
 
-// etagRoot is a version 1 root of key alone, signed by it, expiring at expires.
-func etagRoot(t *testing.T, key *signing.PrivateKey, expires time.Time) []byte {
-	t.Helper()
-	r := &signing.Root{Version: 1, Threshold: 1, Expires: expires, Keys: []signing.PublicKey{key.Public}}
-	env, err := r.Envelope()
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.Sign(key)
-	return env.Marshal()
-}
-
 // publish writes root (on first use) and release version of app/stable,
 // created at now and valid for expires, with install instructions in.
 func (o *etagOrigin) publish(t *testing.T, key *signing.PrivateKey, root []byte, version string, now time.Time, expires time.Duration, in manifest.Install) *manifest.Manifest {
 	t.Helper()
-	ctx := context.Background()
-	po := publisher.Origin{Dir: o.dir}
-	if _, _, err := po.AddRoot(ctx, root); err != nil {
-		t.Fatal(err)
-	}
-	art := filepath.Join(t.TempDir(), "app.bin")
-	if err := os.WriteFile(art, randomData(3, 100<<10), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	res, err := publisher.Publish(ctx, po, art, publisher.Options{Product: "app", Channel: "stable", Version: version,
-		Keys: []*signing.PrivateKey{key}, Install: in, Now: now, Expires: expires,
-		Chunking: manifest.Chunking{Algorithm: manifest.ChunkingFastCDC, Min: 16 << 10, Avg: 32 << 10, Max: 64 << 10}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.Manifest
+	return publishApp(t, o.dir, key, root, randomData(3, 100<<10), version, in, now, expires)
 }
 
 // clockAgent is an agent without peers whose clock the test sets.
@@ -201,7 +173,7 @@ func TestHealthCheckNeedsCommand(t *testing.T) {
 			o := newETagOrigin(t)
 			key := liveKey(t)
 			now := time.Now()
-			root := etagRoot(t, key, now.Add(24*time.Hour))
+			root := signedRoot(t, key, now.Add(24*time.Hour))
 			dir := t.TempDir()
 			target, marker := filepath.Join(dir, "app"), filepath.Join(t.TempDir(), "ran")
 			o.publish(t, key, root, "1.2", now, time.Hour, manifest.Install{Installer: "file", Target: target, Mode: "0644",
@@ -256,7 +228,7 @@ func TestNotModifiedChecksExpiry(t *testing.T) {
 			o := newETagOrigin(t)
 			key := liveKey(t)
 			now := time.Now()
-			root := etagRoot(t, key, now.Add(tc.rootTTL))
+			root := signedRoot(t, key, now.Add(tc.rootTTL))
 			dir := t.TempDir()
 			o.publish(t, key, root, "1.0", now, tc.manTTL, manifest.Install{Installer: "file", Target: filepath.Join(dir, "app"), Mode: "0644"})
 			a := newClockAgent(t, o, root, dir, now, nil)
@@ -299,7 +271,7 @@ func TestLongValidatorNotStored(t *testing.T) {
 	o.etag = `"` + strings.Repeat("a", 100<<10) + `"`
 	key := liveKey(t)
 	now := time.Now()
-	root := etagRoot(t, key, now.Add(24*time.Hour))
+	root := signedRoot(t, key, now.Add(24*time.Hour))
 	dir := t.TempDir()
 	o.publish(t, key, root, "1.0", now, time.Hour, manifest.Install{Installer: "file", Target: filepath.Join(dir, "app"), Mode: "0644"})
 	a := newClockAgent(t, o, root, dir, now, nil)
@@ -356,7 +328,7 @@ func TestUndeliverableOffersThrottled(t *testing.T) {
 	o := newETagOrigin(t)
 	key := liveKey(t)
 	now := time.Now()
-	root := etagRoot(t, key, now.Add(24*time.Hour))
+	root := signedRoot(t, key, now.Add(24*time.Hour))
 	dir := t.TempDir()
 	o.publish(t, key, root, "1.0", now, time.Hour, manifest.Install{Installer: "file", Target: filepath.Join(dir, "app"), Mode: "0644"})
 	a := newClockAgent(t, o, root, dir, now, func(c *Config) {
