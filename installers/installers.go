@@ -54,6 +54,22 @@ var ErrHealthCheck = errors.New("health check failed")
 // sockets), or more than the limits allow. Nothing has been switched.
 var ErrUnsafeArchive = errors.New("unsafe archive")
 
+// ErrUnsafeTarget is wrapped when the target, or a path the installer
+// manages below it (releases, current, a staging or temporary path), is not
+// what fleetcast made (a symlink where a directory belongs, a link pointing
+// elsewhere, another file type) or leads outside the allowed targets.
+// Nothing outside the target was touched and nothing was switched. It is
+// not a verdict on the release: once the operator repairs the target, the
+// same release installs.
+var ErrUnsafeTarget = errors.New("unsafe target")
+
+// ErrNoSpace is wrapped when the release does not fit on the target's file
+// system: its unpacked size passes the free space (less a reserve), or a
+// write failed for want of space. What was written for it is removed and
+// nothing was switched. Retrying at once would fill the disk again: callers
+// back off, or wait for a newer release.
+var ErrNoSpace = errors.New("release does not fit on the target's file system")
+
 // Error is the error Install returns, as *Error, for any failure.
 type Error struct {
 	Step       string // "validate", "install" or "health-check"
@@ -90,6 +106,13 @@ type Request struct {
 	// rollback only when it was installed by the same installer at the
 	// same target; otherwise they treat New as a first install.
 	Previous *Release
+	// AllowedTargets are the absolute path prefixes the file and archive
+	// installers may write below (the agent's allowed_targets). Install
+	// opens the prefix that holds the target and does every file operation
+	// through that handle, so that nothing swapped or planted below it can
+	// lead outside; a target under none of them fails with
+	// ErrUnsafeTarget. Required for file and archive.
+	AllowedTargets []string
 	// StateDir is an existing private directory for this subscription's
 	// installer state (the file installer keeps the original file there).
 	StateDir string
