@@ -313,6 +313,7 @@ func (a *Agent) install(ctx context.Context, sub Subscription, st *subState, v *
 		CommandTimeout: a.cfg.CommandTimeout,
 		HealthTimeout:  a.cfg.HealthTimeout,
 		KeepReleases:   a.cfg.KeepReleases,
+		AllowedTargets: a.cfg.AllowedTargets,
 		Log:            log,
 	}
 	log.Info("installing", slog.String("installer", v.Install.Installer), slog.String("target", v.Install.Target))
