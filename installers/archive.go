@@ -1,7 +1,6 @@
 package installers
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -12,9 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
-	"github.com/fleetcast/fleetcast/internal/atomicfile"
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
@@ -31,13 +28,28 @@ const (
 	releaseTmpInfix  = ".tmp-"
 )
 
+// Free space the archive installer leaves on the target's file system: 5%
+// of its size, at most maxSpaceReserve (so that the machine keeps working
+// after an unpack, and the logs can still be written).
+const (
+	spaceReserveDivisor = 20
+	maxSpaceReserve     = 1 << 30
+)
+
 // archiveInstaller unpacks an archive and switches TARGET/current to it.
+// Every operation goes through handles anchored at the allowed target
+// (anchor.go); only the release directories that its state records as its
+// own are ever replaced or pruned.
 type archiveInstaller struct {
-	r        *run
-	target   string
-	releases string
-	keep     int
-	limits   extractLimits
+	r      *run
+	target string // clean absolute path, for messages
+	keep   int
+	limits extractLimits
+
+	// Set by open, released by close.
+	dir      *targetDir // TARGET
+	releases *targetDir // TARGET/releases
+	st       *archiveState
 }
 
 var _ installer = (*archiveInstaller)(nil)
@@ -51,28 +63,34 @@ func newArchiveInstaller(r *run) (*archiveInstaller, error) {
 		return nil, fmt.Errorf("previous release (sequence %d) has the same version %q as sequence %d, but versions are unique per channel (docs/SPEC.md) and name the release directories; not installed",
 			p.Sequence, n.Version, n.Sequence)
 	}
+	if fi, err := os.Stat(r.req.StateDir); err != nil || !fi.IsDir() || r.req.StateDir == "" {
+		return nil, fmt.Errorf("state directory %q (needed to record the release directories the installer makes): missing or not a directory", r.req.StateDir)
+	}
 	target := filepath.Clean(n.Install.Target)
+	if _, err := allowedPrefix(r.req.AllowedTargets, target); err != nil {
+		return nil, err
+	}
 	keep := r.req.KeepReleases
 	if keep <= 0 {
 		keep = DefaultKeepReleases
 	}
-	return &archiveInstaller{r: r, target: target, releases: filepath.Join(target, releasesDir),
-		keep: keep, limits: r.req.limits.orDefault()}, nil
+	return &archiveInstaller{r: r, target: target, keep: keep, limits: r.req.limits.orDefault()}, nil
 }
 
 // install unpacks the new release unless current already points to it
 // (an earlier run got that far), switches current to it and prunes.
 func (a *archiveInstaller) install(ctx context.Context) error {
 	v := a.r.req.New.Version
-	if err := a.prepare(); err != nil {
+	if err := a.open(); err != nil {
 		return err
 	}
+	defer a.close()
 	cur, err := a.current()
 	if err != nil {
 		return err
 	}
-	if cur == v && isDir(a.releaseDir(v)) {
-		a.r.done("release already unpacked", slog.String("dir", a.releaseDir(v)),
+	if cur == v && a.st.has(v) && isDirIn(a.releases, v) {
+		a.r.done("release already unpacked", slog.String("dir", a.releases.join(v)),
 			slog.String("reason", "current points to it: an earlier run unpacked it and switched"))
 	} else if err := a.unpack(ctx, a.r.req.New.Artifact, v); err != nil {
 		return err
@@ -89,11 +107,12 @@ func (a *archiveInstaller) install(ctx context.Context) error {
 // is no previous release; then removes the new release's directory.
 func (a *archiveInstaller) rollback(ctx context.Context) error {
 	newV := a.r.req.New.Version
-	if err := a.prepare(); err != nil {
+	if err := a.open(); err != nil {
 		return err
 	}
+	defer a.close()
 	if p := a.r.prev; p != nil {
-		if !isDir(a.releaseDir(p.Version)) {
+		if !a.st.has(p.Version) || !isDirIn(a.releases, p.Version) {
 			if err := a.unpack(ctx, p.Artifact, p.Version); err != nil {
 				return fmt.Errorf("unpack previous release %s again: %w", p.Version, err)
 			}
@@ -107,68 +126,129 @@ func (a *archiveInstaller) rollback(ctx context.Context) error {
 	} else if err := a.removeCurrent(); err != nil {
 		return err
 	}
-	if err := removeTree(a.releaseDir(newV)); err != nil {
+	if err := a.removeRelease(newV); err != nil {
 		return fmt.Errorf("remove the failed release: %w", err)
 	}
-	a.r.done("removed failed release", slog.String("dir", a.releaseDir(newV)))
-	return atomicfile.SyncDir(a.releases)
+	a.r.done("removed failed release", slog.String("dir", a.releases.join(newV)))
+	return nil
 }
 
 // partial is false: current switches only by one rename.
 func (a *archiveInstaller) partial() bool { return false }
 
-func (a *archiveInstaller) releaseDir(version string) string {
-	return filepath.Join(a.releases, version)
-}
-
-// prepare creates TARGET/releases, removes what interrupted runs left
-// (temporary release directories and links) and refuses a TARGET/current
-// that is not a symlink.
-func (a *archiveInstaller) prepare() error {
-	if err := atomicfile.MkdirAll(a.releases, 0o755); err != nil {
-		return fmt.Errorf("create releases directory: %w", err)
+// open opens TARGET (creating it) through the allowed target, then
+// TARGET/releases (creating it; a symlink or file there is refused), reads
+// the installer's state, removes what interrupted runs left (staging
+// directories it recorded, temporary current links) and refuses a
+// TARGET/current that fleetcast did not make.
+func (a *archiveInstaller) open() (err error) {
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	if a.dir, err = openTargetDir(a.r.req.AllowedTargets, a.target, true); err != nil {
+		return err
+	}
+	if a.st, err = loadArchiveState(a.r.req.StateDir, a.target); err != nil {
+		return err
+	}
+	if err := a.checkCurrent(); err != nil {
+		return err
+	}
+	if a.releases, err = openSubdir(a.dir, releasesDir, true); err != nil {
+		return err
 	}
 	if err := a.removeStale(); err != nil {
 		return err
 	}
-	fi, err := os.Lstat(filepath.Join(a.target, currentLink))
-	if err == nil && fi.Mode()&fs.ModeSymlink == 0 {
-		return fmt.Errorf("%s exists and is not a symlink: the archive installer will not replace it", filepath.Join(a.target, currentLink))
+	a.adoptPrevious()
+	return nil
+}
+
+// close releases the handles open took.
+func (a *archiveInstaller) close() {
+	for _, d := range []**targetDir{&a.releases, &a.dir} {
+		if *d != nil {
+			(*d).Close()
+			*d = nil
+		}
+	}
+}
+
+// checkCurrent refuses a TARGET/current that is not a symlink to
+// releases/<version>, the only thing fleetcast puts there.
+func (a *archiveInstaller) checkCurrent() error {
+	fi, err := lstatIn(a.dir, currentLink)
+	if err != nil || fi == nil {
+		return err
+	}
+	if fi.Mode()&fs.ModeSymlink == 0 {
+		return notOurs(a.dir, currentLink, fi, "a symbolic link to releases/<version>")
+	}
+	if _, err := a.current(); err != nil {
+		return err
 	}
 	return nil
 }
 
-// removeStale removes TARGET/current.tmp-* and TARGET/releases/.*.tmp-*.
+// removeStale removes the staging directories the state records (left by
+// interrupted unpacks) and the temporary current links of interrupted
+// switches (symlinks only: removing a link never touches what it points
+// to). Anything else is left alone, with a warning.
 func (a *archiveInstaller) removeStale() error {
-	for _, d := range []struct {
-		dir   string
-		stale func(name string) bool
-	}{
-		{a.target, func(n string) bool { return strings.HasPrefix(n, currentTmpPrefix) }},
-		{a.releases, func(n string) bool { return strings.HasPrefix(n, ".") && strings.Contains(n, releaseTmpInfix) }},
-	} {
-		entries, err := os.ReadDir(d.dir)
-		if err != nil {
-			return fmt.Errorf("look for leftovers of interrupted runs: %w", err)
+	for _, name := range a.st.Staging {
+		a.r.log.Info("removing leftover", slog.String("path", a.releases.join(name)), slog.String("reason", "an earlier run was interrupted while unpacking"))
+		if err := removeAllIn(a.releases.root, name); err != nil {
+			return fmt.Errorf("remove leftover of an interrupted run: %w", err)
 		}
-		for _, e := range entries {
-			if !d.stale(e.Name()) {
-				continue
-			}
-			p := filepath.Join(d.dir, e.Name())
-			a.r.log.Info("removing leftover", slog.String("path", p), slog.String("reason", "an earlier run was interrupted"))
-			if err := removeTree(p); err != nil {
-				return fmt.Errorf("remove leftover of an interrupted run: %w", err)
-			}
+	}
+	if len(a.st.Staging) > 0 {
+		a.st.Staging = nil
+		if err := a.st.save(a.r.req.StateDir); err != nil {
+			return err
+		}
+	}
+	entries, err := readDirIn(a.dir)
+	if err != nil {
+		return fmt.Errorf("look for leftovers of interrupted runs in %s: %w", a.dir.path, err)
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), currentTmpPrefix) {
+			continue
+		}
+		if e.Type()&fs.ModeSymlink == 0 {
+			a.r.log.Warn("leaving an unknown file alone", slog.String("path", a.dir.join(e.Name())),
+				slog.String("reason", "its name is that of a temporary current link, but it is not a symlink: fleetcast did not make it"))
+			continue
+		}
+		if err := a.dir.root.Remove(e.Name()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove leftover of an interrupted run: %w", err)
 		}
 	}
 	return nil
+}
+
+// adoptPrevious records the previous release's directory as fleetcast's
+// when the state does not list it: fleetcast installed it there with this
+// installer (usablePrevious checked), before the state existed.
+func (a *archiveInstaller) adoptPrevious() {
+	p := a.r.prev
+	if p == nil || a.st.has(p.Version) || !isDirIn(a.releases, p.Version) {
+		return
+	}
+	a.st.Releases = append([]string{p.Version}, a.st.Releases...)
+	if err := a.st.save(a.r.req.StateDir); err != nil {
+		a.r.log.Warn("cannot record the previous release's directory", slog.String("reason", err.Error()))
+		a.st.dropRelease(p.Version)
+	}
 }
 
 // current returns the version TARGET/current points to, or "" if it does
-// not exist or points elsewhere than releases/<version>.
+// not exist. A link pointing elsewhere than releases/<version> is refused:
+// fleetcast never makes one.
 func (a *archiveInstaller) current() (string, error) {
-	link, err := os.Readlink(filepath.Join(a.target, currentLink))
+	link, err := a.dir.root.Readlink(currentLink)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}
@@ -177,105 +257,148 @@ func (a *archiveInstaller) current() (string, error) {
 	}
 	v, ok := strings.CutPrefix(link, releasesDir+"/")
 	if !ok || !manifest.ValidVersion(v) {
-		a.r.log.Warn("current link points outside the releases", slog.String("link", link),
-			slog.String("reason", "not set by fleetcast; it will be replaced"))
-		return "", nil
+		return "", fmt.Errorf("%w: %s is a symbolic link to %q, not to releases/<version> as fleetcast makes it; it is not followed or replaced (inspect it, then remove it to let fleetcast install)",
+			ErrUnsafeTarget, a.dir.join(currentLink), clipName(link))
 	}
 	return v, nil
 }
 
 // unpack extracts artifact into releases/.<version>.tmp-*, fsyncs it and
 // renames it to releases/<version>, replacing a directory of that name that
-// current does not point to (left by an interrupted or failed run).
+// fleetcast made (left by an interrupted or failed run). A directory of
+// that name that fleetcast did not make is refused.
 func (a *archiveInstaller) unpack(ctx context.Context, artifact, version string) error {
-	dir := a.releaseDir(version)
-	if exists(dir) {
-		a.r.log.Info("removing release directory to unpack it again", slog.String("dir", dir),
+	if fi, err := lstatIn(a.releases, version); err != nil {
+		return err
+	} else if fi != nil && !a.st.has(version) {
+		return notOurs(a.releases, version, fi, "a release directory")
+	} else if fi != nil {
+		a.r.log.Info("removing release directory to unpack it again", slog.String("dir", a.releases.join(version)),
 			slog.String("reason", "current does not point to it: an earlier run stopped before switching, or rolled back"))
-		if err := removeTree(dir); err != nil {
+		if err := removeAllIn(a.releases.root, version); err != nil {
 			return fmt.Errorf("remove old copy of the release: %w", err)
 		}
 	}
-	tmp, err := os.MkdirTemp(a.releases, "."+version+releaseTmpInfix+"*")
-	if err != nil {
-		return fmt.Errorf("create temporary release directory: %w", err)
-	}
-	if err := a.fill(ctx, artifact, tmp); err != nil {
-		removeTree(tmp)
+	name := stagingName(version, rand.Text())
+	a.st.Staging = append(a.st.Staging, name)
+	if err := a.st.save(a.r.req.StateDir); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, dir); err != nil {
-		removeTree(tmp)
+	if err := a.fill(ctx, artifact, name); err != nil {
+		removeAllIn(a.releases.root, name)
+		return err
+	}
+	a.st.addRelease(version)
+	if err := a.st.save(a.r.req.StateDir); err != nil {
+		removeAllIn(a.releases.root, name)
+		return err
+	}
+	if err := a.releases.root.Rename(name, version); err != nil {
+		removeAllIn(a.releases.root, name)
 		return fmt.Errorf("rename unpacked release into place: %w", err)
 	}
-	if err := atomicfile.SyncDir(a.releases); err != nil {
+	if err := a.releases.sync(); err != nil {
 		return err
 	}
-	a.r.done("unpacked release", slog.String("dir", dir), slog.String("artifact", artifact))
+	a.st.Staging = slices.DeleteFunc(a.st.Staging, func(s string) bool { return s == name })
+	if err := a.st.save(a.r.req.StateDir); err != nil {
+		return err
+	}
+	a.r.done("unpacked release", slog.String("dir", a.releases.join(version)), slog.String("artifact", artifact))
 	return nil
 }
 
-// fill extracts artifact into the new directory tmp and stamps its
-// modification time, which orders releases for pruning.
-func (a *archiveInstaller) fill(ctx context.Context, artifact, tmp string) error {
+// fill creates the staging directory name (recorded before) and extracts
+// artifact into it, within the archive limits and the free space.
+func (a *archiveInstaller) fill(ctx context.Context, artifact, name string) error {
+	if err := a.releases.root.Mkdir(name, 0o755); err != nil {
+		return fmt.Errorf("create staging directory: %w", noSpace(err))
+	}
+	dir, err := openSubdir(a.releases, name, false)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
 	if canChmod {
-		if err := os.Chmod(tmp, 0o755); err != nil {
+		if err := dir.root.Chmod(".", 0o755); err != nil {
 			return fmt.Errorf("chmod release directory: %w", err)
 		}
 	}
-	if err := extractArchive(ctx, artifact, tmp, a.limits); err != nil {
+	lim := a.limits
+	if lim.space == 0 {
+		lim.space = a.spaceLimit(dir)
+	}
+	if err := extractInto(ctx, artifact, dir, lim); err != nil {
 		return fmt.Errorf("unpack %s: %w", artifact, err)
 	}
-	now := time.Now()
-	if err := os.Chtimes(tmp, now, now); err != nil {
-		return fmt.Errorf("stamp release directory: %w", err)
+	return dir.sync()
+}
+
+// spaceLimit is how many bytes of data an unpack into dir may write: the
+// space available less the reserve (0: unknown, unbounded).
+func (a *archiveInstaller) spaceLimit(dir *targetDir) int64 {
+	avail, total, err := fsSpace(dir)
+	if err != nil {
+		a.r.log.Warn("free space unknown; the unpack is bounded by the archive limits only", slog.String("reason", err.Error()))
+		return 0
 	}
-	return atomicfile.SyncDir(tmp)
+	return max(avail-min(total/spaceReserveDivisor, maxSpaceReserve), 1)
 }
 
 // switchTo atomically points TARGET/current at releases/<version>: a new
 // relative symlink renamed over it, then an fsync of TARGET.
 func (a *archiveInstaller) switchTo(version string) error {
 	link := releasesDir + "/" + version
-	tmp := filepath.Join(a.target, currentTmpPrefix+rand.Text())
-	if err := os.Symlink(link, tmp); err != nil {
+	tmp := currentTmpPrefix + rand.Text()
+	if err := a.dir.root.Symlink(link, tmp); err != nil {
 		return fmt.Errorf("create current link: %w", err)
 	}
-	if err := os.Rename(tmp, filepath.Join(a.target, currentLink)); err != nil {
-		os.Remove(tmp)
+	if err := a.dir.root.Rename(tmp, currentLink); err != nil {
+		a.dir.root.Remove(tmp)
 		return fmt.Errorf("switch current link: %w", err)
 	}
-	if err := atomicfile.SyncDir(a.target); err != nil {
+	if err := a.dir.sync(); err != nil {
 		return err
 	}
-	a.r.done("switched current", slog.String("current", filepath.Join(a.target, currentLink)), slog.String("points_to", link))
+	a.r.done("switched current", slog.String("current", a.dir.join(currentLink)), slog.String("points_to", link))
 	return nil
 }
 
 // removeCurrent removes the TARGET/current link.
 func (a *archiveInstaller) removeCurrent() error {
-	p := filepath.Join(a.target, currentLink)
-	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := a.dir.root.Remove(currentLink); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove current link: %w", err)
 	}
-	if err := atomicfile.SyncDir(a.target); err != nil {
+	if err := a.dir.sync(); err != nil {
 		return err
 	}
-	a.r.done("removed current link", slog.String("current", p), slog.String("reason", "no previous release to go back to"))
+	a.r.done("removed current link", slog.String("current", a.dir.join(currentLink)), slog.String("reason", "no previous release to go back to"))
 	return nil
 }
 
-// prune removes release directories beyond the newest KeepReleases (by
-// modification time, current counted first), never current's or the
-// previous release's. Failures are logged, not returned: the install is done.
-func (a *archiveInstaller) prune(current string) {
-	old, err := a.releasesByAge()
-	if err != nil {
-		a.r.log.Warn("cannot prune old releases", slog.String("reason", err.Error()))
-		return
+// removeRelease removes the release directory of version, if fleetcast
+// made it, and forgets it.
+func (a *archiveInstaller) removeRelease(version string) error {
+	if !a.st.has(version) {
+		return nil
 	}
+	if err := removeAllIn(a.releases.root, version); err != nil {
+		return err
+	}
+	a.st.dropRelease(version)
+	if err := a.releases.sync(); err != nil {
+		return err
+	}
+	return a.st.save(a.r.req.StateDir)
+}
+
+// prune removes the release directories fleetcast made beyond the newest
+// KeepReleases (in the order they were unpacked, current counted first),
+// never current's or the previous release's. Failures are logged, not
+// returned: the install is done.
+func (a *archiveInstaller) prune(current string) {
 	kept := 1
-	for _, v := range old {
+	for _, v := range slices.Backward(slices.Clone(a.st.Releases)) {
 		switch {
 		case v == current:
 			continue
@@ -286,65 +409,40 @@ func (a *archiveInstaller) prune(current string) {
 			a.r.log.Info("keeping previous release", slog.String("version", v), slog.String("reason", "rollback may need it"))
 			continue
 		}
-		if err := removeTree(a.releaseDir(v)); err != nil {
-			a.r.log.Warn("cannot remove old release", slog.String("dir", a.releaseDir(v)), slog.String("reason", err.Error()))
+		if err := a.removeRelease(v); err != nil {
+			a.r.log.Warn("cannot remove old release", slog.String("dir", a.releases.join(v)), slog.String("reason", err.Error()))
 			continue
 		}
-		a.r.done("removed old release", slog.String("dir", a.releaseDir(v)),
+		a.r.done("removed old release", slog.String("dir", a.releases.join(v)),
 			slog.String("reason", fmt.Sprintf("more than %d releases", a.keep)))
 	}
 }
 
-// releasesByAge lists the release directories, newest first.
-func (a *archiveInstaller) releasesByAge() ([]string, error) {
-	entries, err := os.ReadDir(a.releases)
-	if err != nil {
-		return nil, err
-	}
-	type rel struct {
-		name  string
-		mtime time.Time
-	}
-	var rels []rel
-	for _, e := range entries {
-		if !e.IsDir() || !manifest.ValidVersion(e.Name()) {
-			continue
-		}
-		fi, err := e.Info()
-		if err != nil {
-			continue
-		}
-		rels = append(rels, rel{e.Name(), fi.ModTime()})
-	}
-	slices.SortFunc(rels, func(x, y rel) int {
-		return cmp.Or(y.mtime.Compare(x.mtime), strings.Compare(y.name, x.name))
-	})
-	names := make([]string, len(rels))
-	for i, r := range rels {
-		names[i] = r.name
-	}
-	return names, nil
-}
-
-// isDir reports whether path is a directory (not a symlink to one).
-func isDir(path string) bool {
-	fi, err := os.Lstat(path)
+// isDirIn reports whether name in d is a directory (not a symlink to one).
+func isDirIn(d *targetDir, name string) bool {
+	fi, err := d.root.Lstat(name)
 	return err == nil && fi.IsDir()
 }
 
-// removeTree removes path and everything under it, first making
-// directories writable if removal fails (archives may hold read-only ones).
-func removeTree(path string) error {
-	if err := os.RemoveAll(path); err == nil {
+// removeAllIn removes name and everything under it inside root, first
+// making directories writable if removal fails (archives may hold
+// read-only ones). Nothing outside root is touched: os.Root never follows
+// a symlink out of it, and RemoveAll removes links, not what they point to.
+func removeAllIn(root *os.Root, name string) error {
+	if err := root.RemoveAll(name); err == nil {
 		return nil
 	}
-	filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			if fi, err := d.Info(); err == nil {
-				os.Chmod(p, fi.Mode().Perm()|0o700)
+	sub, err := root.OpenRoot(name)
+	if err == nil {
+		fs.WalkDir(sub.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				if fi, err := d.Info(); err == nil {
+					sub.Chmod(p, fi.Mode().Perm()|0o700)
+				}
 			}
-		}
-		return nil
-	})
-	return os.RemoveAll(path)
+			return nil
+		})
+		sub.Close()
+	}
+	return root.RemoveAll(name)
 }

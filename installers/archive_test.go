@@ -79,6 +79,19 @@ func (s *archiveSetup) current() string {
 	return link
 }
 
+// record changes the installer's state as an interrupted run would have.
+func (s *archiveSetup) record(change func(*archiveState)) {
+	s.t.Helper()
+	st, err := loadArchiveState(s.state, filepath.Clean(s.target))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	change(st)
+	if err := st.save(s.state); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
 func (s *archiveSetup) releases() []string {
 	return listDir(s.t, filepath.Join(s.target, releasesDir))
 }
@@ -222,13 +235,23 @@ func TestArchiveRerun(t *testing.T) {
 		wantCurrent string
 	}{
 		{"killed while unpacking", func(t *testing.T, s *archiveSetup) {
-			writeFile(t, filepath.Join(s.target, releasesDir, ".2.0.tmp-123", "bin", "app"), []byte("partial"), 0o644)
+			s.record(func(st *archiveState) { st.Staging = append(st.Staging, ".2.0.tmp-ABC234") })
+			writeFile(t, filepath.Join(s.target, releasesDir, ".2.0.tmp-ABC234", "bin", "app"), []byte("partial"), 0o644)
 			os.Symlink("releases/2.0", filepath.Join(s.target, currentTmpPrefix+"abc"))
 		}, false, "releases/2.0"},
+		{"killed after recording, before renaming", func(t *testing.T, s *archiveSetup) {
+			s.record(func(st *archiveState) {
+				st.Staging = append(st.Staging, ".2.0.tmp-XYZ234")
+				st.addRelease("2.0")
+			})
+			writeFile(t, filepath.Join(s.target, releasesDir, ".2.0.tmp-XYZ234", "bin", "app"), []byte("whole"), 0o644)
+		}, false, "releases/2.0"},
 		{"killed before switching", func(t *testing.T, s *archiveSetup) {
+			s.record(func(st *archiveState) { st.addRelease("2.0") })
 			writeFile(t, filepath.Join(s.target, releasesDir, "2.0", "marker"), nil, 0o644)
 		}, false, "releases/2.0"},
 		{"killed after switching", func(t *testing.T, s *archiveSetup) {
+			s.record(func(st *archiveState) { st.addRelease("2.0") })
 			writeFile(t, filepath.Join(s.target, releasesDir, "2.0", "marker"), nil, 0o644)
 			os.Remove(filepath.Join(s.target, currentLink))
 			os.Symlink("releases/2.0", filepath.Join(s.target, currentLink))
@@ -265,7 +288,7 @@ func TestArchiveRefusesForeignCurrent(t *testing.T) {
 	s := newArchiveSetup(t)
 	writeFile(t, filepath.Join(s.target, currentLink, "keep"), []byte("mine"), 0o644)
 	err := s.install(s.release(1, "1.0", makeTarGz(t, goodEntries("1.0"))), nil, 0)
-	if err == nil || !strings.Contains(err.Error(), "not a symlink") {
+	if !errors.Is(err, ErrUnsafeTarget) || !strings.Contains(err.Error(), "not a symbolic link") {
 		t.Fatalf("Install: %v, want a refusal to replace a directory", err)
 	}
 	if got := readFile(t, filepath.Join(s.target, currentLink, "keep")); got != "mine" {

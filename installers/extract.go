@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fleetcast/fleetcast/internal/atomicfile"
 )
 
 // Limits on what one archive may unpack to, against zip and tar bombs.
@@ -41,7 +40,8 @@ const (
 // the package defaults.
 type extractLimits struct {
 	entries int
-	size    int64
+	size    int64 // bytes of file content, holes included
+	space   int64 // bytes of file data written (holes excluded); 0: unbounded
 }
 
 func (l extractLimits) orDefault() extractLimits {
@@ -55,13 +55,26 @@ func (l extractLimits) orDefault() extractLimits {
 }
 
 // extractArchive unpacks the archive at artifact into dir, an existing empty
-// directory, within lim. It never creates anything outside dir, and refuses
-// (with an error wrapping ErrUnsafeArchive) entries that would land outside
-// it, symlinks resolving outside it, hard links to anything but a regular
-// file extracted before, devices, fifos, sockets, duplicate names, and more
-// entries or bytes than lim allows. On error dir holds a partial tree, for
-// the caller to remove.
+// directory, within lim (extractInto through a handle opened at dir).
 func extractArchive(ctx context.Context, artifact, dir string, lim extractLimits) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("open release directory: %w", err)
+	}
+	defer root.Close()
+	return extractInto(ctx, artifact, &targetDir{root: root, path: dir}, lim)
+}
+
+// extractInto unpacks the archive at artifact into the existing empty
+// directory dir, within lim. It never creates anything outside dir, and
+// refuses (with an error wrapping ErrUnsafeArchive) entries that would land
+// outside it, symlinks resolving outside it, hard links to anything but a
+// regular file extracted before, devices, fifos, sockets, duplicate names,
+// and more entries or bytes than lim allows; more data than lim.space, or a
+// write failing for want of space, wraps ErrNoSpace. Sparse tar entries are
+// written with holes. On error dir holds a partial tree, for the caller to
+// remove.
+func extractInto(ctx context.Context, artifact string, dir *targetDir, lim extractLimits) error {
 	f, err := os.Open(artifact)
 	if err != nil {
 		return fmt.Errorf("open archive: %w", err)
@@ -71,12 +84,7 @@ func extractArchive(ctx context.Context, artifact, dir string, lim extractLimits
 	if err != nil {
 		return err
 	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return fmt.Errorf("open release directory: %w", err)
-	}
-	defer root.Close()
-	x := &extractor{ctx: ctx, root: root, dir: dir, lim: lim.orDefault()}
+	x := &extractor{ctx: ctx, root: dir.root, dir: dir.path, lim: lim.orDefault()}
 	switch format {
 	case formatTarGzip:
 		err = x.untarGzip(f)
@@ -121,7 +129,8 @@ type extractor struct {
 	dir      string // root's path
 	lim      extractLimits
 	entries  int
-	size     int64
+	size     int64 // file content so far, holes included
+	written  int64 // file data written so far, holes excluded
 	symlinks int             // symlinks created so far
 	lockdown []restrictedDir // directories whose final mode denies the owner
 }
@@ -248,7 +257,7 @@ func (x *extractor) makeParent(raw, name string) error {
 			err = x.root.Chmod(prefix, 0o755)
 		}
 		if err != nil && !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("entry %q: create its directory: %w", clipName(raw), err)
+			return fmt.Errorf("entry %q: create its directory: %w", clipName(raw), noSpace(err))
 		}
 	}
 	return nil
@@ -263,7 +272,7 @@ func (x *extractor) mkdir(name string, perm fs.FileMode) error {
 			return unsafe(name, "duplicate name: a file or link exists there")
 		}
 	} else if err != nil {
-		return err
+		return noSpace(err)
 	}
 	if !canChmod {
 		return nil
@@ -275,7 +284,9 @@ func (x *extractor) mkdir(name string, perm fs.FileMode) error {
 }
 
 // writeFile creates the new file name with data's content, counting it
-// against the size limit, with e's mode and modification time, fsynced.
+// against the size limit and the data written against the space limit,
+// with e's mode and modification time, fsynced. A sparse tar entry is
+// written with holes (tar.Reader seeks over them).
 func (x *extractor) writeFile(name string, e entry, data io.Reader) error {
 	left := x.lim.size - x.size
 	if e.size > left {
@@ -286,15 +297,21 @@ func (x *extractor) writeFile(name string, e entry, data io.Reader) error {
 		return unsafe(name, "duplicate name")
 	}
 	if err != nil {
-		return err
+		return noSpace(err)
 	}
 	defer f.Close()
-	n, err := io.Copy(f, &ctxReader{ctx: x.ctx, r: io.LimitReader(data, left+1)})
+	w := &spaceWriter{x: x, name: name, f: f}
+	var n int64
+	if wt, ok := data.(io.WriterTo); ok {
+		n, err = wt.WriteTo(w) // tar: exactly the entry's size, holes as seeks
+	} else {
+		n, err = io.Copy(w, &ctxReader{ctx: x.ctx, r: io.LimitReader(data, left+1)})
+	}
 	if x.size += n; x.size > x.lim.size {
 		return unsafe(name, "content passes the limit of %d unpacked bytes", x.lim.size)
 	}
 	if err != nil {
-		return err
+		return noSpace(err)
 	}
 	if canChmod {
 		if err := f.Chmod(e.perm); err != nil {
@@ -302,15 +319,44 @@ func (x *extractor) writeFile(name string, e entry, data io.Reader) error {
 		}
 	}
 	if err := f.Sync(); err != nil {
-		return err
+		return noSpace(err)
 	}
 	if err := f.Close(); err != nil {
-		return err
+		return noSpace(err)
 	}
 	if !e.mtime.IsZero() {
 		x.root.Chtimes(name, e.mtime, e.mtime) // best effort: odd archive times may not be representable
 	}
 	return nil
+}
+
+// spaceWriter writes one entry's data to f, counting what it writes
+// against the extraction's space limit and stopping once the context is
+// done; Seek lets tar.Reader leave holes.
+type spaceWriter struct {
+	x    *extractor
+	name string
+	f    *os.File
+}
+
+func (w *spaceWriter) Write(p []byte) (int, error) {
+	if err := w.x.ctx.Err(); err != nil {
+		return 0, err
+	}
+	if lim := w.x.lim.space; lim > 0 && w.x.written+int64(len(p)) > lim {
+		return 0, fmt.Errorf("%w: entry %q: unpacking passes %d bytes of data, the free space of the target's file system less a reserve",
+			ErrNoSpace, clipName(w.name), lim)
+	}
+	n, err := w.f.Write(p)
+	w.x.written += int64(n)
+	return n, err
+}
+
+func (w *spaceWriter) Seek(offset int64, whence int) (int64, error) {
+	if err := w.x.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return w.f.Seek(offset, whence)
 }
 
 // symlink creates the symlink name -> target after checking the target
@@ -323,7 +369,7 @@ func (x *extractor) symlink(name, target string) error {
 		if errors.Is(err, fs.ErrExist) {
 			return unsafe(name, "duplicate name")
 		}
-		return err
+		return noSpace(err)
 	}
 	x.symlinks++
 	return nil
@@ -383,23 +429,19 @@ func errOr(err error, what string) error {
 
 // finish checks every symlink where it leads, now that the tree is final,
 // fsyncs every directory, and gives restricted directories their modes,
-// deepest first.
+// deepest first. It walks through the root, never following a symlink.
 func (x *extractor) finish() error {
-	err := filepath.WalkDir(x.dir, func(p string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(x.root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if d.Type()&fs.ModeSymlink != 0 {
-			rel, err := filepath.Rel(x.dir, p)
-			if err != nil {
-				return err
-			}
-			if _, err := x.resolve(filepath.ToSlash(rel)); err != nil {
-				return fmt.Errorf("symlink %q: %w", clipName(filepath.ToSlash(rel)), err)
+			if _, err := x.resolve(p); err != nil {
+				return fmt.Errorf("symlink %q: %w", clipName(p), err)
 			}
 		}
 		if d.IsDir() {
-			return atomicfile.SyncDir(p)
+			return syncIn(x.root, p, filepath.Join(x.dir, filepath.FromSlash(p)))
 		}
 		return nil
 	})
@@ -415,6 +457,15 @@ func (x *extractor) finish() error {
 		}
 	}
 	return nil
+}
+
+// noSpace wraps ErrNoSpace around an error that says the file system is
+// full (or the quota used up).
+func noSpace(err error) error {
+	if err != nil && isNoSpace(err) && !errors.Is(err, ErrNoSpace) {
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	}
+	return err
 }
 
 // ctxReader fails reads once ctx is done, so that unpacking a large

@@ -1,6 +1,7 @@
 package installers
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -28,11 +29,12 @@ const (
 	defaultFileMode fs.FileMode = 0o644
 )
 
-// fileInstaller replaces one file.
+// fileInstaller replaces one file. Every operation on the target's
+// directory goes through a handle anchored at the allowed target (anchor.go).
 type fileInstaller struct {
 	r      *run
-	target string
-	dir    string
+	target string // the clean absolute target, for messages
+	base   string // the target's name in its directory
 }
 
 var _ installer = (*fileInstaller)(nil)
@@ -45,7 +47,10 @@ func newFileInstaller(r *run) (*fileInstaller, error) {
 			return nil, fmt.Errorf("state directory %q (needed to keep the original file): missing or not a directory", r.req.StateDir)
 		}
 	}
-	return &fileInstaller{r: r, target: target, dir: filepath.Dir(target)}, nil
+	if _, err := allowedPrefix(r.req.AllowedTargets, target); err != nil {
+		return nil, err
+	}
+	return &fileInstaller{r: r, target: target, base: filepath.Base(target)}, nil
 }
 
 func (f *fileInstaller) install(ctx context.Context) error {
@@ -53,18 +58,20 @@ func (f *fileInstaller) install(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := f.prepare(); err != nil {
+	d, err := f.prepare()
+	if err != nil {
 		return err
 	}
+	defer d.Close()
 	if f.r.prev == nil {
-		if err := f.saveOriginal(); err != nil {
+		if err := f.saveOriginal(d); err != nil {
 			return err
 		}
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := f.place(f.r.req.New.Artifact, mode); err != nil {
+	if err := f.place(d, f.r.req.New.Artifact, mode); err != nil {
 		return err
 	}
 	f.r.done("installed file", slog.String("target", f.target), slog.String("mode", modeString(mode)),
@@ -75,67 +82,79 @@ func (f *fileInstaller) install(ctx context.Context) error {
 // rollback installs the previous release's artifact the same way, or puts
 // back the original state when there is no previous release.
 func (f *fileInstaller) rollback(context.Context) error {
-	if err := removeStaleTemps(f.dir, filepath.Base(f.target)); err != nil {
+	d, err := f.prepare()
+	if err != nil {
 		return err
 	}
+	defer d.Close()
 	if p := f.r.prev; p != nil {
 		mode, err := parseMode(p.Install.Mode, defaultFileMode)
 		if err != nil {
 			return err
 		}
-		if err := f.place(p.Artifact, mode); err != nil {
+		if err := f.place(d, p.Artifact, mode); err != nil {
 			return fmt.Errorf("reinstall previous release %s: %w", p.Version, err)
 		}
 		f.r.done("reinstalled previous file", slog.String("target", f.target), slog.String("previous_version", p.Version))
 		return nil
 	}
-	return f.restoreOriginal()
+	return f.restoreOriginal(d)
 }
 
 // partial is false: the target changes only by the final rename.
 func (f *fileInstaller) partial() bool { return false }
 
-// prepare creates the target's directory, removes temporary files of
-// earlier interrupted runs and refuses a directory as the target.
-func (f *fileInstaller) prepare() error {
-	if err := atomicfile.MkdirAll(f.dir, 0o755); err != nil {
-		return fmt.Errorf("create the target's directory: %w", err)
+// prepare opens the target's directory through the allowed target
+// (creating it if missing), removes temporary files of earlier interrupted
+// runs and refuses a directory as the target.
+func (f *fileInstaller) prepare() (*targetDir, error) {
+	d, err := openFileTargetDir(f.r.req.AllowedTargets, f.target)
+	if err != nil {
+		return nil, err
 	}
-	if err := removeStaleTemps(f.dir, filepath.Base(f.target)); err != nil {
-		return err
+	if err := removeStaleTemps(d, f.base); err != nil {
+		d.Close()
+		return nil, err
 	}
-	if fi, err := os.Lstat(f.target); err == nil && fi.IsDir() {
-		return fmt.Errorf("target %s is a directory; the file installer replaces a file", f.target)
+	if fi, err := lstatIn(d, f.base); err != nil || fi != nil && fi.IsDir() {
+		d.Close()
+		return nil, cmp.Or(err, fmt.Errorf("target %s is a directory; the file installer replaces a file", f.target))
 	}
-	return nil
+	return d, nil
 }
 
 // saveOriginal keeps what is at the target before fleetcast first replaces
 // it: a copy in StateDir/original, or the marker StateDir/original.none when
 // there is nothing. Once either exists it is never replaced: after an
 // interrupted first install the target may already hold the new release.
-func (f *fileInstaller) saveOriginal() error {
+func (f *fileInstaller) saveOriginal(d *targetDir) error {
 	state := f.r.req.StateDir
 	orig, none := filepath.Join(state, originalName), filepath.Join(state, originalNone)
 	if exists(orig) || exists(none) {
 		f.r.log.Info("original already saved", slog.String("reason", "an earlier run saved it before replacing the target"))
 		return nil
 	}
-	if err := removeStaleTemps(state, originalName); err != nil {
+	sd, err := os.OpenRoot(state)
+	if err != nil {
+		return fmt.Errorf("open state directory: %w", err)
+	}
+	defer sd.Close()
+	stateDir := &targetDir{root: sd, path: state}
+	if err := removeStaleTemps(stateDir, originalName); err != nil {
 		return err
 	}
-	fi, err := os.Lstat(f.target)
+	fi, err := lstatIn(d, f.base)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return err
+	case fi == nil:
 		if err := atomicfile.WriteFile(none, nil, 0o600); err != nil {
 			return fmt.Errorf("record that %s did not exist: %w", f.target, err)
 		}
 		f.r.done("no original file", slog.String("target", f.target), slog.String("reason", "rollback without a previous release will remove the target"))
 		return nil
-	case err != nil:
-		return fmt.Errorf("inspect target: %w", err)
 	}
-	if err := cloneEntry(f.target, fi, orig); err != nil {
+	if err := cloneEntry(d, f.base, fi, stateDir, originalName); err != nil {
 		return fmt.Errorf("save original %s: %w", f.target, err)
 	}
 	f.r.done("saved original file", slog.String("target", f.target), slog.String("saved", orig),
@@ -144,11 +163,16 @@ func (f *fileInstaller) saveOriginal() error {
 }
 
 // restoreOriginal puts back what saveOriginal kept.
-func (f *fileInstaller) restoreOriginal() error {
+func (f *fileInstaller) restoreOriginal(d *targetDir) error {
 	state := f.r.req.StateDir
 	orig := filepath.Join(state, originalName)
 	if fi, err := os.Lstat(orig); err == nil {
-		if err := cloneEntry(orig, fi, f.target); err != nil {
+		sd, err := os.OpenRoot(state)
+		if err != nil {
+			return fmt.Errorf("open state directory: %w", err)
+		}
+		defer sd.Close()
+		if err := cloneEntry(&targetDir{root: sd, path: state}, originalName, fi, d, f.base); err != nil {
 			return fmt.Errorf("restore original %s: %w", f.target, err)
 		}
 		f.r.done("restored original file", slog.String("target", f.target), slog.String("from", orig))
@@ -157,10 +181,10 @@ func (f *fileInstaller) restoreOriginal() error {
 	if !exists(filepath.Join(state, originalNone)) {
 		return fmt.Errorf("no previous release and no original saved in %s: cannot restore %s", state, f.target)
 	}
-	if err := os.Remove(f.target); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := d.root.Remove(f.base); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove target: %w", err)
 	}
-	if err := atomicfile.SyncDir(f.dir); err != nil {
+	if err := d.sync(); err != nil {
 		return err
 	}
 	f.r.done("removed target", slog.String("target", f.target), slog.String("reason", "it did not exist before fleetcast's first install"))
@@ -169,133 +193,167 @@ func (f *fileInstaller) restoreOriginal() error {
 
 // place copies src to a temporary file next to the target, gives it the
 // owner of the file it replaces (as root) and mode, fsyncs it, renames it
-// over the target and fsyncs the directory.
-func (f *fileInstaller) place(src string, mode fs.FileMode) (err error) {
+// over the target and fsyncs the directory, all through d.
+func (f *fileInstaller) place(d *targetDir, src string, mode fs.FileMode) (err error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return fmt.Errorf("open artifact: %w", err)
 	}
 	defer in.Close()
-	tmp, err := os.CreateTemp(f.dir, "."+filepath.Base(f.target)+tempInfix+"*")
+	tmp, out, err := createTemp(d, f.base)
 	if err != nil {
-		return fmt.Errorf("create temporary file: %w", err)
+		return err
 	}
 	defer func() {
 		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
+			out.Close()
+			d.root.Remove(tmp)
 		}
 	}()
-	if _, err = io.Copy(tmp, in); err != nil {
-		return fmt.Errorf("copy %s to %s: %w", src, tmp.Name(), err)
+	if _, err = io.Copy(out, in); err != nil {
+		return fmt.Errorf("copy %s to %s: %w", src, d.join(tmp), err)
 	}
-	if err = finishFile(tmp, f.target, mode); err != nil {
+	owner, _ := lstatIn(d, f.base)
+	if err = finishFile(out, d.join(tmp), owner, mode); err != nil {
 		return err
 	}
-	if err = os.Rename(tmp.Name(), f.target); err != nil {
+	if err = d.root.Rename(tmp, f.base); err != nil {
 		return fmt.Errorf("rename over target: %w", err)
 	}
-	return atomicfile.SyncDir(f.dir)
+	return d.sync()
 }
 
-// finishFile gives tmp the owner of the file at ownerOf if it exists, then
-// mode, fsyncs and closes it.
-func finishFile(tmp *os.File, ownerOf string, mode fs.FileMode) error {
-	if fi, err := os.Lstat(ownerOf); err == nil {
-		if err := copyOwner(tmp, fi); err != nil {
-			return fmt.Errorf("give %s the owner of %s: %w", tmp.Name(), ownerOf, err)
+// createTemp creates the new file .<base>.fleetcast-tmp-<random> in d.
+func createTemp(d *targetDir, base string) (string, *os.File, error) {
+	for range 10 {
+		name := "." + base + tempInfix + rand.Text()
+		out, err := d.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return "", nil, fmt.Errorf("create temporary file in %s: %w", d.path, err)
+		}
+		return name, out, nil
+	}
+	return "", nil, fmt.Errorf("create temporary file in %s: names taken", d.path)
+}
+
+// finishFile gives tmp (named what in messages) the owner of the file
+// described by owner if there is one, then mode, fsyncs and closes it.
+func finishFile(tmp *os.File, what string, owner fs.FileInfo, mode fs.FileMode) error {
+	if owner != nil {
+		if err := copyOwner(tmp, owner); err != nil {
+			return fmt.Errorf("give %s its owner: %w", what, err)
 		}
 	}
 	if canChmod {
 		if err := tmp.Chmod(mode); err != nil {
-			return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
+			return fmt.Errorf("chmod %s: %w", what, err)
 		}
 	}
 	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", tmp.Name(), err)
+		return fmt.Errorf("fsync %s: %w", what, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp.Name(), err)
+		return fmt.Errorf("close %s: %w", what, err)
 	}
 	return nil
 }
 
-// cloneEntry atomically makes dst a copy of src (described by fi): a hard
-// link where possible, else a copy with src's owner and mode, fsynced; a
-// symlink is recreated. dst's directory is fsynced.
-func cloneEntry(src string, fi fs.FileInfo, dst string) error {
-	dir := filepath.Dir(dst)
-	tmp := filepath.Join(dir, "."+filepath.Base(dst)+tempInfix+rand.Text())
+// cloneEntry atomically makes name in dst a copy of name src in from
+// (described by fi): a regular file is copied with its owner (as root) and
+// mode and fsynced, a symlink is recreated (never followed). dst is fsynced.
+func cloneEntry(from *targetDir, src string, fi fs.FileInfo, to *targetDir, dst string) error {
+	var tmp string
 	var err error
 	switch {
 	case fi.Mode()&fs.ModeSymlink != 0:
-		err = copySymlink(src, tmp)
+		tmp, err = copySymlink(from, src, to, dst)
 	case fi.Mode().IsRegular():
-		if os.Link(src, tmp) != nil {
-			err = copyFile(src, fi, tmp)
-		}
+		tmp, err = copyFile(from, src, fi, to, dst)
 	default:
-		return fmt.Errorf("%s is neither a regular file nor a symlink (%v)", src, fi.Mode().Type())
+		return fmt.Errorf("%s is neither a regular file nor a symlink (%v)", from.join(src), fi.Mode().Type())
 	}
 	if err == nil {
-		err = os.Rename(tmp, dst)
+		err = to.root.Rename(tmp, dst)
 	}
 	if err != nil {
-		os.Remove(tmp)
+		if tmp != "" {
+			to.root.Remove(tmp)
+		}
 		return err
 	}
-	return atomicfile.SyncDir(dir)
+	return to.sync()
 }
 
-// copySymlink creates dst as a symlink with src's target.
-func copySymlink(src, dst string) error {
-	target, err := os.Readlink(src)
+// copySymlink creates a temporary symlink in to with src's target and
+// returns its name.
+func copySymlink(from *targetDir, src string, to *targetDir, dst string) (string, error) {
+	target, err := from.root.Readlink(src)
 	if err != nil {
-		return err
+		return "", err
 	}
-	return os.Symlink(target, dst)
+	tmp := "." + dst + tempInfix + rand.Text()
+	return tmp, to.root.Symlink(target, tmp)
 }
 
-// copyFile copies src (described by fi) to the new file dst with src's
-// owner (as root) and mode, fsynced.
-func copyFile(src string, fi fs.FileInfo, dst string) error {
-	in, err := os.Open(src)
+// copyFile copies the regular file src (described by fi) to a new
+// temporary file in to with src's owner (as root) and mode, fsynced, and
+// returns its name. The file opened must be the one fi describes.
+func copyFile(from *targetDir, src string, fi fs.FileInfo, to *targetDir, dst string) (string, error) {
+	in, err := from.root.Open(src)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if st, err := in.Stat(); err != nil || !os.SameFile(st, fi) {
+		return "", fmt.Errorf("%w: %s was replaced while it was being copied", ErrUnsafeTarget, from.join(src))
+	}
+	tmp, out, err := createTemp(to, dst)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if _, err := io.Copy(out, in); err != nil {
 		out.Close()
-		return fmt.Errorf("copy %s: %w", src, err)
+		return tmp, fmt.Errorf("copy %s: %w", from.join(src), err)
 	}
 	mode := fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
-	if err := finishFile(out, src, mode); err != nil {
+	if err := finishFile(out, to.join(tmp), fi, mode); err != nil {
 		out.Close()
-		return err
+		return tmp, err
 	}
-	return nil
+	return tmp, nil
 }
 
 // removeStaleTemps removes the temporary files .<base>.fleetcast-tmp-*
-// that interrupted runs left in dir.
-func removeStaleTemps(dir, base string) error {
-	entries, err := os.ReadDir(dir)
+// that interrupted runs left in d. Directories of that name are not
+// fleetcast's and are left alone.
+func removeStaleTemps(d *targetDir, base string) error {
+	entries, err := readDirIn(d)
 	if err != nil {
 		return fmt.Errorf("look for leftover temporary files: %w", err)
 	}
 	prefix := "." + base + tempInfix
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), prefix) {
-			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("remove leftover temporary file: %w", err)
-			}
+		if !strings.HasPrefix(e.Name(), prefix) || e.IsDir() {
+			continue
+		}
+		if err := d.root.Remove(e.Name()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove leftover temporary file: %w", err)
 		}
 	}
 	return nil
+}
+
+// readDirIn lists d.
+func readDirIn(d *targetDir) ([]fs.DirEntry, error) {
+	f, err := d.root.Open(".")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.ReadDir(-1)
 }
 
 // exists reports whether something (any type) is at path.

@@ -85,9 +85,14 @@ func release(t testing.TB, dir string, seq uint64, version string, data []byte, 
 }
 
 // request makes a Request for one subscription with a private state dir.
+// The allowed target is the new release's target's directory.
 func request(t *testing.T, newRel Release, prev *Release, stateDir string) *Request {
+	var allowed []string
+	if tg := newRel.Install.Target; tg != "" {
+		allowed = []string{filepath.Dir(tg)}
+	}
 	return &Request{Product: "myapp", Channel: "stable", New: newRel, Previous: prev,
-		StateDir: stateDir, Log: testLogger(t)}
+		StateDir: stateDir, AllowedTargets: allowed, Log: testLogger(t)}
 }
 
 // asError returns err as *Error, failing the test if it is not one.
@@ -230,4 +235,16 @@ func listDir(t testing.TB, dir string) []string {
 // by t.TempDir's cleanup (registered before, so run after this one).
 func cleanupTree(t testing.TB, dir string) {
 	t.Cleanup(func() { removeTree(dir) })
+}
+
+// removeTree removes path and everything under it, making read-only
+// directories writable first.
+func removeTree(path string) error {
+	filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			os.Chmod(p, 0o755)
+		}
+		return nil
+	})
+	return os.RemoveAll(path)
 }
