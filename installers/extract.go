@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
 )
 
 // Limits on what one archive may unpack to, against zip and tar bombs.
@@ -129,8 +128,8 @@ type extractor struct {
 	dir      string // root's path
 	lim      extractLimits
 	entries  int
-	size     int64 // file content so far, holes included
-	written  int64 // file data written so far, holes excluded
+	size     int64           // file content so far, holes included
+	written  int64           // file data written so far, holes excluded
 	symlinks int             // symlinks created so far
 	lockdown []restrictedDir // directories whose final mode denies the owner
 }
