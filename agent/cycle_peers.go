@@ -142,16 +142,21 @@ func (a *Agent) checkOffer(env []byte, key relKey) error {
 	return nil
 }
 
-// bannable: the peer sent something no honest agent holds. An unknown key
-// or too few signatures may mean a root rotation this agent has not seen;
-// an expired manifest, a peer that kept an old release.
+// bannable: the peer sent something no honest agent holds. A trusted key's
+// signature that fails means the bytes were altered after signing, whatever
+// else is wrong; since that error also matches signing.ErrThreshold, it is
+// judged first. Valid signatures by too few or unknown keys may mean a root
+// rotation this agent has not followed; an expired manifest, a peer that
+// kept an old release; an expired root is this agent's own.
 func bannable(err error) bool {
+	if errors.Is(err, signing.ErrBadSignature) {
+		return true
+	}
 	for _, e := range []error{signing.ErrUnknownKey, signing.ErrThreshold, manifest.ErrExpired, signing.ErrRootExpired} {
 		if errors.Is(err, e) {
 			return false
 		}
 	}
-	return errors.Is(err, signing.ErrBadSignature) || errors.Is(err, signing.ErrMalformed) ||
-		errors.Is(err, signing.ErrTooLarge) || errors.Is(err, signing.ErrPayloadType) ||
-		errors.Is(err, manifest.ErrInvalid) || errors.Is(err, errTooLong)
+	return errors.Is(err, signing.ErrMalformed) || errors.Is(err, signing.ErrTooLarge) ||
+		errors.Is(err, signing.ErrPayloadType) || errors.Is(err, manifest.ErrInvalid) || errors.Is(err, errTooLong)
 }
