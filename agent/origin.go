@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -23,10 +24,14 @@ import (
 var (
 	// errTooSlow: a response body fell below the configured minimum throughput.
 	errTooSlow = errors.New("response slower than min_throughput")
-	// errTooLong: a response body went past its declared or allowed length.
-	errTooLong = errors.New("response longer than declared")
-	// errTruncated: a response body ended before its declared length.
-	errTruncated = errors.New("response shorter than declared")
+	// errTooLong: a response body, or its Content-Length, went past the
+	// chunk's size or the limit on the file.
+	errTooLong = errors.New("response too long")
+	// errTruncated: a response body ended before its Content-Length, or
+	// declared or carried less than the chunk's size.
+	errTruncated = errors.New("response cut short")
+	// errBadRange: a partial response (206) is not of the range asked for.
+	errBadRange = errors.New("response of another range than asked for")
 	// errNotModified: a conditional GET found the manifest unchanged.
 	errNotModified = errors.New("not modified")
 )
@@ -34,6 +39,7 @@ var (
 // fetchPolicy bounds every request to the origin (or, later, a peer).
 type fetchPolicy struct {
 	timeout    time.Duration // whole request
+	timeoutKey string        // the configuration key that set timeout; "" is request_timeout
 	minRate    int64         // bytes/s over window; 0 disables
 	window     time.Duration
 	retries    int
@@ -201,7 +207,7 @@ func rangeStart(resp *http.Response, have, size int64) (int64, error) {
 	}
 	want := fmt.Sprintf("bytes %d-%d/%d", have, size-1, size)
 	if cr := resp.Header.Get("Content-Range"); cr != want {
-		return 0, fmt.Errorf("%w: Content-Range %q, asked for %q", errTruncated, clipHeader(cr), want)
+		return 0, fmt.Errorf("%w: Content-Range %q, want %q", errBadRange, clipHeader(cr), want)
 	}
 	return have, nil
 }
@@ -254,7 +260,7 @@ func (o *originClient) do(req *http.Request, handle func(*http.Response) error) 
 // readBody reads a whole body of at most limit bytes.
 func readBody(a *attempt, resp *http.Response, limit int64) ([]byte, error) {
 	if resp.ContentLength > limit {
-		return nil, fmt.Errorf("%w: Content-Length %d, limit %d", errTooLong, resp.ContentLength, limit)
+		return nil, fmt.Errorf("%w: Content-Length %d, limit %d bytes", errTooLong, resp.ContentLength, limit)
 	}
 	r := a.watch(resp.Body)
 	b, err := io.ReadAll(io.LimitReader(r, limit+1))
@@ -262,10 +268,10 @@ func readBody(a *attempt, resp *http.Response, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%w: more than %d bytes", errTooLong, limit)
+		return nil, fmt.Errorf("%w: more than the limit of %d bytes, no Content-Length", errTooLong, limit)
 	}
 	if resp.ContentLength >= 0 && int64(len(b)) != resp.ContentLength {
-		return nil, fmt.Errorf("%w: %d of %d bytes", errTruncated, len(b), resp.ContentLength)
+		return nil, fmt.Errorf("%w: %d of the %d bytes its Content-Length declared", errTruncated, len(b), resp.ContentLength)
 	}
 	return b, nil
 }
@@ -274,20 +280,23 @@ func readBody(a *attempt, resp *http.Response, limit int64) ([]byte, error) {
 // returns how many bytes arrived, also when it broke off.
 func readRest(a *attempt, resp *http.Response, buf []byte) (int64, error) {
 	want := int64(len(buf))
-	if resp.ContentLength >= 0 && resp.ContentLength != want {
-		return 0, fmt.Errorf("%w: Content-Length %d, want %d bytes", errTooLong, resp.ContentLength, want)
+	switch {
+	case resp.ContentLength > want:
+		return 0, fmt.Errorf("%w: Content-Length %d, want the %d bytes asked for", errTooLong, resp.ContentLength, want)
+	case resp.ContentLength >= 0 && resp.ContentLength < want:
+		return 0, fmt.Errorf("%w: Content-Length %d, want the %d bytes asked for", errTruncated, resp.ContentLength, want)
 	}
 	r := a.watch(resp.Body)
 	n, err := io.ReadFull(r, buf)
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		return int64(n), fmt.Errorf("%w: %d of %d bytes", errTruncated, n, want)
+		return int64(n), fmt.Errorf("%w: %d of the %d bytes asked for", errTruncated, n, want)
 	}
 	if err != nil {
 		return int64(n), err
 	}
 	var one [1]byte
 	if m, _ := r.Read(one[:]); m > 0 {
-		return 0, fmt.Errorf("%w: more than %d bytes", errTooLong, want)
+		return 0, fmt.Errorf("%w: more than the %d bytes asked for, no Content-Length", errTooLong, want)
 	}
 	return want, nil
 }
@@ -321,14 +330,18 @@ func (o *originClient) retry(ctx context.Context, rel string, try func(*attempt)
 func (o *originClient) try(ctx context.Context, try func(*attempt) error) error {
 	actx, abort := context.WithCancelCause(ctx)
 	defer abort(nil)
+	key := cmp.Or(o.policy.timeoutKey, "request_timeout")
 	tctx, cancel := context.WithTimeoutCause(actx, o.policy.timeout,
-		fmt.Errorf("no complete response within request_timeout %s", o.policy.timeout))
+		fmt.Errorf("no complete response within %s %s", key, o.policy.timeout))
 	defer cancel()
 	a := &attempt{ctx: tctx, abort: abort, o: o}
 	err := try(a)
 	a.stop()
 	if err != nil && tctx.Err() != nil && ctx.Err() == nil {
-		err = fmt.Errorf("%w (%w)", context.Cause(tctx), err)
+		// The transport often returns the cause itself: say it once.
+		if cause := context.Cause(tctx); !errors.Is(err, cause) {
+			err = fmt.Errorf("%w (%w)", cause, err)
+		}
 	}
 	return err
 }

@@ -154,7 +154,7 @@ func (pm *peerManager) sync(ctx context.Context) {
 func (pm *peerManager) fetcher(addr string) *originClient {
 	cfg := pm.a.cfg
 	base := &url.URL{Scheme: pm.a.fleet.Scheme(), Host: addr, Path: "/v1/peer/"}
-	p := fetchPolicy{timeout: cfg.PeerTimeout, minRate: cfg.MinThroughput, window: cfg.ThroughputWindow}
+	p := fetchPolicy{timeout: cfg.PeerTimeout, timeoutKey: "peer_timeout", minRate: cfg.MinThroughput, window: cfg.ThroughputWindow}
 	o := &originClient{base: base, http: pm.client, policy: p, log: pm.log, limit: pm.limit, what: "peer"}
 	o.chunkPath = func(d manifest.Digest) string { return "chunk/" + d.String() }
 	o.rejected = func() { pm.a.metrics.chunkRejected(sourcePeer) }

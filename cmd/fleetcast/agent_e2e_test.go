@@ -596,11 +596,11 @@ func TestAgentRefusesBadLengths(t *testing.T) {
 	rel := randomBytes(10, 512<<10)
 	e.publish(rel, "", "720h")
 	for _, tc := range []struct{ fault, want string }{
-		{faultTruncate, "response shorter than declared"},
-		{faultLongDeclared, "response longer than declared"},
-		{faultShortDeclared, "response longer than declared"}, // declared length differs from the chunk's
-		{faultChunkedExtra, "response longer than declared"},
-		{faultChunkedShort, "response shorter than declared"},
+		{faultTruncate, "response cut short: "},
+		{faultLongDeclared, "response too long: Content-Length "},
+		{faultShortDeclared, "response cut short: Content-Length "}, // declared length short of the chunk's
+		{faultChunkedExtra, "response too long: more than the "},
+		{faultChunkedShort, "response cut short: "},
 	} {
 		t.Run(tc.fault, func(t *testing.T) {
 			// A fresh agent (own data dir) against the same origin.
