@@ -35,8 +35,8 @@ var errArchiveState = errors.New("archive installer state")
 // a crash leaves at worst a recorded name with no directory.
 type archiveState struct {
 	Target   string   `json:"target"`
-	Releases []string `json:"releases"`
-	Staging  []string `json:"staging"`
+	Releases []string `json:"releases,omitempty"`
+	Staging  []string `json:"staging,omitempty"`
 }
 
 // parseArchiveState decodes and checks a state file.

@@ -1,6 +1,7 @@
 package installers
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -116,6 +117,9 @@ type entry struct {
 	size  int64       // content size, files only
 	link  string      // symlink target, or hard link's archive path
 	mtime time.Time   // zero if unknown
+	// sparse is set for a tar file entry stored sparse: its zeros are
+	// written as holes.
+	sparse bool
 }
 
 // extractor creates entries inside root. Every change it makes goes
@@ -299,12 +303,10 @@ func (x *extractor) writeFile(name string, e entry, data io.Reader) error {
 		return noSpace(err)
 	}
 	defer f.Close()
-	w := &spaceWriter{x: x, name: name, f: f}
-	var n int64
-	if wt, ok := data.(io.WriterTo); ok {
-		n, err = wt.WriteTo(w) // tar: exactly the entry's size, holes as seeks
-	} else {
-		n, err = io.Copy(w, &ctxReader{ctx: x.ctx, r: io.LimitReader(data, left+1)})
+	w := &spaceWriter{x: x, name: name, f: f, sparse: e.sparse}
+	n, err := io.CopyBuffer(w, &ctxReader{ctx: x.ctx, r: io.LimitReader(data, left+1)}, make([]byte, copyBufferSize))
+	if err == nil && e.sparse {
+		err = f.Truncate(n) // the file ends in a hole: give it its size
 	}
 	if x.size += n; x.size > x.lim.size {
 		return unsafe(name, "content passes the limit of %d unpacked bytes", x.lim.size)
@@ -329,18 +331,30 @@ func (x *extractor) writeFile(name string, e entry, data io.Reader) error {
 	return nil
 }
 
+// copyBufferSize is the unit in which entries are copied and, for sparse
+// entries, in which zeros are skipped as holes.
+const copyBufferSize = 64 << 10
+
+// zeros is one copy buffer of zero bytes, to recognise holes.
+var zeros = make([]byte, copyBufferSize)
+
 // spaceWriter writes one entry's data to f, counting what it writes
-// against the extraction's space limit and stopping once the context is
-// done; Seek lets tar.Reader leave holes.
+// against the extraction's space limit. For a sparse entry it seeks over
+// blocks of zeros instead of writing them, so that holes stay holes
+// (archive/tar hides the sparse map and reads holes as zeros).
 type spaceWriter struct {
-	x    *extractor
-	name string
-	f    *os.File
+	x      *extractor
+	name   string
+	f      *os.File
+	sparse bool
 }
 
 func (w *spaceWriter) Write(p []byte) (int, error) {
-	if err := w.x.ctx.Err(); err != nil {
-		return 0, err
+	if w.sparse && bytes.Equal(p, zeros[:len(p)]) {
+		if _, err := w.f.Seek(int64(len(p)), io.SeekCurrent); err != nil {
+			return 0, err
+		}
+		return len(p), nil
 	}
 	if lim := w.x.lim.space; lim > 0 && w.x.written+int64(len(p)) > lim {
 		return 0, fmt.Errorf("%w: entry %q: unpacking passes %d bytes of data, the free space of the target's file system less a reserve",
@@ -349,13 +363,6 @@ func (w *spaceWriter) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	w.x.written += int64(n)
 	return n, err
-}
-
-func (w *spaceWriter) Seek(offset int64, whence int) (int64, error) {
-	if err := w.x.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return w.f.Seek(offset, whence)
 }
 
 // symlink creates the symlink name -> target after checking the target

@@ -80,6 +80,7 @@ func (x *extractor) tarEntry(hdr *tar.Header, data io.Reader) error {
 	switch hdr.Typeflag {
 	case tar.TypeReg, tar.TypeGNUSparse:
 		e.kind = kindFile
+		e.sparse = isSparse(hdr)
 	case tar.TypeDir:
 		e.kind = kindDir
 	case tar.TypeSymlink:
@@ -94,6 +95,20 @@ func (x *extractor) tarEntry(hdr *tar.Header, data io.Reader) error {
 		return unsafe(hdr.Name, "unsupported tar entry type %q", hdr.Typeflag)
 	}
 	return x.add(e, data)
+}
+
+// isSparse reports whether a tar entry was stored sparse: old GNU type 'S',
+// or the GNU PAX sparse records.
+func isSparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
 }
 
 // unzip extracts a zip file after checking its entry count and the sizes

@@ -15,7 +15,7 @@ import (
 	"testing"
 )
 
-var updateFuzzCorpus = flag.Bool("update-fuzz-corpus", false, "rewrite testdata/fuzz/FuzzExtract seeds")
+var updateFuzzCorpus = flag.Bool("update-fuzz-corpus", false, "rewrite the seeds in testdata/fuzz/FuzzExtract and FuzzInstallArchive")
 
 // fuzzLimits keep fuzzed extractions small.
 var fuzzLimits = extractLimits{entries: 64, size: 1 << 20}
@@ -42,23 +42,26 @@ func fuzzSeeds(t testing.TB) map[string][]byte {
 		"zip-dotdot":    makeZip(t, []tarEntry{{name: "../x", body: "evil"}}),
 		"zip-symlink":   makeZip(t, []tarEntry{{name: "l", typ: tar.TypeSymlink, link: "../../x"}, {name: "l/y", body: "evil"}}),
 		"bomb":          makeTarGz(t, []tarEntry{{name: "zeros", size: 2 << 20}}),
+		"sparse":        gnuSparseTar(t, "sparse", 1<<40, []byte("x")),
 	}
 }
 
 // TestWriteFuzzCorpus writes the seeds as Go fuzz corpus files, with
-// -update-fuzz-corpus.
+// -update-fuzz-corpus: the archives of fuzzSeeds for both fuzz targets.
 func TestWriteFuzzCorpus(t *testing.T) {
 	if !*updateFuzzCorpus {
-		t.Skip("run with -update-fuzz-corpus to rewrite testdata/fuzz/FuzzExtract")
+		t.Skip("run with -update-fuzz-corpus to rewrite testdata/fuzz/FuzzExtract and FuzzInstallArchive")
 	}
-	dir := filepath.Join("testdata", "fuzz", "FuzzExtract")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, data := range fuzzSeeds(t) {
-		content := "go test fuzz v1\n[]byte(" + strconv.Quote(string(data)) + ")\n"
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+	for _, target := range []string{"FuzzExtract", "FuzzInstallArchive"} {
+		dir := filepath.Join("testdata", "fuzz", target)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
+		}
+		for name, data := range fuzzSeeds(t) {
+			content := "go test fuzz v1\n[]byte(" + strconv.Quote(string(data)) + ")\n"
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }

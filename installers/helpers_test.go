@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -247,4 +248,36 @@ func removeTree(path string) error {
 		return nil
 	})
 	return os.RemoveAll(path)
+}
+
+// gnuSparseTar returns a tar archive holding one old-GNU sparse file
+// (type 'S') of logical size bytes whose only data is data at offset 0:
+// the rest is a hole. Such an archive of a few KiB stands for any size.
+func gnuSparseTar(t testing.TB, name string, size int64, data []byte) []byte {
+	t.Helper()
+	var h [512]byte
+	copy(h[0:], name)
+	octal := func(b []byte, v int64) { copy(b, fmt.Sprintf("%0*o", len(b)-1, v)) }
+	octal(h[100:108], 0o644)
+	octal(h[108:116], 0)
+	octal(h[116:124], 0)
+	octal(h[124:136], int64(len(data))) // bytes stored in the archive
+	octal(h[136:148], 1700000000)
+	h[156] = 'S'
+	copy(h[257:265], "ustar  \x00")
+	octal(h[386:398], 0)                // sparse[0].offset
+	octal(h[398:410], int64(len(data))) // sparse[0].numbytes
+	octal(h[483:495], size)             // realsize
+	copy(h[148:156], "        ")
+	var sum int64
+	for _, b := range h {
+		sum += int64(b)
+	}
+	copy(h[148:156], fmt.Sprintf("%06o\x00 ", sum))
+	var buf bytes.Buffer
+	buf.Write(h[:])
+	buf.Write(data)
+	buf.Write(make([]byte, (512-len(data)%512)%512))
+	buf.Write(make([]byte, 1024))
+	return buf.Bytes()
 }
