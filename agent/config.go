@@ -300,14 +300,13 @@ func (c *Config) configCheckSubscriptions(add configAdd) {
 	if len(c.Subscriptions) == 0 {
 		add("subscription", nil, "want at least one [[subscription]] table with product and channel")
 	}
-	const want = "want 1-64 characters of a-z 0-9 . _ -, starting with a letter or digit (not roots or chunks)"
 	for i, s := range c.Subscriptions {
 		key := "subscription #" + strconv.Itoa(i+1)
 		if !manifest.ValidName(s.Product) {
-			add(key+" product", s.Product, want)
+			add(key+" product", s.Product, "want %s", manifest.NameRule)
 		}
 		if !manifest.ValidName(s.Channel) {
-			add(key+" channel", s.Channel, want)
+			add(key+" channel", s.Channel, "want %s", manifest.NameRule)
 		}
 		if j := slices.Index(c.Subscriptions[:i], s); j >= 0 {
 			add(key, s.Product+"/"+s.Channel, "same product and channel as subscription #%d", j+1)

@@ -131,3 +131,15 @@ func TestPeerFetchNamesPeerTimeout(t *testing.T) {
 		t.Errorf("error %v, want %q once and no request_timeout", err, want)
 	}
 }
+
+// TestConfigNameMessage: a subscription's bad name is refused with the same
+// rule `fleetcast publish` gives (manifest.NameRule).
+func TestConfigNameMessage(t *testing.T) {
+	const base = "origin = \"https://example.com/\"\nroot = \"/etc/root.json\"\n[[subscription]]\n"
+	_, err := ParseConfig([]byte(base + "product = \"roots\"\nchannel = \".x\"\n"))
+	for _, want := range []string{`product "roots": want ` + manifest.NameRule, `channel ".x": want ` + manifest.NameRule} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want %q", err, want)
+		}
+	}
+}

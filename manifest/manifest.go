@@ -60,6 +60,19 @@ func ValidVersion(s string) bool { return versionPattern.MatchString(s) }
 // ValidName reports whether s may be a product or channel name.
 func ValidName(s string) bool { return namePattern.MatchString(s) && s != "roots" && s != "chunks" }
 
+// NameRule says what ValidName accepts, for messages that refuse a name:
+// every rule, so that an operator can fix the name in one try.
+const NameRule = "1-64 characters of a-z 0-9 . _ -, starting with a letter or digit, and not roots or chunks (reserved by the origin's layout)"
+
+// CheckName returns nil when s may be a product or channel name, else an
+// error that names what s is (say "product" or "--channel"), s, and NameRule.
+func CheckName(what, s string) error {
+	if ValidName(s) {
+		return nil
+	}
+	return fmt.Errorf("%s %q: want %s", what, clip(s), NameRule)
+}
+
 // Encode returns the manifest payload bytes (indented JSON) after checking m.
 func Encode(m *Manifest) ([]byte, error) {
 	if err := m.Validate(); err != nil {
@@ -136,9 +149,9 @@ func (m *Manifest) validateLimits() error {
 func (m *Manifest) validateHeader() error {
 	switch {
 	case !ValidName(m.Product):
-		return fmt.Errorf("product %q: want 1-64 characters of a-z 0-9 . _ - (not roots or chunks)", clip(m.Product))
+		return CheckName("product", m.Product)
 	case !ValidName(m.Channel):
-		return fmt.Errorf("channel %q: want 1-64 characters of a-z 0-9 . _ - (not roots or chunks)", clip(m.Channel))
+		return CheckName("channel", m.Channel)
 	case m.Sequence == 0:
 		return errors.New("sequence must be at least 1")
 	case !versionPattern.MatchString(m.Version):

@@ -72,6 +72,9 @@ func cmdPublish(args []string, env *cliEnv) error {
 	if f.expires <= 0 {
 		return usagef("--expires %v: want a positive duration, e.g. 720h", f.expires)
 	}
+	if err := f.checkNames(); err != nil {
+		return err
+	}
 	o := publisher.Origin{Dir: f.origin}
 	if f.rootFile != "" {
 		if err := publishRoot(ctx, o, f.rootFile, env); err != nil {
@@ -88,6 +91,21 @@ func cmdPublish(args []string, env *cliEnv) error {
 		return usagef("want --key and exactly one FILE")
 	}
 	return publishFile(ctx, o, fs.Arg(0), f, env)
+}
+
+// checkNames refuses a bad --product or --channel before anything is
+// written, with every rule a name must follow (the agent's config says the
+// same). A co-signed manifest (--manifest) carries its own names.
+func (f *publishFlags) checkNames() error {
+	if f.pending != "" {
+		return nil
+	}
+	for _, n := range []struct{ flag, value string }{{"--product", f.product}, {"--channel", f.channel}} {
+		if err := manifest.CheckName(n.flag, n.value); err != nil {
+			return usageError{err.Error()}
+		}
+	}
+	return nil
 }
 
 func publishFile(ctx context.Context, o publisher.Origin, path string, f publishFlags, env *cliEnv) error {
