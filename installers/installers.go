@@ -74,12 +74,21 @@ var ErrNoSpace = errors.New("release does not fit on the target's file system")
 type Error struct {
 	Step       string // "validate", "install" or "health-check"
 	RolledBack bool   // whether the previous release (or original state) was put back
-	Err        error
+	// Unchanged reports that the installer failed before it changed the
+	// target (the file and archive installers change it by one rename), so
+	// there was nothing to roll back.
+	Unchanged bool
+	Err       error
 }
 
 func (e *Error) Error() string {
-	if e.RolledBack {
+	switch {
+	case e.RolledBack:
 		return fmt.Sprintf("install step %s: %v (rolled back to the previous release)", e.Step, e.Err)
+	case e.Unchanged:
+		return fmt.Sprintf("install step %s: %v (the target was not changed)", e.Step, e.Err)
+	case errors.Is(e.Err, errNoRollbackCommand):
+		return fmt.Sprintf("install step %s: %v", e.Step, e.Err) // which says it
 	}
 	return fmt.Sprintf("install step %s: %v (not rolled back)", e.Step, e.Err)
 }
@@ -163,11 +172,11 @@ type run struct {
 func Install(ctx context.Context, req *Request) (*Result, error) {
 	r, err := newRun(req)
 	if err != nil {
-		return r.result, &Error{Step: stepValidate, Err: err}
+		return r.result, &Error{Step: stepValidate, Unchanged: true, Err: err}
 	}
 	inst, err := r.installer()
 	if err != nil {
-		return r.result, &Error{Step: stepValidate, Err: err}
+		return r.result, &Error{Step: stepValidate, Unchanged: true, Err: err}
 	}
 	if err := inst.install(ctx); err != nil {
 		return r.result, r.installFailed(ctx, inst, err)
@@ -257,7 +266,10 @@ func (r *run) installer() (installer, error) {
 // changed the target, and builds the error.
 func (r *run) installFailed(ctx context.Context, inst installer, err error) error {
 	r.log.Error("install failed", slog.String("reason", err.Error()))
-	if !inst.partial() || ctx.Err() != nil {
+	if !inst.partial() {
+		return &Error{Step: stepInstall, Unchanged: true, Err: err}
+	}
+	if ctx.Err() != nil {
 		return &Error{Step: stepInstall, Err: err}
 	}
 	if rbErr := r.rollback(ctx, inst); rbErr != nil {
