@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/fleetcast/fleetcast/internal/strictjson"
@@ -85,22 +86,35 @@ func ParsePublicKey(data []byte) (PublicKey, error) {
 	if f.Type != PublicKeyFileType {
 		return PublicKey{}, fmt.Errorf("public key file: %w: type %q, want %q", ErrMalformed, f.Type, PublicKeyFileType)
 	}
-	return decodePublic(f.Ed25519, f.KeyID)
+	pub, err := decodePublic(f.Ed25519, f.KeyID)
+	if err != nil {
+		return PublicKey{}, fmt.Errorf("public key file: %w", err)
+	}
+	return pub, nil
 }
 
 func decodePublic(enc string, id KeyID) (PublicKey, error) {
 	raw, err := decodeStd(enc)
 	if err != nil {
-		return PublicKey{}, fmt.Errorf("%w: public key base64: %v", ErrMalformed, err)
+		return PublicKey{}, fmt.Errorf("key %s: %w: public key base64: %v", quoteID(id), ErrMalformed, err)
 	}
 	pub, err := NewPublicKey(raw)
 	if err != nil {
-		return PublicKey{}, err
+		return PublicKey{}, fmt.Errorf("key %s: %w", quoteID(id), err)
 	}
 	if pub.ID != id {
-		return PublicKey{}, fmt.Errorf("%w: key id %q does not match the key (derived %s)", ErrMalformed, id, pub.ID)
+		return PublicKey{}, fmt.Errorf("key %s: %w: the id does not match the key, whose id is %s", quoteID(id), ErrMalformed, pub.ID)
 	}
 	return pub, nil
+}
+
+// quoteID quotes a key id read from a file or an envelope, cut to 64
+// bytes: it may hold spaces, control characters or anything else.
+func quoteID(id KeyID) string {
+	if len(id) > 64 {
+		return strconv.Quote(string(id[:64])) + "..."
+	}
+	return strconv.Quote(string(id))
 }
 
 // MarshalPrivateKey encodes k as a private key file whose seed is sealed

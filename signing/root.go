@@ -128,7 +128,7 @@ func DecodeRootPayload(payload []byte) (*Root, error) {
 	for _, k := range j.Keys {
 		pub, err := decodePublic(k.Ed25519, k.KeyID)
 		if err != nil {
-			return nil, fmt.Errorf("root: key %s: %w", k.KeyID, err)
+			return nil, fmt.Errorf("root: %w", err)
 		}
 		r.Keys = append(r.Keys, pub)
 	}

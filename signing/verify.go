@@ -30,7 +30,7 @@ func (r *Root) VerifyEnvelope(env *Envelope, payloadType string) ([]KeyID, error
 		switch {
 		case !ok:
 			unknown++
-			problems = append(problems, fmt.Sprintf("key %q is not in root version %d", s.KeyID, r.Version))
+			problems = append(problems, fmt.Sprintf("key %s is not in root version %d", quoteID(s.KeyID), r.Version))
 		case counted[s.KeyID]:
 			problems = append(problems, fmt.Sprintf("key %s signed more than once and counts once", s.KeyID))
 		case !key.Verify(msg, s.Sig):
