@@ -1,0 +1,160 @@
+//go:build unix
+
+package agent
+
+import (
+	"archive/tar"
+	"bytes"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fleetcast/fleetcast/manifest"
+)
+
+// gatedOrigin serves an origin directory and holds every chunk response
+// until open is closed; started is closed when the first chunk is asked.
+type gatedOrigin struct {
+	dir     string
+	srv     *httptest.Server
+	open    chan struct{}
+	started chan struct{}
+	once    sync.Once
+}
+
+func newGatedOrigin(t *testing.T) *gatedOrigin {
+	o := &gatedOrigin{dir: filepath.Join(t.TempDir(), "origin"), open: make(chan struct{}), started: make(chan struct{})}
+	files := http.FileServer(http.Dir(o.dir))
+	o.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/chunks/") {
+			o.once.Do(func() { close(o.started) })
+			select {
+			case <-o.open:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		files.ServeHTTP(w, r)
+	}))
+	t.Cleanup(o.srv.Close)
+	return o
+}
+
+// TestInstallTargetSwappedDuringDownload: the target's directory passes
+// the allowed_targets check when the cycle starts, then is swapped for a
+// symlink to a directory outside while the artifact downloads. Both the
+// file and the archive installer refuse to follow it at install time, and
+// nothing outside changes.
+func TestInstallTargetSwappedDuringDownload(t *testing.T) {
+	tests := []struct {
+		installer string
+		artifact  func(t *testing.T) []byte
+	}{
+		{"file", func(t *testing.T) []byte { return randomData(3, 200<<10) }},
+		{"archive", func(t *testing.T) []byte { return testTar(t, map[string]string{"bin/app": "app 1.0", "ssh/config": "evil"}) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.installer, func(t *testing.T) {
+			dir := t.TempDir()
+			allowed, outside := filepath.Join(dir, "allowed"), filepath.Join(dir, "outside")
+			for _, v := range []string{"ssh", "systemd", "cron.d"} {
+				writeTestFile(t, filepath.Join(outside, v, "config"), v)
+			}
+			writeTestFile(t, filepath.Join(outside, "app.bin"), "the real one")
+			sub := filepath.Join(allowed, "sub")
+			if err := os.MkdirAll(sub, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			target := filepath.Join(sub, "app.bin")
+			if tc.installer == "archive" {
+				target = filepath.Join(sub, "app")
+			}
+			o := newGatedOrigin(t)
+			key := liveKey(t)
+			publishApp(t, o.dir, key, liveRoot(t, key), tc.artifact(t), "1.0",
+				manifest.Install{Installer: tc.installer, Target: target}, time.Time{}, 0)
+			l := startLiveAgent(t, &liveOrigin{srv: o.srv}, key, target, func(c *Config) {
+				c.AllowedTargets = []string{allowed}
+			})
+			select {
+			case <-o.started:
+			case <-time.After(20 * time.Second):
+				t.Fatal("the agent asked for no chunk within 20 s")
+			}
+			before := listing(t, outside)
+			if err := os.Rename(sub, filepath.Join(allowed, "sub.old")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(outside, sub); err != nil {
+				t.Fatal(err)
+			}
+			close(o.open)
+			st := l.waitStatus(t, "failed install", func(st SubscriptionStatus) bool { return st.LastOutcome != "" })
+			if st.InstalledSequence != 0 || !strings.Contains(st.LastError, "unsafe target") {
+				t.Errorf("status after the swap: outcome %q, installed %d, error %q; want a refusal as an unsafe target",
+					st.LastOutcome, st.InstalledSequence, st.LastError)
+			}
+			if after := listing(t, outside); after != before {
+				t.Errorf("outside changed:\nbefore\n%s\nafter\n%s", before, after)
+			}
+		})
+	}
+}
+
+// listing describes every path below dir with its type, mode, link count,
+// size, modification time and symlink target.
+func listing(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		link, _ := os.Readlink(p)
+		fmt.Fprintf(&b, "%s %v nlink=%d size=%d mtime=%d %s\n", p, fi.Mode(), fi.Sys().(*syscall.Stat_t).Nlink, fi.Size(), fi.ModTime().UnixNano(), link)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func writeTestFile(t *testing.T, p, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testTar is a tar archive of the files (name → content).
+func testTar(t *testing.T, files map[string]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for name, body := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(body))
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
