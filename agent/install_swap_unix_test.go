@@ -59,7 +59,9 @@ func TestInstallTargetSwappedDuringDownload(t *testing.T) {
 		artifact  func(t *testing.T) []byte
 	}{
 		{"file", func(t *testing.T) []byte { return randomData(3, 200<<10) }},
-		{"archive", func(t *testing.T) []byte { return testTar(t, map[string]string{"bin/app": "app 1.0", "ssh/config": "evil"}) }},
+		{"archive", func(t *testing.T) []byte {
+			return testTar(t, map[string]string{"bin/app": "app 1.0", "ssh/config": "evil"})
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.installer, func(t *testing.T) {
