@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"time"
 
 	"github.com/fleetcast/fleetcast/installers"
@@ -20,9 +21,11 @@ type Outcome string
 const (
 	UpToDate     Outcome = "up-to-date"    // the latest release is installed
 	Updated      Outcome = "updated"       // a newer release was installed
-	KnownBad     Outcome = "known-bad"     // the latest release failed its health check before; waiting for a newer one
-	Failed       Outcome = "failed"        // the cycle failed; see the error
-	HealthFailed Outcome = "health-failed" // installed, failed its health check, rolled back
+	KnownBad     Outcome = "known-bad"     // the latest release failed its health check, or was refused, before; waiting for a newer one
+	Failed       Outcome = "failed"        // the cycle failed; see the error; tried again next cycle
+	HealthFailed Outcome = "health-failed" // installed, failed its health check, rolled back; not tried again
+	Refused      Outcome = "refused"       // refused by its installer before anything was switched (unsafe archive); not tried again until a newer sequence
+	Deferred     Outcome = "deferred"      // waiting before retrying a release that did not fit on its target; see retry_after
 )
 
 // cycle brings one subscription up to date: fetch and verify the channel's
@@ -48,10 +51,10 @@ func (a *Agent) cycle(ctx context.Context, sub Subscription) (Outcome, error) {
 	case v.Sequence < st.Trusted:
 		return Failed, manifest.CheckSequence(v.Manifest, st.Trusted)
 	case v.Sequence == st.Installed:
-		log.Info("up to date", slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version))
+		a.upToDate(sub, &st, v, log)
 		return UpToDate, a.saveValidators(sub, &st, fresh)
 	case v.Sequence == st.Failed:
-		log.Warn("latest release failed its health check before; waiting for a newer one",
+		log.Warn("latest release failed its health check, or was refused by its installer, before; not tried again: waiting for a newer one",
 			slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version), slog.String("reason", st.FailedReason))
 		return KnownBad, a.saveValidators(sub, &st, fresh)
 	}
@@ -62,6 +65,43 @@ func (a *Agent) cycle(ctx context.Context, sub Subscription) (Outcome, error) {
 		return Failed, err
 	}
 	return a.update(ctx, sub, &st, v, fresh, log)
+}
+
+// upToDate logs that the installed sequence is the latest, or, when the
+// manifest names another release than the one installed under that
+// sequence, that it is ignored: a sequence is installed once, and the
+// publisher never signs two releases with one sequence.
+func (a *Agent) upToDate(sub Subscription, st *subState, v *manifest.Verified, log *slog.Logger) {
+	differs := a.installedDiffers(sub, st, v)
+	if differs == "" {
+		log.Info("up to date", slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version))
+		return
+	}
+	log.Warn("manifest for the installed sequence names another release than the one installed; a sequence is installed once: ignored",
+		slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version),
+		slog.String("installed_version", st.InstalledVersion), slog.String("differs", differs))
+}
+
+// installedDiffers says in what v differs from the release installed under
+// its sequence: "version", "artifact", "install" (its instructions), or ""
+// for none. A manifest signed again (another expiry, another signature) of
+// the same release differs in none.
+func (a *Agent) installedDiffers(sub Subscription, st *subState, v *manifest.Verified) string {
+	if v.Version != st.InstalledVersion {
+		return "version"
+	}
+	m, err := loadManifest(a.store.releaseDir(sub.Product, sub.Channel, st.Installed))
+	switch {
+	case err != nil:
+		return "" // no stored manifest to compare with; the version matches
+	case m.Version != v.Version:
+		return "version"
+	case m.Artifact != v.Artifact:
+		return "artifact"
+	case !reflect.DeepEqual(m.Install, v.Install):
+		return "install"
+	}
+	return ""
 }
 
 // freshManifest is a manifest response to remember once it is handled.
@@ -239,6 +279,7 @@ func (a *Agent) trust(sub Subscription, st *subState, v *manifest.Verified, env 
 	if v.Sequence > st.Trusted {
 		log.Info("new release trusted", slog.Uint64("sequence", v.Sequence), slog.Uint64("previous_trusted", st.Trusted))
 		st.Trusted = v.Sequence
+		st.clearRetry()
 		return saveState(a.cfg.DataDir, sub.Product, sub.Channel, *st)
 	}
 	return nil
@@ -247,6 +288,9 @@ func (a *Agent) trust(sub Subscription, st *subState, v *manifest.Verified, env 
 // update assembles and installs a trusted release.
 func (a *Agent) update(ctx context.Context, sub Subscription, st *subState, v *manifest.Verified, fresh *freshManifest, log *slog.Logger) (Outcome, error) {
 	log = log.With(slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version))
+	if st.waiting(v.Sequence, a.now()) {
+		return a.deferred(sub, st, v, fresh, log)
+	}
 	dir := a.store.releaseDir(sub.Product, sub.Channel, v.Sequence)
 	prog := a.startProgress(sub, v.Manifest)
 	if !a.store.complete(sub.Product, sub.Channel, v.Sequence) {
@@ -275,6 +319,7 @@ func (a *Agent) update(ctx context.Context, sub Subscription, st *subState, v *m
 	a.metrics.installTime(sub, time.Since(installStart).Seconds())
 	if res == nil {
 		st.Installed, st.InstalledVersion = v.Sequence, v.Version
+		st.clearRetry()
 		a.rememberValidators(st, fresh)
 		if err := saveState(a.cfg.DataDir, sub.Product, sub.Channel, *st); err != nil {
 			return Failed, err
@@ -285,15 +330,98 @@ func (a *Agent) update(ctx context.Context, sub Subscription, st *subState, v *m
 		log.Info("release installed")
 		return Updated, nil
 	}
-	if errors.Is(res, installers.ErrHealthCheck) || errors.Is(res, installers.ErrUnsafeArchive) {
-		st.Failed, st.FailedReason = v.Sequence, res.Error()
-		a.rememberValidators(st, fresh)
-		if err := saveState(a.cfg.DataDir, sub.Product, sub.Channel, *st); err != nil {
-			return HealthFailed, errors.Join(res, err)
-		}
-		return HealthFailed, fmt.Errorf("%s/%s sequence %d: %w; it will not be tried again", sub.Product, sub.Channel, v.Sequence, res)
+	return a.installFailed(sub, st, v, fresh, res, log)
+}
+
+// installFailure is what an installer's error means for the release.
+type installFailure int
+
+const (
+	failedOther        installFailure = iota // anything else: tried again next cycle
+	failedHealth                             // ErrHealthCheck: a bad release, rolled back; never tried again
+	failedRefused                            // ErrUnsafeArchive: a bad release, nothing switched; never tried again
+	failedNoSpace                            // ErrNoSpace: tried again after a backoff
+	failedUnsafeTarget                       // ErrUnsafeTarget: not the release's fault; tried again next cycle
+)
+
+// classifyInstall says what an installer's error means. A verdict on the
+// release comes first: a bad release stays bad whatever else went wrong.
+func classifyInstall(err error) installFailure {
+	switch {
+	case errors.Is(err, installers.ErrHealthCheck):
+		return failedHealth
+	case errors.Is(err, installers.ErrUnsafeArchive):
+		return failedRefused
+	case errors.Is(err, installers.ErrNoSpace):
+		return failedNoSpace
+	case errors.Is(err, installers.ErrUnsafeTarget):
+		return failedUnsafeTarget
 	}
-	return Failed, fmt.Errorf("%s/%s sequence %d: %w", sub.Product, sub.Channel, v.Sequence, res)
+	return failedOther
+}
+
+// installFailed records what an installer's error means for the release
+// and returns the cycle's outcome and error, which says whether and when
+// the release is tried again.
+func (a *Agent) installFailed(sub Subscription, st *subState, v *manifest.Verified, fresh *freshManifest, res error, log *slog.Logger) (Outcome, error) {
+	release := fmt.Sprintf("%s/%s sequence %d", sub.Product, sub.Channel, v.Sequence)
+	switch classifyInstall(res) {
+	case failedHealth:
+		log.Error("release failed its health check; not tried again", slog.String("reason", res.Error()))
+		st.Failed, st.FailedReason = v.Sequence, res.Error()
+		return HealthFailed, a.saveFailure(sub, st, fresh, fmt.Errorf("%s: %w; it will not be tried again", release, res))
+	case failedRefused:
+		cause := unswitched(res)
+		log.Error("release refused by its installer, nothing was switched; not tried again until a newer sequence", slog.String("reason", cause.Error()))
+		st.Failed, st.FailedReason = v.Sequence, cause.Error()
+		return Refused, a.saveFailure(sub, st, fresh, fmt.Errorf("%s (version %s) refused by its installer, nothing was switched: %w; not tried again until a newer sequence",
+			release, v.Version, cause))
+	case failedNoSpace:
+		cause := unswitched(res)
+		st.noSpace(v.Sequence, cause.Error(), a.now(), a.cfg.PollInterval)
+		log.Error("release does not fit on its target's file system; what was written is removed; backing off",
+			slog.Time("retry_after", st.RetryAfter), slog.Int("attempts", st.RetryCount), slog.String("reason", cause.Error()))
+		return Failed, a.saveFailure(sub, st, fresh, fmt.Errorf("%s: %w; attempt %d, not tried again before %s: free space on the target's file system, or wait for a newer release",
+			release, cause, st.RetryCount, st.RetryAfter.Format(time.RFC3339)))
+	case failedUnsafeTarget:
+		cause := unswitched(res)
+		log.Error("install target is not as fleetcast made it: repair the path the reason names (or move it away); the same release is installed on the next cycle after that",
+			slog.String("target", v.Install.Target), slog.String("reason", cause.Error()))
+		return Failed, fmt.Errorf("%s: %w; nothing was switched; not a verdict on the release: it is tried again every cycle, and installs once that path is repaired", release, cause)
+	}
+	log.Error("install failed", slog.String("reason", res.Error()))
+	return Failed, fmt.Errorf("%s: %w", release, res)
+}
+
+// unswitched is the installer's reason for an install that switched
+// nothing, without the "(not rolled back)" of its step error: there was
+// nothing to roll back.
+func unswitched(err error) error {
+	var ie *installers.Error
+	if errors.As(err, &ie) && !ie.RolledBack && ie.Err != nil {
+		return ie.Err
+	}
+	return err
+}
+
+// saveFailure saves st with the manifest's validators (the manifest was
+// handled: what follows is decided by st) and returns err, joined with
+// any error saving it.
+func (a *Agent) saveFailure(sub Subscription, st *subState, fresh *freshManifest, err error) error {
+	a.rememberValidators(st, fresh)
+	if serr := saveState(a.cfg.DataDir, sub.Product, sub.Channel, *st); serr != nil {
+		return errors.Join(err, serr)
+	}
+	return err
+}
+
+// deferred is the cycle of a release that did not fit on its target's file
+// system, while it waits for its backoff: it installs nothing.
+func (a *Agent) deferred(sub Subscription, st *subState, v *manifest.Verified, fresh *freshManifest, log *slog.Logger) (Outcome, error) {
+	log.Info("waiting before retrying a release that did not fit on its target's file system",
+		slog.Time("retry_after", st.RetryAfter), slog.Int("attempts", st.RetryCount), slog.String("reason", st.RetryReason))
+	return Deferred, a.saveFailure(sub, st, fresh, fmt.Errorf("%s/%s sequence %d (version %s): %w (attempts so far: %d; the last: %s); not tried again before %s: free space on it, or wait for a newer release",
+		sub.Product, sub.Channel, v.Sequence, v.Version, installers.ErrNoSpace, st.RetryCount, st.RetryReason, st.RetryAfter.Format(time.RFC3339)))
 }
 
 // install hands the verified artifact to its installer. It runs to its end
@@ -317,12 +445,14 @@ func (a *Agent) install(ctx context.Context, sub Subscription, st *subState, v *
 		Log:            log,
 	}
 	log.Info("installing", slog.String("installer", v.Install.Installer), slog.String("target", v.Install.Target))
-	_, err := installers.Install(context.WithoutCancel(ctx), req)
-	if err != nil {
-		log.Error("install failed", slog.String("reason", err.Error()))
-	}
+	_, err := runInstaller(context.WithoutCancel(ctx), req)
 	return err
 }
+
+// runInstaller is installers.Install; tests replace it to make an installer
+// fail as a real one cannot be made to on every machine (no space, a
+// target tampered with).
+var runInstaller = installers.Install
 
 // previous is the installed release, to roll back to, if the store has it.
 func (a *Agent) previous(sub Subscription, st *subState, log *slog.Logger) *installers.Release {

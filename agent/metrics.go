@@ -18,7 +18,7 @@ const metricsPrefix = "fleetcast_agent_"
 var (
 	chunkSources  = []string{sourceOrigin, sourcePeer, sourceReused}
 	originReasons = []string{reasonNoPeers, reasonAssigned, reasonPeerStalled, reasonPeersFailed, reasonNoHolder, reasonWaited}
-	outcomes      = []Outcome{UpToDate, Updated, KnownBad, Failed, HealthFailed}
+	outcomes      = []Outcome{UpToDate, Updated, KnownBad, Failed, HealthFailed, Refused, Deferred}
 )
 
 // metrics is one agent's Prometheus registry and the instruments the

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/fleetcast/fleetcast/internal/atomicfile"
 	"github.com/fleetcast/fleetcast/internal/strictjson"
@@ -15,13 +16,26 @@ import (
 )
 
 // maxStateSize bounds a subscription's state file. saveState keeps what it
-// writes well below it (maxValidator, maxFailedReason), so that nothing an
-// origin or an installer says can make the file unreadable, which would stop
-// the subscription and cost its rollback protection.
+// writes well below it (maxValidator, maxFailedReason, maxRetryReason: even
+// if JSON escapes every byte in 6, about 43 KiB), so that nothing an origin
+// or an installer says can make the file unreadable, which would stop the
+// subscription and cost its rollback protection.
 const maxStateSize = 64 << 10
 
 // maxFailedReason bounds the failed_reason kept in the state file.
 const maxFailedReason = 4 << 10
+
+// maxRetryReason bounds the retry_reason kept in the state file.
+const maxRetryReason = 1 << 10
+
+// A release that did not fit on its target's file system is tried again
+// after a backoff: max(poll_interval, minNoSpaceBackoff), doubled with each
+// attempt that failed so, up to maxNoSpaceBackoff (or poll_interval, if
+// longer). Each attempt writes up to the free space, and removes it again.
+const (
+	minNoSpaceBackoff = time.Minute
+	maxNoSpaceBackoff = 6 * time.Hour
+)
 
 // subState is what the agent remembers of one subscription, in
 // state/<product>/<channel>.json (docs/SPEC.md, "Agent data directory").
@@ -41,6 +55,49 @@ type subState struct {
 	// latest manifest; they are saved once that manifest was handled.
 	ETag         string `json:"etag"`
 	LastModified string `json:"last_modified"`
+	// RetrySequence is a sequence that did not fit on its target's file
+	// system: it is not installed again before RetryAfter. RetryCount
+	// counts its attempts that failed so, RetryReason is the last one's
+	// error. A newer sequence, or installing this one, clears them. They
+	// are left out while zero, so that such a file is as older agents
+	// wrote it and read it.
+	RetrySequence uint64    `json:"retry_sequence,omitzero"`
+	RetryAfter    time.Time `json:"retry_after,omitzero"`
+	RetryCount    int       `json:"retry_count,omitzero"`
+	RetryReason   string    `json:"retry_reason,omitzero"`
+}
+
+// noSpaceBackoff is how long a release waits after its attempts-th failed
+// attempt for want of space, with the agent polling every poll.
+func noSpaceBackoff(poll time.Duration, attempts int) time.Duration {
+	d := max(poll, minNoSpaceBackoff)
+	limit := max(maxNoSpaceBackoff, d)
+	for i := 1; i < attempts && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+// noSpace records that sequence seq did not fit, at now, for reason: it
+// waits for a backoff that doubles with each such attempt at seq.
+func (st *subState) noSpace(seq uint64, reason string, now time.Time, poll time.Duration) {
+	if st.RetrySequence != seq || st.RetryCount < 0 {
+		st.RetryCount = 0
+	}
+	st.RetrySequence, st.RetryReason = seq, reason
+	st.RetryCount++
+	st.RetryAfter = now.Add(noSpaceBackoff(poll, st.RetryCount)).UTC()
+}
+
+// waiting reports whether seq did not fit before and must wait still at now.
+func (st *subState) waiting(seq uint64, now time.Time) bool {
+	return st.RetrySequence == seq && now.Before(st.RetryAfter)
+}
+
+// clearRetry forgets a release that did not fit: it was installed, or a
+// newer one was trusted.
+func (st *subState) clearRetry() {
+	st.RetrySequence, st.RetryAfter, st.RetryCount, st.RetryReason = 0, time.Time{}, 0, ""
 }
 
 func statePath(dataDir, product, channel string) string {
@@ -48,43 +105,75 @@ func statePath(dataDir, product, channel string) string {
 }
 
 func loadState(dataDir, product, channel string) (subState, error) {
-	var st subState
 	p := statePath(dataDir, product, channel)
 	b, err := readLimited(p, maxStateSize)
 	if errors.Is(err, fs.ErrNotExist) {
-		return st, nil
+		return subState{}, nil
 	}
 	if err != nil {
-		return st, fmt.Errorf("state: %w", err)
+		return subState{}, fmt.Errorf("state: %w", err)
 	}
-	if err := strictjson.Unmarshal(b, &st); err != nil {
+	st, err := decodeState(b)
+	if err != nil {
 		return st, fmt.Errorf("state %s: %w; move it away to start this subscription afresh (rollback protection is lost for it)", p, err)
 	}
 	return st, nil
 }
 
+// decodeState parses a state file strictly (docs/SPEC.md, §0). Fields
+// missing from it are zero: files of older agents lack the retry fields.
+func decodeState(b []byte) (subState, error) {
+	var st subState
+	err := strictjson.Unmarshal(b, &st)
+	return st, err
+}
+
 func saveState(dataDir, product, channel string, st subState) error {
 	p := statePath(dataDir, product, channel)
+	b, err := encodeState(st)
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	if err := atomicfile.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	if err := atomicfile.WriteFile(p, b, 0o644); err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	return nil
+}
+
+// encodeState returns the state file's bytes, with what the state file does
+// not keep dropped or cut (bounded).
+func encodeState(st subState) ([]byte, error) {
+	b, err := json.MarshalIndent(st.bounded(), "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// bounded returns st as saveState keeps it: validators longer than
+// maxValidator dropped, reasons cut.
+func (st subState) bounded() subState {
 	if len(st.ETag) > maxValidator {
 		st.ETag = ""
 	}
 	if len(st.LastModified) > maxValidator {
 		st.LastModified = ""
 	}
-	if len(st.FailedReason) > maxFailedReason {
-		st.FailedReason = strings.ToValidUTF8(st.FailedReason[:maxFailedReason], "") + "..."
+	st.FailedReason = clipReason(st.FailedReason, maxFailedReason)
+	st.RetryReason = clipReason(st.RetryReason, maxRetryReason)
+	return st
+}
+
+// clipReason cuts s to at most limit bytes, marked with "...". Cutting
+// again changes nothing, so a state loaded and saved stays the same.
+func clipReason(s string, limit int) string {
+	if len(s) <= limit {
+		return s
 	}
-	if err := atomicfile.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	b, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := atomicfile.WriteFile(p, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	return nil
+	return strings.ToValidUTF8(s[:limit-3], "") + "..."
 }
 
 // rootPath is where the agent keeps the newest root it rotated to.
@@ -102,21 +191,38 @@ func loadRoot(pinned, dataDir string) (*signing.Root, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pinned root %s: %w", pinned, err)
 	}
-	b, err = readLimited(rootPath(dataDir), signing.MaxRootSize)
-	if errors.Is(err, fs.ErrNotExist) {
-		return root, nil
-	}
+	saved, err := readRotatedRoot(dataDir)
 	if err != nil {
-		return nil, fmt.Errorf("rotated root: %w", err)
+		return nil, fmt.Errorf("rotated root %s: %w; %s", rootPath(dataDir), err, rotatedRootAdvice(pinned, root.Version))
 	}
-	saved, _, err := signing.ParseRoot(b)
-	if err != nil {
-		return nil, fmt.Errorf("rotated root %s: %w", rootPath(dataDir), err)
-	}
-	if saved.Version > root.Version {
+	if saved != nil && saved.Version > root.Version {
 		return saved, nil
 	}
 	return root, nil
+}
+
+// readRotatedRoot returns the root saved in data_dir/root.json, or nil if
+// there is none.
+func readRotatedRoot(dataDir string) (*signing.Root, error) {
+	b, err := readLimited(rootPath(dataDir), signing.MaxRootSize)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	r, _, err := signing.ParseRoot(b)
+	return r, err
+}
+
+// rotatedRootAdvice tells an operator how to recover from an unreadable
+// data_dir/root.json, and what that costs.
+func rotatedRootAdvice(pinned string, version uint64) string {
+	return fmt.Sprintf("it is the agent's copy of the newest trust root it rotated to: move it away (or restore it from a backup) "+
+		"and start the agent again. It then starts from the pinned root (config key root: %s, version %d) and follows the "+
+		"rotations again from the origin with its next manifest; until then it trusts that root's keys, which a rotation may "+
+		"have retired. Nothing else is lost. If the pinned root has expired, replace that file with the newest root, as at setup",
+		pinned, version)
 }
 
 // saveRoot keeps the signed envelope of a root the agent rotated to.
