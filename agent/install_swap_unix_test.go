@@ -3,20 +3,16 @@
 package agent
 
 import (
-	"archive/tar"
-	"bytes"
-	"fmt"
-	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/fleetcast/fleetcast/internal/treetest"
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
@@ -60,7 +56,11 @@ func TestInstallTargetSwappedDuringDownload(t *testing.T) {
 	}{
 		{"file", func(t *testing.T) []byte { return randomData(3, 200<<10) }},
 		{"archive", func(t *testing.T) []byte {
-			return testTar(t, map[string]string{"bin/app": "app 1.0", "ssh/config": "evil"})
+			b, err := treetest.Tar(map[string]string{"bin/app": "app 1.0", "ssh/config": "evil"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
 		}},
 	}
 	for _, tc := range tests {
@@ -104,34 +104,21 @@ func TestInstallTargetSwappedDuringDownload(t *testing.T) {
 				t.Errorf("status after the swap: outcome %q, installed %d, error %q; want a refusal as an unsafe target",
 					st.LastOutcome, st.InstalledSequence, st.LastError)
 			}
-			if after := listing(t, outside); after != before {
-				t.Errorf("outside changed:\nbefore\n%s\nafter\n%s", before, after)
+			if d := treetest.Diff(before, listing(t, outside)); d != "" {
+				t.Errorf("outside changed:\n%s", d)
 			}
 		})
 	}
 }
 
-// listing describes every path below dir with its type, mode, link count,
-// size, modification time and symlink target.
-func listing(t *testing.T, dir string) string {
+// listing is treetest.Listing of dir.
+func listing(t *testing.T, dir string) map[string]string {
 	t.Helper()
-	var b strings.Builder
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		link, _ := os.Readlink(p)
-		fmt.Fprintf(&b, "%s %v nlink=%d size=%d mtime=%d %s\n", p, fi.Mode(), fi.Sys().(*syscall.Stat_t).Nlink, fi.Size(), fi.ModTime().UnixNano(), link)
-		return nil
-	})
+	m, err := treetest.Listing(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b.String()
+	return m
 }
 
 func writeTestFile(t *testing.T, p, content string) {
@@ -142,21 +129,4 @@ func writeTestFile(t *testing.T, p, content string) {
 	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// testTar is a tar archive of the files (name → content).
-func testTar(t *testing.T, files map[string]string) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for name, body := range files {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
-			t.Fatal(err)
-		}
-		tw.Write([]byte(body))
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }

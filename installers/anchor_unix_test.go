@@ -6,15 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/fleetcast/fleetcast/internal/treetest"
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
@@ -54,52 +52,22 @@ func newSandbox(t *testing.T, dir string) *sandbox {
 	return s
 }
 
-// snapshot lists every path below dir, except those below the skipped
-// subtrees, with its type, mode, link count, size, modification time and
-// symlink target: any change an installer could make shows.
+// snapshot lists every path below dir except the skipped subtrees
+// (treetest.Listing).
 func snapshot(t *testing.T, dir string, skip ...string) map[string]string {
 	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if slices.Contains(skip, p) {
-			return filepath.SkipDir
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		desc := fmt.Sprintf("%v nlink=%d size=%d mtime=%d uid=%d", fi.Mode(), st.Nlink, fi.Size(), fi.ModTime().UnixNano(), st.Uid)
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			link, _ := os.Readlink(p)
-			desc += " -> " + link
-		}
-		out[p] = desc
-		return nil
-	})
+	m, err := treetest.Listing(dir, skip...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out
+	return m
 }
 
-// unchanged fails the test if the snapshot of outside changed.
+// unchanged fails the test if the listing changed.
 func unchanged(t *testing.T, before, after map[string]string) {
 	t.Helper()
-	for p, b := range before {
-		if a, ok := after[p]; !ok {
-			t.Errorf("%s was removed (was %s)", p, b)
-		} else if a != b {
-			t.Errorf("%s changed:\n  before %s\n  after  %s", p, b, a)
-		}
-	}
-	for p, a := range after {
-		if _, ok := before[p]; !ok {
-			t.Errorf("%s appeared: %s", p, a)
-		}
+	if d := treetest.Diff(before, after); d != "" {
+		t.Errorf("outside the target:\n%s", d)
 	}
 }
 

@@ -3,16 +3,13 @@
 package main
 
 import (
-	"archive/tar"
-	"bytes"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fleetcast/fleetcast/internal/treetest"
 )
 
 // TestAgentRefusesPlantedReleasesLink replays the attack review's finding
@@ -51,15 +48,19 @@ channel = %q
 	if err := os.Symlink(victims, filepath.Join(target, "releases")); err != nil {
 		t.Fatal(err)
 	}
-	e.write("release.tar", tarOf(t, map[string]string{"bin/app": "harmless"}))
+	archive, err := treetest.Tar(map[string]string{"bin/app": "harmless"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.write("release.tar", archive)
 	e.ok("publish", "--origin", "origin", "--root", "root.json", "--key", "a.key",
 		"--product", e2eProduct, "--channel", e2eChannel, "--version", "1.0",
 		"--installer", "archive", "--target", target, "release.tar")
 
 	before := treeListing(t, victims)
 	log := e.onceWant(1, "unsafe target", filepath.Join(target, "releases"), "symbolic link")
-	if after := treeListing(t, victims); after != before {
-		t.Fatalf("the directory behind the planted link changed:\nbefore\n%s\nafter\n%s\nagent log:\n%s", before, after, log)
+	if d := treetest.Diff(before, treeListing(t, victims)); d != "" {
+		t.Fatalf("the directory behind the planted link changed:\n%s\nagent log:\n%s", d, log)
 	}
 	if _, err := os.Lstat(filepath.Join(target, "current")); err == nil {
 		t.Fatal("current was created although the install was refused")
@@ -72,47 +73,17 @@ channel = %q
 	if got, err := os.ReadFile(filepath.Join(target, "current", "bin", "app")); err != nil || string(got) != "harmless" {
 		t.Fatalf("after the link was removed: current/bin/app %q, %v", got, err)
 	}
-	if after := treeListing(t, victims); after != before {
-		t.Fatalf("the victims changed after the real install:\n%s", after)
+	if d := treetest.Diff(before, treeListing(t, victims)); d != "" {
+		t.Fatalf("the victims changed after the real install:\n%s", d)
 	}
 }
 
-// tarOf is a tar archive of the files (name → content).
-func tarOf(t *testing.T, files map[string]string) []byte {
+// treeListing is treetest.Listing of dir.
+func treeListing(t *testing.T, dir string) map[string]string {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for name, body := range files {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
-			t.Fatal(err)
-		}
-		tw.Write([]byte(body))
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-// treeListing describes every path below dir: type, mode, link count,
-// size, modification time, symlink target.
-func treeListing(t *testing.T, dir string) string {
-	t.Helper()
-	var b strings.Builder
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		link, _ := os.Readlink(p)
-		fmt.Fprintf(&b, "%s %v nlink=%d size=%d mtime=%d %s\n", p, fi.Mode(), fi.Sys().(*syscall.Stat_t).Nlink, fi.Size(), fi.ModTime().UnixNano(), link)
-		return nil
-	})
+	m, err := treetest.Listing(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b.String()
+	return m
 }
