@@ -169,16 +169,18 @@ func (f *Fleet) PeerAuthenticated(r *http.Request) bool {
 	return f.checkPeer(r.TLS.PeerCertificates) == nil
 }
 
-// errNotFleet is the handshake error for a peer of another fleet.
-var errNotFleet = errors.New("peer certificate is not this fleet's key: the peer holds another fleet secret or none")
+// ErrNotFleet is the handshake error, on either side of a connection, when
+// the other side does not present the fleet key: it holds another fleet
+// secret or none. An HTTP client sees it wrapped in its request's error.
+var ErrNotFleet = errors.New("peer certificate is not this fleet's key: the peer holds another fleet secret or none")
 
 // checkPeer accepts exactly one certificate carrying the fleet key.
 func (f *Fleet) checkPeer(certs []*x509.Certificate) error {
 	if len(certs) != 1 {
-		return fmt.Errorf("fleet %s: peer presented %d certificates, want 1", f.id, len(certs))
+		return fmt.Errorf("fleet %s: peer presented %d certificates, want 1: %w", f.id, len(certs), ErrNotFleet)
 	}
 	if pub, ok := certs[0].PublicKey.(ed25519.PublicKey); !ok || !pub.Equal(f.pub) {
-		return fmt.Errorf("fleet %s: %w", f.id, errNotFleet)
+		return fmt.Errorf("fleet %s: %w", f.id, ErrNotFleet)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"syscall"
 
 	"github.com/fleetcast/fleetcast/internal/atomicfile"
 )
@@ -32,9 +33,11 @@ func Load(secretFile string) (*Fleet, error) {
 }
 
 // readSecret reads at most MaxSecretSize+1 bytes from path, after checking
-// the open file's permissions (not the path's, so a swap cannot slip by).
+// the open file's type and permissions (not the path's, so a swap cannot
+// slip by). It opens without blocking, so that a named pipe given by
+// mistake is refused rather than waited on for ever.
 func readSecret(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("fleet secret: %w", err)
 	}

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/hex"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoad(t *testing.T) {
@@ -74,6 +76,34 @@ func TestLoadDirectory(t *testing.T) {
 	dir := t.TempDir()
 	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Fatalf("Load(directory): %v; want not a regular file", err)
+	}
+}
+
+// TestLoadNamedPipe: a named pipe given as the secret file is refused at
+// once, not waited on.
+func TestLoadNamedPipe(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no named pipes in the file system")
+	}
+	path := filepath.Join(t.TempDir(), "fleet.secret")
+	if out, err := exec.Command("mkfifo", "-m", "600", path).CombinedOutput(); err != nil {
+		t.Skipf("mkfifo: %v %s", err, out)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := Load(path)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("Load(named pipe): %v; want not a regular file", err)
+		}
+	case <-time.After(10 * time.Second):
+		if f, err := os.OpenFile(path, os.O_WRONLY, 0); err == nil { // let the blocked open through
+			f.Close()
+		}
+		t.Fatal("Load(named pipe) still blocked after 10 s")
 	}
 }
 
