@@ -7,13 +7,17 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
 	"golang.org/x/time/rate"
@@ -200,4 +204,106 @@ func (lw *limitedWriter) Write(p []byte) (int, error) {
 		p = p[k:]
 	}
 	return n, nil
+}
+
+// refusalWarnEvery is the least time between two warnings of refused TLS
+// handshakes with one peer: a host of another fleet, or a hostile one, that
+// connects again and again must not flood the log.
+const refusalWarnEvery = 10 * time.Minute
+
+// warnLimiter lets one warning a key through per interval and counts the
+// ones it holds back. It keeps at most maxWarnKeys keys: past that, hosts
+// not seen within the interval are forgotten, and new ones are not logged
+// until some are. Safe for concurrent use.
+type warnLimiter struct {
+	every time.Duration
+	mu    sync.Mutex
+	keys  map[string]*warnState
+}
+
+type warnState struct {
+	last time.Time
+	held int // warnings held back since last
+}
+
+// maxWarnKeys bounds the hosts a warnLimiter remembers.
+const maxWarnKeys = 256
+
+func newWarnLimiter(every time.Duration) *warnLimiter {
+	return &warnLimiter{every: every, keys: make(map[string]*warnState)}
+}
+
+// allow reports whether a warning for key may be logged at now, and how many
+// were held back since the last one logged.
+func (l *warnLimiter) allow(key string, now time.Time) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.keys[key]
+	if st == nil {
+		if len(l.keys) >= maxWarnKeys {
+			for k, s := range l.keys {
+				if now.Sub(s.last) >= l.every {
+					delete(l.keys, k)
+				}
+			}
+			if len(l.keys) >= maxWarnKeys {
+				return false, 0
+			}
+		}
+		l.keys[key] = &warnState{last: now}
+		return true, 0
+	}
+	if now.Sub(st.last) < l.every {
+		st.held++
+		return false, 0
+	}
+	held := st.held
+	st.last, st.held = now, 0
+	return true, held
+}
+
+// handshakeLog is the API server's error log. A TLS handshake refused
+// because one side does not hold this fleet's key is a warning, rate-limited
+// per host; anything else the server logs stays at DEBUG.
+type handshakeLog struct {
+	log   *slog.Logger
+	limit *warnLimiter
+}
+
+// handshakeLogPrefix starts net/http's log line of a failed TLS handshake.
+const handshakeLogPrefix = "http: TLS handshake error from "
+
+func (h *handshakeLog) Write(p []byte) (int, error) {
+	line := strings.TrimSuffix(string(p), "\n")
+	rest, ok := strings.CutPrefix(line, handshakeLogPrefix)
+	addr, reason, _ := strings.Cut(rest, ": ")
+	meaning := refusedHandshake(reason)
+	if !ok || meaning == "" {
+		h.log.Debug("http server", slog.String("message", line))
+		return len(p), nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if ok, held := h.limit.allow(host, time.Now()); ok {
+		h.log.Warn("peer refused at the TLS handshake", slog.String("peer", addr), slog.String("reason", meaning+" ("+reason+")"),
+			slog.Int("refusals_not_logged", held))
+	}
+	return len(p), nil
+}
+
+// refusedHandshake says what a failed handshake means when one side refused
+// the other's certificate, or returns "". An agent of another fleet checks
+// this agent's certificate first, so it is the one that refuses.
+func refusedHandshake(reason string) string {
+	switch {
+	case strings.Contains(reason, "tls: bad certificate"):
+		return "the peer refused this fleet's certificate: it holds another fleet secret"
+	case strings.Contains(reason, fleettls.ErrNotFleet.Error()):
+		return "this agent refused the peer's certificate"
+	case strings.Contains(reason, "tls: invalid signature by the client certificate"):
+		return "the peer presented this fleet's certificate without its key: a copy, not a member"
+	}
+	return ""
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fleetcast/fleetcast/agent/discovery"
+	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
 	"golang.org/x/time/rate"
@@ -44,9 +46,10 @@ type peerView struct {
 	lastState   time.Time       // last state response
 	bannedUntil time.Time
 	banReason   string
-	foreign     bool // another fleet or protocol: ignored
-	self        bool // this agent, reached through another address
-	fails       int  // state requests failed in a row
+	foreign     bool   // another fleet or protocol: ignored
+	self        bool   // this agent, reached through another address
+	fails       int    // state requests failed in a row
+	lastErr     string // why the last state request failed; "" once one is answered
 }
 
 // peerRelease is one release a peer holds: its bitmap, and when it last
@@ -62,11 +65,12 @@ type peerRelease struct {
 // peerManager follows every peer's state feed, keeps their views, and bans
 // peers that send bad data. Schedulers read its views through snapshot.
 type peerManager struct {
-	a      *Agent
-	src    peerSource
-	client *http.Client
-	limit  *rate.Limiter // download_rate, or nil
-	log    *slog.Logger
+	a       *Agent
+	src     peerSource
+	client  *http.Client
+	limit   *rate.Limiter // download_rate, or nil
+	log     *slog.Logger
+	refused *warnLimiter // warnings of peers refused at the TLS handshake
 
 	subscribed map[string]bool // product/channel: the releases kept of peers' states
 	lastHeard  atomic.Int64    // unix nanoseconds of the last answer of any peer of the fleet
@@ -88,6 +92,7 @@ func newPeerManager(a *Agent, src peerSource) *peerManager {
 		bannedIDs:  make(map[string]time.Time),
 		changed:    make(chan struct{}),
 		subscribed: make(map[string]bool),
+		refused:    newWarnLimiter(refusalWarnEvery),
 	}
 	for _, s := range a.cfg.Subscriptions {
 		pm.subscribed[s.key()] = true
@@ -173,16 +178,14 @@ func (pm *peerManager) follow(ctx context.Context, v *peerView) {
 		case err != nil:
 			after = 0 // it may have restarted
 			fails++
-			pm.mark(v, func() { v.fails = fails })
+			pm.mark(v, func() { v.fails, v.lastErr = fails, err.Error() })
 			// A peer that starts with this one is tried again soon; one
 			// that stays away, less and less often.
 			wait = 100 * time.Millisecond
 			if fails > settleTries {
 				wait = backoff(200*time.Millisecond, 30*time.Second, fails-settleTries)
 			}
-			if fails == 1 {
-				pm.log.Debug("peer state unavailable", slog.String("peer", v.addr), slog.String("reason", err.Error()))
-			}
+			pm.logStateError(v.addr, fails, err)
 		case st.AgentID == pm.a.id:
 			pm.mark(v, func() { v.self = true })
 			return
@@ -258,7 +261,7 @@ func (pm *peerManager) update(v *peerView, st *PeerState, maps []PeerBits) {
 	now := time.Now()
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
-	v.fails = 0
+	v.fails, v.lastErr = 0, ""
 	v.id, v.fleet, v.lastState, v.foreign = st.AgentID, st.FleetID, now, false
 	pm.lastHeard.Store(now.UnixNano())
 	rels := make(map[relKey]*peerRelease, len(st.Releases))
@@ -285,6 +288,22 @@ func (pm *peerManager) update(v *peerView, st *PeerState, maps []PeerBits) {
 		v.subs[sub.Product+"/"+sub.Channel] = true
 	}
 	pm.bumpLocked()
+}
+
+// logStateError logs a failed state request: a peer refused at the TLS
+// handshake as a warning, at most one every refusalWarnEvery; any other
+// failure at DEBUG, the first of a run.
+func (pm *peerManager) logStateError(addr string, fails int, err error) {
+	if !errors.Is(err, fleettls.ErrNotFleet) {
+		if fails == 1 {
+			pm.log.Debug("peer state unavailable", slog.String("peer", addr), slog.String("reason", err.Error()))
+		}
+		return
+	}
+	if ok, held := pm.refused.allow(addr, time.Now()); ok {
+		pm.log.Warn("peer refused at the TLS handshake", slog.String("peer", addr), slog.String("reason", err.Error()),
+			slog.Int("refusals_not_logged", held))
+	}
 }
 
 func (pm *peerManager) mark(v *peerView, f func()) {
@@ -464,6 +483,7 @@ type PeerStatus struct {
 	BanReason   string    `json:"ban_reason,omitempty"`
 	Foreign     bool      `json:"other_fleet,omitempty"`
 	Releases    int       `json:"releases"`
+	Error       string    `json:"error,omitempty"` // why the last state request failed, until one is answered
 }
 
 // status lists the peers followed, for the status API.
@@ -477,7 +497,7 @@ func (pm *peerManager) status() []PeerStatus {
 			continue
 		}
 		s := PeerStatus{Addr: v.addr, ID: v.id, Source: string(v.source), Fleet: v.fleet, LastState: v.lastState,
-			Banned: now.Before(v.bannedUntil), Foreign: v.foreign, Releases: len(v.rels)}
+			Banned: now.Before(v.bannedUntil), Foreign: v.foreign, Releases: len(v.rels), Error: v.lastErr}
 		if s.Banned {
 			s.BannedUntil, s.BanReason = v.bannedUntil, v.banReason
 		}

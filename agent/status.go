@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -109,8 +110,9 @@ func (a *Agent) serve(ctx context.Context) (stop func(), err error) {
 		enc.Encode(a.Status())
 	})
 	mux.Handle("GET /metrics", a.metrics.handler(a.log))
+	errLog := log.New(&handshakeLog{log: a.log, limit: newWarnLimiter(refusalWarnEvery)}, "", 0)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10,
-		IdleTimeout: 2 * peerLongPoll * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug), // refused handshakes of other fleets
+		IdleTimeout: 2 * peerLongPoll * time.Second, ErrorLog: errLog,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	a.log.Info("status and peer API listening", slog.String("addr", ln.Addr().String()), slog.String("scheme", a.fleet.Scheme()))
 	go func() {
