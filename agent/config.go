@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -103,11 +104,19 @@ func ParseConfig(data []byte) (*Config, error) {
 // ParseConfig, except that a relative data_dir or root is taken relative to
 // the directory of the file.
 func LoadConfig(path string) (*Config, error) {
-	f, err := os.Open(path)
+	// Without blocking: a named pipe must be refused, not waited on for ever.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
+	fi, err := f.Stat() // the file opened, not what the path names now
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("config: %s is %s, not a regular file: give the path of the TOML file", path, configFileType(fi.Mode()))
+	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -117,6 +126,21 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	return configParse(data, abs)
+}
+
+// configFileType names a file type that is not a regular file.
+func configFileType(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "a special file"
 }
 
 // configParse is ParseConfig, or LoadConfig's parsing of the file at the
@@ -312,6 +336,57 @@ func (c *Config) configCheckSubscriptions(add configAdd) {
 			add(key, s.Product+"/"+s.Channel, "same product and channel as subscription #%d", j+1)
 		}
 	}
+}
+
+// Warnings lists what the configuration allows that an operator may not
+// mean to: an allowed_targets prefix that is a file system root or a
+// system-wide directory. `fleetcast agent` logs them at start.
+func (c *Config) Warnings() []string {
+	var out []string
+	for _, p := range c.AllowedTargets {
+		if what := configSystemDir(p); what != "" {
+			out = append(out, fmt.Sprintf("allowed_targets %q lets any release signed by the root's keys replace %s; allow only the directories releases install into, such as /opt/myapp/",
+				configClip(p), what))
+		}
+	}
+	return out
+}
+
+// configSystemDirs are system-wide directories, and what a release
+// installed under them can change.
+var configSystemDirs = map[string]string{
+	"/bin":      "the system's programs",
+	"/sbin":     "the system's programs",
+	"/usr/bin":  "the system's programs",
+	"/usr/sbin": "the system's programs",
+	"/usr":      "the system's programs and libraries",
+	"/lib":      "the system's libraries, which every program loads",
+	"/lib64":    "the system's libraries, which every program loads",
+	"/usr/lib":  "the system's libraries, which every program loads",
+	"/etc":      "the system's configuration (accounts, sudoers, services)",
+	"/boot":     "the kernel and the boot loader",
+	"/var":      "the system's state (package databases, spools, logs) and data directories such as this agent's own",
+	"/root":     "the administrator's home directory (shell profile, SSH keys)",
+}
+
+// configSystemDir says what an allowed_targets prefix lets a release
+// replace when it is a file system root or a system-wide directory; "" for
+// any other prefix.
+func configSystemDir(prefix string) string {
+	if !filepath.IsAbs(prefix) {
+		return ""
+	}
+	p := filepath.Clean(prefix)
+	switch {
+	case filepath.Dir(p) == p:
+		return "any file on this machine"
+	case runtime.GOOS == "windows":
+		if strings.EqualFold(p[len(filepath.VolumeName(p)):], `\Windows`) {
+			return "the Windows system files"
+		}
+		return ""
+	}
+	return configSystemDirs[p]
 }
 
 // configText reports whether s is valid UTF-8 without control characters.

@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -313,6 +315,94 @@ func TestWarnLimiter(t *testing.T) {
 	}
 	if ok, _ := l.allow("new", t0.Add(time.Minute)); !ok || len(l.keys) != 1 {
 		t.Errorf("after the interval: allowed %v, %d keys kept; want the old keys forgotten", ok, len(l.keys))
+	}
+}
+
+// TestConfigWarnings: an allowed_targets prefix that is a file system root
+// or a system-wide directory is warned about, saying what it allows.
+func TestConfigWarnings(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("Unix paths")
+	}
+	for _, tc := range []struct {
+		prefix, want string // want: "" for no warning
+	}{
+		{"/", "any file on this machine"},
+		{"//", "any file on this machine"},
+		{"/etc", "configuration"},
+		{"/etc/", "configuration"},
+		{"/usr/", "programs and libraries"},
+		{"/bin/", "programs"},
+		{"/boot/", "kernel"},
+		{"/var/", "this agent's own"},
+		{"/lib/", "libraries"},
+		{"/etc/myapp/", ""},
+		{"/opt/myapp/", ""},
+		{"/usr/local/bin/", ""},
+		{"/var/lib/myapp/", ""},
+	} {
+		t.Run(tc.prefix, func(t *testing.T) {
+			c := Config{AllowedTargets: []string{"/opt/other/", tc.prefix}}
+			w := c.Warnings()
+			if tc.want == "" {
+				if len(w) != 0 {
+					t.Errorf("warnings %q, want none", w)
+				}
+				return
+			}
+			if len(w) != 1 || !strings.Contains(w[0], strconv.Quote(tc.prefix)) || !strings.Contains(w[0], tc.want) {
+				t.Errorf("warnings %q, want one naming %q and saying %q", w, tc.prefix, tc.want)
+			}
+		})
+	}
+}
+
+// mkfifo makes a named pipe at path, or skips the test.
+func mkfifo(t *testing.T, path string) {
+	t.Helper()
+	if runtime.GOOS == "windows" {
+		t.Skip("no named pipes in the file system")
+	}
+	if out, err := exec.Command("mkfifo", path).CombinedOutput(); err != nil {
+		t.Skipf("mkfifo: %v %s", err, out)
+	}
+}
+
+// TestLoadConfigNotRegular: a configuration path that names a named pipe, a
+// directory or a device is refused at once, saying what it is.
+func TestLoadConfigNotRegular(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "agent.toml")
+	mkfifo(t, fifo)
+	for _, tc := range []struct{ path, want string }{
+		{fifo, "is a named pipe (FIFO), not a regular file"},
+		{dir, "is a directory, not a regular file"},
+		{"/dev/zero", "is a device, not a regular file"},
+	} {
+		t.Run(filepath.Base(tc.path), func(t *testing.T) {
+			type result struct {
+				c   *Config
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				c, err := LoadConfig(tc.path)
+				done <- result{c, err}
+			}()
+			select {
+			case r := <-done:
+				if r.err == nil || !strings.Contains(r.err.Error(), tc.want) {
+					t.Errorf("LoadConfig(%s) = %v; want %q", tc.path, r.err, tc.want)
+				}
+			case <-time.After(10 * time.Second):
+				if tc.path == fifo { // let the blocked open through
+					if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+						f.Close()
+					}
+				}
+				t.Fatalf("LoadConfig(%s) still blocked after 10 s", tc.path)
+			}
+		})
 	}
 }
 

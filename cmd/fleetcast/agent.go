@@ -39,6 +39,9 @@ func cmdAgent(args []string, env *cliEnv) error {
 	if err != nil {
 		return err
 	}
+	for _, w := range cfg.Warnings() {
+		log.Warn("configuration allows more than it may mean to", slog.String("config", *configPath), slog.String("warning", w))
+	}
 	a, err := agent.New(cfg, log)
 	if err != nil {
 		return err
