@@ -165,6 +165,31 @@ func checkBaseline(t *testing.T, e *env, res runResult, system string) {
 // origin host, or skips when network namespaces are not available (fails
 // instead when FLEETCAST_REQUIRE_NETNS=1).
 func newBaselineEnv(t *testing.T, n int) *env {
+	lab := newTestLab(t)
+	e := &env{lab: lab, dir: t.TempDir(), size: baselineArtifactSize, log: slog.New(slog.DiscardHandler),
+		rates: rates{origin: baselineOriginBits, upload: baselineHostBits, download: baselineHostBits}}
+	var err error
+	if e.origin, err = lab.AddHost("origin", &netlab.Shape{EgressBits: e.rates.origin}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		h, err := lab.AddHost("h"+string(rune('1'+i)), &netlab.Shape{EgressBits: e.rates.upload, IngressBits: e.rates.download})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.hosts = append(e.hosts, h)
+	}
+	e.artifact = filepath.Join(e.dir, "artifact-1.bin")
+	writeRandomFile(t, e.artifact, e.size)
+	e.originURL = serveArtifact(t, e.origin, e.artifact)
+	return e
+}
+
+// newTestLab returns a new lab without hosts, closed when the test ends, or
+// skips when network namespaces are not available (fails instead when
+// FLEETCAST_REQUIRE_NETNS=1).
+func newTestLab(t *testing.T) *netlab.Lab {
+	t.Helper()
 	if err := netlab.Available(); err != nil {
 		if os.Getenv("FLEETCAST_REQUIRE_NETNS") == "1" {
 			t.Fatalf("FLEETCAST_REQUIRE_NETNS=1 but: %v", err)
@@ -180,22 +205,7 @@ func newBaselineEnv(t *testing.T, n int) *env {
 			t.Errorf("close lab: %v", err)
 		}
 	})
-	e := &env{lab: lab, dir: t.TempDir(), size: baselineArtifactSize, log: slog.New(slog.DiscardHandler),
-		rates: rates{origin: baselineOriginBits, upload: baselineHostBits, download: baselineHostBits}}
-	if e.origin, err = lab.AddHost("origin", &netlab.Shape{EgressBits: e.rates.origin}); err != nil {
-		t.Fatal(err)
-	}
-	for i := range n {
-		h, err := lab.AddHost("h"+string(rune('1'+i)), &netlab.Shape{EgressBits: e.rates.upload, IngressBits: e.rates.download})
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.hosts = append(e.hosts, h)
-	}
-	e.artifact = filepath.Join(e.dir, "artifact-1.bin")
-	writeRandomFile(t, e.artifact, e.size)
-	e.originURL = serveArtifact(t, e.origin, e.artifact)
-	return e
+	return lab
 }
 
 func writeRandomFile(t *testing.T, path string, size int64) {
