@@ -133,24 +133,35 @@ func (a *Agent) Close() error { return a.lock.Close() }
 // Once runs one update cycle for every subscription and returns the joined
 // errors of those that failed (nil when each is up to date or updated).
 func (a *Agent) Once(ctx context.Context) error {
-	var errs []error
-	for _, s := range a.cfg.Subscriptions {
-		if err := a.runCycle(ctx, s); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	_, err := a.once(ctx)
+	return err
 }
 
-func (a *Agent) runCycle(ctx context.Context, s Subscription) error {
+// once runs one cycle per subscription. retrySoon reports that a cycle
+// failed in a way worth retrying before poll_interval: not one deferred
+// by its own backoff (a release that did not fit), which waits for its
+// retry_after whatever the poll does.
+func (a *Agent) once(ctx context.Context) (retrySoon bool, err error) {
+	var errs []error
+	for _, s := range a.cfg.Subscriptions {
+		out, err := a.runCycle(ctx, s)
+		if err != nil {
+			errs = append(errs, err)
+			retrySoon = retrySoon || out != Deferred
+		}
+	}
+	return retrySoon, errors.Join(errs...)
+}
+
+func (a *Agent) runCycle(ctx context.Context, s Subscription) (Outcome, error) {
 	start := a.now()
 	out, err := a.cycle(ctx, s)
 	a.recordCycle(s, start, out, err)
-	if err != nil {
+	if err != nil && out != Deferred { // a deferred cycle logged what it waits for
 		a.log.Error("update cycle failed", slog.String("product", s.Product), slog.String("channel", s.Channel),
 			slog.String("outcome", string(out)), slog.String("reason", err.Error()))
 	}
-	return err
+	return out, err
 }
 
 // Run serves the status and peer API, finds peers and follows them (when
@@ -170,7 +181,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	failures := 0
 	for {
-		if err := a.Once(ctx); err != nil && ctx.Err() == nil {
+		if retrySoon, _ := a.once(ctx); retrySoon && ctx.Err() == nil {
 			failures++
 		} else {
 			failures = 0
