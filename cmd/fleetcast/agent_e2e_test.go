@@ -478,7 +478,7 @@ func TestAgentHealthCheckRollback(t *testing.T) {
 		e.origin.set(func(o *testOrigin) { o.noCache = noCache })
 		want := []string{}
 		if noCache {
-			want = append(want, "failed its health check before")
+			want = append(want, "failed its health check, or was refused by its installer, before")
 		}
 		log = e.onceWant(0, want...)
 		if strings.Contains(log, "installing") {
