@@ -125,11 +125,13 @@ func (opts Options) withDefaults(now time.Time, path string) Options {
 }
 
 func (opts Options) check() error {
+	if err := manifest.CheckName("product", opts.Product); err != nil {
+		return err
+	}
+	if err := manifest.CheckName("channel", opts.Channel); err != nil {
+		return err
+	}
 	switch {
-	case !manifest.ValidName(opts.Product):
-		return fmt.Errorf("product %q: want 1-64 characters of a-z 0-9 . _ -", opts.Product)
-	case !manifest.ValidName(opts.Channel):
-		return fmt.Errorf("channel %q: want 1-64 characters of a-z 0-9 . _ -", opts.Channel)
 	case !manifest.ValidVersion(opts.Version):
 		return fmt.Errorf("version %q: want 1-128 characters of A-Z a-z 0-9 . _ + ~ -", opts.Version)
 	case opts.Expires < 0:
