@@ -21,7 +21,7 @@ func sanitize(st *agent.Status) {
 	}
 	for i := range st.Peers {
 		p := &st.Peers[i]
-		for _, s := range []*string{&p.Addr, &p.ID, &p.Source, &p.Fleet, &p.BanReason} {
+		for _, s := range []*string{&p.Addr, &p.ID, &p.Source, &p.Fleet, &p.BanReason, &p.Error} {
 			*s = text(*s)
 		}
 	}

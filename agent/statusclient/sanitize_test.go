@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode"
@@ -16,7 +17,7 @@ import (
 func TestSanitize(t *testing.T) {
 	evil := "v1\x1b[2J\x1b]0;pwned\x07\u202eexe.txt\r\n"
 	st := agent.Status{AgentID: evil, FleetID: evil,
-		Peers: []agent.PeerStatus{{Addr: evil, ID: evil, Source: evil, Fleet: evil, BanReason: strings.Repeat("x", 10000)}},
+		Peers: []agent.PeerStatus{{Addr: evil, ID: evil, Source: evil, Fleet: evil, BanReason: strings.Repeat("x", 10000), Error: evil}},
 		Subscriptions: []agent.SubscriptionStatus{{Product: evil, Channel: evil, InstalledVersion: evil, LastError: evil,
 			LastOutcome: agent.Outcome(evil), Progress: &agent.Progress{Version: evil, Phase: evil},
 			LastTransfer: &agent.Transfer{OriginReasons: map[string]int64{evil: 2, "v1\x1b": 1}}}}}
@@ -45,16 +46,34 @@ func TestSanitize(t *testing.T) {
 	}
 }
 
-// walkStrings collects the strings sanitize must have cleaned.
-func walkStrings(st agent.Status, out *[]string) {
-	*out = append(*out, st.AgentID, st.FleetID)
-	for _, p := range st.Peers {
-		*out = append(*out, p.Addr, p.ID, p.Source, p.Fleet, p.BanReason)
-	}
-	for _, s := range st.Subscriptions {
-		*out = append(*out, s.Product, s.Channel, s.InstalledVersion, s.LastError, string(s.LastOutcome), s.Progress.Version, s.Progress.Phase)
-		for k := range s.LastTransfer.OriginReasons {
-			*out = append(*out, k)
+// walkStrings collects every string in v, found by reflection, so that a
+// field added to the status later is checked too.
+func walkStrings(v any, out *[]string) {
+	walkValue(reflect.ValueOf(v), out)
+}
+
+func walkValue(v reflect.Value, out *[]string) {
+	switch v.Kind() {
+	case reflect.String:
+		*out = append(*out, v.String())
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			walkValue(v.Elem(), out)
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				walkValue(v.Field(i), out)
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			walkValue(v.Index(i), out)
+		}
+	case reflect.Map:
+		for _, k := range v.MapKeys() {
+			walkValue(k, out)
+			walkValue(v.MapIndex(k), out)
 		}
 	}
 }

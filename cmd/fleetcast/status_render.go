@@ -146,6 +146,9 @@ func peerNote(p agent.PeerStatus, now time.Time) string {
 	if p.Banned {
 		notes = append(notes, fmt.Sprintf("banned for %s: %s", ago(p.BannedUntil, now), p.BanReason))
 	}
+	if p.Error != "" {
+		notes = append(notes, "last error: "+p.Error)
+	}
 	return strings.Join(notes, "; ")
 }
 

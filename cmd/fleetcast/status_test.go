@@ -206,3 +206,22 @@ func TestProgressRendering(t *testing.T) {
 		})
 	}
 }
+
+func TestPeerNote(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		p    agent.PeerStatus
+		want string
+	}{
+		{"healthy", agent.PeerStatus{Addr: "198.18.0.2:7331"}, ""},
+		{"refused at the handshake", agent.PeerStatus{Error: "not this fleet's certificate"}, "last error: not this fleet's certificate"},
+		{"banned", agent.PeerStatus{Banned: true, BannedUntil: now.Add(time.Minute), BanReason: "bad chunk", Error: "x"},
+			"banned for 1m0s: bad chunk; last error: x"},
+	}
+	for _, tc := range tests {
+		if got := peerNote(tc.p, now); got != tc.want {
+			t.Errorf("%s: peerNote = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
