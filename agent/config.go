@@ -3,7 +3,6 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"net/url"
@@ -13,10 +12,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/fleetcast/fleetcast/internal/boundedfile"
 
 	"github.com/fleetcast/fleetcast/manifest"
 )
@@ -105,19 +105,10 @@ func ParseConfig(data []byte) (*Config, error) {
 // the directory of the file.
 func LoadConfig(path string) (*Config, error) {
 	// Without blocking: a named pipe must be refused, not waited on for ever.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+	data, err := boundedfile.Read(path, MaxConfigSize)
+	if errors.Is(err, boundedfile.ErrNotRegular) {
+		return nil, fmt.Errorf("config: %w: give the path of the TOML file", err)
 	}
-	defer f.Close()
-	fi, err := f.Stat() // the file opened, not what the path names now
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("config: %s is %s, not a regular file: give the path of the TOML file", path, configFileType(fi.Mode()))
-	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
@@ -126,21 +117,6 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	return configParse(data, abs)
-}
-
-// configFileType names a file type that is not a regular file.
-func configFileType(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe (FIFO)"
-	case m&fs.ModeDevice != 0:
-		return "a device"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	}
-	return "a special file"
 }
 
 // configParse is ParseConfig, or LoadConfig's parsing of the file at the

@@ -4,13 +4,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
+
+	"github.com/fleetcast/fleetcast/internal/boundedfile"
 
 	"github.com/fleetcast/fleetcast/internal/atomicfile"
 	"github.com/fleetcast/fleetcast/manifest"
@@ -211,17 +212,5 @@ func readJournal(path string, n int) ([]bool, error) {
 
 // readLimited reads a whole file of at most limit bytes.
 func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, limit)
-	}
-	return b, nil
+	return boundedfile.Read(path, limit)
 }

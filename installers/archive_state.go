@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/fleetcast/fleetcast/internal/boundedfile"
 
 	"github.com/fleetcast/fleetcast/internal/atomicfile"
 	"github.com/fleetcast/fleetcast/internal/strictjson"
@@ -90,7 +91,7 @@ func isStagingName(s string) bool {
 // moved starts afresh there; the old target's directories stay, unpruned).
 func loadArchiveState(dir, target string) (*archiveState, error) {
 	p := filepath.Join(dir, archiveStateName)
-	b, err := readFileLimited(p, maxArchiveStateSize)
+	b, err := boundedfile.Read(p, maxArchiveStateSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return &archiveState{Target: target}, nil
 	}
@@ -133,18 +134,4 @@ func (st *archiveState) addRelease(version string) {
 // dropRelease forgets version.
 func (st *archiveState) dropRelease(version string) {
 	st.Releases = slices.DeleteFunc(st.Releases, func(v string) bool { return v == version })
-}
-
-// readFileLimited reads at most limit bytes of the file at p, failing if it
-// holds more or is not a regular file.
-func readFileLimited(p string, limit int64) ([]byte, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", p)
-	}
-	return strictjson.ReadAll(f, limit, errArchiveState)
 }

@@ -5,10 +5,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
-	"syscall"
+
+	"github.com/fleetcast/fleetcast/internal/boundedfile"
 
 	"github.com/fleetcast/fleetcast/internal/atomicfile"
 )
@@ -37,27 +36,20 @@ func Load(secretFile string) (*Fleet, error) {
 // slip by). It opens without blocking, so that a named pipe given by
 // mistake is refused rather than waited on for ever.
 func readSecret(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, fi, err := boundedfile.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("fleet secret: %w", err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("fleet secret: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("fleet secret %s: not a regular file", path)
-	}
 	if err := checkMode(path, fi.Mode()); err != nil {
 		return nil, err
 	}
-	b, err := io.ReadAll(io.LimitReader(f, MaxSecretSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("fleet secret: read %s: %w", path, err)
-	}
-	if len(b) > MaxSecretSize {
+	b, err := boundedfile.ReadFrom(f, path, MaxSecretSize)
+	if errors.Is(err, boundedfile.ErrTooLarge) {
 		return nil, fmt.Errorf("fleet secret %s: too long (more than %d bytes): is this the right file?", path, MaxSecretSize)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fleet secret: %w", err)
 	}
 	return b, nil
 }
