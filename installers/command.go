@@ -78,7 +78,12 @@ func substitute(argv []string, artifact, version string) []string {
 // runCommand runs argv without a shell, in its own process group, with
 // stdin from the null device and the end of its output logged. A command
 // still running after timeout is killed with its whole process group.
+// While it runs, it is recorded in StateDir (orphan.go); it does not start
+// while a command recorded by an earlier, killed agent still runs.
 func (r *run) runCommand(ctx context.Context, what string, argv []string, timeout time.Duration) error {
+	if err := r.awaitOrphan(ctx); err != nil {
+		return fmt.Errorf("%s %q not started: %w", what, argv[0], err)
+	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	out := &tailBuffer{max: maxOutput}
@@ -87,8 +92,14 @@ func (r *run) runCommand(ctx context.Context, what string, argv []string, timeou
 	cmd.WaitDelay = pipeWaitDelay
 	killProcessGroupOnCancel(cmd)
 	r.log.Info("running command", slog.String("what", what), slog.Any("argv", argv), slog.Duration("timeout", timeout))
+	rec := r.recordCommand(what, argv, timeout)
 	start := time.Now()
-	err := cmd.Run()
+	err := cmd.Start()
+	if err == nil {
+		r.recordStarted(rec, cmd.Process.Pid)
+		err = cmd.Wait()
+	}
+	r.forgetCommand(rec)
 	r.log.Info("command ended", slog.String("what", what), slog.Duration("duration", time.Since(start)),
 		slog.String("state", stateString(cmd)), slog.String("output", out.String()))
 	if err == nil {

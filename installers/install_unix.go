@@ -15,7 +15,9 @@ const canChmod = true
 
 // killProcessGroupOnCancel starts cmd in a process group of its own and
 // makes cancellation (timeout) kill the whole group, so that children the
-// command started do not outlive it.
+// command started do not outlive it. Every command (install, rollback,
+// health check) runs through it; the group id is the command's pid, which
+// is what the command record names (orphan.go).
 func killProcessGroupOnCancel(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error {
