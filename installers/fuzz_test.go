@@ -15,7 +15,7 @@ import (
 	"testing"
 )
 
-var updateFuzzCorpus = flag.Bool("update-fuzz-corpus", false, "rewrite the seeds in testdata/fuzz/FuzzExtract and FuzzInstallArchive")
+var updateFuzzCorpus = flag.Bool("update-fuzz-corpus", false, "rewrite the generated seed corpora in testdata/fuzz")
 
 // fuzzLimits keep fuzzed extractions small.
 var fuzzLimits = extractLimits{entries: 64, size: 1 << 20}

@@ -178,6 +178,11 @@ func Install(ctx context.Context, req *Request) (*Result, error) {
 	if err != nil {
 		return r.result, &Error{Step: stepValidate, Unchanged: true, Err: err}
 	}
+	// A command of an earlier run (an agent killed mid-install) must be
+	// gone before this run changes the same target (orphan.go).
+	if err := r.awaitOrphan(ctx); err != nil {
+		return r.result, &Error{Step: stepInstall, Unchanged: true, Err: err}
+	}
 	if err := inst.install(ctx); err != nil {
 		return r.result, r.installFailed(ctx, inst, err)
 	}

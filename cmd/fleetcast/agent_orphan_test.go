@@ -209,7 +209,6 @@ func TestAgentOrphanInstallCommand(t *testing.T) {
 // file release; the restarted agent must not replace the file, nor run the
 // check again, while the first check runs.
 func TestAgentOrphanHealthCheck(t *testing.T) {
-	t.Skip("needs the awaitOrphan call in installers.Install; remove this line with it")
 	s := newOrphanSetup(t)
 	check := fmt.Sprintf("sh %s %s %s", s.script, s.log, s.gate)
 	s.write("gate", nil)
