@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"testing"
-	"time"
 )
 
 // TestLabRaisesNeighbourCaps: a lab too large for the kernel's neighbour
@@ -45,9 +44,9 @@ func TestLabRaisesNeighbourCaps(t *testing.T) {
 		defer ln.Close()
 	}
 	for _, h := range hosts {
-		c, err := net.DialTimeout("tcp", h.IP()+":7000", 3*time.Second)
+		c, err := net.DialTimeout("tcp", h.IP()+":7000", netWait)
 		if err != nil {
-			t.Fatalf("%s unreachable from the test process: %v", h.Name(), err)
+			t.Fatalf("%s unreachable from the test process within %v: %v", h.Name(), netWait, err)
 		}
 		c.Close()
 	}
