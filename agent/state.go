@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -228,12 +227,4 @@ func rotatedRootAdvice(pinned string, version uint64) string {
 // saveRoot keeps the signed envelope of a root the agent rotated to.
 func saveRoot(dataDir string, envelope []byte) error {
 	return atomicfile.WriteFile(rootPath(dataDir), envelope, 0o644)
-}
-
-func removeIfExists(path string) error {
-	err := os.Remove(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	return err
 }

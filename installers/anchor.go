@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/fleetcast/fleetcast/internal/atomicfile"
+	"github.com/fleetcast/fleetcast/internal/boundedfile"
 )
 
 // The file and archive installers never use a path to change the file
@@ -253,25 +254,11 @@ func openSubdir(d *targetDir, name string, create bool) (*targetDir, error) {
 // notOurs is the error for a path fleetcast manages that holds something
 // fleetcast did not make there.
 func notOurs(d *targetDir, name string, fi fs.FileInfo, want string) error {
-	what := kindOf(fi)
+	what := boundedfile.Kind(fi.Mode())
 	if fi.Mode()&fs.ModeSymlink != 0 {
 		link, _ := d.root.Readlink(name)
 		what = fmt.Sprintf("a symbolic link to %q", clipName(link))
 	}
 	return fmt.Errorf("%w: %s is %s, not %s that fleetcast made; it is not followed or replaced (someone else put it there: inspect it, then remove it to let fleetcast install)",
 		ErrUnsafeTarget, d.join(name), what, want)
-}
-
-// kindOf names the type of file fi describes.
-func kindOf(fi fs.FileInfo) string {
-	switch m := fi.Mode(); {
-	case m.IsRegular():
-		return "a regular file"
-	case m.IsDir():
-		return "a directory"
-	case m&fs.ModeSymlink != 0:
-		return "a symbolic link"
-	default:
-		return fmt.Sprintf("a special file (%v)", m.Type())
-	}
 }

@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -377,10 +376,4 @@ func parseMode(s string, def fs.FileMode) (fs.FileMode, error) {
 		}
 	}
 	return m, nil
-}
-
-// isRegular reports whether path is an existing regular file (not a symlink).
-func isRegular(path string) bool {
-	fi, err := os.Lstat(path)
-	return err == nil && fi.Mode().IsRegular()
 }
