@@ -14,13 +14,21 @@ import (
 )
 
 // memPeer is an in-memory peer: it serves chunks from a memSource, and can
-// be made to corrupt them, fail, or hang until cancelled.
+// be made to corrupt them, fail, hang until cancelled, or answer only once
+// a channel is closed.
 type memPeer struct {
 	*memSource
 	corrupt, fail, hang bool
-	busy                bool         // answer 503
-	cur, peak           atomic.Int32 // requests in flight, and their most
+	busy                bool          // answer 503
+	after               chan struct{} // if not nil, answer once it is closed
+	gaveUp              atomic.Bool   // waited memPeerAfterWait for after in vain
+	cur, peak           atomic.Int32  // requests in flight, and their most
 }
+
+// memPeerAfterWait bounds a memPeer's wait for its after channel: a bound
+// on failure, not a delay. It then answers, and the test reports what did
+// not happen.
+const memPeerAfterWait = 5 * time.Second
 
 func (p *memPeer) fetchChunk(ctx context.Context, c manifest.Chunk, buf []byte) ([]byte, error) {
 	n := p.cur.Add(1)
@@ -29,6 +37,15 @@ func (p *memPeer) fetchChunk(ctx context.Context, c manifest.Chunk, buf []byte) 
 		old := p.peak.Load()
 		if n <= old || p.peak.CompareAndSwap(old, n) {
 			break
+		}
+	}
+	if p.after != nil && !p.gaveUp.Load() {
+		select {
+		case <-p.after:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(memPeerAfterWait):
+			p.gaveUp.Store(true)
 		}
 	}
 	switch {
@@ -50,6 +67,7 @@ type memFleet struct {
 	mu      sync.Mutex
 	holders []holder
 	bans    map[string]string
+	onBan   func(addr string) // if not nil, called at each ban
 	ch      chan struct{}
 }
 
@@ -87,8 +105,11 @@ func (f *memFleet) wake() <-chan struct{} { return f.ch }
 
 func (f *memFleet) ban(addr, reason string) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.bans[addr] = reason
+	f.mu.Unlock()
+	if f.onBan != nil {
+		f.onBan(addr)
+	}
 }
 
 func swarmAssemble(t *testing.T, m *manifest.Manifest, origin chunkSource, sw *swarmConfig) Transfer {
@@ -156,8 +177,21 @@ func TestSwarm(t *testing.T) {
 	}, {
 		name: "a peer that sends bad chunks is banned, the chunks come from another",
 		setup: func(m *manifest.Manifest, data *memSource, f *memFleet) []*memPeer {
+			// The good peer answers once the bad one is banned. Else, on a
+			// loaded machine, the bad peer's first request could still be
+			// under way when the good one had served every other chunk:
+			// the end game asks the good one for that chunk too, and its
+			// answer ends the bad one's request as cancelled, which is
+			// rightly no ground for a ban.
+			banned := make(chan struct{})
+			var once sync.Once
+			f.onBan = func(addr string) {
+				if addr == "bad" {
+					once.Do(func() { close(banned) })
+				}
+			}
 			f.add("bad", m, nil, &memPeer{memSource: data, corrupt: true}, time.Now())
-			f.add("good", m, nil, &memPeer{memSource: data}, time.Now())
+			f.add("good", m, nil, &memPeer{memSource: data, after: banned}, time.Now())
 			return nil
 		},
 		check: func(t *testing.T, r result) {
