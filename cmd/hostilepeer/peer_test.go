@@ -162,17 +162,23 @@ func TestBadChunks(t *testing.T) {
 			c := chunks[4]
 			url := srv.URL + "/v1/peer/chunk/" + manifest.Sum(c).String()
 			if mode == modeSlow {
-				ctx, cancel := context.WithTimeout(context.Background(), 350*time.Millisecond)
-				defer cancel()
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+				// Read the first 3 bytes, then hang up: they must be true
+				// and take at least two slowIntervals (a lower bound,
+				// which a loaded machine cannot break).
+				start := time.Now()
+				req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer resp.Body.Close()
-				got, _ := io.ReadAll(resp.Body)
-				if resp.ContentLength != testChunkSize || len(got) == 0 || len(got) > 5 || !bytes.HasPrefix(c, got) {
-					t.Errorf("slow: Content-Length %d, %d bytes in 350ms; want %d declared and a few true bytes", resp.ContentLength, len(got), testChunkSize)
+				got := make([]byte, 3)
+				if _, err := io.ReadFull(resp.Body, got); err != nil {
+					t.Fatalf("slow: reading the first 3 bytes: %v", err)
+				}
+				if d := time.Since(start); resp.ContentLength != testChunkSize || !bytes.HasPrefix(c, got) || d < 2*slowInterval {
+					t.Errorf("slow: Content-Length %d, first bytes %x in %v; want %d declared, the chunk's first bytes, in at least %v",
+						resp.ContentLength, got, d, testChunkSize, 2*slowInterval)
 				}
 				return
 			}
