@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/fleetcast/fleetcast/agent/fleettls"
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/internal/filelock"
 	"github.com/fleetcast/fleetcast/signing"
 )
@@ -48,7 +49,7 @@ type Agent struct {
 	offersTried map[offerKey]time.Time // peers' newer releases asked for, and when
 
 	statusMu sync.Mutex
-	status   map[string]*SubscriptionStatus
+	status   map[string]*peerproto.SubscriptionStatus
 	live     map[string]*progress // updates in progress, by subscription key
 
 	metrics *metrics
@@ -92,7 +93,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		cfg: cfg, log: log, now: time.Now, lock: lock, root: root, id: id, fleet: fleet,
 		origin: newOriginClient(base, p, cfg.OriginConnections, log),
 		store:  &store{dir: filepath.Join(cfg.DataDir, releasesDir), held: newHoldings()},
-		status: make(map[string]*SubscriptionStatus), offersTried: make(map[offerKey]time.Time),
+		status: make(map[string]*peerproto.SubscriptionStatus), offersTried: make(map[offerKey]time.Time),
 		live: make(map[string]*progress),
 	}
 	a.store.held.scan(a.store.dir)
@@ -100,7 +101,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a.metrics = newMetrics(a)
 	a.origin.rejected = func() { a.metrics.chunkRejected(sourceOrigin) }
 	for _, s := range cfg.Subscriptions {
-		a.status[s.key()] = &SubscriptionStatus{Product: s.Product, Channel: s.Channel}
+		a.status[s.key()] = &peerproto.SubscriptionStatus{Product: s.Product, Channel: s.Channel}
 	}
 	log.Info("agent ready", slog.String("agent_id", id), slog.String("fleet_id", fleet.ID()),
 		slog.String("data_dir", cfg.DataDir), slog.String("origin", cfg.Origin),
@@ -147,17 +148,17 @@ func (a *Agent) once(ctx context.Context) (retrySoon bool, err error) {
 		out, err := a.runCycle(ctx, s)
 		if err != nil {
 			errs = append(errs, err)
-			retrySoon = retrySoon || out != Deferred
+			retrySoon = retrySoon || out != peerproto.Deferred
 		}
 	}
 	return retrySoon, errors.Join(errs...)
 }
 
-func (a *Agent) runCycle(ctx context.Context, s Subscription) (Outcome, error) {
+func (a *Agent) runCycle(ctx context.Context, s Subscription) (peerproto.Outcome, error) {
 	start := a.now()
 	out, err := a.cycle(ctx, s)
 	a.recordCycle(s, start, out, err)
-	if err != nil && out != Deferred { // a deferred cycle logged what it waits for
+	if err != nil && out != peerproto.Deferred { // a deferred cycle logged what it waits for
 		a.log.Error("update cycle failed", slog.String("product", s.Product), slog.String("channel", s.Channel),
 			slog.String("outcome", string(out)), slog.String("reason", err.Error()))
 	}

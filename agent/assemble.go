@@ -10,27 +10,10 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/internal/atomicfile"
 	"github.com/fleetcast/fleetcast/manifest"
 )
-
-// Transfer counts where the bytes of a release came from.
-type Transfer struct {
-	Origin       int64 `json:"origin_bytes"`  // chunk bytes fetched from the origin
-	OriginChunks int64 `json:"origin_chunks"` // chunks fetched from the origin
-	Peer         int64 `json:"peer_bytes"`    // chunk bytes fetched from peers
-	PeerChunks   int64 `json:"peer_chunks"`   // chunks fetched from peers
-	PeerFailures int64 `json:"peer_failures"` // chunk requests to peers that failed
-	// OriginReasons counts the chunks fetched from the origin by why they
-	// were not fetched from a peer (docs/SPEC.md §8).
-	OriginReasons map[string]int64 `json:"origin_reasons,omitempty"`
-	Resumed       int64            `json:"resumed_bytes"`      // verified by an earlier, interrupted attempt
-	ReusedLocal   int64            `json:"reused_local_bytes"` // copied from another release in the store (delta)
-	Duplicate     int64            `json:"duplicate_bytes"`    // repeats of a chunk earlier in the same artifact
-	Refetched     int64            `json:"refetched_chunks"`   // chunks fetched again after failing a re-check
-	ArtifactBytes int64            `json:"artifact_bytes"`     // size of the artifact
-	Seconds       float64          `json:"assemble_seconds"`   // wall time to assemble and check
-}
 
 // errWholeFile: the assembled file's SHA-256 is not the manifest's, although
 // each chunk matched when it was stored.
@@ -74,8 +57,8 @@ type assembly struct {
 // assemble makes releases/.../<seq>/artifact for m, which must already be
 // verified, and returns what it transferred, reporting each chunk to p as
 // it arrives. sw may be nil (no peers), p nil (not reported).
-func (s *store) assemble(ctx context.Context, m *manifest.Manifest, dir string, src chunkSource, conns int, sw *swarmConfig, p *progress, log *slog.Logger) (Transfer, error) {
-	tr := Transfer{ArtifactBytes: m.Artifact.Size}
+func (s *store) assemble(ctx context.Context, m *manifest.Manifest, dir string, src chunkSource, conns int, sw *swarmConfig, p *progress, log *slog.Logger) (peerproto.Transfer, error) {
+	tr := peerproto.Transfer{ArtifactBytes: m.Artifact.Size}
 	a, err := s.openAssembly(m, dir, src, conns, log)
 	if err != nil {
 		return tr, err

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/publisher"
 	"github.com/fleetcast/fleetcast/signing"
@@ -89,7 +90,7 @@ func newTestStore(t *testing.T) *store {
 	return &store{dir: filepath.Join(t.TempDir(), releasesDir)}
 }
 
-func assembleRelease(t *testing.T, s *store, m *manifest.Manifest, src chunkSource) (Transfer, error) {
+func assembleRelease(t *testing.T, s *store, m *manifest.Manifest, src chunkSource) (peerproto.Transfer, error) {
 	t.Helper()
 	dir := s.releaseDir(m.Product, m.Channel, m.Sequence)
 	if err := os.MkdirAll(dir, 0o755); err != nil {

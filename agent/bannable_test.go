@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fleetcast/fleetcast/agent/fleettls"
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
 )
@@ -152,10 +153,10 @@ func TestPeerBannedForAlteredManifest(t *testing.T) {
 	var manifestAsks atomic.Int64
 	peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
-		case peerStatePath:
-			json.NewEncoder(w).Encode(PeerState{Proto: PeerProto, AgentID: "00000000000000fe", FleetID: fleettls.OpenID, Version: 1,
-				Releases:      []ReleaseHave{{Product: "app", Channel: "stable", Sequence: 2, Chunks: 1, Have: "AQ==", Fetching: "AA=="}},
-				Subscriptions: []PeerSub{{Product: "app", Channel: "stable"}}})
+		case peerproto.StatePath:
+			json.NewEncoder(w).Encode(peerproto.State{Proto: peerproto.Proto, AgentID: "00000000000000fe", FleetID: fleettls.OpenID, Version: 1,
+				Releases:      []peerproto.ReleaseHave{{Product: "app", Channel: "stable", Sequence: 2, Chunks: 1, Have: "AQ==", Fetching: "AA=="}},
+				Subscriptions: []peerproto.Sub{{Product: "app", Channel: "stable"}}})
 		case "/v1/peer/manifest/app/stable/2":
 			manifestAsks.Add(1)
 			w.Write(forged)
@@ -185,7 +186,7 @@ func TestPeerBannedForAlteredManifest(t *testing.T) {
 	api := &liveAgent{a: a.Agent, base: "http://" + a.cfg.Listen}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		var st Status
+		var st peerproto.Status
 		if b := api.get(t, "/v1/status"); b != nil {
 			if err := json.Unmarshal(b, &st); err != nil {
 				t.Fatal(err)
@@ -212,7 +213,7 @@ func TestPeerBannedForAlteredManifest(t *testing.T) {
 }
 
 // peerIndex returns the index of addr in ps, or -1.
-func peerIndex(ps []PeerStatus, addr string) int {
+func peerIndex(ps []peerproto.PeerStatus, addr string) int {
 	for i, p := range ps {
 		if p.Addr == addr {
 			return i

@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/fleetcast/fleetcast/internal/boundedfile"
+	"github.com/fleetcast/fleetcast/internal/clip"
 
 	"github.com/fleetcast/fleetcast/manifest"
 )
@@ -166,7 +167,7 @@ func (c *Config) configCheck() error {
 		case nil:
 			key += ":"
 		case string:
-			key += " " + strconv.Quote(configClip(v)) + ":"
+			key += " " + strconv.Quote(clip.String(v, 64)) + ":"
 		default:
 			key += fmt.Sprintf(" %v:", v)
 		}
@@ -209,7 +210,7 @@ func (c *Config) configCheckPaths(add configAdd) {
 		if err != nil || !configText(c.Listen) {
 			add("listen", c.Listen, "want host:port or :port, or \"\" to disable the status and peer API")
 		} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-			add("listen", c.Listen, "port %q: want a number from 0 to 65535", configClip(port))
+			add("listen", c.Listen, "port %q: want a number from 0 to 65535", clip.String(port, 64))
 		}
 	}
 }
@@ -322,7 +323,7 @@ func (c *Config) Warnings() []string {
 	for _, p := range c.AllowedTargets {
 		if what := configSystemDir(p); what != "" {
 			out = append(out, fmt.Sprintf("allowed_targets %q lets any release signed by the root's keys replace %s; allow only the directories releases install into, such as /opt/myapp/",
-				configClip(p), what))
+				clip.String(p, 64), what))
 		}
 	}
 	return out
@@ -370,13 +371,6 @@ func configText(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl)
 }
 
-func configClip(s string) string {
-	if len(s) > 64 {
-		return strings.ToValidUTF8(s[:64], "") + "..."
-	}
-	return s
-}
-
 // Allow reports whether the local policy accepts a manifest's install
 // instructions. The installer must be in AllowedInstallers. A file or
 // archive target, or a command's target if it has one, must be absolute and
@@ -390,11 +384,11 @@ func configClip(s string) string {
 // not expect.
 func (c *Config) Allow(in manifest.Install) error {
 	if !slices.Contains(c.AllowedInstallers, in.Installer) {
-		return fmt.Errorf("installer %q is not in allowed_installers %q; not installed", configClip(in.Installer), c.AllowedInstallers)
+		return fmt.Errorf("installer %q is not in allowed_installers %q; not installed", clip.String(in.Installer, 64), c.AllowedInstallers)
 	}
 	if len(in.HealthCheck) > 0 && !slices.Contains(c.AllowedInstallers, "command") {
 		return fmt.Errorf("the release asks to run health check %q; this agent does not allow commands (add \"command\" to allowed_installers); not installed",
-			configClip(strings.Join(in.HealthCheck, " ")))
+			clip.String(strings.Join(in.HealthCheck, " "), 64))
 	}
 	if in.Installer == "command" && in.Target == "" {
 		return nil
@@ -404,7 +398,7 @@ func (c *Config) Allow(in manifest.Install) error {
 
 func (c *Config) configAllowTarget(target string) error {
 	if !filepath.IsAbs(target) {
-		return fmt.Errorf("target %q is not an absolute path; not installed", configClip(target))
+		return fmt.Errorf("target %q is not an absolute path; not installed", clip.String(target, 64))
 	}
 	hint := ""
 	if len(c.AllowedTargets) == 0 {
@@ -412,15 +406,15 @@ func (c *Config) configAllowTarget(target string) error {
 	}
 	target = filepath.Clean(target)
 	if !c.configUnderTargets(target, false) {
-		return fmt.Errorf("target %q is not under any allowed_targets prefix %q%s; not installed", configClip(target), c.AllowedTargets, hint)
+		return fmt.Errorf("target %q is not under any allowed_targets prefix %q%s; not installed", clip.String(target, 64), c.AllowedTargets, hint)
 	}
 	real, err := configResolve(target)
 	if err != nil {
-		return fmt.Errorf("target %q: resolving symbolic links: %w; not installed", configClip(target), err)
+		return fmt.Errorf("target %q: resolving symbolic links: %w; not installed", clip.String(target, 64), err)
 	}
 	if !c.configUnderTargets(real, true) {
 		return fmt.Errorf("target %q resolves through a symbolic link to %q, which is not under any allowed_targets prefix %q; not installed",
-			configClip(target), configClip(real), c.AllowedTargets)
+			clip.String(target, 64), clip.String(real, 64), c.AllowedTargets)
 	}
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/fleetcast/fleetcast/internal/clip"
 )
 
 // PeerConfig is the part of Config about the other agents on the LAN
@@ -54,7 +56,7 @@ func (c *Config) configCheckPeers(add configAdd) {
 			continue
 		}
 		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
-			add("peers", p, "port %q: want a number from 1 to 65535", configClip(port))
+			add("peers", p, "port %q: want a number from 1 to 65535", clip.String(port, 64))
 		}
 	}
 	if !configText(c.MDNSInterface) || len(c.MDNSInterface) > 64 {

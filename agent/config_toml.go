@@ -12,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/fleetcast/fleetcast/internal/clip"
 )
 
 // Decoding the TOML file: unknown keys, their lines, and the shape limits
@@ -159,7 +161,7 @@ const (
 func configUnknownError(data string, md *toml.MetaData, unknown []toml.Key) error {
 	var names []string
 	for i, k := range unknown[:min(len(unknown), configMaxUnknownNamed)] {
-		name := configClip(k.String())
+		name := clip.String(k.String(), 64)
 		if i < min(configMaxUnknownLines, configLineBudget/max(len(data), 1)) {
 			if line := configKeyLine(data, md, k); line > 0 {
 				name += " (line " + strconv.Itoa(line) + ")"

@@ -10,59 +10,48 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/installers"
+	"github.com/fleetcast/fleetcast/internal/clip"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
 )
 
-// Outcome is how one subscription's update cycle ended.
-type Outcome string
-
-const (
-	UpToDate     Outcome = "up-to-date"    // the latest release is installed
-	Updated      Outcome = "updated"       // a newer release was installed
-	KnownBad     Outcome = "known-bad"     // the latest release failed its health check, or was refused, before; waiting for a newer one
-	Failed       Outcome = "failed"        // the cycle failed; see the error; tried again next cycle
-	HealthFailed Outcome = "health-failed" // installed, failed its health check, rolled back; not tried again
-	Refused      Outcome = "refused"       // refused by its installer before anything was switched (unsafe archive); not tried again until a newer sequence
-	Deferred     Outcome = "deferred"      // waiting before retrying a release that did not fit on its target; see retry_after
-)
-
 // cycle brings one subscription up to date: fetch and verify the channel's
 // latest manifest, assemble its artifact, install it.
-func (a *Agent) cycle(ctx context.Context, sub Subscription) (Outcome, error) {
+func (a *Agent) cycle(ctx context.Context, sub Subscription) (peerproto.Outcome, error) {
 	log := a.log.With(slog.String("product", sub.Product), slog.String("channel", sub.Channel))
 	st, err := loadState(a.cfg.DataDir, sub.Product, sub.Channel)
 	if err != nil {
-		return Failed, err
+		return peerproto.Failed, err
 	}
 	env, fresh, err := a.latest(ctx, sub, &st, log)
 	if err != nil || env == nil {
 		if err != nil {
-			return Failed, err
+			return peerproto.Failed, err
 		}
-		return UpToDate, nil
+		return peerproto.UpToDate, nil
 	}
 	v, err := a.verify(ctx, sub, env, fresh, log)
 	if err != nil {
-		return Failed, err
+		return peerproto.Failed, err
 	}
 	switch {
 	case v.Sequence < st.Trusted:
-		return Failed, manifest.CheckSequence(v.Manifest, st.Trusted)
+		return peerproto.Failed, manifest.CheckSequence(v.Manifest, st.Trusted)
 	case v.Sequence == st.Installed:
 		a.upToDate(sub, &st, v, log)
-		return UpToDate, a.saveValidators(sub, &st, fresh)
+		return peerproto.UpToDate, a.saveValidators(sub, &st, fresh)
 	case v.Sequence == st.Failed:
 		log.Warn("latest release failed its health check, or was refused by its installer, before; not tried again: waiting for a newer one",
 			slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version), slog.String("reason", st.FailedReason))
-		return KnownBad, a.saveValidators(sub, &st, fresh)
+		return peerproto.KnownBad, a.saveValidators(sub, &st, fresh)
 	}
 	if err := a.cfg.Allow(v.Install); err != nil {
-		return Failed, fmt.Errorf("%s/%s sequence %d (version %s): %w", sub.Product, sub.Channel, v.Sequence, v.Version, err)
+		return peerproto.Failed, fmt.Errorf("%s/%s sequence %d (version %s): %w", sub.Product, sub.Channel, v.Sequence, v.Version, err)
 	}
 	if err := a.trust(sub, &st, v, env, log); err != nil {
-		return Failed, err
+		return peerproto.Failed, err
 	}
 	return a.update(ctx, sub, &st, v, fresh, log)
 }
@@ -159,7 +148,7 @@ func (a *Agent) latestFromOrigin(ctx context.Context, sub Subscription, st *subS
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s/%s: %w", sub.Product, sub.Channel, err)
 	}
-	log.Info("fetched manifest from origin", slog.Int("bytes", len(resp.body)), slog.String("etag", clipHeader(resp.etag)))
+	log.Info("fetched manifest from origin", slog.Int("bytes", len(resp.body)), slog.String("etag", clip.String(resp.etag, 64)))
 	return resp.body, a.validators(resp, log), nil
 }
 
@@ -286,7 +275,7 @@ func (a *Agent) trust(sub Subscription, st *subState, v *manifest.Verified, env 
 }
 
 // update assembles and installs a trusted release.
-func (a *Agent) update(ctx context.Context, sub Subscription, st *subState, v *manifest.Verified, fresh *freshManifest, log *slog.Logger) (Outcome, error) {
+func (a *Agent) update(ctx context.Context, sub Subscription, st *subState, v *manifest.Verified, fresh *freshManifest, log *slog.Logger) (peerproto.Outcome, error) {
 	log = log.With(slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version))
 	if st.waiting(v.Sequence, a.now()) {
 		return a.deferred(sub, st, v, fresh, log)
@@ -305,7 +294,7 @@ func (a *Agent) update(ctx context.Context, sub Subscription, st *subState, v *m
 		a.recordTransfer(sub, v.Sequence, tr)
 		if err != nil {
 			log.Error("assembly failed", slog.String("reason", err.Error()))
-			return Failed, fmt.Errorf("%s/%s sequence %d: %w", sub.Product, sub.Channel, v.Sequence, err)
+			return peerproto.Failed, fmt.Errorf("%s/%s sequence %d: %w", sub.Product, sub.Channel, v.Sequence, err)
 		}
 		a.metrics.fetchTime(sub, tr.Seconds)
 		log.Info("artifact verified", slog.Int64("origin_bytes", tr.Origin), slog.Int64("origin_chunks", tr.OriginChunks),
@@ -322,13 +311,13 @@ func (a *Agent) update(ctx context.Context, sub Subscription, st *subState, v *m
 		st.clearRetry()
 		a.rememberValidators(st, fresh)
 		if err := saveState(a.cfg.DataDir, sub.Product, sub.Channel, *st); err != nil {
-			return Failed, err
+			return peerproto.Failed, err
 		}
 		if err := a.store.remove(sub.Product, sub.Channel, v.Sequence); err != nil {
 			log.Warn("could not remove old releases from the store", slog.String("reason", err.Error()))
 		}
 		log.Info("release installed")
-		return Updated, nil
+		return peerproto.Updated, nil
 	}
 	return a.installFailed(sub, st, v, fresh, res, log)
 }
@@ -363,34 +352,34 @@ func classifyInstall(err error) installFailure {
 // installFailed records what an installer's error means for the release
 // and returns the cycle's outcome and error, which says whether and when
 // the release is tried again.
-func (a *Agent) installFailed(sub Subscription, st *subState, v *manifest.Verified, fresh *freshManifest, res error, log *slog.Logger) (Outcome, error) {
+func (a *Agent) installFailed(sub Subscription, st *subState, v *manifest.Verified, fresh *freshManifest, res error, log *slog.Logger) (peerproto.Outcome, error) {
 	release := fmt.Sprintf("%s/%s sequence %d", sub.Product, sub.Channel, v.Sequence)
 	switch classifyInstall(res) {
 	case failedHealth:
 		log.Error("release failed its health check; not tried again", slog.String("reason", res.Error()))
 		st.Failed, st.FailedReason = v.Sequence, res.Error()
-		return HealthFailed, a.saveFailure(sub, st, fresh, fmt.Errorf("%s: %w; it will not be tried again", release, res))
+		return peerproto.HealthFailed, a.saveFailure(sub, st, fresh, fmt.Errorf("%s: %w; it will not be tried again", release, res))
 	case failedRefused:
 		cause := unswitched(res)
 		log.Error("release refused by its installer, nothing was switched; not tried again until a newer sequence", slog.String("reason", cause.Error()))
 		st.Failed, st.FailedReason = v.Sequence, cause.Error()
-		return Refused, a.saveFailure(sub, st, fresh, fmt.Errorf("%s (version %s) refused by its installer, nothing was switched: %w; not tried again until a newer sequence",
+		return peerproto.Refused, a.saveFailure(sub, st, fresh, fmt.Errorf("%s (version %s) refused by its installer, nothing was switched: %w; not tried again until a newer sequence",
 			release, v.Version, cause))
 	case failedNoSpace:
 		cause := unswitched(res)
 		st.noSpace(v.Sequence, cause.Error(), a.now(), a.cfg.PollInterval)
 		log.Error("release does not fit on its target's file system; what was written is removed; backing off",
 			slog.Time("retry_after", st.RetryAfter), slog.Int("attempts", st.RetryCount), slog.String("reason", cause.Error()))
-		return Failed, a.saveFailure(sub, st, fresh, fmt.Errorf("%s: %w; attempt %d, not tried again before %s: free space on the target's file system, or wait for a newer release",
+		return peerproto.Failed, a.saveFailure(sub, st, fresh, fmt.Errorf("%s: %w; attempt %d, not tried again before %s: free space on the target's file system, or wait for a newer release",
 			release, cause, st.RetryCount, st.RetryAfter.Format(time.RFC3339)))
 	case failedUnsafeTarget:
 		cause := unswitched(res)
 		log.Error("install target is not as fleetcast made it: repair the path the reason names (or move it away); the same release is installed on the next cycle after that",
 			slog.String("target", v.Install.Target), slog.String("reason", cause.Error()))
-		return Failed, fmt.Errorf("%s: %w; nothing was switched; not a verdict on the release: it is tried again every cycle, and installs once that path is repaired", release, cause)
+		return peerproto.Failed, fmt.Errorf("%s: %w; nothing was switched; not a verdict on the release: it is tried again every cycle, and installs once that path is repaired", release, cause)
 	}
 	log.Error("install failed", slog.String("reason", res.Error()))
-	return Failed, fmt.Errorf("%s: %w", release, res)
+	return peerproto.Failed, fmt.Errorf("%s: %w", release, res)
 }
 
 // unswitched is the installer's reason for an install that switched
@@ -417,10 +406,10 @@ func (a *Agent) saveFailure(sub Subscription, st *subState, fresh *freshManifest
 
 // deferred is the cycle of a release that did not fit on its target's file
 // system, while it waits for its backoff: it installs nothing.
-func (a *Agent) deferred(sub Subscription, st *subState, v *manifest.Verified, fresh *freshManifest, log *slog.Logger) (Outcome, error) {
+func (a *Agent) deferred(sub Subscription, st *subState, v *manifest.Verified, fresh *freshManifest, log *slog.Logger) (peerproto.Outcome, error) {
 	log.Info("waiting before retrying a release that did not fit on its target's file system",
 		slog.Time("retry_after", st.RetryAfter), slog.Int("attempts", st.RetryCount), slog.String("reason", st.RetryReason))
-	return Deferred, a.saveFailure(sub, st, fresh, fmt.Errorf("%s/%s sequence %d (version %s): %w (attempts so far: %d; the last: %s); not tried again before %s: free space on it, or wait for a newer release",
+	return peerproto.Deferred, a.saveFailure(sub, st, fresh, fmt.Errorf("%s/%s sequence %d (version %s): %w (attempts so far: %d; the last: %s); not tried again before %s: free space on it, or wait for a newer release",
 		sub.Product, sub.Channel, v.Sequence, v.Version, installers.ErrNoSpace, st.RetryCount, st.RetryReason, st.RetryAfter.Format(time.RFC3339)))
 }
 

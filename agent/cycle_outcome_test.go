@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/installers"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
@@ -206,7 +207,7 @@ func TestRefusedIsNotHealthFailed(t *testing.T) {
 		name     string
 		data     func(t *testing.T) []byte
 		install  func(target string) manifest.Install
-		want     Outcome
+		want     peerproto.Outcome
 		wantIs   error
 		wantMsg  string
 		wantNot  string
@@ -217,14 +218,14 @@ func TestRefusedIsNotHealthFailed(t *testing.T) {
 				return tarGz(t, tarFile{"bin/app", []byte("app")}, tarFile{"../evil", []byte("evil")})
 			},
 			func(target string) manifest.Install { return manifest.Install{Installer: "archive", Target: target} },
-			Refused, installers.ErrUnsafeArchive, "refused by its installer, nothing was switched", "(not rolled back)",
+			peerproto.Refused, installers.ErrUnsafeArchive, "refused by its installer, nothing was switched", "(not rolled back)",
 			"not tried again until a newer sequence"},
 		{"health check failed",
 			func(t *testing.T) []byte { return []byte("app") },
 			func(target string) manifest.Install {
 				return manifest.Install{Installer: "file", Target: target, Mode: "0644", HealthCheck: []string{"/bin/sh", "-c", "exit 3"}}
 			},
-			HealthFailed, installers.ErrHealthCheck, "it will not be tried again", "refused", "not tried again"},
+			peerproto.HealthFailed, installers.ErrHealthCheck, "it will not be tried again", "refused", "not tried again"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := newETagOrigin(t)
@@ -255,14 +256,14 @@ func TestRefusedIsNotHealthFailed(t *testing.T) {
 			o.mu.Lock()
 			o.etag = `"other"` // a full response, not a 304: the manifest is judged again
 			o.mu.Unlock()
-			if st, err := a.once(t); st.LastOutcome != KnownBad || err != nil {
-				t.Errorf("second cycle: outcome %q, error %v; want %q", st.LastOutcome, err, KnownBad)
+			if st, err := a.once(t); st.LastOutcome != peerproto.KnownBad || err != nil {
+				t.Errorf("second cycle: outcome %q, error %v; want %q", st.LastOutcome, err, peerproto.KnownBad)
 			}
 			if len(withMessage(logs.take(), "not tried again: waiting for a newer one")) != 1 {
 				t.Errorf("second cycle: no log line saying the release is not tried again")
 			}
 			mf := gathered(t, a.Agent)
-			for _, out := range []Outcome{tc.want, KnownBad} {
+			for _, out := range []peerproto.Outcome{tc.want, peerproto.KnownBad} {
 				labels := map[string]string{"product": "app", "channel": "stable", "outcome": string(out)}
 				if got := metricValue(t, mf, "fleetcast_agent_updates_total", labels); got != 1 {
 					t.Errorf("updates_total%v = %v; want 1", labels, got)
@@ -303,8 +304,8 @@ func TestUnsafeTargetRetried(t *testing.T) {
 	stub := newStubInstaller(t, unsafe, unsafe)
 	for cycle := 1; cycle <= 2; cycle++ {
 		st, err := a.once(t)
-		if st.LastOutcome != Failed || !errors.Is(err, installers.ErrUnsafeTarget) {
-			t.Fatalf("cycle %d: outcome %q, error %v; want %q wrapping ErrUnsafeTarget", cycle, st.LastOutcome, err, Failed)
+		if st.LastOutcome != peerproto.Failed || !errors.Is(err, installers.ErrUnsafeTarget) {
+			t.Fatalf("cycle %d: outcome %q, error %v; want %q wrapping ErrUnsafeTarget", cycle, st.LastOutcome, err, peerproto.Failed)
 		}
 		msg := err.Error()
 		for _, want := range []string{target + " is a symlink to /etc", "not a verdict on the release", "tried again every cycle"} {
@@ -326,8 +327,8 @@ func TestUnsafeTargetRetried(t *testing.T) {
 			t.Errorf("cycle %d: installer called %d times; want %d", cycle, stub.called(), cycle)
 		}
 	}
-	if st, err := a.once(t); st.LastOutcome != Updated || err != nil {
-		t.Fatalf("cycle after the repair: outcome %q, error %v; want %q", st.LastOutcome, err, Updated)
+	if st, err := a.once(t); st.LastOutcome != peerproto.Updated || err != nil {
+		t.Fatalf("cycle after the repair: outcome %q, error %v; want %q", st.LastOutcome, err, peerproto.Updated)
 	}
 }
 
@@ -416,8 +417,8 @@ func TestNoSpaceDeferred(t *testing.T) {
 	poll := a.cfg.PollInterval
 
 	st, err := a.once(t)
-	if st.LastOutcome != Failed || !errors.Is(err, installers.ErrNoSpace) || !strings.Contains(err.Error(), "attempt 1, not tried again before") {
-		t.Fatalf("first cycle: outcome %q, error %v; want %q wrapping ErrNoSpace, saying when it is tried again", st.LastOutcome, err, Failed)
+	if st.LastOutcome != peerproto.Failed || !errors.Is(err, installers.ErrNoSpace) || !strings.Contains(err.Error(), "attempt 1, not tried again before") {
+		t.Fatalf("first cycle: outcome %q, error %v; want %q wrapping ErrNoSpace, saying when it is tried again", st.LastOutcome, err, peerproto.Failed)
 	}
 	s := a.state(t)
 	if s.RetrySequence != 1 || s.RetryCount != 1 || !s.RetryAfter.Equal(now.Add(poll)) || !strings.Contains(s.RetryReason, "1 MiB free") {
@@ -430,8 +431,8 @@ func TestNoSpaceDeferred(t *testing.T) {
 		a.set(at)
 		logs := a.capture()
 		st, err := a.once(t)
-		if st.LastOutcome != Deferred || !errors.Is(err, installers.ErrNoSpace) {
-			t.Fatalf("at +%v: outcome %q, error %v; want %q", at.Sub(now), st.LastOutcome, err, Deferred)
+		if st.LastOutcome != peerproto.Deferred || !errors.Is(err, installers.ErrNoSpace) {
+			t.Fatalf("at +%v: outcome %q, error %v; want %q", at.Sub(now), st.LastOutcome, err, peerproto.Deferred)
 		}
 		for _, want := range []string{"not tried again before " + s.RetryAfter.Format(time.RFC3339), "attempts so far: 1", "1 MiB free"} {
 			if !strings.Contains(st.LastError, want) {
@@ -449,15 +450,15 @@ func TestNoSpaceDeferred(t *testing.T) {
 
 	// Past retry_after: tried again, fails again, waits twice as long.
 	a.set(now.Add(poll))
-	if st, err := a.once(t); st.LastOutcome != Failed || !errors.Is(err, installers.ErrNoSpace) || stub.called() != 2 {
-		t.Fatalf("at retry_after: outcome %q, error %v, %d installs; want %q after a second install", st.LastOutcome, err, stub.called(), Failed)
+	if st, err := a.once(t); st.LastOutcome != peerproto.Failed || !errors.Is(err, installers.ErrNoSpace) || stub.called() != 2 {
+		t.Fatalf("at retry_after: outcome %q, error %v, %d installs; want %q after a second install", st.LastOutcome, err, stub.called(), peerproto.Failed)
 	}
 	if s := a.state(t); s.RetryCount != 2 || !s.RetryAfter.Equal(now.Add(3*poll)) {
 		t.Fatalf("state %+v; want 2 attempts, retry_after now+%v", s, 3*poll)
 	}
 	a.set(now.Add(3 * poll))
-	if st, err := a.once(t); st.LastOutcome != Updated || err != nil {
-		t.Fatalf("third attempt: outcome %q, error %v; want %q", st.LastOutcome, err, Updated)
+	if st, err := a.once(t); st.LastOutcome != peerproto.Updated || err != nil {
+		t.Fatalf("third attempt: outcome %q, error %v; want %q", st.LastOutcome, err, peerproto.Updated)
 	}
 	if s := a.state(t); s.RetrySequence != 0 || s.RetryCount != 0 || !s.RetryAfter.IsZero() || s.RetryReason != "" || s.Installed != 1 {
 		t.Errorf("state %+v; want sequence 1 installed, no backoff", s)
@@ -476,12 +477,12 @@ func TestNoSpaceNewerSequence(t *testing.T) {
 	o.publishData(t, key, root, bytes.Repeat([]byte("big"), 1000), "1.0", now, in)
 	stub := newStubInstaller(t, &installers.Error{Step: "install", Err: installers.ErrNoSpace})
 	a := newClockAgent(t, o, root, dir, now, nil)
-	if st, err := a.once(t); st.LastOutcome != Failed || !errors.Is(err, installers.ErrNoSpace) {
+	if st, err := a.once(t); st.LastOutcome != peerproto.Failed || !errors.Is(err, installers.ErrNoSpace) {
 		t.Fatalf("first cycle: outcome %q, error %v", st.LastOutcome, err)
 	}
 	o.publishData(t, key, root, []byte("small"), "1.1", now, in)
-	if st, err := a.once(t); st.LastOutcome != Updated || err != nil || stub.called() != 2 {
-		t.Fatalf("cycle with sequence 2: outcome %q, error %v, %d installs; want %q", st.LastOutcome, err, stub.called(), Updated)
+	if st, err := a.once(t); st.LastOutcome != peerproto.Updated || err != nil || stub.called() != 2 {
+		t.Fatalf("cycle with sequence 2: outcome %q, error %v, %d installs; want %q", st.LastOutcome, err, stub.called(), peerproto.Updated)
 	}
 	if s := a.state(t); s.Installed != 2 || s.RetrySequence != 0 || s.RetryCount != 0 || !s.RetryAfter.IsZero() {
 		t.Errorf("state %+v; want sequence 2 installed, no backoff", s)
@@ -529,13 +530,13 @@ func TestInstalledSequenceOtherRelease(t *testing.T) {
 			dir := t.TempDir()
 			o.publishData(t, key, root, []byte("app"), "1.0", now, manifest.Install{Installer: "file", Target: filepath.Join(dir, "app"), Mode: "0644"})
 			a := newClockAgent(t, o, root, dir, now, nil)
-			if st, err := a.once(t); st.LastOutcome != Updated || err != nil {
+			if st, err := a.once(t); st.LastOutcome != peerproto.Updated || err != nil {
 				t.Fatalf("first cycle: %q, %v", st.LastOutcome, err)
 			}
 			resign(t, filepath.Join(o.dir, filepath.FromSlash(manifest.LatestPath("app", "stable"))), key, tc.change)
 			logs := a.capture()
-			if st, err := a.once(t); st.LastOutcome != UpToDate || err != nil {
-				t.Fatalf("cycle with the other manifest: %q, %v; want %q", st.LastOutcome, err, UpToDate)
+			if st, err := a.once(t); st.LastOutcome != peerproto.UpToDate || err != nil {
+				t.Fatalf("cycle with the other manifest: %q, %v; want %q", st.LastOutcome, err, peerproto.UpToDate)
 			}
 			recs := logs.take()
 			warned := withMessage(recs, "a sequence is installed once: ignored")
@@ -599,19 +600,19 @@ func TestNoSpaceOnFullTarget(t *testing.T) {
 	o.publishData(t, key, root, data, "1.0", now, manifest.Install{Installer: "archive", Target: target})
 	a := newClockAgent(t, o, root, dir, now, nil)
 	st, err := a.once(t)
-	if st.LastOutcome != Failed || !errors.Is(err, installers.ErrNoSpace) {
-		t.Fatalf("first cycle: outcome %q, error %v; want %q wrapping ErrNoSpace", st.LastOutcome, err, Failed)
+	if st.LastOutcome != peerproto.Failed || !errors.Is(err, installers.ErrNoSpace) {
+		t.Fatalf("first cycle: outcome %q, error %v; want %q wrapping ErrNoSpace", st.LastOutcome, err, peerproto.Failed)
 	}
 	if s := a.state(t); s.RetrySequence != 1 || s.RetryCount != 1 || !s.RetryAfter.Equal(now.Add(a.cfg.PollInterval)) {
 		t.Fatalf("state %+v; want sequence 1 backed off until now+%v", s, a.cfg.PollInterval)
 	}
-	if st, err := a.once(t); st.LastOutcome != Deferred || !errors.Is(err, installers.ErrNoSpace) {
-		t.Fatalf("second cycle: outcome %q, error %v; want %q", st.LastOutcome, err, Deferred)
+	if st, err := a.once(t); st.LastOutcome != peerproto.Deferred || !errors.Is(err, installers.ErrNoSpace) {
+		t.Fatalf("second cycle: outcome %q, error %v; want %q", st.LastOutcome, err, peerproto.Deferred)
 	}
 	mount(t, "-o", "remount,size=16m", dir)
 	a.set(now.Add(a.cfg.PollInterval))
-	if st, err := a.once(t); st.LastOutcome != Updated || err != nil {
-		t.Fatalf("after enlarging the file system: outcome %q, error %v; want %q", st.LastOutcome, err, Updated)
+	if st, err := a.once(t); st.LastOutcome != peerproto.Updated || err != nil {
+		t.Fatalf("after enlarging the file system: outcome %q, error %v; want %q", st.LastOutcome, err, peerproto.Updated)
 	}
 }
 
@@ -676,8 +677,8 @@ func TestUnsafeTargetArchive(t *testing.T) {
 	a := newClockAgent(t, o, root, dir, now, nil)
 	for cycle := 1; cycle <= 2; cycle++ {
 		st, err := a.once(t)
-		if st.LastOutcome != Failed || !errors.Is(err, installers.ErrUnsafeTarget) || !strings.Contains(err.Error(), "tried again every cycle") {
-			t.Fatalf("cycle %d: outcome %q, error %v; want %q wrapping ErrUnsafeTarget", cycle, st.LastOutcome, err, Failed)
+		if st.LastOutcome != peerproto.Failed || !errors.Is(err, installers.ErrUnsafeTarget) || !strings.Contains(err.Error(), "tried again every cycle") {
+			t.Fatalf("cycle %d: outcome %q, error %v; want %q wrapping ErrUnsafeTarget", cycle, st.LastOutcome, err, peerproto.Failed)
 		}
 		if s := a.state(t); s.Failed != 0 || s.RetrySequence != 0 {
 			t.Errorf("cycle %d: state %+v; want the release neither failed nor backed off", cycle, s)
@@ -689,7 +690,7 @@ func TestUnsafeTargetArchive(t *testing.T) {
 	if err := os.Remove(releases); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := a.once(t); st.LastOutcome != Updated || err != nil {
-		t.Fatalf("cycle after the repair: outcome %q, error %v; want %q", st.LastOutcome, err, Updated)
+	if st, err := a.once(t); st.LastOutcome != peerproto.Updated || err != nil {
+		t.Fatalf("cycle after the repair: outcome %q, error %v; want %q", st.LastOutcome, err, peerproto.Updated)
 	}
 }

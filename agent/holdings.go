@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
@@ -253,18 +254,18 @@ func (h *holdings) wait(ctx context.Context, after uint64) uint64 {
 
 // snapshot returns the version and the state of every release held, in a
 // stable order, as the peer API sends it.
-func (h *holdings) snapshot() (uint64, []ReleaseHave) {
+func (h *holdings) snapshot() (uint64, []peerproto.ReleaseHave) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := make([]ReleaseHave, 0, len(h.rels))
+	out := make([]peerproto.ReleaseHave, 0, len(h.rels))
 	for _, r := range h.rels {
 		if len(r.have) == 0 {
 			continue // an empty artifact: nothing to share
 		}
-		out = append(out, ReleaseHave{Product: r.key.product, Channel: r.key.channel, Sequence: r.key.seq,
-			Chunks: len(r.have), Have: encodeBitmap(r.have), Fetching: encodeBitmap(r.fetching)})
+		out = append(out, peerproto.ReleaseHave{Product: r.key.product, Channel: r.key.channel, Sequence: r.key.seq,
+			Chunks: len(r.have), Have: peerproto.EncodeBitmap(r.have), Fetching: peerproto.EncodeBitmap(r.fetching)})
 	}
-	slices.SortFunc(out, func(a, b ReleaseHave) int {
+	slices.SortFunc(out, func(a, b peerproto.ReleaseHave) int {
 		return cmp.Or(strings.Compare(a.Product, b.Product), strings.Compare(a.Channel, b.Channel), cmp.Compare(a.Sequence, b.Sequence))
 	})
 	return h.version, out

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
@@ -64,7 +65,7 @@ func checkHoldings(t *testing.T, h *holdings) {
 			t.Errorf("snapshot lists %s/%s/%d, not held", s.Product, s.Channel, s.Sequence)
 			continue
 		}
-		if s.Chunks != len(r.have) || s.Have != encodeBitmap(r.have) || s.Fetching != encodeBitmap(r.fetching) {
+		if s.Chunks != len(r.have) || s.Have != peerproto.EncodeBitmap(r.have) || s.Fetching != peerproto.EncodeBitmap(r.fetching) {
 			t.Errorf("snapshot of %s: %+v, holdings have %v fetching %v", r.key, s, r.have, r.fetching)
 		}
 	}
@@ -127,7 +128,7 @@ func TestHoldingsIndex(t *testing.T) {
 	}
 
 	step("fetching r1 1", func() { h.fetching(k1, 1, true) })
-	if _, snap := h.snapshot(); snap[0].Fetching != encodeBitmap(bitsOf(4, 1)) {
+	if _, snap := h.snapshot(); snap[0].Fetching != peerproto.EncodeBitmap([]bool{false, true, false, false}) {
 		t.Errorf("snapshot fetching %s, want chunk 1", snap[0].Fetching)
 	}
 	step("fetching r1 1 done", func() { h.fetching(k1, 1, false) })
@@ -308,14 +309,14 @@ func TestHoldingsScan(t *testing.T) {
 	for i := range all {
 		all[i] = true
 	}
-	if snap[0].Sequence != 1 || snap[0].Have != encodeBitmap(all) || !h.rels[relKey{"app", "stable", 1}].complete {
+	if snap[0].Sequence != 1 || snap[0].Have != peerproto.EncodeBitmap(all) || !h.rels[relKey{"app", "stable", 1}].complete {
 		t.Errorf("release 1: %+v, want complete", snap[0])
 	}
 	half := make([]bool, len(m2.Chunks))
 	for _, i := range even {
 		half[i] = true
 	}
-	if snap[1].Sequence != 2 || snap[1].Have != encodeBitmap(half) || h.rels[relKey{"app", "stable", 2}].complete {
+	if snap[1].Sequence != 2 || snap[1].Have != peerproto.EncodeBitmap(half) || h.rels[relKey{"app", "stable", 2}].complete {
 		t.Errorf("release 2: %+v, want chunks %v of %d", snap[1], even, len(m2.Chunks))
 	}
 	// Every chunk held is found where its bytes are.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/internal/treetest"
 	"github.com/fleetcast/fleetcast/manifest"
 )
@@ -99,7 +100,7 @@ func TestInstallTargetSwappedDuringDownload(t *testing.T) {
 				t.Fatal(err)
 			}
 			close(o.open)
-			st := l.waitStatus(t, "failed install", func(st SubscriptionStatus) bool { return st.LastOutcome != "" })
+			st := l.waitStatus(t, "failed install", func(st peerproto.SubscriptionStatus) bool { return st.LastOutcome != "" })
 			if st.InstalledSequence != 0 || !strings.Contains(st.LastError, "unsafe target") {
 				t.Errorf("status after the swap: outcome %q, installed %d, error %q; want a refusal as an unsafe target",
 					st.LastOutcome, st.InstalledSequence, st.LastError)

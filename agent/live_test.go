@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/publisher"
 	"github.com/fleetcast/fleetcast/signing"
@@ -228,13 +229,13 @@ func (l *liveAgent) get(t *testing.T, path string) []byte {
 
 // status returns the subscription's status from GET /v1/status, or false
 // while the API is not up yet.
-func (l *liveAgent) status(t *testing.T) (SubscriptionStatus, bool) {
+func (l *liveAgent) status(t *testing.T) (peerproto.SubscriptionStatus, bool) {
 	t.Helper()
 	b := l.get(t, "/v1/status")
 	if b == nil {
-		return SubscriptionStatus{}, false
+		return peerproto.SubscriptionStatus{}, false
 	}
-	var st Status
+	var st peerproto.Status
 	if err := json.Unmarshal(b, &st); err != nil || len(st.Subscriptions) != 1 {
 		t.Fatalf("GET /v1/status: %v, %d subscriptions:\n%s", err, len(st.Subscriptions), b)
 	}
@@ -242,7 +243,7 @@ func (l *liveAgent) status(t *testing.T) (SubscriptionStatus, bool) {
 }
 
 // waitStatus polls GET /v1/status until ok holds, for at most 20 s.
-func (l *liveAgent) waitStatus(t *testing.T, what string, ok func(SubscriptionStatus) bool) SubscriptionStatus {
+func (l *liveAgent) waitStatus(t *testing.T, what string, ok func(peerproto.SubscriptionStatus) bool) peerproto.SubscriptionStatus {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -258,4 +259,4 @@ func (l *liveAgent) waitStatus(t *testing.T, what string, ok func(SubscriptionSt
 }
 
 // cycleDone: the agent's first cycle is over.
-func cycleDone(st SubscriptionStatus) bool { return st.LastOutcome != "" }
+func cycleDone(st peerproto.SubscriptionStatus) bool { return st.LastOutcome != "" }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/fleetcast/fleetcast/agent/fleettls"
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
@@ -224,14 +225,14 @@ func TestPeerRefusedAtHandshake(t *testing.T) {
 		}
 	})
 	// The status API speaks TLS with the fleet's certificate; curl -k would too.
-	status := func() (Status, bool) {
+	status := func() (peerproto.Status, bool) {
 		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 		resp, err := c.Get("https://" + cfg.Listen + "/v1/status")
 		if err != nil {
-			return Status{}, false
+			return peerproto.Status{}, false
 		}
 		defer resp.Body.Close()
-		var st Status
+		var st peerproto.Status
 		return st, json.NewDecoder(resp.Body).Decode(&st) == nil
 	}
 	deadline := time.Now().Add(20 * time.Second)

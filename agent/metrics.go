@@ -7,6 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 )
 
 // metricsPrefix starts the name of every metric of the agent's own
@@ -18,7 +20,7 @@ const metricsPrefix = "fleetcast_agent_"
 var (
 	chunkSources  = []string{sourceOrigin, sourcePeer, sourceReused}
 	originReasons = []string{reasonNoPeers, reasonAssigned, reasonPeerStalled, reasonPeersFailed, reasonNoHolder, reasonWaited}
-	outcomes      = []Outcome{UpToDate, Updated, KnownBad, Failed, HealthFailed, Refused, Deferred}
+	outcomes      = []peerproto.Outcome{peerproto.UpToDate, peerproto.Updated, peerproto.KnownBad, peerproto.Failed, peerproto.HealthFailed, peerproto.Refused, peerproto.Deferred}
 )
 
 // metrics is one agent's Prometheus registry and the instruments the
@@ -113,7 +115,7 @@ func (m *metrics) originChunk(reason string) {
 	}
 }
 
-func (m *metrics) cycle(s Subscription, out Outcome) {
+func (m *metrics) cycle(s Subscription, out peerproto.Outcome) {
 	if m != nil {
 		m.updates.WithLabelValues(s.Product, s.Channel, string(out)).Inc()
 	}
@@ -199,7 +201,7 @@ func (c *agentCollector) collectSubscription(ch chan<- prometheus.Metric, s Subs
 
 // collectPeers counts the peers as GET /v1/status lists them.
 func (c *agentCollector) collectPeers(ch chan<- prometheus.Metric) {
-	var peers []PeerStatus
+	var peers []peerproto.PeerStatus
 	if c.a.pm != nil {
 		peers = c.a.pm.status()
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/fleetcast/fleetcast/agent/fleettls"
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
@@ -28,12 +29,12 @@ func TestMetricsAfterUpdate(t *testing.T) {
 	for _, tc := range []struct {
 		name         string
 		corrupt      int // responses of the last chunk to corrupt
-		wantOutcome  Outcome
+		wantOutcome  peerproto.Outcome
 		wantRejected float64
 	}{
-		{"clean", 0, Updated, 0},
-		{"corrupt once", 1, Updated, 1},
-		{"corrupt always", retries + 1, Failed, retries + 1},
+		{"clean", 0, peerproto.Updated, 0},
+		{"corrupt once", 1, peerproto.Updated, 1},
+		{"corrupt always", retries + 1, peerproto.Failed, retries + 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := newLiveOrigin(t)
@@ -50,7 +51,7 @@ func TestMetricsAfterUpdate(t *testing.T) {
 			mf := l.metrics(t)
 			installed, verified, fetched := float64(rel.m.Sequence), float64(len(rel.m.Chunks)), float64(rel.m.Artifact.Size)
 			installs := 1.0
-			if tc.wantOutcome != Updated {
+			if tc.wantOutcome != peerproto.Updated {
 				installed, verified, fetched, installs = 0, verified-1, fetched-float64(last.Size), 0
 			}
 			sub := map[string]string{"product": "app", "channel": "stable"}
@@ -68,7 +69,7 @@ func TestMetricsAfterUpdate(t *testing.T) {
 				{"fleetcast_agent_origin_chunks_total", map[string]string{"reason": reasonNoPeers}, verified},
 				{"fleetcast_agent_origin_chunks_total", map[string]string{"reason": reasonAssigned}, 0},
 				{"fleetcast_agent_updates_total", map[string]string{"product": "app", "channel": "stable", "outcome": string(tc.wantOutcome)}, 1},
-				{"fleetcast_agent_updates_total", map[string]string{"product": "app", "channel": "stable", "outcome": string(UpToDate)}, 0},
+				{"fleetcast_agent_updates_total", map[string]string{"product": "app", "channel": "stable", "outcome": string(peerproto.UpToDate)}, 0},
 				{"fleetcast_agent_installed_sequence", sub, installed},
 				{"fleetcast_agent_trusted_sequence", sub, float64(rel.m.Sequence)},
 				{"fleetcast_agent_update_in_progress", sub, 0},

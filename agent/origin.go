@@ -15,9 +15,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
+	"github.com/fleetcast/fleetcast/internal/clip"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
-	"golang.org/x/time/rate"
 )
 
 // Errors of a fetch. Each is wrapped with the URL and what was expected.
@@ -207,16 +209,9 @@ func rangeStart(resp *http.Response, have, size int64) (int64, error) {
 	}
 	want := fmt.Sprintf("bytes %d-%d/%d", have, size-1, size)
 	if cr := resp.Header.Get("Content-Range"); cr != want {
-		return 0, fmt.Errorf("%w: Content-Range %q, want %q", errBadRange, clipHeader(cr), want)
+		return 0, fmt.Errorf("%w: Content-Range %q, want %q", errBadRange, clip.String(cr, 64), want)
 	}
 	return have, nil
-}
-
-func clipHeader(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
 }
 
 func (o *originClient) request(ctx context.Context, rel string) (*http.Request, error) {

@@ -17,10 +17,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/fleetcast/fleetcast/agent/fleettls"
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
-	"golang.org/x/time/rate"
 )
 
 // peerServer answers other agents (docs/SPEC.md §8) from the store's
@@ -53,17 +55,17 @@ func rateLimiter(r int64) *rate.Limiter { return rate.NewLimiter(rate.Limit(r), 
 func rateBurst(r int64) int { return int(max(64<<10, r/10)) }
 
 func (s *peerServer) register(mux *http.ServeMux) {
-	mux.HandleFunc("GET "+peerStatePath, s.guard(s.state))
-	mux.HandleFunc("GET "+peerManifestPath+"{product}/{channel}/{sequence}", s.guard(s.manifest))
-	mux.HandleFunc("GET "+peerChunkPath+"{digest}", s.guard(s.chunk))
+	mux.HandleFunc("GET "+peerproto.StatePath, s.guard(s.state))
+	mux.HandleFunc("GET "+peerproto.ManifestPath+"{product}/{channel}/{sequence}", s.guard(s.manifest))
+	mux.HandleFunc("GET "+peerproto.ChunkPath+"{digest}", s.guard(s.chunk))
 }
 
 // guard refuses callers outside the fleet and sets the protocol headers.
 func (s *peerServer) guard(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set(PeerProtoHeader, PeerProto)
-		w.Header().Set(peerAgentHeader, s.a.id)
-		w.Header().Set(peerFleetHeader, s.a.fleet.ID())
+		w.Header().Set(peerproto.ProtoHeader, peerproto.Proto)
+		w.Header().Set(peerproto.AgentHeader, s.a.id)
+		w.Header().Set(peerproto.FleetHeader, s.a.fleet.ID())
 		if !s.a.fleet.PeerAuthenticated(r) {
 			http.Error(w, "not a member of this fleet", http.StatusForbidden)
 			return
@@ -83,7 +85,7 @@ func (s *peerServer) state(w http.ResponseWriter, r *http.Request) {
 		}
 		select {
 		case s.polls <- struct{}{}:
-			ctx, cancel := context.WithTimeout(r.Context(), peerLongPoll*time.Second)
+			ctx, cancel := context.WithTimeout(r.Context(), peerproto.LongPoll*time.Second)
 			s.a.store.held.wait(ctx, v)
 			cancel()
 			<-s.polls
@@ -91,13 +93,13 @@ func (s *peerServer) state(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	v, rels := s.a.store.held.snapshot()
-	st := PeerState{Proto: PeerProto, AgentID: s.a.id, FleetID: s.a.fleet.ID(), Version: v, Releases: rels,
-		Subscriptions: make([]PeerSub, 0, len(s.a.cfg.Subscriptions))}
+	st := peerproto.State{Proto: peerproto.Proto, AgentID: s.a.id, FleetID: s.a.fleet.ID(), Version: v, Releases: rels,
+		Subscriptions: make([]peerproto.Sub, 0, len(s.a.cfg.Subscriptions))}
 	for _, sub := range s.a.cfg.Subscriptions {
-		st.Subscriptions = append(st.Subscriptions, PeerSub{sub.Product, sub.Channel})
+		st.Subscriptions = append(st.Subscriptions, peerproto.Sub{Product: sub.Product, Channel: sub.Channel})
 	}
-	if len(st.Releases) > maxPeerReleases {
-		st.Releases = st.Releases[len(st.Releases)-maxPeerReleases:]
+	if len(st.Releases) > peerproto.MaxReleases {
+		st.Releases = st.Releases[len(st.Releases)-peerproto.MaxReleases:]
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(st)

@@ -17,9 +17,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetcast/fleetcast/agent/fleettls"
-	"github.com/fleetcast/fleetcast/manifest"
 	"golang.org/x/time/rate"
+
+	"github.com/fleetcast/fleetcast/agent/fleettls"
+	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/internal/clip"
+	"github.com/fleetcast/fleetcast/manifest"
 )
 
 // peerFixture is a peer server over a store that holds release 1 of "app"
@@ -86,7 +89,7 @@ func newPeerFixture(t *testing.T, fleet *fleettls.Fleet, maxUploads int, uploadR
 // testClient is a client over tr whose timeout bounds a failing test.
 func testClient(t *testing.T, tr *http.Transport) *http.Client {
 	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: 2 * peerLongPoll * time.Second}
+	return &http.Client{Transport: tr, Timeout: 2 * peerproto.LongPoll * time.Second}
 }
 
 // get fetches path and returns the response with its body read.
@@ -116,16 +119,16 @@ func chunkOf(m *manifest.Manifest, data []byte, i int) []byte {
 func wantStatus(t *testing.T, resp *http.Response, body []byte, want int) {
 	t.Helper()
 	if resp.StatusCode != want {
-		t.Fatalf("GET %s: %s (%q), want %d", resp.Request.URL.Path, resp.Status, clip(string(body)), want)
+		t.Fatalf("GET %s: %s (%q), want %d", resp.Request.URL.Path, resp.Status, clip.String(string(body), 200), want)
 	}
 }
 
 // parseStateResponse GETs a state at path and parses it.
-func parseStateResponse(t *testing.T, path string, f *peerFixture, c *http.Client) *PeerState {
+func parseStateResponse(t *testing.T, path string, f *peerFixture, c *http.Client) *peerproto.State {
 	t.Helper()
 	resp, body := f.get(t, c, path)
 	wantStatus(t, resp, body, http.StatusOK)
-	st, _, err := ParsePeerState(body)
+	st, _, err := peerproto.ParseState(body)
 	if err != nil {
 		t.Fatalf("state response: %v\n%s", err, body)
 	}
@@ -134,14 +137,14 @@ func parseStateResponse(t *testing.T, path string, f *peerFixture, c *http.Clien
 
 func TestPeerServerState(t *testing.T) {
 	f := newPeerFixture(t, fleettls.Open(), 4, 0)
-	resp, body := f.get(t, f.client, peerStatePath)
+	resp, body := f.get(t, f.client, peerproto.StatePath)
 	wantStatus(t, resp, body, http.StatusOK)
-	st, _, err := ParsePeerState(body)
+	st, _, err := peerproto.ParseState(body)
 	if err != nil {
 		t.Fatalf("state: %v\n%s", err, body)
 	}
-	for h, want := range map[string]string{PeerProtoHeader: PeerProto, peerAgentHeader: testPeerID,
-		peerFleetHeader: fleettls.OpenID, "Content-Type": "application/json"} {
+	for h, want := range map[string]string{peerproto.ProtoHeader: peerproto.Proto, peerproto.AgentHeader: testPeerID,
+		peerproto.FleetHeader: fleettls.OpenID, "Content-Type": "application/json"} {
 		if got := resp.Header.Get(h); got != want {
 			t.Errorf("header %s: %q, want %q", h, got, want)
 		}
@@ -166,17 +169,17 @@ func TestPeerServerState(t *testing.T) {
 	for i := range even {
 		even[i] = i%2 == 0
 	}
-	if st.Releases[0].Have != encodeBitmap(all) || st.Releases[1].Have != encodeBitmap(even) {
+	if st.Releases[0].Have != peerproto.EncodeBitmap(all) || st.Releases[1].Have != peerproto.EncodeBitmap(even) {
 		t.Errorf("state bitmaps %+v, want release 1 whole and release 2's even chunks", st.Releases)
 	}
 }
 
 func TestPeerServerStateLongPoll(t *testing.T) {
 	f := newPeerFixture(t, fleettls.Open(), 4, 0)
-	v := parseStateResponse(t, peerStatePath, f, f.client).Version
+	v := parseStateResponse(t, peerproto.StatePath, f, f.client).Version
 
 	// A version behind the current one answers at once.
-	if st := parseStateResponse(t, peerStatePath+"?after="+strconv.FormatUint(v-1, 10), f, f.client); st.Version != v {
+	if st := parseStateResponse(t, peerproto.StatePath+"?after="+strconv.FormatUint(v-1, 10), f, f.client); st.Version != v {
 		t.Errorf("after=%d: version %d, want %d", v-1, st.Version, v)
 	}
 
@@ -187,7 +190,7 @@ func TestPeerServerStateLongPoll(t *testing.T) {
 	}
 	ch := make(chan result, 1)
 	go func() {
-		resp, err := f.client.Get(f.ts.URL + peerStatePath + "?after=" + strconv.FormatUint(v, 10))
+		resp, err := f.client.Get(f.ts.URL + peerproto.StatePath + "?after=" + strconv.FormatUint(v, 10))
 		if err != nil {
 			ch <- result{err: err}
 			return
@@ -205,22 +208,22 @@ func TestPeerServerStateLongPoll(t *testing.T) {
 	var r result
 	select {
 	case r = <-ch:
-	case <-time.After(peerLongPoll * time.Second / 2):
+	case <-time.After(peerproto.LongPoll * time.Second / 2):
 		t.Fatal("long poll did not answer after the holdings changed")
 	}
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	st, maps, err := ParsePeerState(r.body)
+	st, maps, err := peerproto.ParseState(r.body)
 	if err != nil {
 		t.Fatalf("%v: %s", err, r.body)
 	}
-	if st.Version <= v || !bitSet(maps[1].Have, 1) {
-		t.Errorf("long poll: version %d (was %d), release 2 chunk 1 held: %v; want the new state", st.Version, v, bitSet(maps[1].Have, 1))
+	if st.Version <= v || !peerproto.BitSet(maps[1].Have, 1) {
+		t.Errorf("long poll: version %d (was %d), release 2 chunk 1 held: %v; want the new state", st.Version, v, peerproto.BitSet(maps[1].Have, 1))
 	}
 
 	for _, bad := range []string{"x", "-1", "1.5", "18446744073709551616"} {
-		resp, body := f.get(t, f.client, peerStatePath+"?after="+bad)
+		resp, body := f.get(t, f.client, peerproto.StatePath+"?after="+bad)
 		wantStatus(t, resp, body, http.StatusBadRequest)
 	}
 }
@@ -228,12 +231,12 @@ func TestPeerServerStateLongPoll(t *testing.T) {
 func TestPeerServerStateManyReleases(t *testing.T) {
 	f := newPeerFixture(t, fleettls.Open(), 4, 0)
 	one := manifest.Chunk{SHA256: manifest.Sum([]byte("x")), Size: 1}
-	for i := range maxPeerReleases + 6 {
+	for i := range peerproto.MaxReleases + 6 {
 		f.a.store.held.add(relKey{"zz", "stable", uint64(i + 1)}, t.TempDir(), handManifest("zz", uint64(i+1), one), nil, true)
 	}
-	st := parseStateResponse(t, peerStatePath, f, f.client)
-	if len(st.Releases) != maxPeerReleases || st.Releases[len(st.Releases)-1].Sequence != maxPeerReleases+6 {
-		t.Errorf("state lists %d releases, want the last %d", len(st.Releases), maxPeerReleases)
+	st := parseStateResponse(t, peerproto.StatePath, f, f.client)
+	if len(st.Releases) != peerproto.MaxReleases || st.Releases[len(st.Releases)-1].Sequence != peerproto.MaxReleases+6 {
+		t.Errorf("state lists %d releases, want the last %d", len(st.Releases), peerproto.MaxReleases)
 	}
 }
 
@@ -244,7 +247,7 @@ func TestPeerServerManifest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, body := f.get(t, f.client, peerManifestPath+"app/stable/"+seq)
+		resp, body := f.get(t, f.client, peerproto.ManifestPath+"app/stable/"+seq)
 		wantStatus(t, resp, body, http.StatusOK)
 		if !bytes.Equal(body, want) || resp.ContentLength != int64(len(want)) {
 			t.Errorf("manifest %s: %d bytes (Content-Length %d), want the stored %d", seq, len(body), resp.ContentLength, len(want))
@@ -266,7 +269,7 @@ func TestPeerServerManifest(t *testing.T) {
 		{"app/stable/18446744073709551616", http.StatusBadRequest},
 	}
 	for _, tt := range tests {
-		resp, body := f.get(t, f.client, peerManifestPath+tt.path)
+		resp, body := f.get(t, f.client, peerproto.ManifestPath+tt.path)
 		wantStatus(t, resp, body, tt.want)
 	}
 }
@@ -285,7 +288,7 @@ func TestPeerServerChunk(t *testing.T) {
 		{"partial release", f.m2, f.data2, 2},
 	} {
 		want := chunkOf(c.m, c.data, c.idx)
-		resp, body := f.get(t, f.client, peerChunkPath+c.m.Chunks[c.idx].SHA256.String())
+		resp, body := f.get(t, f.client, peerproto.ChunkPath+c.m.Chunks[c.idx].SHA256.String())
 		wantStatus(t, resp, body, http.StatusOK)
 		if !bytes.Equal(body, want) {
 			t.Errorf("%s: chunk %d: %d bytes differ from the release's %d", c.name, c.idx, len(body), len(want))
@@ -306,7 +309,7 @@ func TestPeerServerChunk(t *testing.T) {
 		{fmt.Sprintf("%X", f.m1.Chunks[0].SHA256[:]), http.StatusBadRequest},
 		{f.m1.Chunks[0].SHA256.String() + "00", http.StatusBadRequest},
 	} {
-		resp, body := f.get(t, f.client, peerChunkPath+tt.digest)
+		resp, body := f.get(t, f.client, peerproto.ChunkPath+tt.digest)
 		wantStatus(t, resp, body, tt.want)
 	}
 	// The handler counts after the body is sent; Close waits for handlers.
@@ -319,7 +322,7 @@ func TestPeerServerChunk(t *testing.T) {
 func TestPeerServerChunkBusy(t *testing.T) {
 	const maxUploads = 3
 	f := newPeerFixture(t, fleettls.Open(), maxUploads, 0)
-	path := peerChunkPath + f.m1.Chunks[0].SHA256.String()
+	path := peerproto.ChunkPath + f.m1.Chunks[0].SHA256.String()
 	if cap(f.srv.uploads) != maxUploads {
 		t.Fatalf("upload semaphore of %d, want max_uploads %d", cap(f.srv.uploads), maxUploads)
 	}
@@ -333,11 +336,11 @@ func TestPeerServerChunkBusy(t *testing.T) {
 		t.Error("503 without Retry-After")
 	}
 	// State and manifests are not uploads; a bad digest is refused first.
-	resp, body = f.get(t, f.client, peerStatePath)
+	resp, body = f.get(t, f.client, peerproto.StatePath)
 	wantStatus(t, resp, body, http.StatusOK)
-	resp, body = f.get(t, f.client, peerManifestPath+"app/stable/1")
+	resp, body = f.get(t, f.client, peerproto.ManifestPath+"app/stable/1")
 	wantStatus(t, resp, body, http.StatusOK)
-	resp, body = f.get(t, f.client, peerChunkPath+"xyz")
+	resp, body = f.get(t, f.client, peerproto.ChunkPath+"xyz")
 	wantStatus(t, resp, body, http.StatusBadRequest)
 
 	<-f.srv.uploads
@@ -355,7 +358,7 @@ func TestPeerServerChunkRateLimited(t *testing.T) {
 		t.Fatalf("upload_rate %d: limiter %v", int64(1<<30), f.srv.limit)
 	}
 	want := chunkOf(f.m1, f.data1, 1)
-	resp, body := f.get(t, f.client, peerChunkPath+f.m1.Chunks[1].SHA256.String())
+	resp, body := f.get(t, f.client, peerproto.ChunkPath+f.m1.Chunks[1].SHA256.String())
 	wantStatus(t, resp, body, http.StatusOK)
 	if !bytes.Equal(body, want) {
 		t.Errorf("rate limited chunk: %d bytes differ from the release's %d", len(body), len(want))
@@ -372,7 +375,7 @@ func TestPeerServerClosedFleet(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := newPeerFixture(t, fleet, 4, 0)
-	paths := []string{peerStatePath, peerManifestPath + "app/stable/1", peerChunkPath + f.m1.Chunks[0].SHA256.String()}
+	paths := []string{peerproto.StatePath, peerproto.ManifestPath + "app/stable/1", peerproto.ChunkPath + f.m1.Chunks[0].SHA256.String()}
 
 	t.Run("no certificate", func(t *testing.T) {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -381,7 +384,7 @@ func TestPeerServerClosedFleet(t *testing.T) {
 		for _, p := range paths {
 			resp, body := f.get(t, c, p)
 			wantStatus(t, resp, body, http.StatusForbidden)
-			if got := resp.Header.Get(peerFleetHeader); got != fleet.ID() {
+			if got := resp.Header.Get(peerproto.FleetHeader); got != fleet.ID() {
 				t.Errorf("%s: fleet header %q, want %q", p, got, fleet.ID())
 			}
 		}
@@ -394,13 +397,13 @@ func TestPeerServerClosedFleet(t *testing.T) {
 			resp, body := f.get(t, f.client, p)
 			wantStatus(t, resp, body, http.StatusOK)
 		}
-		if !bytes.Equal(mustGet(t, f, peerChunkPath+f.m1.Chunks[0].SHA256.String()), chunkOf(f.m1, f.data1, 0)) {
+		if !bytes.Equal(mustGet(t, f, peerproto.ChunkPath+f.m1.Chunks[0].SHA256.String()), chunkOf(f.m1, f.data1, 0)) {
 			t.Error("chunk over fleet TLS differs")
 		}
 	})
 	t.Run("other fleet", func(t *testing.T) {
 		c := testClient(t, other.Transport(nil))
-		resp, err := c.Get(f.ts.URL + peerStatePath)
+		resp, err := c.Get(f.ts.URL + peerproto.StatePath)
 		if err == nil {
 			resp.Body.Close()
 			t.Fatalf("a client of another fleet connected: %s", resp.Status)

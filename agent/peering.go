@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fleetcast/fleetcast/agent/discovery"
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/internal/atomicfile"
 )
 
@@ -26,7 +27,7 @@ func loadAgentID(dataDir string) (string, error) {
 	p := filepath.Join(dataDir, agentIDFile)
 	b, err := readLimited(p, 64)
 	if err == nil {
-		if id := strings.TrimSpace(string(b)); validAgentID(id) {
+		if id := strings.TrimSpace(string(b)); peerproto.ValidAgentID(id) {
 			return id, nil
 		}
 		return "", fmt.Errorf("%s: not an agent id (16 hex digits); remove it to make a new one", p)
@@ -52,7 +53,7 @@ func (a *Agent) startPeering(ctx context.Context, ln net.Listener) error {
 		MDNS: a.cfg.MDNS, Interface: a.cfg.MDNSInterface, BrowseInterval: a.cfg.BrowseInterval,
 		Expiry: a.cfg.PeerExpiry, Static: a.cfg.Peers, StateFile: filepath.Join(a.cfg.DataDir, "peers.json"),
 	}
-	d, err := discovery.New(cfg, discovery.Self{AgentID: a.id, FleetID: a.fleet.ID(), Proto: PeerProto, Port: p}, a.log)
+	d, err := discovery.New(cfg, discovery.Self{AgentID: a.id, FleetID: a.fleet.ID(), Proto: peerproto.Proto, Port: p}, a.log)
 	if err != nil {
 		return err
 	}

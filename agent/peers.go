@@ -15,11 +15,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/fleetcast/fleetcast/agent/discovery"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
-	"golang.org/x/time/rate"
 )
 
 // peerSource lists the peers to follow; discovery.Discovery is one. Its
@@ -197,7 +199,7 @@ func (pm *peerManager) follow(ctx context.Context, v *peerView) {
 			fails = 0
 			pm.src.Seen(v.addr, st.AgentID, st.FleetID)
 			switch {
-			case after > 0 && st.Version <= after && time.Since(asked) < (peerLongPoll-1)*time.Second:
+			case after > 0 && st.Version <= after && time.Since(asked) < (peerproto.LongPoll-1)*time.Second:
 				wait = time.Second // answered at once with nothing new: not a long-poll
 			case time.Since(asked) < minStateGap:
 				wait = minStateGap - time.Since(asked) // at most a few states a second, whatever it claims
@@ -217,10 +219,10 @@ func (pm *peerManager) follow(ctx context.Context, v *peerView) {
 }
 
 // fetchState GETs a peer's state, waiting for news after version after.
-func (pm *peerManager) fetchState(ctx context.Context, addr string, after uint64) (*PeerState, []PeerBits, error) {
-	ctx, cancel := context.WithTimeout(ctx, (peerLongPoll+10)*time.Second)
+func (pm *peerManager) fetchState(ctx context.Context, addr string, after uint64) (*peerproto.State, []peerproto.Bits, error) {
+	ctx, cancel := context.WithTimeout(ctx, (peerproto.LongPoll+10)*time.Second)
 	defer cancel()
-	u := url.URL{Scheme: pm.a.fleet.Scheme(), Host: addr, Path: peerStatePath}
+	u := url.URL{Scheme: pm.a.fleet.Scheme(), Host: addr, Path: peerproto.StatePath}
 	if after > 0 {
 		u.RawQuery = "after=" + strconv.FormatUint(after, 10)
 	}
@@ -236,11 +238,11 @@ func (pm *peerManager) fetchState(ctx context.Context, addr string, after uint64
 	if resp.StatusCode != http.StatusOK {
 		return nil, nil, &statusError{resp.StatusCode}
 	}
-	b, err := readBody(&attempt{ctx: ctx, o: &originClient{}}, resp, MaxPeerState)
+	b, err := readBody(&attempt{ctx: ctx, o: &originClient{}}, resp, peerproto.MaxState)
 	if err != nil {
 		return nil, nil, err
 	}
-	return ParsePeerState(b)
+	return peerproto.ParseState(b)
 }
 
 // newBits reports whether b has a bit set that a has not.
@@ -257,7 +259,7 @@ func newBits(a, b []byte) bool {
 }
 
 // update replaces a peer's view with a new state.
-func (pm *peerManager) update(v *peerView, st *PeerState, maps []PeerBits) {
+func (pm *peerManager) update(v *peerView, st *peerproto.State, maps []peerproto.Bits) {
 	now := time.Now()
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
@@ -270,7 +272,7 @@ func (pm *peerManager) update(v *peerView, st *PeerState, maps []PeerBits) {
 		if !pm.subscribed[key.product+"/"+key.channel] {
 			continue // not this agent's business: not kept
 		}
-		pr := &peerRelease{bits: maps[i].Have, fetching: maps[i].Fetching, count: bitCount(maps[i].Have), progress: now}
+		pr := &peerRelease{bits: maps[i].Have, fetching: maps[i].Fetching, count: peerproto.BitCount(maps[i].Have), progress: now}
 		pr.maxCount = pr.count
 		if old := v.rels[key]; old != nil {
 			// Progress is a new high of chunks held, or a new origin fetch
@@ -350,7 +352,7 @@ func (pm *peerManager) ban(addr, reason string) {
 // usableLocked: a peer of this fleet, not banned, with a recent state.
 func (pm *peerManager) usableLocked(v *peerView, now time.Time) bool {
 	return !v.self && !v.foreign && v.id != "" && now.After(v.bannedUntil) && now.After(pm.bannedIDs[v.id]) &&
-		now.Sub(v.lastState) < (peerLongPoll+15)*time.Second
+		now.Sub(v.lastState) < (peerproto.LongPoll+15)*time.Second
 }
 
 // minStateGap is the least time between two state requests to one peer.
@@ -471,38 +473,23 @@ func (o *originClient) fetchPeerManifest(ctx context.Context, key relKey) ([]byt
 	return out, nil
 }
 
-// PeerStatus is what GET /v1/status reports of one peer.
-type PeerStatus struct {
-	Addr        string    `json:"addr"`
-	ID          string    `json:"id,omitempty"`
-	Source      string    `json:"source"`
-	Fleet       string    `json:"fleet_id,omitempty"`
-	LastState   time.Time `json:"last_state,omitzero"`
-	Banned      bool      `json:"banned"`
-	BannedUntil time.Time `json:"banned_until,omitzero"`
-	BanReason   string    `json:"ban_reason,omitempty"`
-	Foreign     bool      `json:"other_fleet,omitempty"`
-	Releases    int       `json:"releases"`
-	Error       string    `json:"error,omitempty"` // why the last state request failed, until one is answered
-}
-
 // status lists the peers followed, for the status API.
-func (pm *peerManager) status() []PeerStatus {
+func (pm *peerManager) status() []peerproto.PeerStatus {
 	now := time.Now()
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
-	out := []PeerStatus{}
+	out := []peerproto.PeerStatus{}
 	for _, v := range pm.peers {
 		if v.self {
 			continue
 		}
-		s := PeerStatus{Addr: v.addr, ID: v.id, Source: string(v.source), Fleet: v.fleet, LastState: v.lastState,
+		s := peerproto.PeerStatus{Addr: v.addr, ID: v.id, Source: string(v.source), Fleet: v.fleet, LastState: v.lastState,
 			Banned: now.Before(v.bannedUntil), Foreign: v.foreign, Releases: len(v.rels), Error: v.lastErr}
 		if s.Banned {
 			s.BannedUntil, s.BanReason = v.bannedUntil, v.banReason
 		}
 		out = append(out, s)
 	}
-	slices.SortFunc(out, func(a, b PeerStatus) int { return strings.Compare(a.Addr, b.Addr) })
+	slices.SortFunc(out, func(a, b peerproto.PeerStatus) int { return strings.Compare(a.Addr, b.Addr) })
 	return out
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/fleetcast/fleetcast/agent/fleettls"
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
 )
@@ -137,7 +138,7 @@ func newClockAgent(t *testing.T, o *etagOrigin, root []byte, dir string, now tim
 }
 
 // once runs one cycle and returns its error and the status it left.
-func (c *clockAgent) once(t *testing.T) (SubscriptionStatus, error) {
+func (c *clockAgent) once(t *testing.T) (peerproto.SubscriptionStatus, error) {
 	t.Helper()
 	err := c.Once(context.Background())
 	return c.Status().Subscriptions[0], err
@@ -162,12 +163,12 @@ func TestHealthCheckNeedsCommand(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		allowed []string
-		want    Outcome
+		want    peerproto.Outcome
 		err     string
 	}{
-		{"default policy", nil, Failed,
+		{"default policy", nil, peerproto.Failed,
 			`app/stable sequence 1 (version 1.2): the release asks to run health check "/bin/sh -c touch \"$0\" `},
-		{"command allowed", []string{"file", "command"}, Updated, ""},
+		{"command allowed", []string{"file", "command"}, peerproto.Updated, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := newETagOrigin(t)
@@ -232,10 +233,10 @@ func TestNotModifiedChecksExpiry(t *testing.T) {
 			dir := t.TempDir()
 			o.publish(t, key, root, "1.0", now, tc.manTTL, manifest.Install{Installer: "file", Target: filepath.Join(dir, "app"), Mode: "0644"})
 			a := newClockAgent(t, o, root, dir, now, nil)
-			if st, err := a.once(t); err != nil || st.LastOutcome != Updated {
+			if st, err := a.once(t); err != nil || st.LastOutcome != peerproto.Updated {
 				t.Fatalf("first cycle: %q, %v", st.LastOutcome, err)
 			}
-			if st, err := a.once(t); err != nil || st.LastOutcome != UpToDate {
+			if st, err := a.once(t); err != nil || st.LastOutcome != peerproto.UpToDate {
 				t.Fatalf("second cycle: %q, %v", st.LastOutcome, err)
 			}
 			if n, _ := o.counts(); n != 1 {
@@ -247,8 +248,8 @@ func TestNotModifiedChecksExpiry(t *testing.T) {
 
 			a.set(now.Add(2 * time.Hour))
 			st, err := a.once(t)
-			if !errors.Is(err, tc.want) || st.LastOutcome != Failed {
-				t.Fatalf("cycle after expiry: outcome %q, error %v; want %q wrapping %v", st.LastOutcome, err, Failed, tc.want)
+			if !errors.Is(err, tc.want) || st.LastOutcome != peerproto.Failed {
+				t.Fatalf("cycle after expiry: outcome %q, error %v; want %q wrapping %v", st.LastOutcome, err, peerproto.Failed, tc.want)
 			}
 			if !strings.Contains(st.LastError, tc.wantMsg) {
 				t.Errorf("last_error %q; want it to contain %q", st.LastError, tc.wantMsg)
@@ -275,7 +276,7 @@ func TestLongValidatorNotStored(t *testing.T) {
 	dir := t.TempDir()
 	o.publish(t, key, root, "1.0", now, time.Hour, manifest.Install{Installer: "file", Target: filepath.Join(dir, "app"), Mode: "0644"})
 	a := newClockAgent(t, o, root, dir, now, nil)
-	for i, want := range []Outcome{Updated, UpToDate, UpToDate} {
+	for i, want := range []peerproto.Outcome{peerproto.Updated, peerproto.UpToDate, peerproto.UpToDate} {
 		if st, err := a.once(t); err != nil || st.LastOutcome != want {
 			t.Fatalf("cycle %d: %q, %v; want %q", i+1, st.LastOutcome, err, want)
 		}
@@ -313,15 +314,15 @@ func TestStateStaysReadable(t *testing.T) {
 func TestUndeliverableOffersThrottled(t *testing.T) {
 	var version, manifestAsks atomic.Uint64
 	peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != peerStatePath {
+		if r.URL.Path != peerproto.StatePath {
 			manifestAsks.Add(1)
 			http.NotFound(w, r)
 			return
 		}
 		v := version.Add(1)
-		json.NewEncoder(w).Encode(PeerState{Proto: PeerProto, AgentID: "00000000000000ff", FleetID: fleettls.OpenID, Version: v,
-			Releases:      []ReleaseHave{{Product: "app", Channel: "stable", Sequence: 100 + v, Chunks: 1, Have: "AQ==", Fetching: "AA=="}},
-			Subscriptions: []PeerSub{{Product: "app", Channel: "stable"}}})
+		json.NewEncoder(w).Encode(peerproto.State{Proto: peerproto.Proto, AgentID: "00000000000000ff", FleetID: fleettls.OpenID, Version: v,
+			Releases:      []peerproto.ReleaseHave{{Product: "app", Channel: "stable", Sequence: 100 + v, Chunks: 1, Have: "AQ==", Fetching: "AA=="}},
+			Subscriptions: []peerproto.Sub{{Product: "app", Channel: "stable"}}})
 	}))
 	t.Cleanup(peer.Close)
 

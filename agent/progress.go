@@ -4,28 +4,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
-)
-
-// Progress is the update in progress for one subscription.
-type Progress struct {
-	Sequence    uint64    `json:"sequence"`
-	Version     string    `json:"version"`
-	Phase       string    `json:"phase"`        // "fetching" (chunks being fetched and verified), "installing"
-	Started     time.Time `json:"started"`      // when fetching of this release began (this attempt)
-	TotalBytes  int64     `json:"total_bytes"`  // artifact size
-	DoneBytes   int64     `json:"done_bytes"`   // bytes verified and in place so far, from any source (reused, resumed, peers, origin)
-	OriginBytes int64     `json:"origin_bytes"` // this attempt, chunk bytes from the origin
-	PeerBytes   int64     `json:"peer_bytes"`   // this attempt, chunk bytes from peers
-	ReusedBytes int64     `json:"reused_bytes"` // this attempt, bytes reused locally or resumed from an earlier attempt
-	TotalChunks int       `json:"total_chunks"`
-	DoneChunks  int       `json:"done_chunks"`
-}
-
-// Phases of an update in progress (Progress.Phase).
-const (
-	PhaseFetching   = "fetching"
-	PhaseInstalling = "installing"
 )
 
 // Where a chunk's bytes came from, as Progress and the metrics count them.
@@ -58,12 +38,12 @@ func newProgress(m *manifest.Manifest, started time.Time, mx *metrics) *progress
 }
 
 // snapshot returns the progress as GET /v1/status reports it.
-func (p *progress) snapshot() *Progress {
-	phase := PhaseFetching
+func (p *progress) snapshot() *peerproto.Progress {
+	phase := peerproto.PhaseFetching
 	if p.installing.Load() {
-		phase = PhaseInstalling
+		phase = peerproto.PhaseInstalling
 	}
-	return &Progress{Sequence: p.seq, Version: p.version, Phase: phase, Started: p.started,
+	return &peerproto.Progress{Sequence: p.seq, Version: p.version, Phase: phase, Started: p.started,
 		TotalBytes: p.totalBytes, DoneBytes: p.done.Load(), TotalChunks: p.totalChunks, DoneChunks: int(p.doneChunks.Load()),
 		OriginBytes: p.origin.Load(), PeerBytes: p.peer.Load(), ReusedBytes: p.reused.Load()}
 }

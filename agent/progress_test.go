@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 )
 
 // TestStatusProgress holds back the origin's chunks and lets them go one
@@ -23,19 +25,19 @@ func TestStatusProgress(t *testing.T) {
 		t.Fatalf("release has %d chunks; the test needs at least 4", chunks)
 	}
 
-	st := l.waitStatus(t, "progress", func(s SubscriptionStatus) bool { return s.Progress != nil })
+	st := l.waitStatus(t, "progress", func(s peerproto.SubscriptionStatus) bool { return s.Progress != nil })
 	p := st.Progress
-	if p.Phase != PhaseFetching || p.Sequence != rel.m.Sequence || p.Version != "1.0" || p.TotalBytes != size ||
+	if p.Phase != peerproto.PhaseFetching || p.Sequence != rel.m.Sequence || p.Version != "1.0" || p.TotalBytes != size ||
 		p.TotalChunks != chunks || p.DoneBytes != 0 || p.Started.IsZero() || time.Since(p.Started) > time.Minute {
 		t.Fatalf("progress before any chunk: %+v; want fetching %d bytes in %d chunks, none done", *p, size, chunks)
 	}
 	var done int64
 	for i := range 3 {
 		gate <- struct{}{} // one chunk response
-		st = l.waitStatus(t, "more bytes done", func(s SubscriptionStatus) bool { return s.Progress != nil && s.Progress.DoneBytes > done })
+		st = l.waitStatus(t, "more bytes done", func(s peerproto.SubscriptionStatus) bool { return s.Progress != nil && s.Progress.DoneBytes > done })
 		p = st.Progress
 		want := sumChunks(rel, i+1)
-		if p.Phase != PhaseFetching || p.DoneBytes != want || p.DoneChunks != i+1 || p.OriginBytes != want ||
+		if p.Phase != peerproto.PhaseFetching || p.DoneBytes != want || p.DoneChunks != i+1 || p.OriginBytes != want ||
 			p.PeerBytes != 0 || p.ReusedBytes != 0 || p.DoneBytes >= size {
 			t.Fatalf("progress after %d chunks: %+v; want %d bytes done, all from the origin", i+1, *p, want)
 		}
@@ -44,7 +46,7 @@ func TestStatusProgress(t *testing.T) {
 	close(gate)
 
 	st = l.waitStatus(t, "the end of the cycle", cycleDone)
-	if st.LastOutcome != Updated || st.Progress != nil || st.InstalledSequence != rel.m.Sequence {
+	if st.LastOutcome != peerproto.Updated || st.Progress != nil || st.InstalledSequence != rel.m.Sequence {
 		t.Fatalf("after the cycle: outcome %q, progress %+v, installed %d; want updated, no progress, %d",
 			st.LastOutcome, st.Progress, st.InstalledSequence, rel.m.Sequence)
 	}
@@ -78,7 +80,7 @@ func TestProgressSnapshot(t *testing.T) {
 	p.fetched(sourceReused, "", 100)
 	p.placed(1200, 4) // the origin's chunk at two offsets, and the others
 	got := p.snapshot()
-	want := Progress{Sequence: 3, Version: "1.0", Phase: PhaseFetching, Started: time.Unix(1e9, 0),
+	want := peerproto.Progress{Sequence: 3, Version: "1.0", Phase: peerproto.PhaseFetching, Started: time.Unix(1e9, 0),
 		TotalBytes: m.Artifact.Size, DoneBytes: 2200, OriginBytes: 300, PeerBytes: 200, ReusedBytes: 1100,
 		TotalChunks: len(m.Chunks), DoneChunks: 5}
 	if *got != want {
@@ -89,7 +91,7 @@ func TestProgressSnapshot(t *testing.T) {
 		t.Fatalf("after a re-check: %d bytes, %d chunks done; want 900, 2", got.DoneBytes, got.DoneChunks)
 	}
 	p.startInstall()
-	if got := p.snapshot(); got.Phase != PhaseInstalling || got.DoneBytes != m.Artifact.Size || got.DoneChunks != len(m.Chunks) {
+	if got := p.snapshot(); got.Phase != peerproto.PhaseInstalling || got.DoneBytes != m.Artifact.Size || got.DoneChunks != len(m.Chunks) {
 		t.Fatalf("installing: %+v; want phase installing, every byte done", *got)
 	}
 	var none *progress // an assembly without progress

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/fleetcast/fleetcast/internal/atomicfile"
+	"github.com/fleetcast/fleetcast/internal/clip"
 	"github.com/fleetcast/fleetcast/internal/strictjson"
 	"github.com/fleetcast/fleetcast/signing"
 )
@@ -161,18 +161,9 @@ func (st subState) bounded() subState {
 	if len(st.LastModified) > maxValidator {
 		st.LastModified = ""
 	}
-	st.FailedReason = clipReason(st.FailedReason, maxFailedReason)
-	st.RetryReason = clipReason(st.RetryReason, maxRetryReason)
+	st.FailedReason = clip.String(st.FailedReason, maxFailedReason)
+	st.RetryReason = clip.String(st.RetryReason, maxRetryReason)
 	return st
-}
-
-// clipReason cuts s to at most limit bytes, marked with "...". Cutting
-// again changes nothing, so a state loaded and saved stays the same.
-func clipReason(s string, limit int) string {
-	if len(s) <= limit {
-		return s
-	}
-	return strings.ToValidUTF8(s[:limit-3], "") + "..."
 }
 
 // rootPath is where the agent keeps the newest root it rotated to.

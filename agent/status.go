@@ -11,43 +11,15 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 )
 
-// SubscriptionStatus is what GET /v1/status reports of one subscription.
-type SubscriptionStatus struct {
-	Product           string    `json:"product"`
-	Channel           string    `json:"channel"`
-	TrustedSequence   uint64    `json:"trusted_sequence"`
-	InstalledSequence uint64    `json:"installed_sequence"`
-	InstalledVersion  string    `json:"installed_version"`
-	FailedSequence    uint64    `json:"failed_sequence,omitempty"`
-	LastCheck         time.Time `json:"last_check,omitzero"`
-	LastOutcome       Outcome   `json:"last_outcome,omitempty"`
-	LastError         string    `json:"last_error,omitempty"`
-	// LastTransfer counts the bytes of the last release assembled, by source.
-	LastTransfer         *Transfer `json:"last_transfer,omitempty"`
-	LastTransferSequence uint64    `json:"last_transfer_sequence,omitempty"`
-	// Progress is the update in progress; nil when idle.
-	Progress *Progress `json:"progress,omitempty"`
-}
-
-// Status is the body of GET /v1/status.
-type Status struct {
-	AgentID        string               `json:"agent_id"`
-	FleetID        string               `json:"fleet_id"`
-	RootVersion    uint64               `json:"root_version"`
-	OriginBytes    int64                `json:"origin_bytes"`    // all response bytes from the origin since start
-	UploadedBytes  int64                `json:"uploaded_bytes"`  // chunk bytes served to peers since start
-	UploadedChunks int64                `json:"uploaded_chunks"` // chunks served to peers since start
-	Peers          []PeerStatus         `json:"peers"`
-	Subscriptions  []SubscriptionStatus `json:"subscriptions"`
-}
-
 // Status returns a snapshot of the agent's state.
-func (a *Agent) Status() Status {
-	st := Status{AgentID: a.id, FleetID: a.fleet.ID(), RootVersion: a.currentRoot().Version,
+func (a *Agent) Status() peerproto.Status {
+	st := peerproto.Status{AgentID: a.id, FleetID: a.fleet.ID(), RootVersion: a.currentRoot().Version,
 		OriginBytes: a.origin.bytes.Load(), UploadedBytes: a.srv.uploaded.Load(), UploadedChunks: a.srv.served.Load(),
-		Peers: []PeerStatus{}}
+		Peers: []peerproto.PeerStatus{}}
 	if a.pm != nil {
 		st.Peers = a.pm.status()
 	}
@@ -68,7 +40,7 @@ func (a *Agent) Status() Status {
 }
 
 // recordCycle records how a cycle ended and ends its update in progress.
-func (a *Agent) recordCycle(s Subscription, start time.Time, out Outcome, err error) {
+func (a *Agent) recordCycle(s Subscription, start time.Time, out peerproto.Outcome, err error) {
 	a.metrics.cycle(s, out)
 	a.statusMu.Lock()
 	defer a.statusMu.Unlock()
@@ -80,7 +52,7 @@ func (a *Agent) recordCycle(s Subscription, start time.Time, out Outcome, err er
 	}
 }
 
-func (a *Agent) recordTransfer(s Subscription, seq uint64, tr Transfer) {
+func (a *Agent) recordTransfer(s Subscription, seq uint64, tr peerproto.Transfer) {
 	a.statusMu.Lock()
 	defer a.statusMu.Unlock()
 	cur := a.status[s.key()]
@@ -112,7 +84,7 @@ func (a *Agent) serve(ctx context.Context) (stop func(), err error) {
 	mux.Handle("GET /metrics", a.metrics.handler(a.log))
 	errLog := log.New(&handshakeLog{log: a.log, limit: newWarnLimiter(refusalWarnEvery)}, "", 0)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10,
-		IdleTimeout: 2 * peerLongPoll * time.Second, ErrorLog: errLog,
+		IdleTimeout: 2 * peerproto.LongPoll * time.Second, ErrorLog: errLog,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	a.log.Info("status and peer API listening", slog.String("addr", ln.Addr().String()), slog.String("scheme", a.fleet.Scheme()))
 	go func() {

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
@@ -279,7 +280,7 @@ func (s *sched) queuedLocked(i int) bool {
 // usableLocked: h may be asked for job j now.
 func (s *sched) usableLocked(h *holder, j *job, now time.Time) bool {
 	st := s.state[j]
-	return bitSet(h.bits, j.indexes[0]) && !st.failed[h.addr] && s.inflight[h.addr] < s.perPeer &&
+	return peerproto.BitSet(h.bits, j.indexes[0]) && !st.failed[h.addr] && s.inflight[h.addr] < s.perPeer &&
 		now.After(s.pauseUntil[h.addr])
 }
 
@@ -295,7 +296,7 @@ const maxPeerFails = 3
 func (s *sched) hasHolderLocked(j *job) bool {
 	st := s.state[j]
 	for i := range s.holders {
-		if h := &s.holders[i]; bitSet(h.bits, j.indexes[0]) && !st.failed[h.addr] && s.fails[h.addr] < maxPeerFails {
+		if h := &s.holders[i]; peerproto.BitSet(h.bits, j.indexes[0]) && !st.failed[h.addr] && s.fails[h.addr] < maxPeerFails {
 			return true
 		}
 	}
@@ -392,7 +393,7 @@ func (s *sched) originReason(j *job, now time.Time) (reason string, fetched bool
 		return reasonNoPeers, false, 0
 	}
 	for i := range s.holders {
-		if bitSet(s.holders[i].bits, j.indexes[0]) {
+		if peerproto.BitSet(s.holders[i].bits, j.indexes[0]) {
 			return reasonPeersFailed, false, 0 // held, but only by peers that failed
 		}
 	}
@@ -406,7 +407,7 @@ func (s *sched) originReason(j *job, now time.Time) (reason string, fetched bool
 		if s.fails[h.addr] >= maxPeerFails {
 			continue
 		}
-		if bitSet(h.fetching, j.indexes[0]) {
+		if peerproto.BitSet(h.fetching, j.indexes[0]) {
 			return "", true, 0 // another agent is fetching it from the origin now
 		}
 		if rendezvous(h.id, j.chunk.SHA256) > mine {

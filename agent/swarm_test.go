@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
@@ -80,8 +81,8 @@ func (f *memFleet) add(addr string, m *manifest.Manifest, have func(i int) bool,
 	for i := range bits {
 		bits[i] = have == nil || have(i)
 	}
-	b, _ := decodeBitmap(encodeBitmap(bits), len(bits))
-	none, _ := decodeBitmap(encodeBitmap(make([]bool, len(bits))), len(bits))
+	b, _ := peerproto.DecodeBitmap(peerproto.EncodeBitmap(bits), len(bits))
+	none, _ := peerproto.DecodeBitmap(peerproto.EncodeBitmap(make([]bool, len(bits))), len(bits))
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.holders = append(f.holders, holder{addr: addr, id: fmt.Sprintf("%016x", len(f.holders)+1), bits: b, fetching: none, progress: when, fetch: src})
@@ -112,7 +113,7 @@ func (f *memFleet) ban(addr, reason string) {
 	}
 }
 
-func swarmAssemble(t *testing.T, m *manifest.Manifest, origin chunkSource, sw *swarmConfig) Transfer {
+func swarmAssemble(t *testing.T, m *manifest.Manifest, origin chunkSource, sw *swarmConfig) peerproto.Transfer {
 	t.Helper()
 	s := newTestStore(t)
 	dir := s.releaseDir(m.Product, m.Channel, m.Sequence)
@@ -135,7 +136,7 @@ func swarmConf(f *memFleet, grace time.Duration) *swarmConfig {
 
 func TestSwarm(t *testing.T) {
 	type result struct {
-		tr    Transfer
+		tr    peerproto.Transfer
 		fleet *memFleet
 		peers []*memPeer
 		m     *manifest.Manifest

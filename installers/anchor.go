@@ -13,6 +13,7 @@ import (
 
 	"github.com/fleetcast/fleetcast/internal/atomicfile"
 	"github.com/fleetcast/fleetcast/internal/boundedfile"
+	"github.com/fleetcast/fleetcast/internal/clip"
 )
 
 // The file and archive installers never use a path to change the file
@@ -257,7 +258,7 @@ func notOurs(d *targetDir, name string, fi fs.FileInfo, want string) error {
 	what := boundedfile.Kind(fi.Mode())
 	if fi.Mode()&fs.ModeSymlink != 0 {
 		link, _ := d.root.Readlink(name)
-		what = fmt.Sprintf("a symbolic link to %q", clipName(link))
+		what = fmt.Sprintf("a symbolic link to %q", clip.String(link, 200))
 	}
 	return fmt.Errorf("%w: %s is %s, not %s that fleetcast made; it is not followed or replaced (someone else put it there: inspect it, then remove it to let fleetcast install)",
 		ErrUnsafeTarget, d.join(name), what, want)

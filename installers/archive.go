@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/fleetcast/fleetcast/internal/clip"
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
@@ -258,7 +259,7 @@ func (a *archiveInstaller) current() (string, error) {
 	v, ok := strings.CutPrefix(link, releasesDir+"/")
 	if !ok || !manifest.ValidVersion(v) {
 		return "", fmt.Errorf("%w: %s is a symbolic link to %q, not to releases/<version> as fleetcast makes it; it is not followed or replaced (inspect it, then remove it to let fleetcast install)",
-			ErrUnsafeTarget, a.dir.join(currentLink), clipName(link))
+			ErrUnsafeTarget, a.dir.join(currentLink), clip.String(link, 200))
 	}
 	return v, nil
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/fleetcast/fleetcast/internal/boundedfile"
+	"github.com/fleetcast/fleetcast/internal/clip"
 
 	"github.com/fleetcast/fleetcast/internal/atomicfile"
 	"github.com/fleetcast/fleetcast/internal/strictjson"
@@ -58,19 +59,19 @@ func parseArchiveState(b []byte) (*archiveState, error) {
 // check refuses a state that names what the installer never records.
 func (st *archiveState) check() error {
 	if !filepath.IsAbs(st.Target) || filepath.Clean(st.Target) != st.Target {
-		return fmt.Errorf("target %q is not a clean absolute path", clipName(st.Target))
+		return fmt.Errorf("target %q is not a clean absolute path", clip.String(st.Target, 200))
 	}
 	if len(st.Releases) > maxArchiveRecorded || len(st.Staging) > maxArchiveRecorded {
 		return fmt.Errorf("more than %d names recorded", maxArchiveRecorded)
 	}
 	for i, v := range st.Releases {
 		if !manifest.ValidVersion(v) || slices.Contains(st.Releases[:i], v) {
-			return fmt.Errorf("release %q is not a valid version, or is recorded twice", clipName(v))
+			return fmt.Errorf("release %q is not a valid version, or is recorded twice", clip.String(v, 200))
 		}
 	}
 	for _, s := range st.Staging {
 		if !isStagingName(s) {
-			return fmt.Errorf("staging name %q is not one the installer makes", clipName(s))
+			return fmt.Errorf("staging name %q is not one the installer makes", clip.String(s, 200))
 		}
 	}
 	return nil

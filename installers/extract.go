@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/fleetcast/fleetcast/internal/clip"
 )
 
 // Limits on what one archive may unpack to, against zip and tar bombs.
@@ -147,15 +149,7 @@ type restrictedDir struct {
 
 // unsafe returns an error wrapping ErrUnsafeArchive about the entry name.
 func unsafe(name, format string, args ...any) error {
-	return fmt.Errorf("%w: entry %q: %s", ErrUnsafeArchive, clipName(name), fmt.Sprintf(format, args...))
-}
-
-// clipName shortens a name for error messages.
-func clipName(s string) string {
-	if len(s) > 200 {
-		return s[:200] + "..."
-	}
-	return s
+	return fmt.Errorf("%w: entry %q: %s", ErrUnsafeArchive, clip.String(name, 200), fmt.Sprintf(format, args...))
 }
 
 // count counts one more entry against the limit.
@@ -198,7 +192,7 @@ func (x *extractor) add(e entry, data io.Reader) error {
 		err = x.hardlink(name, e.link)
 	}
 	if err != nil && !errors.Is(err, ErrUnsafeArchive) {
-		return fmt.Errorf("entry %q: %w", clipName(e.name), err)
+		return fmt.Errorf("entry %q: %w", clip.String(e.name, 200), err)
 	}
 	return err
 }
@@ -246,7 +240,7 @@ func (x *extractor) makeParent(raw, name string) error {
 	}
 	if x.symlinks > 0 {
 		if _, err := x.resolve(parent); err != nil {
-			return fmt.Errorf("entry %q: its directory: %w", clipName(raw), err)
+			return fmt.Errorf("entry %q: its directory: %w", clip.String(raw, 200), err)
 		}
 	}
 	if fi, err := x.root.Lstat(parent); err == nil && fi.IsDir() {
@@ -260,7 +254,7 @@ func (x *extractor) makeParent(raw, name string) error {
 			err = x.root.Chmod(prefix, 0o755)
 		}
 		if err != nil && !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("entry %q: create its directory: %w", clipName(raw), noSpace(err))
+			return fmt.Errorf("entry %q: create its directory: %w", clip.String(raw, 200), noSpace(err))
 		}
 	}
 	return nil
@@ -358,7 +352,7 @@ func (w *spaceWriter) Write(p []byte) (int, error) {
 	}
 	if lim := w.x.lim.space; lim > 0 && w.x.written+int64(len(p)) > lim {
 		return 0, fmt.Errorf("%w: entry %q: unpacking passes %d bytes of data, the free space of the target's file system less a reserve",
-			ErrNoSpace, clipName(w.name), lim)
+			ErrNoSpace, clip.String(w.name, 200), lim)
 	}
 	n, err := w.f.Write(p)
 	w.x.written += int64(n)
@@ -392,10 +386,10 @@ func checkLinkTarget(name, target string) error {
 	case strings.ContainsAny(target, "\x00\\"):
 		return errors.New("NUL or backslash in symlink target")
 	case strings.HasPrefix(target, "/") || filepath.IsAbs(filepath.FromSlash(target)) || filepath.VolumeName(filepath.FromSlash(target)) != "":
-		return fmt.Errorf("absolute symlink target %q", clipName(target))
+		return fmt.Errorf("absolute symlink target %q", clip.String(target, 200))
 	}
 	if j := path.Join(path.Dir(name), target); j == ".." || strings.HasPrefix(j, "../") {
-		return fmt.Errorf("symlink target %q leads outside the release directory", clipName(target))
+		return fmt.Errorf("symlink target %q leads outside the release directory", clip.String(target, 200))
 	}
 	return nil
 }
@@ -405,16 +399,16 @@ func checkLinkTarget(name, target string) error {
 func (x *extractor) hardlink(name, link string) error {
 	old, err := cleanName(link)
 	if err != nil || old == "" {
-		return unsafe(name, "hard link target %q: %v", clipName(link), errOr(err, "the archive root"))
+		return unsafe(name, "hard link target %q: %v", clip.String(link, 200), errOr(err, "the archive root"))
 	}
 	dir, err := x.resolve(path.Dir(old))
 	if err != nil {
-		return fmt.Errorf("entry %q: hard link target: %w", clipName(name), err)
+		return fmt.Errorf("entry %q: hard link target: %w", clip.String(name, 200), err)
 	}
 	old = path.Join(dir, path.Base(old))
 	fi, err := x.root.Lstat(old)
 	if err != nil || !fi.Mode().IsRegular() {
-		return unsafe(name, "hard link target %q is not a regular file extracted before it", clipName(link))
+		return unsafe(name, "hard link target %q is not a regular file extracted before it", clip.String(link, 200))
 	}
 	if err := x.root.Link(old, name); err != nil {
 		if errors.Is(err, fs.ErrExist) {
@@ -443,7 +437,7 @@ func (x *extractor) finish() error {
 		}
 		if d.Type()&fs.ModeSymlink != 0 {
 			if _, err := x.resolve(p); err != nil {
-				return fmt.Errorf("symlink %q: %w", clipName(p), err)
+				return fmt.Errorf("symlink %q: %w", clip.String(p, 200), err)
 			}
 		}
 		if d.IsDir() {
@@ -459,7 +453,7 @@ func (x *extractor) finish() error {
 	})
 	for _, d := range x.lockdown {
 		if err := x.root.Chmod(d.name, d.perm); err != nil {
-			return fmt.Errorf("entry %q: chmod: %w", clipName(d.name), err)
+			return fmt.Errorf("entry %q: chmod: %w", clip.String(d.name, 200), err)
 		}
 	}
 	return nil

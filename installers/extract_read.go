@@ -11,6 +11,8 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+
+	"github.com/fleetcast/fleetcast/internal/clip"
 )
 
 // This file reads the archive formats; extract.go creates the entries.
@@ -160,13 +162,13 @@ func (x *extractor) zipEntry(zf *zip.File) error {
 	}
 	rc, err := zf.Open()
 	if err != nil {
-		return fmt.Errorf("zip entry %q: %w", clipName(zf.Name), err)
+		return fmt.Errorf("zip entry %q: %w", clip.String(zf.Name, 200), err)
 	}
 	defer rc.Close()
 	if e.kind == kindSymlink {
 		target, err := io.ReadAll(io.LimitReader(rc, MaxArchivePathLen+1))
 		if err != nil {
-			return fmt.Errorf("zip entry %q: %w", clipName(zf.Name), err)
+			return fmt.Errorf("zip entry %q: %w", clip.String(zf.Name, 200), err)
 		}
 		e.link = string(target)
 	}

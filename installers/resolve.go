@@ -8,6 +8,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/fleetcast/fleetcast/internal/clip"
 )
 
 // resolve returns the path, relative to the root, that the clean relative
@@ -29,7 +31,7 @@ func (x *extractor) resolve(rel string) (string, error) {
 			continue
 		case c == "..":
 			if !w.up() {
-				return "", fmt.Errorf("%w: %q leads outside the release directory", ErrUnsafeArchive, clipName(rel))
+				return "", fmt.Errorf("%w: %q leads outside the release directory", ErrUnsafeArchive, clip.String(rel, 200))
 			}
 			continue
 		case w.lexical:
@@ -44,10 +46,10 @@ func (x *extractor) resolve(rel string) (string, error) {
 			continue
 		}
 		if hops++; hops > maxSymlinkHops {
-			return "", fmt.Errorf("%w: %q: more than %d symlinks to follow", ErrUnsafeArchive, clipName(rel), maxSymlinkHops)
+			return "", fmt.Errorf("%w: %q: more than %d symlinks to follow", ErrUnsafeArchive, clip.String(rel, 200), maxSymlinkHops)
 		}
 		if strings.HasPrefix(target, "/") || filepath.IsAbs(target) {
-			return "", fmt.Errorf("%w: %q leads through an absolute symlink", ErrUnsafeArchive, clipName(rel))
+			return "", fmt.Errorf("%w: %q leads through an absolute symlink", ErrUnsafeArchive, clip.String(rel, 200))
 		}
 		todo = append(strings.Split(target, "/"), todo...)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/fleetcast/fleetcast/internal/clip"
 	"github.com/fleetcast/fleetcast/internal/strictjson"
 	"github.com/fleetcast/fleetcast/signing"
 )
@@ -70,7 +71,7 @@ func CheckName(what, s string) error {
 	if ValidName(s) {
 		return nil
 	}
-	return fmt.Errorf("%s %q: want %s", what, clip(s), NameRule)
+	return fmt.Errorf("%s %q: want %s", what, clip.String(s, 64), NameRule)
 }
 
 // Encode returns the manifest payload bytes (indented JSON) after checking m.
@@ -155,7 +156,7 @@ func (m *Manifest) validateHeader() error {
 	case m.Sequence == 0:
 		return errors.New("sequence must be at least 1")
 	case !versionPattern.MatchString(m.Version):
-		return fmt.Errorf("version %q: want 1-128 characters of A-Z a-z 0-9 . _ + ~ -", clip(m.Version))
+		return fmt.Errorf("version %q: want 1-128 characters of A-Z a-z 0-9 . _ + ~ -", clip.String(m.Version, 64))
 	case m.Created.IsZero() || m.Expires.IsZero() || !m.Expires.After(m.Created):
 		return errors.New("created and expires must be set, expires after created")
 	case !encodableTime(m.Created) || !encodableTime(m.Expires):
@@ -163,7 +164,7 @@ func (m *Manifest) validateHeader() error {
 		// offset can push a decodable time out of range.
 		return errors.New("created and expires must fall in the years 0000 to 9999 UTC")
 	case !versionPattern.MatchString(m.Artifact.Name):
-		return fmt.Errorf("artifact name %q: want a file name of 1-128 characters of A-Z a-z 0-9 . _ + ~ -", clip(m.Artifact.Name))
+		return fmt.Errorf("artifact name %q: want a file name of 1-128 characters of A-Z a-z 0-9 . _ + ~ -", clip.String(m.Artifact.Name, 64))
 	}
 	return nil
 }
@@ -203,18 +204,18 @@ func (in *Install) Validate() error {
 			return errors.New(`installer "command" needs a command`)
 		}
 	default:
-		return fmt.Errorf("installer %q: want one of %v", clip(in.Installer), Installers)
+		return fmt.Errorf("installer %q: want one of %v", clip.String(in.Installer, 64), Installers)
 	}
 	if in.Mode != "" && !modePattern.MatchString(in.Mode) {
-		return fmt.Errorf("mode %q: want octal like 0755", clip(in.Mode))
+		return fmt.Errorf("mode %q: want octal like 0755", clip.String(in.Mode, 64))
 	}
 	if !printable(in.Target) {
-		return fmt.Errorf("target %q: control or invisible characters", clip(in.Target))
+		return fmt.Errorf("target %q: control or invisible characters", clip.String(in.Target, 64))
 	}
 	for _, argv := range [][]string{in.Command, in.HealthCheck, in.RollbackCommand} {
 		for _, arg := range argv {
 			if arg == "" || !printable(arg) {
-				return fmt.Errorf("command argument %q: empty, or control or invisible characters", clip(arg))
+				return fmt.Errorf("command argument %q: empty, or control or invisible characters", clip.String(arg, 64))
 			}
 		}
 	}
@@ -231,13 +232,6 @@ func printable(s string) bool {
 		}
 	}
 	return true
-}
-
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
 }
 
 // Verified is a manifest whose envelope verified against a trust root.

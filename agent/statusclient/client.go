@@ -22,8 +22,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fleetcast/fleetcast/agent"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 )
 
 const (
@@ -126,20 +126,20 @@ func (c *Client) timeout() time.Duration {
 // Fetch reads the status of the agent listening at addr (host:port).
 // Errors name the address and wrap ErrUnreachable, ErrTimeout, ErrTooLarge
 // or ErrPlainHTTP where they apply.
-func Fetch(ctx context.Context, c *Client, addr string) (agent.Status, error) {
+func Fetch(ctx context.Context, c *Client, addr string) (peerproto.Status, error) {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return agent.Status{}, fmt.Errorf("agent address %q: want host:port", addr)
+		return peerproto.Status{}, fmt.Errorf("agent address %q: want host:port", addr)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout())
 	defer cancel()
 	st, err := c.fetch(ctx, addr)
 	if err != nil {
-		return agent.Status{}, c.describe(addr, err)
+		return peerproto.Status{}, c.describe(addr, err)
 	}
 	return st, nil
 }
 
-func (c *Client) fetch(ctx context.Context, addr string) (agent.Status, error) {
+func (c *Client) fetch(ctx context.Context, addr string) (peerproto.Status, error) {
 	if c.mode == modePlain {
 		return get(ctx, c.plain, "http", addr)
 	}
@@ -162,8 +162,8 @@ func (c *Client) fetch(ctx context.Context, addr string) (agent.Status, error) {
 }
 
 // get reads and decodes scheme://addr/v1/status.
-func get(ctx context.Context, hc *http.Client, scheme, addr string) (agent.Status, error) {
-	var st agent.Status
+func get(ctx context.Context, hc *http.Client, scheme, addr string) (peerproto.Status, error) {
+	var st peerproto.Status
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+addr+StatusPath, nil)
 	if err != nil {
 		return st, err

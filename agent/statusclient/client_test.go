@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetcast/fleetcast/agent"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 )
 
 func testFleet(t *testing.T, fill byte) *fleettls.Fleet {
@@ -28,7 +28,7 @@ func testFleet(t *testing.T, fill byte) *fleettls.Fleet {
 }
 
 // statusHandler answers /v1/status with st, as the agent does.
-func statusHandler(st agent.Status) http.Handler {
+func statusHandler(st peerproto.Status) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+StatusPath, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -77,8 +77,8 @@ func deadAddr(t *testing.T) string {
 
 func TestFetch(t *testing.T) {
 	fleet, other := testFleet(t, 'a'), testFleet(t, 'b')
-	want := agent.Status{AgentID: "agent-1", FleetID: fleet.ID(), RootVersion: 2, Peers: []agent.PeerStatus{},
-		Subscriptions: []agent.SubscriptionStatus{{Product: "app", Channel: "stable", InstalledSequence: 7, InstalledVersion: "1.2.0"}}}
+	want := peerproto.Status{AgentID: "agent-1", FleetID: fleet.ID(), RootVersion: 2, Peers: []peerproto.PeerStatus{},
+		Subscriptions: []peerproto.SubscriptionStatus{{Product: "app", Channel: "stable", InstalledSequence: 7, InstalledVersion: "1.2.0"}}}
 	good := statusHandler(want)
 	huge := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(`{"agent_id":"` + strings.Repeat("x", MaxStatusBytes) + `"}`))
@@ -151,7 +151,7 @@ func TestFetchBadAddress(t *testing.T) {
 // TestProbeRemembersPlainHTTP: after one fallback, the probing client goes
 // to plain HTTP directly (a --watch loop does not handshake every second).
 func TestProbeRemembersPlainHTTP(t *testing.T) {
-	addr := serve(t, "http", statusHandler(agent.Status{AgentID: "x"}), nil)
+	addr := serve(t, "http", statusHandler(peerproto.Status{AgentID: "x"}), nil)
 	c := NewProbing()
 	for range 2 {
 		if _, err := Fetch(context.Background(), c, addr); err != nil {

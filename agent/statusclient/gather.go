@@ -5,21 +5,21 @@ import (
 	"encoding/json"
 	"sync"
 
-	"github.com/fleetcast/fleetcast/agent"
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 )
 
 // Result is the answer of one agent: its status, or why there is none.
 type Result struct {
 	Addr   string
-	Status *agent.Status // nil when Err is set
+	Status *peerproto.Status // nil when Err is set
 	Err    error
 }
 
 // resultJSON is Result on the wire: {addr, status} or {addr, error}.
 type resultJSON struct {
-	Addr   string        `json:"addr"`
-	Status *agent.Status `json:"status,omitempty"`
-	Error  string        `json:"error,omitempty"`
+	Addr   string            `json:"addr"`
+	Status *peerproto.Status `json:"status,omitempty"`
+	Error  string            `json:"error,omitempty"`
 }
 
 // MarshalJSON encodes r as {"addr", "status"} or {"addr", "error"}.

@@ -9,15 +9,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetcast/fleetcast/agent"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 )
 
-func agentStatus(id string, seq uint64, version string, peers ...string) agent.Status {
-	st := agent.Status{AgentID: id, Peers: []agent.PeerStatus{}, Subscriptions: []agent.SubscriptionStatus{
+func agentStatus(id string, seq uint64, version string, peers ...string) peerproto.Status {
+	st := peerproto.Status{AgentID: id, Peers: []peerproto.PeerStatus{}, Subscriptions: []peerproto.SubscriptionStatus{
 		{Product: "app", Channel: "stable", InstalledSequence: seq, InstalledVersion: version}}}
 	for _, p := range peers {
-		st.Peers = append(st.Peers, agent.PeerStatus{Addr: p, Source: "static"})
+		st.Peers = append(st.Peers, peerproto.PeerStatus{Addr: p, Source: "static"})
 	}
 	return st
 }
@@ -32,12 +32,12 @@ func TestGatherFleet(t *testing.T) {
 	c := serve(t, "fleet", statusHandler(agentStatus("c", 1, "1.0")), fleet)
 	stuck := serve(t, "fleet", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }), fleet)
 	dead := deadAddr(t)
-	var localStatus agent.Status // set before the first request: it lists its own address
+	var localStatus peerproto.Status // set before the first request: it lists its own address
 	local := serve(t, "fleet", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(localStatus)
 	}), fleet)
 	localStatus = agentStatus("a", 1, "1.0", b, local, c, b, dead, stuck)
-	localStatus.Peers = append(localStatus.Peers, agent.PeerStatus{Addr: deadAddr(t), Foreign: true})
+	localStatus.Peers = append(localStatus.Peers, peerproto.PeerStatus{Addr: deadAddr(t), Foreign: true})
 
 	client := New(fleet)
 	client.Timeout, client.Concurrency = 300*time.Millisecond, 2
@@ -82,11 +82,11 @@ func TestGatherFleetLocalDown(t *testing.T) {
 
 func TestSummarize(t *testing.T) {
 	updating := agentStatus("u", 6, "1.1.0")
-	updating.Subscriptions[0].Progress = &agent.Progress{Sequence: 7, OriginBytes: 1_000_000, PeerBytes: 2_000_000, ReusedBytes: 500}
+	updating.Subscriptions[0].Progress = &peerproto.Progress{Sequence: 7, OriginBytes: 1_000_000, PeerBytes: 2_000_000, ReusedBytes: 500}
 	done := func(id string, origin, peer int64) *Result {
 		st := agentStatus(id, 7, "1.2.0")
-		st.Subscriptions[0].LastTransfer = &agent.Transfer{Origin: origin, Peer: peer, ReusedLocal: 100, Duplicate: 20, Resumed: 3}
-		st.Subscriptions = append(st.Subscriptions, agent.SubscriptionStatus{Product: "app", Channel: "beta"})
+		st.Subscriptions[0].LastTransfer = &peerproto.Transfer{Origin: origin, Peer: peer, ReusedLocal: 100, Duplicate: 20, Resumed: 3}
+		st.Subscriptions = append(st.Subscriptions, peerproto.SubscriptionStatus{Product: "app", Channel: "beta"})
 		return &Result{Addr: id, Status: &st}
 	}
 	down := Result{Addr: "down", Err: ErrUnreachable}

@@ -4,7 +4,8 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/fleetcast/fleetcast/agent"
+	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/internal/clip"
 )
 
 // maxText bounds every string of a status as the commands show it.
@@ -15,7 +16,7 @@ const maxText = 512
 // versions or errors could otherwise carry escape sequences that rewrite
 // the screen, or bidirectional overrides that make it read otherwise.
 // Runes that are not printable become U+FFFD, and long strings are cut.
-func sanitize(st *agent.Status) {
+func sanitize(st *peerproto.Status) {
 	for _, s := range []*string{&st.AgentID, &st.FleetID} {
 		*s = text(*s)
 	}
@@ -30,7 +31,7 @@ func sanitize(st *agent.Status) {
 		for _, f := range []*string{&s.Product, &s.Channel, &s.InstalledVersion, &s.LastError} {
 			*f = text(*f)
 		}
-		s.LastOutcome = agent.Outcome(text(string(s.LastOutcome)))
+		s.LastOutcome = peerproto.Outcome(text(string(s.LastOutcome)))
 		if p := s.Progress; p != nil {
 			p.Version, p.Phase = text(p.Version), text(p.Phase)
 		}
@@ -44,16 +45,13 @@ func sanitize(st *agent.Status) {
 	}
 }
 
-// text is s with every rune that is not printable replaced and at most
-// maxText bytes kept.
+// text is s with every rune that is not printable replaced, cut to at most
+// maxText bytes.
 func text(s string) string {
-	if len(s) > maxText {
-		s = s[:maxText] + "..."
-	}
 	return strings.Map(func(r rune) rune {
 		if unicode.IsPrint(r) {
 			return r
 		}
 		return unicode.ReplacementChar
-	}, s)
+	}, clip.String(s, maxText))
 }

@@ -10,17 +10,17 @@ import (
 	"testing"
 	"unicode"
 
-	"github.com/fleetcast/fleetcast/agent"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 )
 
 func TestSanitize(t *testing.T) {
 	evil := "v1\x1b[2J\x1b]0;pwned\x07\u202eexe.txt\r\n"
-	st := agent.Status{AgentID: evil, FleetID: evil,
-		Peers: []agent.PeerStatus{{Addr: evil, ID: evil, Source: evil, Fleet: evil, BanReason: strings.Repeat("x", 10000), Error: evil}},
-		Subscriptions: []agent.SubscriptionStatus{{Product: evil, Channel: evil, InstalledVersion: evil, LastError: evil,
-			LastOutcome: agent.Outcome(evil), Progress: &agent.Progress{Version: evil, Phase: evil},
-			LastTransfer: &agent.Transfer{OriginReasons: map[string]int64{evil: 2, "v1\x1b": 1}}}}}
+	st := peerproto.Status{AgentID: evil, FleetID: evil,
+		Peers: []peerproto.PeerStatus{{Addr: evil, ID: evil, Source: evil, Fleet: evil, BanReason: strings.Repeat("x", 10000), Error: evil}},
+		Subscriptions: []peerproto.SubscriptionStatus{{Product: evil, Channel: evil, InstalledVersion: evil, LastError: evil,
+			LastOutcome: peerproto.Outcome(evil), Progress: &peerproto.Progress{Version: evil, Phase: evil},
+			LastTransfer: &peerproto.Transfer{OriginReasons: map[string]int64{evil: 2, "v1\x1b": 1}}}}}
 	sanitize(&st)
 	b, err := json.Marshal(st)
 	if err != nil {

@@ -5,9 +5,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/internal/units"
-
-	"github.com/fleetcast/fleetcast/agent"
 )
 
 // Summary is the rollout of one product channel across the agents gathered.
@@ -46,7 +45,7 @@ func (b *Bytes) add(o Bytes) {
 
 // TransferBytes returns the bytes of s's update in progress, or else of its
 // last transfer; zero when there was none.
-func TransferBytes(s agent.SubscriptionStatus) Bytes {
+func TransferBytes(s peerproto.SubscriptionStatus) Bytes {
 	if p := s.Progress; p != nil {
 		return Bytes{Origin: p.OriginBytes, Peers: p.PeerBytes, Reused: p.ReusedBytes}
 	}
@@ -86,7 +85,7 @@ func Summarize(results []Result) []Summary {
 }
 
 // add counts one agent's subscription status.
-func (sum *Summary) add(s agent.SubscriptionStatus) {
+func (sum *Summary) add(s peerproto.SubscriptionStatus) {
 	sum.Agents++
 	switch {
 	case s.InstalledSequence > sum.Sequence:

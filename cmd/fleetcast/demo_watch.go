@@ -9,7 +9,7 @@ import (
 
 	"github.com/fleetcast/fleetcast/internal/units"
 
-	"github.com/fleetcast/fleetcast/agent"
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/statusclient"
 )
 
@@ -29,7 +29,7 @@ type demoRow struct {
 	origin, peer, reused int64
 	installed            time.Duration // since the publish; 0 until installed
 	lastErr              string
-	tr                   *agent.Transfer // the release's transfer, once reported
+	tr                   *peerproto.Transfer // the release's transfer, once reported
 }
 
 // update folds in one status answer for release seq, published at start.
@@ -70,7 +70,7 @@ func (r *demoRow) update(res statusclient.Result, seq uint64, start time.Time) {
 
 // demoReused is what the agent did not fetch: chunks already in its
 // store, verified by an interrupted attempt, or repeated in the artifact.
-func demoReused(tr *agent.Transfer) int64 { return tr.ReusedLocal + tr.Resumed + tr.Duplicate }
+func demoReused(tr *peerproto.Transfer) int64 { return tr.ReusedLocal + tr.Resumed + tr.Duplicate }
 
 func demoPercent(done, total int64) int {
 	if total <= 0 {

@@ -13,7 +13,7 @@ import (
 
 	"github.com/fleetcast/fleetcast/internal/units"
 
-	"github.com/fleetcast/fleetcast/agent"
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/statusclient"
 )
 
@@ -93,7 +93,7 @@ func writeAgentRows(w io.Writer, r statusclient.Result) {
 	}
 }
 
-func installed(s agent.SubscriptionStatus) string {
+func installed(s peerproto.SubscriptionStatus) string {
 	if s.InstalledSequence == 0 {
 		return "none"
 	}
@@ -101,7 +101,7 @@ func installed(s agent.SubscriptionStatus) string {
 }
 
 // progressCell is "idle" or "39% of 1.3 (seq 8)".
-func progressCell(p *agent.Progress) string {
+func progressCell(p *peerproto.Progress) string {
 	if p == nil {
 		return "idle"
 	}

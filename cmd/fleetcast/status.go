@@ -19,6 +19,7 @@ import (
 
 	"github.com/fleetcast/fleetcast/agent"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/statusclient"
 )
 
@@ -151,7 +152,7 @@ type statusOutput struct {
 
 // show prints st; rates are bytes/s per subscription measured by --watch
 // (nil for one sample).
-func (o statusOutput) show(st agent.Status, rates map[string]float64) error {
+func (o statusOutput) show(st peerproto.Status, rates map[string]float64) error {
 	if o.json {
 		enc := json.NewEncoder(o.w)
 		if rates == nil {
@@ -205,7 +206,7 @@ type sample struct {
 
 // sampleRates measures, for each update in progress also in prev, the bytes
 // fetched per second since prev; it returns the rates and the new samples.
-func sampleRates(prev map[string]sample, st agent.Status, now time.Time) (map[string]float64, map[string]sample) {
+func sampleRates(prev map[string]sample, st peerproto.Status, now time.Time) (map[string]float64, map[string]sample) {
 	rates, next := map[string]float64{}, map[string]sample{}
 	for _, s := range st.Subscriptions {
 		p := s.Progress
@@ -222,4 +223,4 @@ func sampleRates(prev map[string]sample, st agent.Status, now time.Time) (map[st
 	return rates, next
 }
 
-func subKey(s agent.SubscriptionStatus) string { return s.Product + "/" + s.Channel }
+func subKey(s peerproto.SubscriptionStatus) string { return s.Product + "/" + s.Channel }

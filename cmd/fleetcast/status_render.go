@@ -11,7 +11,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
-	"github.com/fleetcast/fleetcast/agent"
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/statusclient"
 )
 
@@ -21,7 +21,7 @@ const barWidth = 30
 // formatStatus renders an agent's status for people: plain lines, plus a
 // progress bar when tty. rates holds bytes/s measured by --watch per
 // subscription; a missing one is computed from the update's start.
-func formatStatus(st agent.Status, now time.Time, rates map[string]float64, tty bool) string {
+func formatStatus(st peerproto.Status, now time.Time, rates map[string]float64, tty bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "agent %s, fleet %s, root version %d\n", st.AgentID, st.FleetID, st.RootVersion)
 	fmt.Fprintf(&b, "since start: %s from the origin, %s in %d chunks served to peers\n",
@@ -35,7 +35,7 @@ func formatStatus(st agent.Status, now time.Time, rates map[string]float64, tty 
 	return b.String()
 }
 
-func writeSubscription(b *strings.Builder, s agent.SubscriptionStatus, now time.Time, rate float64, tty bool) {
+func writeSubscription(b *strings.Builder, s peerproto.SubscriptionStatus, now time.Time, rate float64, tty bool) {
 	fmt.Fprintf(b, "%s/%s\n", s.Product, s.Channel)
 	if s.InstalledSequence == 0 {
 		fmt.Fprintf(b, "  installed:     nothing yet; trusted sequence %d\n", s.TrustedSequence)
@@ -62,7 +62,7 @@ func writeSubscription(b *strings.Builder, s agent.SubscriptionStatus, now time.
 		}
 	}
 	if t := s.LastTransfer; t != nil {
-		by := statusclient.TransferBytes(agent.SubscriptionStatus{LastTransfer: t})
+		by := statusclient.TransferBytes(peerproto.SubscriptionStatus{LastTransfer: t})
 		fmt.Fprintf(b, "  last transfer: sequence %d, %s: from peers %s, from the origin %s, reused %s, in %.1fs\n",
 			s.LastTransferSequence, units.FormatBytes(t.ArtifactBytes), units.FormatBytes(by.Peers), units.FormatBytes(by.Origin), units.FormatBytes(by.Reused), t.Seconds)
 	}
@@ -71,7 +71,7 @@ func writeSubscription(b *strings.Builder, s agent.SubscriptionStatus, now time.
 // progressText is "12.5 MiB of 32.0 MiB (39%), 8.1 MiB/s, eta 2s, from
 // peers 71%, origin 20%, reused 9%". A rate <= 0 is computed from the bytes
 // fetched (peers and origin) since p.Started.
-func progressText(p *agent.Progress, now time.Time, rate float64) string {
+func progressText(p *peerproto.Progress, now time.Time, rate float64) string {
 	if rate <= 0 {
 		if secs := now.Sub(p.Started).Seconds(); secs > 0 {
 			rate = float64(p.PeerBytes+p.OriginBytes) / secs
@@ -91,7 +91,7 @@ func progressText(p *agent.Progress, now time.Time, rate float64) string {
 }
 
 // share is n's percentage of the bytes p has from any source.
-func share(n int64, p *agent.Progress) int {
+func share(n int64, p *peerproto.Progress) int {
 	return percent(n, p.PeerBytes+p.OriginBytes+p.ReusedBytes)
 }
 
@@ -103,7 +103,7 @@ func percent(n, total int64) int {
 }
 
 // progressBar draws p's done bytes as a bar (for terminals).
-func progressBar(p *agent.Progress) string {
+func progressBar(p *peerproto.Progress) string {
 	bar := progressbar.NewOptions64(max(p.TotalBytes, 1),
 		progressbar.OptionSetWriter(io.Discard), // taken as a string below
 		progressbar.OptionSetWidth(barWidth),
@@ -114,7 +114,7 @@ func progressBar(p *agent.Progress) string {
 	return strings.TrimSpace(strings.TrimPrefix(bar.String(), "\r"))
 }
 
-func writePeers(b *strings.Builder, peers []agent.PeerStatus, now time.Time) {
+func writePeers(b *strings.Builder, peers []peerproto.PeerStatus, now time.Time) {
 	if len(peers) == 0 {
 		b.WriteString("peers: none seen\n")
 		return
@@ -131,14 +131,14 @@ func writePeers(b *strings.Builder, peers []agent.PeerStatus, now time.Time) {
 	tw.Flush()
 }
 
-func lastState(p agent.PeerStatus, now time.Time) string {
+func lastState(p peerproto.PeerStatus, now time.Time) string {
 	if p.LastState.IsZero() {
 		return "no state yet"
 	}
 	return fmt.Sprintf("state %s ago, holds %d release(s)", ago(now, p.LastState), p.Releases)
 }
 
-func peerNote(p agent.PeerStatus, now time.Time) string {
+func peerNote(p peerproto.PeerStatus, now time.Time) string {
 	var notes []string
 	if p.Foreign {
 		notes = append(notes, "other fleet "+p.Fleet)

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetcast/fleetcast/agent"
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 )
 
 // TestStatusAndPeersThroughRealAgents runs fleetcast status and fleetcast
@@ -35,7 +35,7 @@ func TestStatusAndPeersThroughRealAgents(t *testing.T) {
 	addr0 := fmt.Sprintf("127.0.0.1:%d", agents[0].port)
 
 	t.Run("status --json", func(t *testing.T) {
-		var st agent.Status
+		var st peerproto.Status
 		out := c.ok("status", "--json", "--config", "agent0.toml")
 		if err := json.Unmarshal([]byte(out), &st); err != nil {
 			t.Fatalf("status --json: %v\n%s", err, out)
@@ -121,9 +121,9 @@ func wantAll(t *testing.T, out string, want ...string) string {
 // peersOutput is fleetcast peers --json.
 type peersOutput struct {
 	Agents []struct {
-		Addr   string        `json:"addr"`
-		Status *agent.Status `json:"status"`
-		Error  string        `json:"error"`
+		Addr   string            `json:"addr"`
+		Status *peerproto.Status `json:"status"`
+		Error  string            `json:"error"`
 	} `json:"agents"`
 	Summary []struct {
 		Sequence   uint64 `json:"sequence"`
@@ -170,7 +170,7 @@ func watchTwice(t *testing.T, c *cli) {
 func TestProgressRendering(t *testing.T) {
 	const MiB = 1 << 20
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
-	fetching := &agent.Progress{Sequence: 7, Version: "1.2.0", Phase: "fetching", Started: now.Add(-4 * time.Second),
+	fetching := &peerproto.Progress{Sequence: 7, Version: "1.2.0", Phase: "fetching", Started: now.Add(-4 * time.Second),
 		TotalBytes: 32 * MiB, DoneBytes: 12.5 * MiB, PeerBytes: 8.875 * MiB, OriginBytes: 2.5 * MiB, ReusedBytes: 1.125 * MiB}
 	done := *fetching
 	done.Phase, done.DoneBytes = "installing", done.TotalBytes
@@ -178,7 +178,7 @@ func TestProgressRendering(t *testing.T) {
 	justStarted.Started, justStarted.DoneBytes, justStarted.PeerBytes, justStarted.OriginBytes, justStarted.ReusedBytes = now, 0, 0, 0, 0
 	tests := []struct {
 		name string
-		p    *agent.Progress
+		p    *peerproto.Progress
 		rate float64 // measured by --watch; 0: from Started
 		want string
 	}{
@@ -196,7 +196,7 @@ func TestProgressRendering(t *testing.T) {
 			if got := progressText(tt.p, now, tt.rate); got != tt.want {
 				t.Errorf("progressText:\n got %s\nwant %s", got, tt.want)
 			}
-			st := agent.Status{AgentID: "a1", Subscriptions: []agent.SubscriptionStatus{{Product: "app", Channel: "stable", Progress: tt.p}}}
+			st := peerproto.Status{AgentID: "a1", Subscriptions: []peerproto.SubscriptionStatus{{Product: "app", Channel: "stable", Progress: tt.p}}}
 			plain := formatStatus(st, now, map[string]float64{"app/stable": tt.rate}, false)
 			wantAll(t, plain, "  progress: "+tt.want, "updating:      to 1.2.0 (sequence 7)")
 			tty := formatStatus(st, now, map[string]float64{"app/stable": tt.rate}, true)
@@ -211,12 +211,12 @@ func TestPeerNote(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name string
-		p    agent.PeerStatus
+		p    peerproto.PeerStatus
 		want string
 	}{
-		{"healthy", agent.PeerStatus{Addr: "198.18.0.2:7331"}, ""},
-		{"refused at the handshake", agent.PeerStatus{Error: "not this fleet's certificate"}, "last error: not this fleet's certificate"},
-		{"banned", agent.PeerStatus{Banned: true, BannedUntil: now.Add(time.Minute), BanReason: "bad chunk", Error: "x"},
+		{"healthy", peerproto.PeerStatus{Addr: "198.18.0.2:7331"}, ""},
+		{"refused at the handshake", peerproto.PeerStatus{Error: "not this fleet's certificate"}, "last error: not this fleet's certificate"},
+		{"banned", peerproto.PeerStatus{Banned: true, BannedUntil: now.Add(time.Minute), BanReason: "bad chunk", Error: "x"},
 			"banned for 1m0s: bad chunk; last error: x"},
 	}
 	for _, tc := range tests {

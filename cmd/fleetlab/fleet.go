@@ -18,8 +18,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/fleetcast/fleetcast/agent"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/internal/netlab"
 )
 
@@ -56,7 +56,7 @@ type labAgent struct {
 	started time.Time // of the current process
 	peakRSS int64
 	cpu     time.Duration
-	st      agent.Status // the last status read
+	st      peerproto.Status // the last status read
 }
 
 // newFleet prepares a run: an origin directory with the lab's root, served
@@ -215,7 +215,7 @@ func (f *fleet) status(ctx context.Context, a *labAgent) bool {
 	if err != nil || len(body) > maxStatus || resp.StatusCode != http.StatusOK {
 		return false
 	}
-	var st agent.Status
+	var st peerproto.Status
 	if json.Unmarshal(body, &st) != nil {
 		return false
 	}
@@ -232,7 +232,7 @@ func (a *labAgent) installed() uint64 {
 }
 
 // transfer is the agent's last transfer when it was of sequence seq.
-func (a *labAgent) transfer(seq uint64) *agent.Transfer {
+func (a *labAgent) transfer(seq uint64) *peerproto.Transfer {
 	if len(a.st.Subscriptions) != 1 || a.st.Subscriptions[0].LastTransferSequence != seq {
 		return nil
 	}

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fleetcast/fleetcast/agent"
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 )
 
 // watch is what a scenario does while a rollout runs: tick is called after
@@ -158,7 +158,7 @@ func (f *fleet) union(ctx context.Context) (have, total int) {
 }
 
 // peerState reads the agent's peer state without waiting for news.
-func (f *fleet) peerState(ctx context.Context, a *labAgent) (*agent.PeerState, []agent.PeerBits, error) {
+func (f *fleet) peerState(ctx context.Context, a *labAgent) (*peerproto.State, []peerproto.Bits, error) {
 	url := f.scheme + "://" + net.JoinHostPort(a.host.IP(), agentPort) + "/v1/peer/state"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -169,9 +169,9 @@ func (f *fleet) peerState(ctx context.Context, a *labAgent) (*agent.PeerState, [
 		return nil, nil, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, agent.MaxPeerState+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, peerproto.MaxState+1))
 	if err != nil {
 		return nil, nil, err
 	}
-	return agent.ParsePeerState(body)
+	return peerproto.ParseState(body)
 }

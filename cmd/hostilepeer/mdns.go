@@ -8,6 +8,8 @@ import (
 	"strconv"
 
 	"github.com/hashicorp/mdns"
+
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 )
 
 // mdnsService is the DNS-SD service type fleetcast agents advertise.
@@ -16,7 +18,7 @@ const mdnsService = "_fleetcast._tcp"
 // advertise answers mDNS queries for _fleetcast._tcp as agent id of fleet
 // fleetID at ip:port, on the interface that holds ip, until stop is called.
 func advertise(id, fleetID string, ip net.IP, port int, logger *slog.Logger) (stop func() error, err error) {
-	txt := []string{"id=" + id, "fleet=" + fleetID, "proto=" + peerProto, "port=" + strconv.Itoa(port)}
+	txt := []string{"id=" + id, "fleet=" + fleetID, "proto=" + peerproto.Proto, "port=" + strconv.Itoa(port)}
 	svc, err := mdns.NewMDNSService(id, mdnsService, "local.", id+".local.", port, []net.IP{ip}, txt)
 	if err != nil {
 		return nil, fmt.Errorf("mdns service: %w", err)

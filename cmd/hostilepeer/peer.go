@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,18 +13,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
 )
 
-// The peer protocol, docs/SPEC.md ("Peer protocol").
+// The peer protocol is agent/peerproto's (docs/SPEC.md, "Peer protocol").
 const (
-	peerProto       = "fleetcast-peer/1"
-	peerProtoHeader = "Fleetcast-Peer"
-	peerAgentHeader = "Fleetcast-Agent"
-	peerFleetHeader = "Fleetcast-Fleet"
 	// longPoll is how long GET /v1/peer/state?after=V is held.
-	longPoll = 20 * time.Second
+	longPoll = peerproto.LongPoll * time.Second
 	// reloadInterval is how often the origin directory is read again for
 	// a newer release.
 	reloadInterval = 200 * time.Millisecond
@@ -85,16 +80,13 @@ func loadRelease(origin, product, channel string) (*release, error) {
 	return r, nil
 }
 
-// noneOf is the bitmap of none of n chunks.
-func noneOf(n int) string { return base64.StdEncoding.EncodeToString(make([]byte, (n+7)/8)) }
-
-// haveAll is the bitmap of all n chunks: bits past n are 0.
-func haveAll(n int) string {
-	b := bytes.Repeat([]byte{0xff}, (n+7)/8)
-	if n%8 != 0 {
-		b[len(b)-1] = 1<<(n%8) - 1
+// bitmap is the bitmap of n chunks, all set or none.
+func bitmap(n int, all bool) string {
+	b := make([]bool, n)
+	for i := range b {
+		b[i] = all
 	}
-	return base64.StdEncoding.EncodeToString(b)
+	return peerproto.EncodeBitmap(b)
 }
 
 // peer serves the peer protocol with bad chunks.
@@ -136,33 +128,16 @@ func (p *peer) follow(ctx context.Context) {
 
 func (p *peer) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/peer/state", p.serveState)
-	mux.HandleFunc("GET /v1/peer/manifest/{product}/{channel}/{sequence}", p.serveManifest)
-	mux.HandleFunc("GET /v1/peer/chunk/{digest}", p.serveChunk)
+	mux.HandleFunc("GET "+peerproto.StatePath, p.serveState)
+	mux.HandleFunc("GET "+peerproto.ManifestPath+"{product}/{channel}/{sequence}", p.serveManifest)
+	mux.HandleFunc("GET "+peerproto.ChunkPath+"{digest}", p.serveChunk)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set(peerProtoHeader, peerProto)
-		h.Set(peerAgentHeader, p.agentID)
-		h.Set(peerFleetHeader, p.fleetID)
+		h.Set(peerproto.ProtoHeader, peerproto.Proto)
+		h.Set(peerproto.AgentHeader, p.agentID)
+		h.Set(peerproto.FleetHeader, p.fleetID)
 		mux.ServeHTTP(w, r)
 	})
-}
-
-type peerState struct {
-	Proto    string        `json:"proto"`
-	AgentID  string        `json:"agent_id"`
-	FleetID  string        `json:"fleet_id"`
-	Version  uint64        `json:"version"`
-	Releases []releaseHave `json:"releases"`
-}
-
-type releaseHave struct {
-	Product  string `json:"product"`
-	Channel  string `json:"channel"`
-	Sequence uint64 `json:"sequence"`
-	Chunks   int    `json:"chunks"`
-	Have     string `json:"have"`     // chunks held
-	Fetching string `json:"fetching"` // chunks being fetched from the origin: none
 }
 
 func (p *peer) serveState(w http.ResponseWriter, r *http.Request) {
@@ -182,10 +157,11 @@ func (p *peer) serveState(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	p.log.Debug("state asked", slog.String("remote", r.RemoteAddr))
-	st := peerState{Proto: peerProto, AgentID: p.agentID, FleetID: p.fleetID, Version: p.version(), Releases: []releaseHave{}}
-	if rel := p.rel.Load(); rel != nil {
-		st.Releases = append(st.Releases, releaseHave{Product: rel.product, Channel: rel.channel, Sequence: rel.sequence,
-			Chunks: rel.nChunks, Have: haveAll(rel.nChunks), Fetching: noneOf(rel.nChunks)})
+	st := peerproto.State{Proto: peerproto.Proto, AgentID: p.agentID, FleetID: p.fleetID, Version: p.version(),
+		Releases: []peerproto.ReleaseHave{}, Subscriptions: []peerproto.Sub{}}
+	if rel := p.rel.Load(); rel != nil { // claims every chunk, fetches none
+		st.Releases = append(st.Releases, peerproto.ReleaseHave{Product: rel.product, Channel: rel.channel, Sequence: rel.sequence,
+			Chunks: rel.nChunks, Have: bitmap(rel.nChunks, true), Fetching: bitmap(rel.nChunks, false)})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(st)

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetcast/fleetcast/agent"
+	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
 )
@@ -89,7 +89,7 @@ func get(t *testing.T, ctx context.Context, url string) (*http.Response, []byte)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for h, want := range map[string]string{peerProtoHeader: peerProto, peerAgentHeader: "0123456789abcdef", peerFleetHeader: "open"} {
+	for h, want := range map[string]string{peerproto.ProtoHeader: peerproto.Proto, peerproto.AgentHeader: "0123456789abcdef", peerproto.FleetHeader: "open"} {
 		if got := resp.Header.Get(h); got != want {
 			t.Errorf("%s: header %s = %q, want %q", url, h, got, want)
 		}
@@ -100,15 +100,15 @@ func get(t *testing.T, ctx context.Context, url string) (*http.Response, []byte)
 func TestStateClaimsEveryChunk(t *testing.T) {
 	srv, _, env := testPeer(t, modeCorrupt)
 	resp, body := get(t, context.Background(), srv.URL+"/v1/peer/state")
-	var st peerState
+	var st peerproto.State
 	if err := json.Unmarshal(body, &st); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("state: %d %v\n%s", resp.StatusCode, err, body)
 	}
 	// The agents' own parser is the judge of the protocol.
-	if _, _, err := agent.ParsePeerState(body); err != nil {
-		t.Errorf("agent.ParsePeerState refuses the hostile peer's state: %v\n%s", err, body)
+	if _, _, err := peerproto.ParseState(body); err != nil {
+		t.Errorf("peerproto.ParseState refuses the hostile peer's state: %v\n%s", err, body)
 	}
-	if st.Proto != peerProto || st.Version != 4 || len(st.Releases) != 1 { // sequence 3, plus one
+	if st.Proto != peerproto.Proto || st.Version != 4 || len(st.Releases) != 1 { // sequence 3, plus one
 		t.Fatalf("state %+v", st)
 	}
 	r := st.Releases[0]
@@ -130,8 +130,8 @@ func TestStateClaimsEveryChunk(t *testing.T) {
 
 func TestHaveAll(t *testing.T) {
 	for n, want := range map[int]string{1: "AQ==", 8: "/w==", 9: "/wE=", 16: "//8="} {
-		if got := haveAll(n); got != want {
-			t.Errorf("haveAll(%d) = %q, want %q", n, got, want)
+		if got := bitmap(n, true); got != want {
+			t.Errorf("bitmap(%d, true) = %q, want %q", n, got, want)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package agent
+package peerproto
 
 import (
 	"bytes"
@@ -17,13 +17,13 @@ import (
 )
 
 // validPeerState is a state with two releases that ParsePeerState accepts.
-func validPeerState() PeerState {
-	return PeerState{Proto: PeerProto, AgentID: "0123456789abcdef", FleetID: "open", Version: 7,
+func validPeerState() State {
+	return State{Proto: Proto, AgentID: "0123456789abcdef", FleetID: "open", Version: 7,
 		Releases: []ReleaseHave{
 			{Product: "app", Channel: "stable", Sequence: 3, Chunks: 10,
-				Have: encodeBitmap(bitsOf(10, 0, 1, 9)), Fetching: encodeBitmap(bitsOf(10, 2))},
+				Have: EncodeBitmap(bitsOf(10, 0, 1, 9)), Fetching: EncodeBitmap(bitsOf(10, 2))},
 			{Product: "tool", Channel: "beta", Sequence: 1, Chunks: 1,
-				Have: encodeBitmap(bitsOf(1, 0)), Fetching: encodeBitmap(bitsOf(1))},
+				Have: EncodeBitmap(bitsOf(1, 0)), Fetching: EncodeBitmap(bitsOf(1))},
 		}}
 }
 
@@ -47,13 +47,13 @@ func mustJSON(t testing.TB, v any) []byte {
 
 func TestParsePeerState(t *testing.T) {
 	valid := mustJSON(t, validPeerState())
-	edit := func(f func(st *PeerState)) []byte {
+	edit := func(f func(st *State)) []byte {
 		st := validPeerState()
 		f(&st)
 		return mustJSON(t, st)
 	}
 	rel := func(f func(r *ReleaseHave)) []byte {
-		return edit(func(st *PeerState) { f(&st.Releases[0]) })
+		return edit(func(st *State) { f(&st.Releases[0]) })
 	}
 	b64 := base64.StdEncoding.EncodeToString
 	tests := []struct {
@@ -63,31 +63,31 @@ func TestParsePeerState(t *testing.T) {
 	}{
 		{"valid", valid, ""},
 		{"valid, trailing newline", append(bytes.Clone(valid), '\n'), ""},
-		{"valid, closed fleet", edit(func(st *PeerState) { st.FleetID = "fedcba9876543210" }), ""},
-		{"valid, no releases", edit(func(st *PeerState) { st.Releases = nil }), ""},
-		{"valid, most releases", edit(func(st *PeerState) { st.Releases = manyReleases(maxPeerReleases) }), ""},
+		{"valid, closed fleet", edit(func(st *State) { st.FleetID = "fedcba9876543210" }), ""},
+		{"valid, no releases", edit(func(st *State) { st.Releases = nil }), ""},
+		{"valid, most releases", edit(func(st *State) { st.Releases = manyReleases(MaxReleases) }), ""},
 		{"valid, most chunks", rel(func(r *ReleaseHave) {
 			r.Chunks = manifest.MaxChunks
-			r.Have = encodeBitmap(bitsOf(manifest.MaxChunks, 0, manifest.MaxChunks-1))
-			r.Fetching = encodeBitmap(bitsOf(manifest.MaxChunks))
+			r.Have = EncodeBitmap(bitsOf(manifest.MaxChunks, 0, manifest.MaxChunks-1))
+			r.Fetching = EncodeBitmap(bitsOf(manifest.MaxChunks))
 		}), ""},
-		{"too large", append(bytes.Clone(valid), bytes.Repeat([]byte(" "), MaxPeerState)...), "limit"},
+		{"too large", append(bytes.Clone(valid), bytes.Repeat([]byte(" "), MaxState)...), "limit"},
 		{"empty", nil, "EOF"},
 		{"not an object", []byte(`[1,2]`), "cannot unmarshal"},
-		{"unknown field", []byte(`{"proto":"` + PeerProto + `","extra":1}`), "unknown field"},
+		{"unknown field", []byte(`{"proto":"` + Proto + `","extra":1}`), "unknown field"},
 		{"unknown release field", bytes.Replace(valid, []byte(`"chunks":10,`), []byte(`"chunks":10,"size":1,`), 1), "unknown field"},
 		{"trailing data", append(bytes.Clone(valid), []byte(` {}`)...), "data after"},
 		{"truncated", valid[:len(valid)-1], "unexpected EOF"},
-		{"wrong proto", edit(func(st *PeerState) { st.Proto = "fleetcast-peer/2" }), "protocol"},
-		{"no proto", edit(func(st *PeerState) { st.Proto = "" }), "protocol"},
-		{"agent id uppercase", edit(func(st *PeerState) { st.AgentID = "0123456789ABCDEF" }), "bad agent id"},
-		{"agent id short", edit(func(st *PeerState) { st.AgentID = "0123456789abcde" }), "bad agent id"},
-		{"agent id long", edit(func(st *PeerState) { st.AgentID = "0123456789abcdef0" }), "bad agent id"},
-		{"agent id open", edit(func(st *PeerState) { st.AgentID = "open" }), "bad agent id"},
-		{"fleet id empty", edit(func(st *PeerState) { st.FleetID = "" }), "fleet id"},
-		{"fleet id not hex", edit(func(st *PeerState) { st.FleetID = "0123456789abcdeg" }), "fleet id"},
-		{"fleet id Open", edit(func(st *PeerState) { st.FleetID = "Open" }), "fleet id"},
-		{"too many releases", edit(func(st *PeerState) { st.Releases = manyReleases(maxPeerReleases + 1) }), "releases, limit"},
+		{"wrong proto", edit(func(st *State) { st.Proto = "fleetcast-peer/2" }), "protocol"},
+		{"no proto", edit(func(st *State) { st.Proto = "" }), "protocol"},
+		{"agent id uppercase", edit(func(st *State) { st.AgentID = "0123456789ABCDEF" }), "bad agent id"},
+		{"agent id short", edit(func(st *State) { st.AgentID = "0123456789abcde" }), "bad agent id"},
+		{"agent id long", edit(func(st *State) { st.AgentID = "0123456789abcdef0" }), "bad agent id"},
+		{"agent id open", edit(func(st *State) { st.AgentID = "open" }), "bad agent id"},
+		{"fleet id empty", edit(func(st *State) { st.FleetID = "" }), "fleet id"},
+		{"fleet id not hex", edit(func(st *State) { st.FleetID = "0123456789abcdeg" }), "fleet id"},
+		{"fleet id Open", edit(func(st *State) { st.FleetID = "Open" }), "fleet id"},
+		{"too many releases", edit(func(st *State) { st.Releases = manyReleases(MaxReleases + 1) }), "releases, limit"},
 		{"product uppercase", rel(func(r *ReleaseHave) { r.Product = "App" }), "bad release"},
 		{"product empty", rel(func(r *ReleaseHave) { r.Product = "" }), "bad release"},
 		{"product path", rel(func(r *ReleaseHave) { r.Product = "../app" }), "bad release"},
@@ -99,7 +99,7 @@ func TestParsePeerState(t *testing.T) {
 		{"chunks negative", rel(func(r *ReleaseHave) { r.Chunks = -1 }), "-1 chunks"},
 		{"chunks over MaxChunks", rel(func(r *ReleaseHave) {
 			r.Chunks = manifest.MaxChunks + 1
-			r.Have = encodeBitmap(make([]bool, r.Chunks))
+			r.Have = EncodeBitmap(make([]bool, r.Chunks))
 			r.Fetching = r.Have
 		}), fmt.Sprintf("%d chunks", manifest.MaxChunks+1)},
 		{"chunks not an integer", bytes.Replace(valid, []byte(`"chunks":10`), []byte(`"chunks":1e1`), 1), "cannot unmarshal"},
@@ -116,12 +116,12 @@ func TestParsePeerState(t *testing.T) {
 		{"fetching wrong length", rel(func(r *ReleaseHave) { r.Fetching = b64([]byte{0, 0, 0}) }), "fetching: bitmap of 10 chunks"},
 		{"fetching bits past the end", rel(func(r *ReleaseHave) { r.Fetching = b64([]byte{0, 0xff}) }), "fetching: bitmap: bits set past"},
 		{"fetching bad base64", rel(func(r *ReleaseHave) { r.Fetching = "AA*=" }), "fetching: bitmap of 10 chunks: not base64"},
-		{"fetching missing", []byte(strings.Replace(string(valid), `,"fetching":"`+encodeBitmap(bitsOf(10, 2))+`"`, "", 1)), "fetching: bitmap"},
-		{"second release bad", edit(func(st *PeerState) { st.Releases[1].Sequence = 0 }), "bad release"},
+		{"fetching missing", []byte(strings.Replace(string(valid), `,"fetching":"`+EncodeBitmap(bitsOf(10, 2))+`"`, "", 1)), "fetching: bitmap"},
+		{"second release bad", edit(func(st *State) { st.Releases[1].Sequence = 0 }), "bad release"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st, maps, err := ParsePeerState(tt.data)
+			st, maps, err := ParseState(tt.data)
 			if tt.want != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), "peer state: ") {
 					t.Fatalf("error %v, want one with %q", err, tt.want)
@@ -138,10 +138,10 @@ func TestParsePeerState(t *testing.T) {
 				t.Fatalf("%d bitmaps for %d releases", len(maps), len(st.Releases))
 			}
 			for i, r := range st.Releases {
-				if got := encodeBitmap(bitsFrom(maps[i].Have, r.Chunks)); got != r.Have {
+				if got := EncodeBitmap(bitsFrom(maps[i].Have, r.Chunks)); got != r.Have {
 					t.Errorf("release %d: have decodes to %s, sent %s", i, got, r.Have)
 				}
-				if got := encodeBitmap(bitsFrom(maps[i].Fetching, r.Chunks)); got != r.Fetching {
+				if got := EncodeBitmap(bitsFrom(maps[i].Fetching, r.Chunks)); got != r.Fetching {
 					t.Errorf("release %d: fetching decodes to %s, sent %s", i, got, r.Fetching)
 				}
 			}
@@ -150,7 +150,7 @@ func TestParsePeerState(t *testing.T) {
 }
 
 func TestParsePeerStateFields(t *testing.T) {
-	st, maps, err := ParsePeerState(mustJSON(t, validPeerState()))
+	st, maps, err := ParseState(mustJSON(t, validPeerState()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,17 +158,17 @@ func TestParsePeerStateFields(t *testing.T) {
 		t.Errorf("parsed %+v, want %+v", *st, want)
 	}
 	for i := range 10 {
-		if got, want := bitSet(maps[0].Have, i), i == 0 || i == 1 || i == 9; got != want {
+		if got, want := BitSet(maps[0].Have, i), i == 0 || i == 1 || i == 9; got != want {
 			t.Errorf("have bit %d = %v, want %v", i, got, want)
 		}
-		if got, want := bitSet(maps[0].Fetching, i), i == 2; got != want {
+		if got, want := BitSet(maps[0].Fetching, i), i == 2; got != want {
 			t.Errorf("fetching bit %d = %v, want %v", i, got, want)
 		}
 	}
-	if n := bitCount(maps[0].Have); n != 3 {
+	if n := BitCount(maps[0].Have); n != 3 {
 		t.Errorf("have count %d, want 3", n)
 	}
-	if !bitSet(maps[1].Have, 0) || bitCount(maps[1].Fetching) != 0 {
+	if !BitSet(maps[1].Have, 0) || BitCount(maps[1].Fetching) != 0 {
 		t.Errorf("second release bitmaps %+v", maps[1])
 	}
 }
@@ -186,7 +186,7 @@ func manyReleases(n int) []ReleaseHave {
 func bitsFrom(b []byte, n int) []bool {
 	out := make([]bool, n)
 	for i := range out {
-		out[i] = bitSet(b, i)
+		out[i] = BitSet(b, i)
 	}
 	return out
 }
@@ -206,11 +206,11 @@ func TestBitmapRoundTrip(t *testing.T) {
 		}
 		for name, have := range patterns {
 			t.Run(fmt.Sprintf("%d/%s", n, name), func(t *testing.T) {
-				s := encodeBitmap(have)
+				s := EncodeBitmap(have)
 				if want := base64.StdEncoding.EncodedLen((n + 7) / 8); len(s) != want {
 					t.Fatalf("encoded length %d, want %d", len(s), want)
 				}
-				b, err := decodeBitmap(s, n)
+				b, err := DecodeBitmap(s, n)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -223,17 +223,17 @@ func TestBitmapRoundTrip(t *testing.T) {
 						count++
 					}
 				}
-				if bitCount(b) != count {
-					t.Errorf("bitCount %d, want %d", bitCount(b), count)
+				if BitCount(b) != count {
+					t.Errorf("bitCount %d, want %d", BitCount(b), count)
 				}
 				// The same string is refused for any other length, except
 				// lengths with the same byte count whose extra bits are clear.
 				if n%8 != 0 && have[n-1] {
-					if _, err := decodeBitmap(s, n-1); err == nil {
+					if _, err := DecodeBitmap(s, n-1); err == nil {
 						t.Errorf("bitmap with bit %d set accepted as %d bits", n-1, n-1)
 					}
 				}
-				if _, err := decodeBitmap(s, n+8); err == nil {
+				if _, err := DecodeBitmap(s, n+8); err == nil {
 					t.Errorf("bitmap of %d bits accepted as %d bits", n, n+8)
 				}
 			})
@@ -241,12 +241,12 @@ func TestBitmapRoundTrip(t *testing.T) {
 	}
 }
 
-// FuzzParsePeerState checks that ParsePeerState never panics and that a
+// FuzzParseState checks that ParsePeerState never panics and that a
 // state it accepts, encoded again with encoding/json, parses to the same
-// state and bitmaps. Seeds are in testdata/fuzz/FuzzParsePeerState.
-func FuzzParsePeerState(f *testing.F) {
+// state and bitmaps. Seeds are in testdata/fuzz/FuzzParseState.
+func FuzzParseState(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
-		st, maps, err := ParsePeerState(data)
+		st, maps, err := ParseState(data)
 		if err != nil {
 			if st != nil || maps != nil {
 				t.Fatalf("refused state returned values: %v", err)
@@ -263,7 +263,7 @@ func FuzzParsePeerState(f *testing.F) {
 		if err != nil {
 			t.Fatalf("encode: %v", err)
 		}
-		st2, maps2, err := ParsePeerState(b)
+		st2, maps2, err := ParseState(b)
 		if err != nil {
 			t.Fatalf("re-parse: %v\n%s", err, b)
 		}
@@ -276,7 +276,7 @@ func FuzzParsePeerState(f *testing.F) {
 // TestPeerStateFuzzSeeds checks the seed corpus: seeds named valid_* parse,
 // the others are refused.
 func TestPeerStateFuzzSeeds(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("testdata", "fuzz", "FuzzParsePeerState", "*"))
+	files, err := filepath.Glob(filepath.Join("testdata", "fuzz", "FuzzParseState", "*"))
 	if err != nil || len(files) < 6 {
 		t.Fatalf("%d seeds (%v), want at least 6", len(files), err)
 	}
@@ -296,7 +296,7 @@ func TestPeerStateFuzzSeeds(t *testing.T) {
 			if err != nil {
 				t.Fatalf("unquote: %v", err)
 			}
-			_, _, err = ParsePeerState([]byte(data))
+			_, _, err = ParseState([]byte(data))
 			if valid := strings.HasPrefix(filepath.Base(p), "valid_"); valid != (err == nil) {
 				t.Errorf("ParsePeerState: %v; seed named valid: %v", err, valid)
 			}
