@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/internal/filelock"
@@ -30,7 +31,7 @@ import (
 // Agent keeps a machine's subscriptions up to date. Create it with New, then
 // call Once or Run; Close releases the data directory.
 type Agent struct {
-	cfg    *Config
+	cfg    *config.Config
 	log    *slog.Logger
 	origin *originClient
 	store  *store
@@ -57,7 +58,7 @@ type Agent struct {
 
 // New prepares an agent: it creates the data directory, takes its lock (one
 // agent per data directory), and loads the trust root.
-func New(cfg *Config, log *slog.Logger) (*Agent, error) {
+func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -101,7 +102,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a.metrics = newMetrics(a)
 	a.origin.rejected = func() { a.metrics.chunkRejected(sourceOrigin) }
 	for _, s := range cfg.Subscriptions {
-		a.status[s.key()] = &peerproto.SubscriptionStatus{Product: s.Product, Channel: s.Channel}
+		a.status[s.Key()] = &peerproto.SubscriptionStatus{Product: s.Product, Channel: s.Channel}
 	}
 	log.Info("agent ready", slog.String("agent_id", id), slog.String("fleet_id", fleet.ID()),
 		slog.String("data_dir", cfg.DataDir), slog.String("origin", cfg.Origin),
@@ -154,7 +155,7 @@ func (a *Agent) once(ctx context.Context) (retrySoon bool, err error) {
 	return retrySoon, errors.Join(errs...)
 }
 
-func (a *Agent) runCycle(ctx context.Context, s Subscription) (peerproto.Outcome, error) {
+func (a *Agent) runCycle(ctx context.Context, s config.Subscription) (peerproto.Outcome, error) {
 	start := a.now()
 	out, err := a.cycle(ctx, s)
 	a.recordCycle(s, start, out, err)
@@ -212,5 +213,3 @@ func (a *Agent) nextPoll(failures int) time.Duration {
 	j := a.cfg.PollJitter
 	return time.Duration(float64(d) * (1 - j + 2*j*rand.Float64()))
 }
-
-func (s Subscription) key() string { return s.Product + "/" + s.Channel }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
@@ -169,7 +170,7 @@ func TestPeerBannedForAlteredManifest(t *testing.T) {
 
 	o := newETagOrigin(t)
 	o.publish(t, key, root, "1.0", now, time.Hour, in)
-	a := newClockAgent(t, o, root, dir, now, func(c *Config) {
+	a := newClockAgent(t, o, root, dir, now, func(c *config.Config) {
 		c.Listen, c.PollInterval, c.BanDuration = net.JoinHostPort("127.0.0.1", liveFreePort(t)), time.Hour, time.Hour
 		c.Peers = []string{peerAddr}
 	})

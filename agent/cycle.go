@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/installers"
 	"github.com/fleetcast/fleetcast/internal/clip"
@@ -19,7 +20,7 @@ import (
 
 // cycle brings one subscription up to date: fetch and verify the channel's
 // latest manifest, assemble its artifact, install it.
-func (a *Agent) cycle(ctx context.Context, sub Subscription) (peerproto.Outcome, error) {
+func (a *Agent) cycle(ctx context.Context, sub config.Subscription) (peerproto.Outcome, error) {
 	log := a.log.With(slog.String("product", sub.Product), slog.String("channel", sub.Channel))
 	st, err := loadState(a.cfg.DataDir, sub.Product, sub.Channel)
 	if err != nil {
@@ -60,7 +61,7 @@ func (a *Agent) cycle(ctx context.Context, sub Subscription) (peerproto.Outcome,
 // manifest names another release than the one installed under that
 // sequence, that it is ignored: a sequence is installed once, and the
 // publisher never signs two releases with one sequence.
-func (a *Agent) upToDate(sub Subscription, st *subState, v *manifest.Verified, log *slog.Logger) {
+func (a *Agent) upToDate(sub config.Subscription, st *subState, v *manifest.Verified, log *slog.Logger) {
 	differs := a.installedDiffers(sub, st, v)
 	if differs == "" {
 		log.Info("up to date", slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version))
@@ -75,7 +76,7 @@ func (a *Agent) upToDate(sub Subscription, st *subState, v *manifest.Verified, l
 // its sequence: "version", "artifact", "install" (its instructions), or ""
 // for none. A manifest signed again (another expiry, another signature) of
 // the same release differs in none.
-func (a *Agent) installedDiffers(sub Subscription, st *subState, v *manifest.Verified) string {
+func (a *Agent) installedDiffers(sub config.Subscription, st *subState, v *manifest.Verified) string {
 	if v.Version != st.InstalledVersion {
 		return "version"
 	}
@@ -104,7 +105,7 @@ type freshManifest struct {
 // manifest still verifies (it has not expired, nor has the root), and
 // everything it named was handled; when the trusted release is not installed
 // yet (an interrupted cycle), it returns the stored envelope.
-func (a *Agent) latest(ctx context.Context, sub Subscription, st *subState, log *slog.Logger) ([]byte, *freshManifest, error) {
+func (a *Agent) latest(ctx context.Context, sub config.Subscription, st *subState, log *slog.Logger) ([]byte, *freshManifest, error) {
 	if a.pm == nil {
 		return a.latestFromOrigin(ctx, sub, st, log)
 	}
@@ -120,7 +121,7 @@ func (a *Agent) latest(ctx context.Context, sub Subscription, st *subState, log 
 // agent on an expired release forever without an error. When it does not,
 // the validators are dropped and the manifest is fetched whole, so the
 // outcome is that of a fresh response.
-func (a *Agent) latestFromOrigin(ctx context.Context, sub Subscription, st *subState, log *slog.Logger) ([]byte, *freshManifest, error) {
+func (a *Agent) latestFromOrigin(ctx context.Context, sub config.Subscription, st *subState, log *slog.Logger) ([]byte, *freshManifest, error) {
 	resp, err := a.origin.fetchManifest(ctx, sub.Product, sub.Channel, st.ETag, st.LastModified)
 	if errors.Is(err, errNotModified) {
 		env, stale := a.trustedEnvelope(sub, st)
@@ -156,7 +157,7 @@ func (a *Agent) latestFromOrigin(ctx context.Context, sub Subscription, st *subS
 // verifies it against the current root now, as a fresh response would be;
 // the error says why it is no longer current (missing, expired, root
 // expired, no longer signed by the root's keys).
-func (a *Agent) trustedEnvelope(sub Subscription, st *subState) ([]byte, error) {
+func (a *Agent) trustedEnvelope(sub config.Subscription, st *subState) ([]byte, error) {
 	if st.Trusted == 0 {
 		return nil, errors.New("no trusted manifest")
 	}
@@ -199,7 +200,7 @@ func (a *Agent) validators(resp *manifestResponse, log *slog.Logger) *freshManif
 // verify follows the root chain (for a freshly fetched manifest) and checks
 // the envelope: signatures, threshold, expiry, and that it is the
 // subscription's product and channel.
-func (a *Agent) verify(ctx context.Context, sub Subscription, env []byte, fresh *freshManifest, log *slog.Logger) (*manifest.Verified, error) {
+func (a *Agent) verify(ctx context.Context, sub config.Subscription, env []byte, fresh *freshManifest, log *slog.Logger) (*manifest.Verified, error) {
 	root := a.currentRoot()
 	if fresh != nil {
 		var err error
@@ -258,7 +259,7 @@ func (a *Agent) currentRoot() *signing.Root {
 // trust records a newly verified sequence as the highest trusted, with its
 // envelope in the store, before anything is fetched for it: from here on a
 // restart cannot be talked into an older release.
-func (a *Agent) trust(sub Subscription, st *subState, v *manifest.Verified, env []byte, log *slog.Logger) error {
+func (a *Agent) trust(sub config.Subscription, st *subState, v *manifest.Verified, env []byte, log *slog.Logger) error {
 	dir := a.store.releaseDir(sub.Product, sub.Channel, v.Sequence)
 	if _, err := os.Stat(filepath.Join(dir, manifestFile)); err != nil || v.Sequence > st.Trusted {
 		if err := a.store.saveManifest(sub.Product, sub.Channel, v.Sequence, env); err != nil {
@@ -275,7 +276,7 @@ func (a *Agent) trust(sub Subscription, st *subState, v *manifest.Verified, env 
 }
 
 // update assembles and installs a trusted release.
-func (a *Agent) update(ctx context.Context, sub Subscription, st *subState, v *manifest.Verified, fresh *freshManifest, log *slog.Logger) (peerproto.Outcome, error) {
+func (a *Agent) update(ctx context.Context, sub config.Subscription, st *subState, v *manifest.Verified, fresh *freshManifest, log *slog.Logger) (peerproto.Outcome, error) {
 	log = log.With(slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version))
 	if st.waiting(v.Sequence, a.now()) {
 		return a.deferred(sub, st, v, fresh, log)
@@ -352,7 +353,7 @@ func classifyInstall(err error) installFailure {
 // installFailed records what an installer's error means for the release
 // and returns the cycle's outcome and error, which says whether and when
 // the release is tried again.
-func (a *Agent) installFailed(sub Subscription, st *subState, v *manifest.Verified, fresh *freshManifest, res error, log *slog.Logger) (peerproto.Outcome, error) {
+func (a *Agent) installFailed(sub config.Subscription, st *subState, v *manifest.Verified, fresh *freshManifest, res error, log *slog.Logger) (peerproto.Outcome, error) {
 	release := fmt.Sprintf("%s/%s sequence %d", sub.Product, sub.Channel, v.Sequence)
 	switch classifyInstall(res) {
 	case failedHealth:
@@ -396,7 +397,7 @@ func unswitched(err error) error {
 // saveFailure saves st with the manifest's validators (the manifest was
 // handled: what follows is decided by st) and returns err, joined with
 // any error saving it.
-func (a *Agent) saveFailure(sub Subscription, st *subState, fresh *freshManifest, err error) error {
+func (a *Agent) saveFailure(sub config.Subscription, st *subState, fresh *freshManifest, err error) error {
 	a.rememberValidators(st, fresh)
 	if serr := saveState(a.cfg.DataDir, sub.Product, sub.Channel, *st); serr != nil {
 		return errors.Join(err, serr)
@@ -406,7 +407,7 @@ func (a *Agent) saveFailure(sub Subscription, st *subState, fresh *freshManifest
 
 // deferred is the cycle of a release that did not fit on its target's file
 // system, while it waits for its backoff: it installs nothing.
-func (a *Agent) deferred(sub Subscription, st *subState, v *manifest.Verified, fresh *freshManifest, log *slog.Logger) (peerproto.Outcome, error) {
+func (a *Agent) deferred(sub config.Subscription, st *subState, v *manifest.Verified, fresh *freshManifest, log *slog.Logger) (peerproto.Outcome, error) {
 	log.Info("waiting before retrying a release that did not fit on its target's file system",
 		slog.Time("retry_after", st.RetryAfter), slog.Int("attempts", st.RetryCount), slog.String("reason", st.RetryReason))
 	return peerproto.Deferred, a.saveFailure(sub, st, fresh, fmt.Errorf("%s/%s sequence %d (version %s): %w (attempts so far: %d; the last: %s); not tried again before %s: free space on it, or wait for a newer release",
@@ -416,7 +417,7 @@ func (a *Agent) deferred(sub Subscription, st *subState, v *manifest.Verified, f
 // install hands the verified artifact to its installer. It runs to its end
 // even when ctx is cancelled, so that a shutdown never cuts a command or a
 // health check in half (each has its own timeout).
-func (a *Agent) install(ctx context.Context, sub Subscription, st *subState, v *manifest.Verified, log *slog.Logger) error {
+func (a *Agent) install(ctx context.Context, sub config.Subscription, st *subState, v *manifest.Verified, log *slog.Logger) error {
 	stateDir := filepath.Join(a.cfg.DataDir, "installer", sub.Product, sub.Channel)
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return err
@@ -444,7 +445,7 @@ func (a *Agent) install(ctx context.Context, sub Subscription, st *subState, v *
 var runInstaller = installers.Install
 
 // previous is the installed release, to roll back to, if the store has it.
-func (a *Agent) previous(sub Subscription, st *subState, log *slog.Logger) *installers.Release {
+func (a *Agent) previous(sub config.Subscription, st *subState, log *slog.Logger) *installers.Release {
 	if st.Installed == 0 || !a.store.complete(sub.Product, sub.Channel, st.Installed) {
 		return nil
 	}
@@ -465,7 +466,7 @@ func (a *Agent) rememberValidators(st *subState, fresh *freshManifest) {
 
 // saveValidators remembers the manifest response's validators once the
 // manifest it named is handled, so the next poll is a cheap 304.
-func (a *Agent) saveValidators(sub Subscription, st *subState, fresh *freshManifest) error {
+func (a *Agent) saveValidators(sub config.Subscription, st *subState, fresh *freshManifest) error {
 	if fresh == nil || (fresh.etag == st.ETag && fresh.lastModified == st.LastModified) {
 		return nil
 	}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/installers"
 	"github.com/fleetcast/fleetcast/manifest"
@@ -235,7 +236,7 @@ func TestRefusedIsNotHealthFailed(t *testing.T) {
 			dir := t.TempDir()
 			target := filepath.Join(dir, "app")
 			o.publishData(t, key, root, tc.data(t), "1.0", now, tc.install(target))
-			a := newClockAgent(t, o, root, dir, now, func(c *Config) { c.AllowedInstallers = []string{"file", "archive", "command"} })
+			a := newClockAgent(t, o, root, dir, now, func(c *config.Config) { c.AllowedInstallers = []string{"file", "archive", "command"} })
 			logs := a.capture()
 			st, err := a.once(t)
 			if st.LastOutcome != tc.want || !errors.Is(err, tc.wantIs) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
 )
@@ -19,7 +20,7 @@ const maxOffers = 3
 // envelope is then handled exactly as one from the origin. A peer that
 // sends a malformed or badly signed envelope is banned; one signed under a
 // root this agent has not followed yet is left to the origin.
-func (a *Agent) latestFromPeers(ctx context.Context, sub Subscription, st *subState, log *slog.Logger) []byte {
+func (a *Agent) latestFromPeers(ctx context.Context, sub config.Subscription, st *subState, log *slog.Logger) []byte {
 	tried := 0
 	for _, o := range a.offers(sub, st) {
 		if tried == maxOffers {
@@ -50,7 +51,7 @@ func (a *Agent) latestFromPeers(ctx context.Context, sub Subscription, st *subSt
 // of a peer whose offer of this subscription failed within poll_interval: a
 // release no peer delivers, or that this agent refuses, must not start cycle
 // after cycle, nor may a peer that claims ever higher sequences.
-func (a *Agent) offers(sub Subscription, st *subState) []peerOffer {
+func (a *Agent) offers(sub config.Subscription, st *subState) []peerOffer {
 	all := a.pm.newest(sub.Product, sub.Channel, max(st.Trusted, st.Failed))
 	a.offersMu.Lock()
 	defer a.offersMu.Unlock()
@@ -94,7 +95,7 @@ func (a *Agent) offerTried(key relKey, addr string) {
 // latestRace asks the origin for the latest manifest while it keeps
 // watching the peers: an origin that is down (connect timeouts, retries)
 // must not keep the agent from a release that its peers hold.
-func (a *Agent) latestRace(ctx context.Context, sub Subscription, st *subState, log *slog.Logger) ([]byte, *freshManifest, error) {
+func (a *Agent) latestRace(ctx context.Context, sub config.Subscription, st *subState, log *slog.Logger) ([]byte, *freshManifest, error) {
 	type result struct {
 		env   []byte
 		fresh *freshManifest

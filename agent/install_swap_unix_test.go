@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/internal/treetest"
 	"github.com/fleetcast/fleetcast/manifest"
@@ -84,7 +85,7 @@ func TestInstallTargetSwappedDuringDownload(t *testing.T) {
 			key := liveKey(t)
 			publishApp(t, o.dir, key, liveRoot(t, key), tc.artifact(t), "1.0",
 				manifest.Install{Installer: tc.installer, Target: target}, time.Time{}, 0)
-			l := startLiveAgent(t, &liveOrigin{srv: o.srv}, key, target, func(c *Config) {
+			l := startLiveAgent(t, &liveOrigin{srv: o.srv}, key, target, func(c *config.Config) {
 				c.AllowedTargets = []string{allowed}
 			})
 			select {

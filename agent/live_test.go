@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/publisher"
@@ -167,7 +168,7 @@ type liveAgent struct {
 
 // startLiveAgent runs an agent subscribed to app/stable of o until the test
 // ends. Its artifact target is target; change adjusts the configuration.
-func startLiveAgent(t *testing.T, o *liveOrigin, key *signing.PrivateKey, target string, change func(*Config)) *liveAgent {
+func startLiveAgent(t *testing.T, o *liveOrigin, key *signing.PrivateKey, target string, change func(*config.Config)) *liveAgent {
 	t.Helper()
 	dir := t.TempDir()
 	rootFile := filepath.Join(dir, "root.json")
@@ -175,12 +176,12 @@ func startLiveAgent(t *testing.T, o *liveOrigin, key *signing.PrivateKey, target
 		t.Fatal(err)
 	}
 	port := liveFreePort(t)
-	cfg := DefaultConfig()
+	cfg := config.Default()
 	cfg.DataDir, cfg.Root, cfg.Origin = filepath.Join(dir, "data"), rootFile, o.srv.URL+"/"
 	cfg.Listen, cfg.MDNS, cfg.PollInterval = net.JoinHostPort("127.0.0.1", port), false, time.Hour
 	cfg.OriginConnections, cfg.RetryBackoff, cfg.RetryBackoffMax = 1, 10*time.Millisecond, 20*time.Millisecond
 	cfg.AllowedTargets = []string{filepath.Dir(target) + string(filepath.Separator)}
-	cfg.Subscriptions = []Subscription{{Product: "app", Channel: "stable"}}
+	cfg.Subscriptions = []config.Subscription{{Product: "app", Channel: "stable"}}
 	if change != nil {
 		change(&cfg)
 	}

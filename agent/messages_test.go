@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
@@ -131,7 +132,7 @@ func TestPeerFetchNamesPeerTimeout(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	t.Cleanup(peer.Close)
-	cfg := DefaultConfig()
+	cfg := config.Default()
 	cfg.PeerTimeout, cfg.RequestTimeout, cfg.MinThroughput = 200*time.Millisecond, time.Hour, 0
 	a := &Agent{cfg: &cfg, fleet: fleettls.Open(), log: slog.New(slog.DiscardHandler)}
 	o := newPeerManager(a, nil).fetcher(strings.TrimPrefix(peer.URL, "http://"))
@@ -146,7 +147,7 @@ func TestPeerFetchNamesPeerTimeout(t *testing.T) {
 // rule `fleetcast publish` gives (manifest.NameRule).
 func TestConfigNameMessage(t *testing.T) {
 	const base = "origin = \"https://example.com/\"\nroot = \"/etc/root.json\"\n[[subscription]]\n"
-	_, err := ParseConfig([]byte(base + "product = \"roots\"\nchannel = \".x\"\n"))
+	_, err := config.Parse([]byte(base + "product = \"roots\"\nchannel = \".x\"\n"))
 	for _, want := range []string{`product "roots": want ` + manifest.NameRule, `channel ".x": want ` + manifest.NameRule} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v, want %q", err, want)
@@ -202,11 +203,11 @@ func TestPeerRefusedAtHandshake(t *testing.T) {
 	peerAddr := peer.Listener.Addr().String()
 
 	var logs lockedBuffer
-	cfg := DefaultConfig()
+	cfg := config.Default()
 	cfg.DataDir, cfg.Root, cfg.Origin = filepath.Join(dir, "data"), filepath.Join(dir, "root.json"), "http://127.0.0.1:1/"
 	cfg.Listen, cfg.MDNS, cfg.PollInterval = net.JoinHostPort("127.0.0.1", liveFreePort(t)), false, time.Hour
 	cfg.FleetSecretFile, cfg.Peers, cfg.Retries = secretA, []string{peerAddr}, 0
-	cfg.Subscriptions = []Subscription{{Product: "app", Channel: "stable"}}
+	cfg.Subscriptions = []config.Subscription{{Product: "app", Channel: "stable"}}
 	if err := os.WriteFile(cfg.Root, liveRoot(t, liveKey(t)), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +344,7 @@ func TestConfigWarnings(t *testing.T) {
 		{"/var/lib/myapp/", ""},
 	} {
 		t.Run(tc.prefix, func(t *testing.T) {
-			c := Config{AllowedTargets: []string{"/opt/other/", tc.prefix}}
+			c := config.Config{AllowedTargets: []string{"/opt/other/", tc.prefix}}
 			w := c.Warnings()
 			if tc.want == "" {
 				if len(w) != 0 {
@@ -382,12 +383,12 @@ func TestLoadConfigNotRegular(t *testing.T) {
 	} {
 		t.Run(filepath.Base(tc.path), func(t *testing.T) {
 			type result struct {
-				c   *Config
+				c   *config.Config
 				err error
 			}
 			done := make(chan result, 1)
 			go func() {
-				c, err := LoadConfig(tc.path)
+				c, err := config.Load(tc.path)
 				done <- result{c, err}
 			}()
 			select {

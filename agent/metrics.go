@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 )
 
@@ -66,7 +67,7 @@ func newMetrics(a *Agent) *metrics {
 }
 
 // preset creates every series whose labels are known in advance.
-func (m *metrics) preset(subs []Subscription) {
+func (m *metrics) preset(subs []config.Subscription) {
 	for _, s := range chunkSources {
 		m.bytes.WithLabelValues(s)
 		m.verified.WithLabelValues(s)
@@ -115,19 +116,19 @@ func (m *metrics) originChunk(reason string) {
 	}
 }
 
-func (m *metrics) cycle(s Subscription, out peerproto.Outcome) {
+func (m *metrics) cycle(s config.Subscription, out peerproto.Outcome) {
 	if m != nil {
 		m.updates.WithLabelValues(s.Product, s.Channel, string(out)).Inc()
 	}
 }
 
-func (m *metrics) fetchTime(s Subscription, seconds float64) {
+func (m *metrics) fetchTime(s config.Subscription, seconds float64) {
 	if m != nil {
 		m.fetchSecs.WithLabelValues(s.Product, s.Channel).Observe(seconds)
 	}
 }
 
-func (m *metrics) installTime(s Subscription, seconds float64) {
+func (m *metrics) installTime(s config.Subscription, seconds float64) {
 	if m != nil {
 		m.installSecs.WithLabelValues(s.Product, s.Channel).Observe(seconds)
 	}
@@ -182,10 +183,10 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 
 // collectSubscription reports whether s has an update in progress and,
 // from its state file, the sequences installed and trusted.
-func (c *agentCollector) collectSubscription(ch chan<- prometheus.Metric, s Subscription) {
+func (c *agentCollector) collectSubscription(ch chan<- prometheus.Metric, s config.Subscription) {
 	c.a.statusMu.Lock()
 	in := 0.0
-	if c.a.live[s.key()] != nil {
+	if c.a.live[s.Key()] != nil {
 		in = 1
 	}
 	c.a.statusMu.Unlock()

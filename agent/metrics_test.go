@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
@@ -43,7 +44,7 @@ func TestMetricsAfterUpdate(t *testing.T) {
 			rel := o.publish(t, key, 256<<10, target)
 			last := rel.m.Chunks[len(rel.m.Chunks)-1]
 			o.corruptChunk(last, tc.corrupt)
-			l := startLiveAgent(t, o, key, target, func(c *Config) { c.Retries = retries })
+			l := startLiveAgent(t, o, key, target, func(c *config.Config) { c.Retries = retries })
 			st := l.waitStatus(t, "the end of the cycle", cycleDone)
 			if st.LastOutcome != tc.wantOutcome {
 				t.Fatalf("outcome %q (%s); want %q", st.LastOutcome, st.LastError, tc.wantOutcome)
@@ -130,7 +131,7 @@ func TestMetricsPeerChunkRejected(t *testing.T) {
 		w.Write(make([]byte, c.Size)) // zeros: the right length, not the chunk
 	}))
 	t.Cleanup(peer.Close)
-	cfg := DefaultConfig()
+	cfg := config.Default()
 	a := &Agent{cfg: &cfg, log: slog.New(slog.DiscardHandler), fleet: fleettls.Open()}
 	a.metrics = newMetrics(a)
 	pm := newPeerManager(a, nil)

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/internal/clip"
@@ -68,7 +69,7 @@ func newPeerFixture(t *testing.T, fleet *fleettls.Fleet, maxUploads int, uploadR
 		s.held.mark(relKey{"app", "stable", 2}, i)
 	}
 
-	cfg := &Config{PeerConfig: PeerConfig{MaxUploads: maxUploads, UploadRate: uploadRate}}
+	cfg := &config.Config{PeerConfig: config.PeerConfig{MaxUploads: maxUploads, UploadRate: uploadRate}}
 	f.a = &Agent{cfg: cfg, log: slog.New(slog.DiscardHandler), store: s, id: testPeerID, fleet: fleet}
 	f.srv = newPeerServer(f.a)
 	mux := http.NewServeMux()

@@ -97,7 +97,7 @@ func newPeerManager(a *Agent, src peerSource) *peerManager {
 		refused:    newWarnLimiter(refusalWarnEvery),
 	}
 	for _, s := range a.cfg.Subscriptions {
-		pm.subscribed[s.key()] = true
+		pm.subscribed[s.Key()] = true
 	}
 	if a.cfg.DownloadRate > 0 {
 		pm.limit = rateLimiter(a.cfg.DownloadRate)

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
@@ -110,19 +111,19 @@ func (c *clockAgent) set(t time.Time) { c.clock.Store(t.UnixNano()) }
 
 // newClockAgent makes an agent subscribed to app/stable of o, pinned to
 // root, allowed to install under dir, its clock at now.
-func newClockAgent(t *testing.T, o *etagOrigin, root []byte, dir string, now time.Time, change func(*Config)) *clockAgent {
+func newClockAgent(t *testing.T, o *etagOrigin, root []byte, dir string, now time.Time, change func(*config.Config)) *clockAgent {
 	t.Helper()
 	base := t.TempDir()
 	rootFile := filepath.Join(base, "root.json")
 	if err := os.WriteFile(rootFile, root, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig()
+	cfg := config.Default()
 	cfg.DataDir, cfg.Root, cfg.Origin = filepath.Join(base, "data"), rootFile, o.srv.URL+"/"
 	cfg.Listen, cfg.MDNS = "", false
 	cfg.Retries, cfg.RetryBackoff, cfg.RetryBackoffMax = 0, 10*time.Millisecond, 20*time.Millisecond
 	cfg.AllowedTargets = []string{dir + string(filepath.Separator)}
-	cfg.Subscriptions = []Subscription{{Product: "app", Channel: "stable"}}
+	cfg.Subscriptions = []config.Subscription{{Product: "app", Channel: "stable"}}
 	if change != nil {
 		change(&cfg)
 	}
@@ -179,7 +180,7 @@ func TestHealthCheckNeedsCommand(t *testing.T) {
 			target, marker := filepath.Join(dir, "app"), filepath.Join(t.TempDir(), "ran")
 			o.publish(t, key, root, "1.2", now, time.Hour, manifest.Install{Installer: "file", Target: target, Mode: "0644",
 				HealthCheck: []string{"/bin/sh", "-c", `touch "$0"`, marker}})
-			a := newClockAgent(t, o, root, dir, now, func(c *Config) {
+			a := newClockAgent(t, o, root, dir, now, func(c *config.Config) {
 				if tc.allowed != nil {
 					c.AllowedInstallers = tc.allowed
 				}
@@ -332,7 +333,7 @@ func TestUndeliverableOffersThrottled(t *testing.T) {
 	root := signedRoot(t, key, now.Add(24*time.Hour))
 	dir := t.TempDir()
 	o.publish(t, key, root, "1.0", now, time.Hour, manifest.Install{Installer: "file", Target: filepath.Join(dir, "app"), Mode: "0644"})
-	a := newClockAgent(t, o, root, dir, now, func(c *Config) {
+	a := newClockAgent(t, o, root, dir, now, func(c *config.Config) {
 		c.Listen, c.PollInterval = net.JoinHostPort("127.0.0.1", liveFreePort(t)), time.Hour
 		c.Peers = []string{strings.TrimPrefix(peer.URL, "http://")}
 	})

@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
 )
@@ -113,10 +114,10 @@ func (p *progress) startInstall() {
 
 // startProgress makes sub's update to m visible in GET /v1/status; it
 // lasts until recordCycle.
-func (a *Agent) startProgress(sub Subscription, m *manifest.Manifest) *progress {
+func (a *Agent) startProgress(sub config.Subscription, m *manifest.Manifest) *progress {
 	p := newProgress(m, a.now(), a.metrics)
 	a.statusMu.Lock()
 	defer a.statusMu.Unlock()
-	a.live[sub.key()] = p
+	a.live[sub.Key()] = p
 	return p
 }

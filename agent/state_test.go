@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fleetcast/fleetcast/agent/config"
 )
 
 // TestRotatedRootUnreadable: an agent whose data_dir/root.json is
@@ -27,10 +29,10 @@ func TestRotatedRootUnreadable(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			cfg := DefaultConfig()
+			cfg := config.Default()
 			cfg.DataDir, cfg.Root, cfg.Origin = filepath.Join(dir, "data"), filepath.Join(dir, "root.json"), "http://127.0.0.1:1/"
 			cfg.Listen, cfg.MDNS = "", false
-			cfg.Subscriptions = []Subscription{{Product: "app", Channel: "stable"}}
+			cfg.Subscriptions = []config.Subscription{{Product: "app", Channel: "stable"}}
 			if err := os.WriteFile(cfg.Root, root, 0o644); err != nil {
 				t.Fatal(err)
 			}

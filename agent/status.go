@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 )
 
@@ -26,12 +27,12 @@ func (a *Agent) Status() peerproto.Status {
 	a.statusMu.Lock()
 	defer a.statusMu.Unlock()
 	for _, s := range a.cfg.Subscriptions {
-		cur := *a.status[s.key()]
+		cur := *a.status[s.Key()]
 		if ss, err := loadState(a.cfg.DataDir, s.Product, s.Channel); err == nil {
 			cur.TrustedSequence, cur.InstalledSequence = ss.Trusted, ss.Installed
 			cur.InstalledVersion, cur.FailedSequence = ss.InstalledVersion, ss.Failed
 		}
-		if p := a.live[s.key()]; p != nil {
+		if p := a.live[s.Key()]; p != nil {
 			cur.Progress = p.snapshot()
 		}
 		st.Subscriptions = append(st.Subscriptions, cur)
@@ -40,22 +41,22 @@ func (a *Agent) Status() peerproto.Status {
 }
 
 // recordCycle records how a cycle ended and ends its update in progress.
-func (a *Agent) recordCycle(s Subscription, start time.Time, out peerproto.Outcome, err error) {
+func (a *Agent) recordCycle(s config.Subscription, start time.Time, out peerproto.Outcome, err error) {
 	a.metrics.cycle(s, out)
 	a.statusMu.Lock()
 	defer a.statusMu.Unlock()
-	delete(a.live, s.key())
-	cur := a.status[s.key()]
+	delete(a.live, s.Key())
+	cur := a.status[s.Key()]
 	cur.LastCheck, cur.LastOutcome, cur.LastError = start, out, ""
 	if err != nil {
 		cur.LastError = err.Error()
 	}
 }
 
-func (a *Agent) recordTransfer(s Subscription, seq uint64, tr peerproto.Transfer) {
+func (a *Agent) recordTransfer(s config.Subscription, seq uint64, tr peerproto.Transfer) {
 	a.statusMu.Lock()
 	defer a.statusMu.Unlock()
-	cur := a.status[s.key()]
+	cur := a.status[s.Key()]
 	cur.LastTransfer, cur.LastTransferSequence = &tr, seq
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fleetcast/fleetcast/agent"
+	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/service"
 )
 
@@ -35,7 +36,7 @@ func cmdAgent(args []string, env *cliEnv) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := agent.LoadConfig(*configPath)
+	cfg, err := config.Load(*configPath)
 	if err != nil {
 		return err
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/fleetcast/fleetcast/agent"
+	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
@@ -120,7 +120,7 @@ func (d *demo) writeAgentConfig(a *demoAgent, addrs []string) error {
 	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
 		return err
 	}
-	if _, err := agent.LoadConfig(p); err != nil {
+	if _, err := config.Load(p); err != nil {
 		return fmt.Errorf("%s configuration: %w", a.name, err)
 	}
 	return nil

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/fleetcast/fleetcast/agent"
+	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/service"
 )
 
@@ -99,7 +99,7 @@ func installService(env *cliEnv, cfg service.Config, configPath string) error {
 		return fmt.Errorf("install %s: config: %w", cfg.Name, err)
 	}
 	// Refuse a config the agent would refuse at every start (and restart).
-	if _, err := agent.LoadConfig(abs); err != nil {
+	if _, err := config.Load(abs); err != nil {
 		return fmt.Errorf("install %s: %w (not installed)", cfg.Name, err)
 	}
 	exe, err := os.Executable()

@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/fleetcast/fleetcast/agent"
+	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/statusclient"
@@ -79,7 +79,7 @@ func (tf targetFlags) resolve() (string, *statusclient.Client, error) {
 	if path == "" {
 		path = defaultConfigPath()
 	}
-	cfg, err := agent.LoadConfig(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		return "", nil, fmt.Errorf("%w; give --config FILE or --addr HOST:PORT", err)
 	}

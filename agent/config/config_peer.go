@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"net"
@@ -27,7 +27,7 @@ type PeerConfig struct {
 	MaxUploads      int           `toml:"max_uploads"`            // chunk requests served at once; default 16; 1..1024
 }
 
-// defaultPeerConfig is DefaultConfig's PeerConfig.
+// defaultPeerConfig is Default's PeerConfig.
 func defaultPeerConfig() PeerConfig {
 	return PeerConfig{
 		MDNS:            true,
@@ -45,13 +45,13 @@ func defaultPeerConfig() PeerConfig {
 // maxStaticPeers bounds the peers list.
 const maxStaticPeers = 256
 
-func (c *Config) configCheckPeers(add configAdd) {
+func (c *Config) checkPeers(add adder) {
 	if len(c.Peers) > maxStaticPeers {
 		add("peers", len(c.Peers), "at most %d static peers", maxStaticPeers)
 	}
 	for _, p := range c.Peers {
 		host, port, err := net.SplitHostPort(p)
-		if err != nil || host == "" || !configText(p) {
+		if err != nil || host == "" || !validText(p) {
 			add("peers", p, "want host:port")
 			continue
 		}
@@ -59,15 +59,15 @@ func (c *Config) configCheckPeers(add configAdd) {
 			add("peers", p, "port %q: want a number from 1 to 65535", clip.String(port, 64))
 		}
 	}
-	if !configText(c.MDNSInterface) || len(c.MDNSInterface) > 64 {
+	if !validText(c.MDNSInterface) || len(c.MDNSInterface) > 64 {
 		add("mdns_interface", c.MDNSInterface, "want an interface name")
 	}
-	if !configText(c.FleetSecretFile) {
+	if !validText(c.FleetSecretFile) {
 		add("fleet_secret_file", c.FleetSecretFile, "control characters or invalid UTF-8")
 	}
-	configCheckRange(add, "peer_connections", c.PeerConnections, 1, 64)
-	configCheckRange(add, "peer_requests_per_peer", c.PerPeer, 1, 16)
-	configCheckRange(add, "max_uploads", c.MaxUploads, 1, 1024)
+	checkRange(add, "peer_connections", c.PeerConnections, 1, 64)
+	checkRange(add, "peer_requests_per_peer", c.PerPeer, 1, 16)
+	checkRange(add, "max_uploads", c.MaxUploads, 1, 1024)
 	for _, r := range []struct {
 		key   string
 		value int64

@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"bytes"
@@ -19,27 +19,27 @@ import (
 // Decoding the TOML file: unknown keys, their lines, and the shape limits
 // that keep the TOML library's cost bounded.
 
-// configDecode decodes data over DefaultConfig, refusing what
+// decode decodes data over Default, refusing what
 // BurntSushi/toml lets through: unknown keys, keys that match a field only
 // when ignoring case, and durations given as integers (nanoseconds).
-func configDecode(data []byte) (*Config, error) {
-	if len(data) > MaxConfigSize {
-		return nil, fmt.Errorf("%d bytes is larger than the limit of %d bytes", len(data), MaxConfigSize)
+func decode(data []byte) (*Config, error) {
+	if len(data) > MaxSize {
+		return nil, fmt.Errorf("%d bytes is larger than the limit of %d bytes", len(data), MaxSize)
 	}
 	if !utf8.Valid(data) {
 		return nil, errors.New("not valid UTF-8")
 	}
-	if err := configCheckShape(data); err != nil {
+	if err := checkShape(data); err != nil {
 		return nil, err
 	}
-	c := DefaultConfig()
+	c := Default()
 	md, err := toml.Decode(string(data), &c)
 	if err != nil {
 		return nil, err
 	}
-	known := configKnownKeys()
-	if unknown := configUnknownKeys(&md, known); len(unknown) > 0 {
-		return nil, configUnknownError(string(data), &md, unknown)
+	known := knownKeys()
+	if unknown := unknownKeys(&md, known); len(unknown) > 0 {
+		return nil, unknownError(string(data), &md, unknown)
 	}
 	for _, k := range md.Keys() {
 		if len(k) == 1 && known[k.String()] == reflect.TypeFor[time.Duration]() && md.Type(k...) != "String" {
@@ -54,14 +54,14 @@ func configDecode(data []byte) (*Config, error) {
 // v1.6.0: a key 16,000 levels deep took 12 GiB; 60,000 keys 500 levels deep,
 // 6 s). A configuration needs a few of each.
 const (
-	configMaxDots    = 64 // outside strings and comments: dotted keys, table names, floats
-	configMaxNesting = 16 // of [ and {: arrays, inline tables, table headers
+	maxDots    = 64 // outside strings and comments: dotted keys, table names, floats
+	maxNesting = 16 // of [ and {: arrays, inline tables, table headers
 )
 
-// configCheckShape refuses data with more than configMaxDots dots or
-// brackets nested more than configMaxNesting deep, outside strings and
+// checkShape refuses data with more than maxDots dots or
+// brackets nested more than maxNesting deep, outside strings and
 // comments. It only needs to lex TOML well enough to bound the parser's work.
-func configCheckShape(data []byte) error {
+func checkShape(data []byte) error {
 	dots, depth := 0, 0
 	for i := 0; i < len(data); i++ {
 		switch data[i] {
@@ -72,7 +72,7 @@ func configCheckShape(data []byte) error {
 				i = len(data)
 			}
 		case '"', '\'':
-			i = configSkipString(data, i)
+			i = skipString(data, i)
 		case '.':
 			dots++
 		case '[', '{':
@@ -80,19 +80,19 @@ func configCheckShape(data []byte) error {
 		case ']', '}':
 			depth = max(depth-1, 0)
 		}
-		if dots > configMaxDots {
-			return fmt.Errorf("more than %d dots outside strings and comments: keys nested too deeply", configMaxDots)
+		if dots > maxDots {
+			return fmt.Errorf("more than %d dots outside strings and comments: keys nested too deeply", maxDots)
 		}
-		if depth > configMaxNesting {
-			return fmt.Errorf("arrays or tables nested more than %d deep", configMaxNesting)
+		if depth > maxNesting {
+			return fmt.Errorf("arrays or tables nested more than %d deep", maxNesting)
 		}
 	}
 	return nil
 }
 
-// configSkipString returns the index of the last byte of the TOML string
+// skipString returns the index of the last byte of the TOML string
 // that opens at data[i].
-func configSkipString(data []byte, i int) int {
+func skipString(data []byte, i int) int {
 	q := data[i : i+1]
 	if bytes.HasPrefix(data[i:], bytes.Repeat(q, 3)) {
 		q = data[i : i+3]
@@ -110,10 +110,10 @@ func configSkipString(data []byte, i int) int {
 	return len(data)
 }
 
-// configKnownKeys returns the keys that Config decodes, written as
+// knownKeys returns the keys that Config decodes, written as
 // toml.Key.String does ("poll_interval", "subscription.product"), and their
 // Go types.
-func configKnownKeys() map[string]reflect.Type {
+func knownKeys() map[string]reflect.Type {
 	known := make(map[string]reflect.Type)
 	var add func(prefix string, t reflect.Type)
 	add = func(prefix string, t reflect.Type) {
@@ -133,9 +133,9 @@ func configKnownKeys() map[string]reflect.Type {
 	return known
 }
 
-// configUnknownKeys returns, in file order, the first key under each unknown
+// unknownKeys returns, in file order, the first key under each unknown
 // name: of "[extra]" and "extra.a = 1" only "extra".
-func configUnknownKeys(md *toml.MetaData, known map[string]reflect.Type) []toml.Key {
+func unknownKeys(md *toml.MetaData, known map[string]reflect.Type) []toml.Key {
 	seen := make(map[string]bool)
 	var unknown []toml.Key
 	for _, k := range md.Keys() {
@@ -153,17 +153,17 @@ func configUnknownKeys(md *toml.MetaData, known map[string]reflect.Type) []toml.
 
 // Bounds on naming unknown keys: a file of junk gets a short message.
 const (
-	configMaxUnknownNamed = 20      // keys named in the error
-	configMaxUnknownLines = 8       // keys whose line is looked up (a decode each)
-	configLineBudget      = 2 << 20 // bytes decoded in all to look up lines
+	maxUnknownNamed = 20      // keys named in the error
+	maxUnknownLines = 8       // keys whose line is looked up (a decode each)
+	lineBudget      = 2 << 20 // bytes decoded in all to look up lines
 )
 
-func configUnknownError(data string, md *toml.MetaData, unknown []toml.Key) error {
+func unknownError(data string, md *toml.MetaData, unknown []toml.Key) error {
 	var names []string
-	for i, k := range unknown[:min(len(unknown), configMaxUnknownNamed)] {
+	for i, k := range unknown[:min(len(unknown), maxUnknownNamed)] {
 		name := clip.String(k.String(), 64)
-		if i < min(configMaxUnknownLines, configLineBudget/max(len(data), 1)) {
-			if line := configKeyLine(data, md, k); line > 0 {
+		if i < min(maxUnknownLines, lineBudget/max(len(data), 1)) {
+			if line := keyLine(data, md, k); line > 0 {
 				name += " (line " + strconv.Itoa(line) + ")"
 			}
 		}
@@ -179,17 +179,17 @@ func configUnknownError(data string, md *toml.MetaData, unknown []toml.Key) erro
 	return fmt.Errorf("unknown key%s %s; keys are case-sensitive, see docs/CONFIG.md", s, strings.Join(names, ", "))
 }
 
-// configKeyLine returns the line on which key is defined, or 0 when that
+// keyLine returns the line on which key is defined, or 0 when that
 // cannot be told. BurntSushi/toml records where each key is but tells only
 // in decode errors, so this decodes data again into a type whose one field
-// is key, holding a configLineProbe, which always fails to decode.
-func configKeyLine(data string, md *toml.MetaData, key toml.Key) int {
+// is key, holding a lineProbe, which always fails to decode.
+func keyLine(data string, md *toml.MetaData, key toml.Key) int {
 	if len(key) > 4 {
 		return 0 // Config nests two deep; do not build deep types for junk
 	}
-	t := reflect.TypeFor[configLineProbe]()
+	t := reflect.TypeFor[lineProbe]()
 	for i := len(key) - 1; i >= 0; i-- {
-		if key[i] == "" || key[i] == "-" || strings.Contains(key[i], ",") || configFoldSibling(md, key[:i+1]) {
+		if key[i] == "" || key[i] == "-" || strings.Contains(key[i], ",") || foldSibling(md, key[:i+1]) {
 			return 0 // not expressible as a struct tag, or ambiguous: toml matches fields ignoring case
 		}
 		if typ := md.Type(key[:i+1]...); i < len(key)-1 && (typ == "Array" || typ == "ArrayHash") {
@@ -205,9 +205,9 @@ func configKeyLine(data string, md *toml.MetaData, key toml.Key) int {
 	return 0
 }
 
-// configFoldSibling reports whether another key of the same table differs
+// foldSibling reports whether another key of the same table differs
 // from key's last part only in case.
-func configFoldSibling(md *toml.MetaData, key toml.Key) bool {
+func foldSibling(md *toml.MetaData, key toml.Key) bool {
 	n := len(key) - 1
 	for _, k := range md.Keys() {
 		if len(k) > n && k[n] != key[n] && strings.EqualFold(k[n], key[n]) && slices.Equal(k[:n], key[:n]) {
@@ -217,7 +217,7 @@ func configFoldSibling(md *toml.MetaData, key toml.Key) bool {
 	return false
 }
 
-// configLineProbe is the value type of configKeyLine's probe.
-type configLineProbe struct{}
+// lineProbe is the value type of keyLine's probe.
+type lineProbe struct{}
 
-func (configLineProbe) UnmarshalTOML(any) error { return errors.New("probe") }
+func (lineProbe) UnmarshalTOML(any) error { return errors.New("probe") }

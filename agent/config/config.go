@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"errors"
@@ -22,12 +22,12 @@ import (
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
-// MaxConfigSize bounds the configuration file.
-const MaxConfigSize = 1 << 20
+// MaxSize bounds the configuration file.
+const MaxSize = 1 << 20
 
 // Config is the agent's configuration (TOML, docs/CONFIG.md).
 type Config struct {
-	DataDir           string         `toml:"data_dir"`             // default per OS (configDefaultDataDir); made absolute
+	DataDir           string         `toml:"data_dir"`             // default per OS (defaultDataDir); made absolute
 	Origin            string         `toml:"origin"`               // required; http or https URL of the origin mirror directory; ends in "/"
 	Root              string         `toml:"root"`                 // required; path of the pinned initial trust root envelope file
 	Listen            string         `toml:"listen"`               // default ":7331"; "" disables the status/peer API
@@ -55,11 +55,14 @@ type Subscription struct {
 	Channel string `toml:"channel"` // manifest.ValidName
 }
 
-// DefaultConfig returns the configuration that a file's keys are applied
+// Key is "product/channel", the subscription's key in the agent's maps.
+func (s Subscription) Key() string { return s.Product + "/" + s.Channel }
+
+// Default returns the configuration that a file's keys are applied
 // over. Origin, Root and Subscriptions have no default.
-func DefaultConfig() Config {
+func Default() Config {
 	return Config{
-		DataDir:           configDefaultDataDir(),
+		DataDir:           defaultDataDir(),
 		Listen:            ":7331",
 		PollInterval:      5 * time.Minute,
 		PollJitter:        0.1,
@@ -78,10 +81,10 @@ func DefaultConfig() Config {
 	}
 }
 
-// configDefaultDataDir is the per-OS default of data_dir. It is a switch
+// defaultDataDir is the per-OS default of data_dir. It is a switch
 // rather than per-OS files because the whole of the configuration lives in
 // this file.
-func configDefaultDataDir() string {
+func defaultDataDir() string {
 	switch runtime.GOOS {
 	case "windows":
 		if d := os.Getenv("ProgramData"); filepath.IsAbs(d) {
@@ -94,19 +97,19 @@ func configDefaultDataDir() string {
 	return "/var/lib/fleetcast"
 }
 
-// ParseConfig decodes a TOML configuration over DefaultConfig and validates
+// Parse decodes a TOML configuration over Default and validates
 // it. Unknown keys are an error, as is a relative data_dir or root (only
-// LoadConfig knows what they are relative to).
-func ParseConfig(data []byte) (*Config, error) {
-	return configParse(data, "")
+// Load knows what they are relative to).
+func Parse(data []byte) (*Config, error) {
+	return parse(data, "")
 }
 
-// LoadConfig reads the configuration file at path and parses it like
-// ParseConfig, except that a relative data_dir or root is taken relative to
+// Load reads the configuration file at path and parses it like
+// Parse, except that a relative data_dir or root is taken relative to
 // the directory of the file.
-func LoadConfig(path string) (*Config, error) {
+func Load(path string) (*Config, error) {
 	// Without blocking: a named pipe must be refused, not waited on for ever.
-	data, err := boundedfile.Read(path, MaxConfigSize)
+	data, err := boundedfile.Read(path, MaxSize)
 	if errors.Is(err, boundedfile.ErrNotRegular) {
 		return nil, fmt.Errorf("config: %w: give the path of the TOML file", err)
 	}
@@ -117,19 +120,19 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return configParse(data, abs)
+	return parse(data, abs)
 }
 
-// configParse is ParseConfig, or LoadConfig's parsing of the file at the
+// parse is Parse, or Load's parsing of the file at the
 // absolute path file.
-func configParse(data []byte, file string) (*Config, error) {
-	c, err := configDecode(data)
+func parse(data []byte, file string) (*Config, error) {
+	c, err := decode(data)
 	if err == nil {
 		if file != "" {
-			c.DataDir = configRelativeTo(filepath.Dir(file), c.DataDir)
-			c.Root = configRelativeTo(filepath.Dir(file), c.Root)
+			c.DataDir = relativeTo(filepath.Dir(file), c.DataDir)
+			c.Root = relativeTo(filepath.Dir(file), c.Root)
 		}
-		err = c.configCheck()
+		err = c.check()
 	}
 	switch {
 	case err == nil:
@@ -141,7 +144,7 @@ func configParse(data []byte, file string) (*Config, error) {
 	}
 }
 
-func configRelativeTo(dir, path string) string {
+func relativeTo(dir, path string) string {
 	if path == "" || filepath.IsAbs(path) {
 		return path
 	}
@@ -152,15 +155,15 @@ func configRelativeTo(dir, path string) string {
 // field. The error names each bad key and its value:
 // `config: poll_interval "0s": must be at least 1s`.
 func (c *Config) Validate() error {
-	if err := c.configCheck(); err != nil {
+	if err := c.check(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	return nil
 }
 
-// configCheck is Validate without the "config: " prefix; it reports every
+// check is Validate without the "config: " prefix; it reports every
 // problem, separated by "; ".
-func (c *Config) configCheck() error {
+func (c *Config) check() error {
 	var bad []string
 	add := func(key string, value any, format string, args ...any) {
 		switch v := value.(type) {
@@ -173,23 +176,23 @@ func (c *Config) configCheck() error {
 		}
 		bad = append(bad, key+" "+fmt.Sprintf(format, args...))
 	}
-	c.configCheckPaths(add)
-	c.configCheckOrigin(add)
-	c.configCheckNumbers(add)
-	c.configCheckPolicy(add)
-	c.configCheckSubscriptions(add)
-	c.configCheckPeers(add)
+	c.checkPaths(add)
+	c.checkOrigin(add)
+	c.checkNumbers(add)
+	c.checkPolicy(add)
+	c.checkSubscriptions(add)
+	c.checkPeers(add)
 	if len(bad) > 0 {
 		return errors.New(strings.Join(bad, "; "))
 	}
 	return nil
 }
 
-// configAdd records a problem: the key, its value (nil for none), what is
+// adder records a problem: the key, its value (nil for none), what is
 // wrong.
-type configAdd func(key string, value any, format string, args ...any)
+type adder func(key string, value any, format string, args ...any)
 
-func (c *Config) configCheckPaths(add configAdd) {
+func (c *Config) checkPaths(add adder) {
 	for _, p := range []struct {
 		key   string
 		value *string
@@ -197,7 +200,7 @@ func (c *Config) configCheckPaths(add configAdd) {
 		switch {
 		case *p.value == "":
 			add(p.key, *p.value, "required")
-		case !configText(*p.value):
+		case !validText(*p.value):
 			add(p.key, *p.value, "control characters or invalid UTF-8")
 		case !filepath.IsAbs(*p.value):
 			add(p.key, *p.value, "must be an absolute path (a relative one is allowed in a config file, relative to the file)")
@@ -207,7 +210,7 @@ func (c *Config) configCheckPaths(add configAdd) {
 	}
 	if c.Listen != "" {
 		_, port, err := net.SplitHostPort(c.Listen)
-		if err != nil || !configText(c.Listen) {
+		if err != nil || !validText(c.Listen) {
 			add("listen", c.Listen, "want host:port or :port, or \"\" to disable the status and peer API")
 		} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 			add("listen", c.Listen, "port %q: want a number from 0 to 65535", clip.String(port, 64))
@@ -215,14 +218,14 @@ func (c *Config) configCheckPaths(add configAdd) {
 	}
 }
 
-func (c *Config) configCheckOrigin(add configAdd) {
+func (c *Config) checkOrigin(add adder) {
 	if c.Origin == "" {
 		add("origin", c.Origin, "required: the http or https URL of the origin mirror")
 		return
 	}
 	u, err := url.Parse(c.Origin)
 	switch {
-	case !configText(c.Origin) || strings.ContainsFunc(c.Origin, unicode.IsSpace):
+	case !validText(c.Origin) || strings.ContainsFunc(c.Origin, unicode.IsSpace):
 		add("origin", c.Origin, "control characters, spaces or invalid UTF-8")
 	case err != nil:
 		add("origin", c.Origin, "not a URL: %v", errors.Unwrap(err))
@@ -239,16 +242,16 @@ func (c *Config) configCheckOrigin(add configAdd) {
 	}
 }
 
-func (c *Config) configCheckNumbers(add configAdd) {
+func (c *Config) checkNumbers(add adder) {
 	if c.PollInterval < time.Second {
 		add("poll_interval", c.PollInterval.String(), "must be at least 1s")
 	}
 	if !(c.PollJitter >= 0 && c.PollJitter <= 0.5) { // also refuses NaN
 		add("poll_jitter", c.PollJitter, "must be between 0 and 0.5")
 	}
-	configCheckRange(add, "origin_connections", c.OriginConnections, 1, 64)
-	configCheckRange(add, "retries", c.Retries, 0, 20)
-	configCheckRange(add, "keep_releases", c.KeepReleases, 1, 100)
+	checkRange(add, "origin_connections", c.OriginConnections, 1, 64)
+	checkRange(add, "retries", c.Retries, 0, 20)
+	checkRange(add, "keep_releases", c.KeepReleases, 1, 100)
 	if c.MinThroughput < 0 {
 		add("min_throughput", c.MinThroughput, "must be at least 0 (0 disables the check)")
 	}
@@ -272,13 +275,13 @@ func (c *Config) configCheckNumbers(add configAdd) {
 	}
 }
 
-func configCheckRange(add configAdd, key string, v, lo, hi int) {
+func checkRange(add adder, key string, v, lo, hi int) {
 	if v < lo || v > hi {
 		add(key, v, "must be between %d and %d", lo, hi)
 	}
 }
 
-func (c *Config) configCheckPolicy(add configAdd) {
+func (c *Config) checkPolicy(add adder) {
 	for i, name := range c.AllowedInstallers {
 		switch {
 		case !slices.Contains(manifest.Installers, name):
@@ -289,7 +292,7 @@ func (c *Config) configCheckPolicy(add configAdd) {
 	}
 	for _, p := range c.AllowedTargets {
 		switch {
-		case !configText(p):
+		case !validText(p):
 			add("allowed_targets", p, "control characters or invalid UTF-8")
 		case !filepath.IsAbs(p):
 			add("allowed_targets", p, "must be an absolute path")
@@ -297,7 +300,7 @@ func (c *Config) configCheckPolicy(add configAdd) {
 	}
 }
 
-func (c *Config) configCheckSubscriptions(add configAdd) {
+func (c *Config) checkSubscriptions(add adder) {
 	if len(c.Subscriptions) == 0 {
 		add("subscription", nil, "want at least one [[subscription]] table with product and channel")
 	}
@@ -321,7 +324,7 @@ func (c *Config) configCheckSubscriptions(add configAdd) {
 func (c *Config) Warnings() []string {
 	var out []string
 	for _, p := range c.AllowedTargets {
-		if what := configSystemDir(p); what != "" {
+		if what := systemDir(p); what != "" {
 			out = append(out, fmt.Sprintf("allowed_targets %q lets any release signed by the root's keys replace %s; allow only the directories releases install into, such as /opt/myapp/",
 				clip.String(p, 64), what))
 		}
@@ -329,9 +332,9 @@ func (c *Config) Warnings() []string {
 	return out
 }
 
-// configSystemDirs are system-wide directories, and what a release
+// systemDirs are system-wide directories, and what a release
 // installed under them can change.
-var configSystemDirs = map[string]string{
+var systemDirs = map[string]string{
 	"/bin":      "the system's programs",
 	"/sbin":     "the system's programs",
 	"/usr/bin":  "the system's programs",
@@ -346,10 +349,10 @@ var configSystemDirs = map[string]string{
 	"/root":     "the administrator's home directory (shell profile, SSH keys)",
 }
 
-// configSystemDir says what an allowed_targets prefix lets a release
+// systemDir says what an allowed_targets prefix lets a release
 // replace when it is a file system root or a system-wide directory; "" for
 // any other prefix.
-func configSystemDir(prefix string) string {
+func systemDir(prefix string) string {
 	if !filepath.IsAbs(prefix) {
 		return ""
 	}
@@ -363,11 +366,11 @@ func configSystemDir(prefix string) string {
 		}
 		return ""
 	}
-	return configSystemDirs[p]
+	return systemDirs[p]
 }
 
-// configText reports whether s is valid UTF-8 without control characters.
-func configText(s string) bool {
+// validText reports whether s is valid UTF-8 without control characters.
+func validText(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl)
 }
 
@@ -393,10 +396,10 @@ func (c *Config) Allow(in manifest.Install) error {
 	if in.Installer == "command" && in.Target == "" {
 		return nil
 	}
-	return c.configAllowTarget(in.Target)
+	return c.allowTarget(in.Target)
 }
 
-func (c *Config) configAllowTarget(target string) error {
+func (c *Config) allowTarget(target string) error {
 	if !filepath.IsAbs(target) {
 		return fmt.Errorf("target %q is not an absolute path; not installed", clip.String(target, 64))
 	}
@@ -405,31 +408,31 @@ func (c *Config) configAllowTarget(target string) error {
 		hint = " (allowed_targets is empty, so no target is allowed)"
 	}
 	target = filepath.Clean(target)
-	if !c.configUnderTargets(target, false) {
+	if !c.underTargets(target, false) {
 		return fmt.Errorf("target %q is not under any allowed_targets prefix %q%s; not installed", clip.String(target, 64), c.AllowedTargets, hint)
 	}
-	real, err := configResolve(target)
+	real, err := resolveLinks(target)
 	if err != nil {
 		return fmt.Errorf("target %q: resolving symbolic links: %w; not installed", clip.String(target, 64), err)
 	}
-	if !c.configUnderTargets(real, true) {
+	if !c.underTargets(real, true) {
 		return fmt.Errorf("target %q resolves through a symbolic link to %q, which is not under any allowed_targets prefix %q; not installed",
 			clip.String(target, 64), clip.String(real, 64), c.AllowedTargets)
 	}
 	return nil
 }
 
-// configUnderTargets reports whether path is an AllowedTargets prefix or
+// underTargets reports whether path is an AllowedTargets prefix or
 // below one on a path component boundary, comparing with the prefixes'
 // symbolic links resolved if resolve is set.
-func (c *Config) configUnderTargets(path string, resolve bool) bool {
+func (c *Config) underTargets(path string, resolve bool) bool {
 	for _, prefix := range c.AllowedTargets {
 		if !filepath.IsAbs(prefix) {
 			continue
 		}
 		prefix = filepath.Clean(prefix)
 		if resolve {
-			r, err := configResolve(prefix)
+			r, err := resolveLinks(prefix)
 			if err != nil {
 				continue
 			}
@@ -443,10 +446,10 @@ func (c *Config) configUnderTargets(path string, resolve bool) bool {
 	return false
 }
 
-// configResolve resolves the symbolic links of the longest existing ancestor
+// resolveLinks resolves the symbolic links of the longest existing ancestor
 // of the clean absolute path p and appends the rest of p. A dangling link on
 // the way is an error: what it points to could be created later.
-func configResolve(p string) (string, error) {
+func resolveLinks(p string) (string, error) {
 	rest := ""
 	for {
 		r, err := filepath.EvalSymlinks(p)

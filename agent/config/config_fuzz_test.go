@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
-// FuzzParseConfig checks that ParseConfig never panics, that what it accepts
+// FuzzParseConfig checks that Parse never panics, that what it accepts
 // validates, and that encoding an accepted Config and parsing it again gives
 // the same Config. The seeds are in testdata/fuzz/FuzzParseConfig, among them
 // testdata/agent.toml.
@@ -22,7 +22,7 @@ func FuzzParseConfig(f *testing.F) {
 		f.Skip("the seed configs use Unix absolute paths")
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := ParseConfig(data)
+		c, err := Parse(data)
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "config: ") {
 				t.Fatalf("error without config: prefix: %v", err)
@@ -30,16 +30,16 @@ func FuzzParseConfig(f *testing.F) {
 			return
 		}
 		if err := c.Validate(); err != nil {
-			t.Fatalf("ParseConfig accepted what Validate refuses: %v", err)
+			t.Fatalf("Parse accepted what Validate refuses: %v", err)
 		}
 		var buf bytes.Buffer
 		if err := toml.NewEncoder(&buf).Encode(c); err != nil {
 			t.Fatalf("encode: %v", err)
 		}
-		if buf.Len() > MaxConfigSize {
+		if buf.Len() > MaxSize {
 			return // escaping made it longer than the limit
 		}
-		c2, err := ParseConfig(buf.Bytes())
+		c2, err := Parse(buf.Bytes())
 		if err != nil {
 			t.Fatalf("re-parse: %v\n%s", err, buf.Bytes())
 		}

@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"errors"
@@ -16,8 +16,8 @@ import (
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
-// configMinimal has the keys without a default.
-const configMinimal = `
+// minimal has the keys without a default.
+const minimal = `
 origin = "https://updates.example.com/fleetcast"
 root = "/etc/fleetcast/root.json"
 
@@ -26,7 +26,7 @@ product = "myapp"
 channel = "stable"
 `
 
-func configSkipWindows(t *testing.T) {
+func skipWindows(t *testing.T) {
 	t.Helper()
 	if runtime.GOOS == "windows" {
 		t.Skip("the test configs use Unix absolute paths")
@@ -34,12 +34,12 @@ func configSkipWindows(t *testing.T) {
 }
 
 func TestConfigDefaults(t *testing.T) {
-	configSkipWindows(t)
-	c, err := ParseConfig([]byte(configMinimal))
+	skipWindows(t)
+	c, err := Parse([]byte(minimal))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := DefaultConfig()
+	want := Default()
 	want.Origin = "https://updates.example.com/fleetcast/"
 	want.Root = "/etc/fleetcast/root.json"
 	want.Subscriptions = []Subscription{{"myapp", "stable"}}
@@ -57,13 +57,13 @@ func TestConfigDefaults(t *testing.T) {
 	}
 }
 
-// TestConfigDefaultMissing checks that DefaultConfig lacks exactly the keys
+// TestConfigDefaultMissing checks that Default lacks exactly the keys
 // that have no default.
 func TestConfigDefaultMissing(t *testing.T) {
-	c := DefaultConfig()
+	c := Default()
 	err := c.Validate()
 	if err == nil {
-		t.Fatal("DefaultConfig validated without origin, root and subscription")
+		t.Fatal("Default validated without origin, root and subscription")
 	}
 	msg := err.Error()
 	if !strings.HasPrefix(msg, "config: ") {
@@ -80,7 +80,7 @@ func TestConfigDefaultMissing(t *testing.T) {
 }
 
 func TestParseConfigEveryKey(t *testing.T) {
-	configSkipWindows(t)
+	skipWindows(t)
 	data := `
 data_dir = "/srv/fleetcast/../fc"
 origin = "http://10.0.0.1:8080/mirror/"
@@ -151,7 +151,7 @@ channel = "beta"
 			UploadRate: 10000000, DownloadRate: 20000000, MaxUploads: 64,
 		},
 	}
-	c, err := ParseConfig([]byte(data))
+	c, err := Parse([]byte(data))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ channel = "beta"
 	}
 	// Every key must be in data, with a value other than its default
 	// (min_throughput and retries are set to their minimum, 0).
-	def := reflect.ValueOf(DefaultConfig())
+	def := reflect.ValueOf(Default())
 	for _, f := range reflect.VisibleFields(reflect.TypeFor[Config]()) {
 		if f.Anonymous {
 			continue
@@ -176,8 +176,8 @@ channel = "beta"
 }
 
 func TestParseConfigExample(t *testing.T) {
-	configSkipWindows(t)
-	c, err := LoadConfig(filepath.Join("testdata", "agent.toml"))
+	skipWindows(t)
+	c, err := Load(filepath.Join("testdata", "agent.toml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestParseConfigExample(t *testing.T) {
 	// The example shows every key with its default value, except for the
 	// keys without one.
 	c.Origin, c.Root, c.Subscriptions, c.AllowedTargets = "", "", nil, nil
-	if def := DefaultConfig(); runtime.GOOS == "linux" && !reflect.DeepEqual(*c, def) {
+	if def := Default(); runtime.GOOS == "linux" && !reflect.DeepEqual(*c, def) {
 		t.Errorf("example differs from the defaults:\ngot  %+v\nwant %+v", *c, def)
 	}
 }
@@ -195,7 +195,7 @@ func TestParseConfigExample(t *testing.T) {
 // TestParseConfigDurations checks that BurntSushi/toml decodes duration
 // strings, and that integers (which it would take as nanoseconds) are refused.
 func TestParseConfigDurations(t *testing.T) {
-	configSkipWindows(t)
+	skipWindows(t)
 	for _, tc := range []struct {
 		value string
 		want  time.Duration
@@ -210,7 +210,7 @@ func TestParseConfigDurations(t *testing.T) {
 		{`"5"`, 0, `last key "poll_interval"`},
 	} {
 		t.Run(tc.value, func(t *testing.T) {
-			c, err := ParseConfig([]byte("poll_interval = " + tc.value + "\n" + configMinimal))
+			c, err := Parse([]byte("poll_interval = " + tc.value + "\n" + minimal))
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("got error %v, want one containing %q", err, tc.err)
@@ -228,7 +228,7 @@ func TestParseConfigDurations(t *testing.T) {
 }
 
 func TestParseConfigInvalid(t *testing.T) {
-	configSkipWindows(t)
+	skipWindows(t)
 	const sub = "\n[[subscription]]\nproduct = \"myapp\"\nchannel = \"stable\"\n"
 	const base = "origin = \"https://example.com/\"\nroot = \"/etc/root.json\"\n"
 	for _, tc := range []struct {
@@ -290,7 +290,7 @@ func TestParseConfigInvalid(t *testing.T) {
 		{"two problems", base + "retries = 99\nkeep_releases = 0\n" + sub, "config: retries 99: must be between 0 and 20; keep_releases 0: must be between 1 and 100"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := ParseConfig([]byte(tc.data))
+			c, err := Parse([]byte(tc.data))
 			if err == nil {
 				t.Fatalf("no error; got %+v", c)
 			}
@@ -302,33 +302,33 @@ func TestParseConfigInvalid(t *testing.T) {
 }
 
 func TestParseConfigUnknownKeys(t *testing.T) {
-	configSkipWindows(t)
+	skipWindows(t)
 	for _, tc := range []struct {
 		name, data, err string
 	}{
-		{"top level", "pollinterval = \"1m\"\n" + configMinimal,
+		{"top level", "pollinterval = \"1m\"\n" + minimal,
 			"config: unknown key pollinterval (line 1); keys are case-sensitive"},
-		{"several", "a = 1\n" + configMinimal + "\nb = 2\n[c]\nd = 1\n",
+		{"several", "a = 1\n" + minimal + "\nb = 2\n[c]\nd = 1\n",
 			"config: unknown keys a (line 1), subscription.b (line 10), c (line 11);"},
-		{"case", "Poll_Interval = \"1m\"\n" + configMinimal,
+		{"case", "Poll_Interval = \"1m\"\n" + minimal,
 			"config: unknown key Poll_Interval (line 1);"},
-		{"case twice", "Poll_Interval = \"1m\"\npoll_interval = \"2m\"\n" + configMinimal,
+		{"case twice", "Poll_Interval = \"1m\"\npoll_interval = \"2m\"\n" + minimal,
 			"config: unknown key Poll_Interval;"},
-		{"dotted", "data.dir = \"/x\"\n" + configMinimal,
+		{"dotted", "data.dir = \"/x\"\n" + minimal,
 			"config: unknown key data.dir (line 1);"},
-		{"quoted", "\"a b\" = 1\n" + configMinimal,
+		{"quoted", "\"a b\" = 1\n" + minimal,
 			`config: unknown key "a b" (line 1);`},
-		{"in subscription", configMinimal + "version = \"1.0\"\n",
+		{"in subscription", minimal + "version = \"1.0\"\n",
 			"config: unknown key subscription.version (line 8);"},
-		{"in second subscription", configMinimal + "[[subscription]]\nproduct = \"x\"\nchannel = \"y\"\nproducts = [\"z\"]\n",
+		{"in second subscription", minimal + "[[subscription]]\nproduct = \"x\"\nchannel = \"y\"\nproducts = [\"z\"]\n",
 			"config: unknown key subscription.products (line 11);"},
 		{"inline subscription", "origin = \"http://o/\"\nroot = \"/r\"\nsubscription = [{product = \"a\", channel = \"b\", pin = 3}]\n",
 			"config: unknown key subscription.pin"},
-		{"table in subscription", configMinimal + "[subscription.extra]\nx = 1\n",
+		{"table in subscription", minimal + "[subscription.extra]\nx = 1\n",
 			"config: unknown key subscription.extra (line 8);"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseConfig([]byte(tc.data))
+			_, err := Parse([]byte(tc.data))
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("got error\n\t%v\nwant one containing\n\t%s", err, tc.err)
 			}
@@ -337,12 +337,12 @@ func TestParseConfigUnknownKeys(t *testing.T) {
 }
 
 func TestParseConfigUnknownKeysMany(t *testing.T) {
-	configSkipWindows(t)
+	skipWindows(t)
 	var b strings.Builder
 	for i := range 1000 {
 		b.WriteString("k" + strings.Repeat("x", i) + " = 1\n")
 	}
-	_, err := ParseConfig([]byte(b.String() + configMinimal))
+	_, err := Parse([]byte(b.String() + minimal))
 	if err == nil || !strings.Contains(err.Error(), "k (line 1), kx (line 2)") || !strings.Contains(err.Error(), ", and 980 more;") {
 		t.Errorf("got %v", err)
 	}
@@ -352,38 +352,38 @@ func TestParseConfigUnknownKeysMany(t *testing.T) {
 }
 
 func TestParseConfigSize(t *testing.T) {
-	configSkipWindows(t)
+	skipWindows(t)
 	pad := func(n int) []byte {
-		b := []byte(configMinimal + "#")
+		b := []byte(minimal + "#")
 		b = append(b, strings.Repeat("x", n-len(b)-1)...)
 		return append(b, '\n')
 	}
-	if _, err := ParseConfig(pad(MaxConfigSize)); err != nil {
-		t.Errorf("%d bytes: %v", MaxConfigSize, err)
+	if _, err := Parse(pad(MaxSize)); err != nil {
+		t.Errorf("%d bytes: %v", MaxSize, err)
 	}
-	_, err := ParseConfig(pad(MaxConfigSize + 1))
+	_, err := Parse(pad(MaxSize + 1))
 	if want := "config: 1048577 bytes is larger than the limit of 1048576 bytes"; err == nil || err.Error() != want {
 		t.Errorf("got %v, want %s", err, want)
 	}
 
 	dir := t.TempDir()
-	for _, n := range []int{MaxConfigSize, MaxConfigSize + 1, 3 * MaxConfigSize} {
+	for _, n := range []int{MaxSize, MaxSize + 1, 3 * MaxSize} {
 		path := filepath.Join(dir, "agent.toml")
 		if err := os.WriteFile(path, pad(n), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		_, err := LoadConfig(path)
-		if (err == nil) != (n <= MaxConfigSize) {
-			t.Errorf("LoadConfig of %d bytes: %v", n, err)
+		_, err := Load(path)
+		if (err == nil) != (n <= MaxSize) {
+			t.Errorf("Load of %d bytes: %v", n, err)
 		}
 		if err != nil && !strings.Contains(err.Error(), "larger than the limit") {
-			t.Errorf("LoadConfig of %d bytes: %v", n, err)
+			t.Errorf("Load of %d bytes: %v", n, err)
 		}
 	}
 }
 
 func TestLoadConfig(t *testing.T) {
-	configSkipWindows(t)
+	skipWindows(t)
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name, paths        string
@@ -392,7 +392,7 @@ func TestLoadConfig(t *testing.T) {
 		{"relative", "data_dir = \"state\"\nroot = \"keys/../root.json\"\n", filepath.Join(dir, "state"), filepath.Join(dir, "root.json")},
 		{"dot", "data_dir = \".\"\nroot = \"./root.json\"\n", dir, filepath.Join(dir, "root.json")},
 		{"absolute", "data_dir = \"/var/x/\"\nroot = \"/etc/r.json\"\n", "/var/x", "/etc/r.json"},
-		{"default data_dir", "root = \"r.json\"\n", DefaultConfig().DataDir, filepath.Join(dir, "r.json")},
+		{"default data_dir", "root = \"r.json\"\n", Default().DataDir, filepath.Join(dir, "r.json")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(dir, "agent.toml")
@@ -400,7 +400,7 @@ func TestLoadConfig(t *testing.T) {
 			if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			c, err := LoadConfig(path)
+			c, err := Load(path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -421,7 +421,7 @@ func TestLoadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Chdir(dir)
-	c, err := LoadConfig(filepath.Join("etc", "agent.toml"))
+	c, err := Load(filepath.Join("etc", "agent.toml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -433,19 +433,19 @@ func TestLoadConfig(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(sub, "bad.toml"), []byte("retries = 99\n"+data), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = LoadConfig(filepath.Join("etc", "bad.toml"))
+	_, err = Load(filepath.Join("etc", "bad.toml"))
 	if want := "config: " + filepath.Join(sub, "bad.toml") + ": retries 99: must be between 0 and 20"; err == nil || err.Error() != want {
 		t.Errorf("got %v, want %s", err, want)
 	}
-	_, err = LoadConfig(filepath.Join(dir, "missing.toml"))
+	_, err = Load(filepath.Join(dir, "missing.toml"))
 	if err == nil || !errors.Is(err, fs.ErrNotExist) || !strings.HasPrefix(err.Error(), "config: ") {
 		t.Errorf("missing file: %v", err)
 	}
 }
 
 func TestConfigValidateNormalizes(t *testing.T) {
-	configSkipWindows(t)
-	c := DefaultConfig()
+	skipWindows(t)
+	c := Default()
 	c.Origin = "http://127.0.0.1:4000"
 	c.Root = "/tmp/x/../root.json"
 	c.DataDir = "/tmp/data/"
@@ -459,7 +459,7 @@ func TestConfigValidateNormalizes(t *testing.T) {
 }
 
 func TestConfigAllow(t *testing.T) {
-	configSkipWindows(t)
+	skipWindows(t)
 	dir := t.TempDir()
 	outside := t.TempDir()
 	app := filepath.Join(dir, "myapp")
@@ -486,7 +486,7 @@ func TestConfigAllow(t *testing.T) {
 			t.Skipf("symlink: %v", err)
 		}
 	}
-	c := DefaultConfig()
+	c := Default()
 	c.AllowedTargets = []string{app + "/", filepath.Join(dir, "alias")}
 	c.AllowedInstallers = []string{"file", "archive", "command"}
 
@@ -561,44 +561,44 @@ func TestConfigAllow(t *testing.T) {
 	}
 }
 
-// TestParseConfigLargeInputs logs how long inputs near MaxConfigSize take
+// TestParseConfigLargeInputs logs how long inputs near MaxSize take
 // (at most about 2 s without -race).
 func TestParseConfigLargeInputs(t *testing.T) {
-	configSkipWindows(t)
+	skipWindows(t)
 	if testing.Short() {
 		t.Skip("slow")
 	}
 	fill := func(unit string) []byte {
-		return []byte(strings.Repeat(unit, (MaxConfigSize-len(configMinimal))/len(unit)) + configMinimal)
+		return []byte(strings.Repeat(unit, (MaxSize-len(minimal))/len(unit)) + minimal)
 	}
 	for _, tc := range []struct {
 		name string
 		data []byte
 	}{
-		{"unknown keys", configNumbered("k%d=1\n")},
-		{"dotted key", []byte("x" + strings.Repeat(".a", MaxConfigSize/2-100) + " = 1\n" + configMinimal)},
-		{"dotted keys", configNumbered("a.b.c.d%d=1\n")},
-		{"tables", configNumbered("[t%d]\n")},
-		{"deep inline tables", []byte("x = " + strings.Repeat("{a=", 100000) + "1" + strings.Repeat("}", 100000) + "\n" + configMinimal)},
+		{"unknown keys", numbered("k%d=1\n")},
+		{"dotted key", []byte("x" + strings.Repeat(".a", MaxSize/2-100) + " = 1\n" + minimal)},
+		{"dotted keys", numbered("a.b.c.d%d=1\n")},
+		{"tables", numbered("[t%d]\n")},
+		{"deep inline tables", []byte("x = " + strings.Repeat("{a=", 100000) + "1" + strings.Repeat("}", 100000) + "\n" + minimal)},
 		{"subscriptions", fill("[[subscription]]\nproduct=\"a\"\nchannel=\"b\"\n")},
-		{"targets", []byte("allowed_targets = [" + strings.Repeat("\"/a\",", MaxConfigSize/5-100) + "]\n" + configMinimal)},
-		{"nested arrays", []byte("x = " + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + "\n" + configMinimal)},
+		{"targets", []byte("allowed_targets = [" + strings.Repeat("\"/a\",", MaxSize/5-100) + "]\n" + minimal)},
+		{"nested arrays", []byte("x = " + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + "\n" + minimal)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Now()
-			_, err := ParseConfig(tc.data)
+			_, err := Parse(tc.data)
 			t.Logf("%d bytes in %v: %.200v", len(tc.data), time.Since(start), err)
 		})
 	}
 }
 
-// configNumbered repeats format with 0, 1, 2, ... up to about MaxConfigSize.
-func configNumbered(format string) []byte {
+// numbered repeats format with 0, 1, 2, ... up to about MaxSize.
+func numbered(format string) []byte {
 	var b []byte
-	for i := 0; len(b) < MaxConfigSize-len(configMinimal)-100; i++ {
+	for i := 0; len(b) < MaxSize-len(minimal)-100; i++ {
 		b = fmt.Appendf(b, format, i)
 	}
-	return append(b, configMinimal...)
+	return append(b, minimal...)
 }
 
 func TestConfigCheckShape(t *testing.T) {
@@ -606,7 +606,7 @@ func TestConfigCheckShape(t *testing.T) {
 		name, data string
 		ok         bool
 	}{
-		{"example", configMinimal + "poll_jitter = 0.1\n[[subscription]]\nproduct = \"a.b\"\nchannel = \"c\"\n", true},
+		{"example", minimal + "poll_jitter = 0.1\n[[subscription]]\nproduct = \"a.b\"\nchannel = \"c\"\n", true},
 		{"dots in strings", "a = \"" + strings.Repeat(".", 100) + "\"\nb = '" + strings.Repeat(".", 100) + "'\n", true},
 		{"dots in multi-line strings", "a = \"\"\"\n" + strings.Repeat(".\n", 100) + "\"\"\"\nb = '''\n" + strings.Repeat(".\n", 100) + "'''\n", true},
 		{"escaped quote", "a = \"\\\"" + strings.Repeat(".", 100) + "\"\n", true},
@@ -625,7 +625,7 @@ func TestConfigCheckShape(t *testing.T) {
 		{"unbalanced", strings.Repeat("]", 100) + strings.Repeat("[", 17), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := configCheckShape([]byte(tc.data)); (err == nil) != tc.ok {
+			if err := checkShape([]byte(tc.data)); (err == nil) != tc.ok {
 				t.Errorf("got %v, want ok %v", err, tc.ok)
 			}
 		})
@@ -639,7 +639,7 @@ func TestConfigDocExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc, err := os.ReadFile(filepath.Join("..", "docs", "CONFIG.md"))
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "CONFIG.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -649,12 +649,12 @@ func TestConfigDocExample(t *testing.T) {
 }
 
 func TestParseConfigWindowsText(t *testing.T) {
-	configSkipWindows(t)
-	want, err := ParseConfig([]byte(configMinimal))
+	skipWindows(t)
+	want, err := Parse([]byte(minimal))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := ParseConfig([]byte("\ufeff" + strings.ReplaceAll(configMinimal, "\n", "\r\n")))
+	c, err := Parse([]byte("\ufeff" + strings.ReplaceAll(minimal, "\n", "\r\n")))
 	if err != nil {
 		t.Fatal(err)
 	}
