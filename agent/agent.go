@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/fleetcast/fleetcast/agent/config"
+	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/internal/filelock"
@@ -33,7 +34,7 @@ import (
 type Agent struct {
 	cfg    *config.Config
 	log    *slog.Logger
-	origin *originClient
+	origin *fetch.Client
 	store  *store
 	now    func() time.Time
 	lock   *os.File
@@ -88,11 +89,10 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 		lock.Close()
 		return nil, fmt.Errorf("config: fleet_secret_file: %w", err)
 	}
-	p := fetchPolicy{timeout: cfg.RequestTimeout, minRate: cfg.MinThroughput, window: cfg.ThroughputWindow,
-		retries: cfg.Retries, backoff: cfg.RetryBackoff, backoffMax: cfg.RetryBackoffMax}
+	p := fetch.Policy{Timeout: cfg.RequestTimeout, MinRate: cfg.MinThroughput, Window: cfg.ThroughputWindow,
+		Retries: cfg.Retries, Backoff: cfg.RetryBackoff, BackoffMax: cfg.RetryBackoffMax}
 	a := &Agent{
 		cfg: cfg, log: log, now: time.Now, lock: lock, root: root, id: id, fleet: fleet,
-		origin: newOriginClient(base, p, cfg.OriginConnections, log),
 		store:  &store{dir: filepath.Join(cfg.DataDir, releasesDir), held: newHoldings()},
 		status: make(map[string]*peerproto.SubscriptionStatus), offersTried: make(map[offerKey]time.Time),
 		live: make(map[string]*progress),
@@ -100,7 +100,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	a.store.held.scan(a.store.dir)
 	a.srv = newPeerServer(a)
 	a.metrics = newMetrics(a)
-	a.origin.rejected = func() { a.metrics.chunkRejected(sourceOrigin) }
+	a.origin = fetch.New(base, p, fetch.Options{Conns: cfg.OriginConnections,
+		Rejected: func() { a.metrics.chunkRejected(sourceOrigin) }}, log)
 	for _, s := range cfg.Subscriptions {
 		a.status[s.Key()] = &peerproto.SubscriptionStatus{Product: s.Product, Channel: s.Channel}
 	}

@@ -20,9 +20,9 @@ import (
 var errWholeFile = errors.New("whole-file check failed")
 
 // chunkSource fetches a chunk into buf and returns it verified against its
-// digest. The origin is one; peers will be others.
+// digest: the origin's fetch.Client, a peer's, or a test source.
 type chunkSource interface {
-	fetchChunk(ctx context.Context, c manifest.Chunk, buf []byte) ([]byte, error)
+	Chunk(ctx context.Context, c manifest.Chunk, buf []byte) ([]byte, error)
 }
 
 // assembly fills one release's artifact.part, from the store where it can,
@@ -263,13 +263,13 @@ func (a *assembly) run(t *task, s *sched, buf []byte) error {
 			err = errors.New("stored copy unreadable or changed")
 		}
 	case t.peer != nil:
-		b, err = t.peer.fetch.fetchChunk(t.ctx, j.chunk, buf)
+		b, err = t.peer.fetch.Chunk(t.ctx, j.chunk, buf)
 	default:
 		if a.held != nil {
 			a.held.fetching(a.key, j.indexes[0], true)
 			defer a.held.fetching(a.key, j.indexes[0], false)
 		}
-		b, err = a.src.fetchChunk(t.ctx, j.chunk, buf)
+		b, err = a.src.Chunk(t.ctx, j.chunk, buf)
 	}
 	cancelled := t.ctx.Err() != nil
 	if !s.finish(t, err) {

@@ -31,7 +31,7 @@ func newMemSource() *memSource {
 	return &memSource{chunks: map[manifest.Digest][]byte{}, fetched: map[manifest.Digest]int{}}
 }
 
-func (s *memSource) fetchChunk(ctx context.Context, c manifest.Chunk, buf []byte) ([]byte, error) {
+func (s *memSource) Chunk(ctx context.Context, c manifest.Chunk, buf []byte) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {

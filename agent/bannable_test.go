@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fleetcast/fleetcast/agent/config"
+	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
@@ -107,11 +108,11 @@ func TestBannable(t *testing.T) {
 			"invalid: an honest agent verified what it holds"},
 		{"another release than offered", check(one, now, envelope(manifest.PayloadType, other, same, trusted)), true,
 			"it offered sequence 2 and sent sequence 3"},
-		{"body longer than allowed", fetchErr(fmt.Errorf("%w: more than the %d bytes allowed", errTooLong, signing.MaxEnvelopeSize)), true,
+		{"body longer than allowed", fetchErr(fmt.Errorf("%w: more than the %d bytes allowed", fetch.ErrTooLong, signing.MaxEnvelopeSize)), true,
 			"no honest envelope is that long"},
-		{"body cut short", fetchErr(fmt.Errorf("%w: 3 of the 9 bytes declared", errTruncated)), false, "the network may cut a body; the peer is paused instead"},
-		{"too slow", fetchErr(fmt.Errorf("%w: 4 bytes in the last 3s", errTooSlow)), false, "a busy peer or link"},
-		{"not found", fetchErr(&statusError{http.StatusNotFound}), false, "it may have dropped the release since its state"},
+		{"body cut short", fetchErr(fmt.Errorf("%w: 3 of the 9 bytes declared", fetch.ErrTruncated)), false, "the network may cut a body; the peer is paused instead"},
+		{"too slow", fetchErr(fmt.Errorf("%w: 4 bytes in the last 3s", fetch.ErrTooSlow)), false, "a busy peer or link"},
+		{"not found", fetchErr(&fetch.StatusError{Code: http.StatusNotFound}), false, "it may have dropped the release since its state"},
 		{"timed out", fetchErr(context.DeadlineExceeded), false, "a busy peer or link"},
 	}
 	for _, tt := range tests {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fleetcast/fleetcast/agent/config"
+	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/installers"
 	"github.com/fleetcast/fleetcast/internal/clip"
@@ -122,8 +123,8 @@ func (a *Agent) latest(ctx context.Context, sub config.Subscription, st *subStat
 // the validators are dropped and the manifest is fetched whole, so the
 // outcome is that of a fresh response.
 func (a *Agent) latestFromOrigin(ctx context.Context, sub config.Subscription, st *subState, log *slog.Logger) ([]byte, *freshManifest, error) {
-	resp, err := a.origin.fetchManifest(ctx, sub.Product, sub.Channel, st.ETag, st.LastModified)
-	if errors.Is(err, errNotModified) {
+	resp, err := a.origin.Manifest(ctx, sub.Product, sub.Channel, st.ETag, st.LastModified)
+	if errors.Is(err, fetch.ErrNotModified) {
 		env, stale := a.trustedEnvelope(sub, st)
 		if stale == nil {
 			if st.Trusted == st.Installed || st.Trusted == st.Failed {
@@ -140,8 +141,8 @@ func (a *Agent) latestFromOrigin(ctx context.Context, sub config.Subscription, s
 				return nil, nil, err
 			}
 		}
-		resp, err = a.origin.fetchManifest(ctx, sub.Product, sub.Channel, "", "")
-		if errors.Is(err, errNotModified) {
+		resp, err = a.origin.Manifest(ctx, sub.Product, sub.Channel, "", "")
+		if errors.Is(err, fetch.ErrNotModified) {
 			return nil, nil, fmt.Errorf("%s/%s: origin answered 304 Not Modified to a request without validators, for a trusted manifest that no longer verifies: %w",
 				sub.Product, sub.Channel, stale)
 		}
@@ -149,8 +150,8 @@ func (a *Agent) latestFromOrigin(ctx context.Context, sub config.Subscription, s
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s/%s: %w", sub.Product, sub.Channel, err)
 	}
-	log.Info("fetched manifest from origin", slog.Int("bytes", len(resp.body)), slog.String("etag", clip.String(resp.etag, 64)))
-	return resp.body, a.validators(resp, log), nil
+	log.Info("fetched manifest from origin", slog.Int("bytes", len(resp.Body)), slog.String("etag", clip.String(resp.ETag, 64)))
+	return resp.Body, a.validators(resp, log), nil
 }
 
 // trustedEnvelope reads the stored envelope of the trusted sequence and
@@ -184,8 +185,8 @@ const maxValidator = 1 << 10
 
 // validators returns the response's validators to remember, without those
 // longer than maxValidator.
-func (a *Agent) validators(resp *manifestResponse, log *slog.Logger) *freshManifest {
-	f := &freshManifest{etag: resp.etag, lastModified: resp.lastModified}
+func (a *Agent) validators(resp *fetch.ManifestResponse, log *slog.Logger) *freshManifest {
+	f := &freshManifest{etag: resp.ETag, lastModified: resp.LastModified}
 	if len(f.etag) > maxValidator {
 		log.Warn("origin's ETag not kept", slog.Int("bytes", len(f.etag)), slog.Int("limit", maxValidator))
 		f.etag = ""
@@ -229,7 +230,7 @@ func (a *Agent) followRoots(ctx context.Context, log *slog.Logger) (*signing.Roo
 	defer a.rootMu.Unlock()
 	fetched := make(map[uint64][]byte)
 	next, err := signing.FollowChain(ctx, a.root, func(ctx context.Context, v uint64) ([]byte, error) {
-		b, err := a.origin.fetchRoot(ctx, v)
+		b, err := a.origin.Root(ctx, v)
 		if err == nil {
 			fetched[v] = b
 		}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/fleetcast/fleetcast/agent/config"
+	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
 )
@@ -29,7 +30,7 @@ func (a *Agent) latestFromPeers(ctx context.Context, sub config.Subscription, st
 		tried++
 		key := relKey{sub.Product, sub.Channel, o.seq}
 		a.offerTried(key, o.addr)
-		env, err := o.fetch.fetchPeerManifest(ctx, key)
+		env, err := fetchPeerManifest(ctx, o.fetch, key)
 		if err == nil {
 			err = a.checkOffer(env, key)
 		}
@@ -159,5 +160,5 @@ func bannable(err error) bool {
 		}
 	}
 	return errors.Is(err, signing.ErrMalformed) || errors.Is(err, signing.ErrTooLarge) ||
-		errors.Is(err, signing.ErrPayloadType) || errors.Is(err, manifest.ErrInvalid) || errors.Is(err, errTooLong)
+		errors.Is(err, signing.ErrPayloadType) || errors.Is(err, manifest.ErrInvalid) || errors.Is(err, fetch.ErrTooLong)
 }

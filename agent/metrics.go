@@ -177,7 +177,7 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descUploaded, prometheus.CounterValue, float64(a.srv.uploaded.Load()))
 	ch <- prometheus.MustNewConstMetric(descUploadedChunks, prometheus.CounterValue, float64(a.srv.served.Load()))
-	ch <- prometheus.MustNewConstMetric(descOriginBytes, prometheus.CounterValue, float64(a.origin.bytes.Load()))
+	ch <- prometheus.MustNewConstMetric(descOriginBytes, prometheus.CounterValue, float64(a.origin.Bytes()))
 	ch <- prometheus.MustNewConstMetric(descRootVersion, prometheus.GaugeValue, float64(a.currentRoot().Version))
 }
 

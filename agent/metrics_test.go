@@ -135,7 +135,7 @@ func TestMetricsPeerChunkRejected(t *testing.T) {
 	a := &Agent{cfg: &cfg, log: slog.New(slog.DiscardHandler), fleet: fleettls.Open()}
 	a.metrics = newMetrics(a)
 	pm := newPeerManager(a, nil)
-	_, err := pm.fetcher(peer.Listener.Addr().String()).fetchChunk(context.Background(), c, make([]byte, c.Size))
+	_, err := pm.fetcher(peer.Listener.Addr().String()).Chunk(context.Background(), c, make([]byte, c.Size))
 	if !errors.Is(err, manifest.ErrMismatch) {
 		t.Fatalf("fetch from a lying peer: %v; want %v", err, manifest.ErrMismatch)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
@@ -39,7 +40,7 @@ type peerServer struct {
 func newPeerServer(a *Agent) *peerServer {
 	s := &peerServer{a: a, uploads: make(chan struct{}, a.cfg.MaxUploads), polls: make(chan struct{}, maxLongPolls)}
 	if a.cfg.UploadRate > 0 {
-		s.limit = rateLimiter(a.cfg.UploadRate)
+		s.limit = fetch.Limiter(a.cfg.UploadRate)
 	}
 	return s
 }
@@ -47,12 +48,6 @@ func newPeerServer(a *Agent) *peerServer {
 // maxLongPolls bounds the state requests held at once: two for each peer
 // the discovery table may list.
 const maxLongPolls = 512
-
-// rateLimiter is a token bucket of r bytes/s.
-func rateLimiter(r int64) *rate.Limiter { return rate.NewLimiter(rate.Limit(r), rateBurst(r)) }
-
-// rateBurst is the limiter burst for a rate: 64 KiB or a tenth of a second.
-func rateBurst(r int64) int { return int(max(64<<10, r/10)) }
 
 func (s *peerServer) register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+peerproto.StatePath, s.guard(s.state))

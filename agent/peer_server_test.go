@@ -20,6 +20,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/fleetcast/fleetcast/agent/config"
+	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/internal/clip"
@@ -355,7 +356,7 @@ func TestPeerServerChunkBusy(t *testing.T) {
 
 func TestPeerServerChunkRateLimited(t *testing.T) {
 	f := newPeerFixture(t, fleettls.Open(), 4, 1<<30)
-	if f.srv.limit == nil || f.srv.limit.Burst() != rateBurst(1<<30) {
+	if f.srv.limit == nil || f.srv.limit.Burst() != fetch.Limiter(1<<30).Burst() {
 		t.Fatalf("upload_rate %d: limiter %v", int64(1<<30), f.srv.limit)
 	}
 	want := chunkOf(f.m1, f.data1, 1)
@@ -477,13 +478,6 @@ func TestLimitedWriter(t *testing.T) {
 		lw := &limitedWriter{ctx: ctx, w: &w, l: newLimiter()}
 		if n, err := lw.Write(data); n != 0 || !errors.Is(err, context.Canceled) || w.Len() != 0 {
 			t.Errorf("Write after cancel: %d, %v, %d bytes written", n, err, w.Len())
-		}
-	})
-	t.Run("burst of a rate", func(t *testing.T) {
-		for r, want := range map[int64]int{1: 64 << 10, 64 << 10: 64 << 10, 10 << 20: 1 << 20} {
-			if got := rateBurst(r); got != want {
-				t.Errorf("rateBurst(%d) = %d, want %d", r, got, want)
-			}
 		}
 	})
 }

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/fleetcast/fleetcast/agent/discovery"
+	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
@@ -39,7 +40,7 @@ var _ peerSource = (*discovery.Discovery)(nil)
 type peerView struct {
 	addr   string
 	source discovery.Source
-	fetch  *originClient // chunk and manifest requests
+	fetch  *fetch.Client // chunk and manifest requests
 
 	// guarded by peerManager.mu
 	id, fleet   string
@@ -100,7 +101,7 @@ func newPeerManager(a *Agent, src peerSource) *peerManager {
 		pm.subscribed[s.Key()] = true
 	}
 	if a.cfg.DownloadRate > 0 {
-		pm.limit = rateLimiter(a.cfg.DownloadRate)
+		pm.limit = fetch.Limiter(a.cfg.DownloadRate)
 	}
 	return pm
 }
@@ -158,14 +159,15 @@ func (pm *peerManager) sync(ctx context.Context) {
 
 // fetcher makes the client for a peer's chunks and manifests: one attempt,
 // peer_timeout, the minimum throughput, and download_rate.
-func (pm *peerManager) fetcher(addr string) *originClient {
+func (pm *peerManager) fetcher(addr string) *fetch.Client {
 	cfg := pm.a.cfg
 	base := &url.URL{Scheme: pm.a.fleet.Scheme(), Host: addr, Path: "/v1/peer/"}
-	p := fetchPolicy{timeout: cfg.PeerTimeout, timeoutKey: "peer_timeout", minRate: cfg.MinThroughput, window: cfg.ThroughputWindow}
-	o := &originClient{base: base, http: pm.client, policy: p, log: pm.log, limit: pm.limit, what: "peer"}
-	o.chunkPath = func(d manifest.Digest) string { return "chunk/" + d.String() }
-	o.rejected = func() { pm.a.metrics.chunkRejected(sourcePeer) }
-	return o
+	p := fetch.Policy{Timeout: cfg.PeerTimeout, TimeoutKey: "peer_timeout", MinRate: cfg.MinThroughput, Window: cfg.ThroughputWindow}
+	return fetch.New(base, p, fetch.Options{HTTP: pm.client, What: "peer", Limit: pm.limit,
+		ChunkPath: func(d manifest.Digest) string {
+			return strings.TrimPrefix(peerproto.ChunkPath, "/v1/peer/") + d.String()
+		},
+		Rejected: func() { pm.a.metrics.chunkRejected(sourcePeer) }}, pm.log)
 }
 
 // follow long-polls a peer's state until ctx is done.
@@ -185,7 +187,7 @@ func (pm *peerManager) follow(ctx context.Context, v *peerView) {
 			// that stays away, less and less often.
 			wait = 100 * time.Millisecond
 			if fails > settleTries {
-				wait = backoff(200*time.Millisecond, 30*time.Second, fails-settleTries)
+				wait = fetch.Backoff(200*time.Millisecond, 30*time.Second, fails-settleTries)
 			}
 			pm.logStateError(v.addr, fails, err)
 		case st.AgentID == pm.a.id:
@@ -236,9 +238,9 @@ func (pm *peerManager) fetchState(ctx context.Context, addr string, after uint64
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, nil, &statusError{resp.StatusCode}
+		return nil, nil, &fetch.StatusError{Code: resp.StatusCode}
 	}
-	b, err := readBody(&attempt{ctx: ctx, o: &originClient{}}, resp, peerproto.MaxState)
+	b, err := fetch.ReadBody(resp, peerproto.MaxState)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -460,15 +462,15 @@ type peerOffer struct {
 	addr  string
 	seq   uint64
 	count int
-	fetch *originClient
+	fetch *fetch.Client
 }
 
 // fetchPeerManifest gets a release's signed envelope from a peer.
-func (o *originClient) fetchPeerManifest(ctx context.Context, key relKey) ([]byte, error) {
+func fetchPeerManifest(ctx context.Context, o *fetch.Client, key relKey) ([]byte, error) {
 	rel := "manifest/" + key.product + "/" + key.channel + "/" + strconv.FormatUint(key.seq, 10)
-	out, err := o.fetchFile(ctx, rel, signing.MaxEnvelopeSize)
+	out, err := o.File(ctx, rel, signing.MaxEnvelopeSize)
 	if err != nil {
-		return nil, fmt.Errorf("peer %s: %w", o.base.Host, err)
+		return nil, fmt.Errorf("peer %s: %w", o.Host(), err)
 	}
 	return out, nil
 }

@@ -19,7 +19,7 @@ import (
 // Status returns a snapshot of the agent's state.
 func (a *Agent) Status() peerproto.Status {
 	st := peerproto.Status{AgentID: a.id, FleetID: a.fleet.ID(), RootVersion: a.currentRoot().Version,
-		OriginBytes: a.origin.bytes.Load(), UploadedBytes: a.srv.uploaded.Load(), UploadedChunks: a.srv.served.Load(),
+		OriginBytes: a.origin.Bytes(), UploadedBytes: a.srv.uploaded.Load(), UploadedChunks: a.srv.served.Load(),
 		Peers: []peerproto.PeerStatus{}}
 	if a.pm != nil {
 		st.Peers = a.pm.status()

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
 )
@@ -582,12 +583,12 @@ func (s *sched) failedLocked(t *task, st *jobState, err error) {
 			st.failed = make(map[string]bool)
 		}
 		st.failed[t.peer.addr] = true
-		var se *statusError
+		var se *fetch.StatusError
 		switch {
 		case badData(err):
 			s.pm.ban(t.peer.addr, err.Error())
 			s.holders = removeHolder(s.holders, t.peer.addr)
-		case errors.As(err, &se) && (se.code == http.StatusServiceUnavailable || se.code == http.StatusTooManyRequests):
+		case errors.As(err, &se) && (se.Code == http.StatusServiceUnavailable || se.Code == http.StatusTooManyRequests):
 			// Busy serving others: ask again soon, of it or another; a
 			// peer busy three times for this chunk counts as failed.
 			if st.busy == nil {
@@ -612,12 +613,12 @@ func (s *sched) failedLocked(t *task, st *jobState, err error) {
 		s.failLocked(err)
 		return
 	}
-	s.originOff = time.Now().Add(backoff(time.Second, 10*time.Second, st.originFails))
+	s.originOff = time.Now().Add(fetch.Backoff(time.Second, 10*time.Second, st.originFails))
 }
 
 // badData: the peer sent bytes that are not the chunk it claimed to have.
 func badData(err error) bool {
-	return errors.Is(err, manifest.ErrMismatch) || errors.Is(err, errTooLong)
+	return errors.Is(err, manifest.ErrMismatch) || errors.Is(err, fetch.ErrTooLong)
 }
 
 func removeHolder(hs []holder, addr string) []holder {

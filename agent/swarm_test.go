@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
 )
@@ -31,7 +32,7 @@ type memPeer struct {
 // not happen.
 const memPeerAfterWait = 5 * time.Second
 
-func (p *memPeer) fetchChunk(ctx context.Context, c manifest.Chunk, buf []byte) ([]byte, error) {
+func (p *memPeer) Chunk(ctx context.Context, c manifest.Chunk, buf []byte) ([]byte, error) {
 	n := p.cur.Add(1)
 	defer p.cur.Add(-1)
 	for {
@@ -54,13 +55,13 @@ func (p *memPeer) fetchChunk(ctx context.Context, c manifest.Chunk, buf []byte) 
 		<-ctx.Done()
 		return nil, ctx.Err()
 	case p.fail:
-		return nil, &statusError{500}
+		return nil, &fetch.StatusError{Code: 500}
 	case p.busy:
-		return nil, &statusError{503}
+		return nil, &fetch.StatusError{Code: 503}
 	case p.corrupt:
 		return nil, fmt.Errorf("chunk has SHA-256 %s: %w", manifest.Digest{}, manifest.ErrMismatch)
 	}
-	return p.memSource.fetchChunk(ctx, c, buf)
+	return p.memSource.Chunk(ctx, c, buf)
 }
 
 // memFleet is a swarmView over in-memory peers.

@@ -1,4 +1,4 @@
-package agent
+package fetch
 
 import (
 	"bytes"
@@ -19,17 +19,17 @@ import (
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
-func testPolicy() fetchPolicy {
-	return fetchPolicy{timeout: 5 * time.Second, minRate: 0, window: time.Second,
-		retries: 2, backoff: time.Millisecond, backoffMax: 5 * time.Millisecond}
+func testPolicy() Policy {
+	return Policy{Timeout: 5 * time.Second, MinRate: 0, Window: time.Second,
+		Retries: 2, Backoff: time.Millisecond, BackoffMax: 5 * time.Millisecond}
 }
 
-func newTestClient(t *testing.T, h http.Handler, p fetchPolicy) *originClient {
+func newTestClient(t *testing.T, h http.Handler, p Policy) *Client {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	u, _ := url.Parse(srv.URL + "/mirror/")
-	return newOriginClient(u, p, 2, slog.New(slog.DiscardHandler))
+	return New(u, p, Options{Conns: 2}, slog.New(slog.DiscardHandler))
 }
 
 func TestFetchChunk(t *testing.T) {
@@ -59,16 +59,16 @@ func TestFetchChunk(t *testing.T) {
 		{"longer than declared", func(w http.ResponseWriter, r *http.Request, n int) {
 			w.Header().Set("Content-Length", strconv.Itoa(len(data)+1))
 			w.Write(append(bytes.Clone(data), 'x'))
-		}, errTooLong, 3},
+		}, ErrTooLong, 3},
 		{"longer without length", func(w http.ResponseWriter, r *http.Request, n int) {
 			w.Write(data)
 			w.(http.Flusher).Flush() // chunked encoding: no Content-Length
 			w.Write([]byte("trailing"))
-		}, errTooLong, 3},
+		}, ErrTooLong, 3},
 		{"truncated", func(w http.ResponseWriter, r *http.Request, n int) {
 			w.Write(data[:100])
 			w.(http.Flusher).Flush()
-		}, errTruncated, 3},
+		}, ErrTruncated, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -80,7 +80,7 @@ func TestFetchChunk(t *testing.T) {
 				}
 				tt.handler(w, r, int(n.Add(1)))
 			}), testPolicy())
-			b, err := o.fetchChunk(context.Background(), c, make([]byte, c.Size))
+			b, err := o.Chunk(context.Background(), c, make([]byte, c.Size))
 			if tt.want == nil {
 				if err != nil || !bytes.Equal(b, data) {
 					t.Fatalf("fetchChunk = %d bytes, %v; want the chunk", len(b), err)
@@ -108,11 +108,11 @@ func TestFetchChunkTooSlow(t *testing.T) {
 		case <-release:
 		case <-r.Context().Done():
 		}
-	}), fetchPolicy{timeout: time.Minute, minRate: 1 << 20, window: 100 * time.Millisecond, retries: 0})
+	}), Policy{Timeout: time.Minute, MinRate: 1 << 20, Window: 100 * time.Millisecond, Retries: 0})
 	start := time.Now()
-	_, err := o.fetchChunk(context.Background(), c, make([]byte, c.Size))
-	if !errors.Is(err, errTooSlow) {
-		t.Fatalf("error = %v, want errTooSlow", err)
+	_, err := o.Chunk(context.Background(), c, make([]byte, c.Size))
+	if !errors.Is(err, ErrTooSlow) {
+		t.Fatalf("error = %v, want ErrTooSlow", err)
 	}
 	if el := time.Since(start); el > 10*time.Second {
 		t.Errorf("took %s to give up on a stalled body", el)
@@ -133,12 +133,12 @@ func TestFetchManifestConditional(t *testing.T) {
 		w.Header().Set("ETag", `"v1"`)
 		w.Write(body)
 	}), testPolicy())
-	resp, err := o.fetchManifest(context.Background(), "app", "stable", "", "")
-	if err != nil || !bytes.Equal(resp.body, body) || resp.etag != `"v1"` {
+	resp, err := o.Manifest(context.Background(), "app", "stable", "", "")
+	if err != nil || !bytes.Equal(resp.Body, body) || resp.ETag != `"v1"` {
 		t.Fatalf("first fetch = %+v, %v", resp, err)
 	}
-	if _, err := o.fetchManifest(context.Background(), "app", "stable", resp.etag, ""); !errors.Is(err, errNotModified) {
-		t.Fatalf("conditional fetch error = %v, want errNotModified", err)
+	if _, err := o.Manifest(context.Background(), "app", "stable", resp.ETag, ""); !errors.Is(err, ErrNotModified) {
+		t.Fatalf("conditional fetch error = %v, want ErrNotModified", err)
 	}
 }
 
@@ -189,13 +189,13 @@ func TestFetchManifestReplacedWithinASecond(t *testing.T) {
 	}
 	o := newTestClient(t, http.StripPrefix("/mirror/", http.FileServer(http.Dir(dir))), testPolicy())
 	write("one")
-	first, err := o.fetchManifest(context.Background(), "app", "stable", "", "")
-	if err != nil || string(first.body) != "one" {
+	first, err := o.Manifest(context.Background(), "app", "stable", "", "")
+	if err != nil || string(first.Body) != "one" {
 		t.Fatalf("first fetch = %+v, %v", first, err)
 	}
 	write("two")
-	second, err := o.fetchManifest(context.Background(), "app", "stable", first.etag, first.lastModified)
-	if err != nil || string(second.body) != "two" {
+	second, err := o.Manifest(context.Background(), "app", "stable", first.ETag, first.LastModified)
+	if err != nil || string(second.Body) != "two" {
 		t.Fatalf("second fetch = %+v, %v; want the replaced manifest", second, err)
 	}
 }
@@ -208,18 +208,18 @@ func TestFetchManifestTooLarge(t *testing.T) {
 				return
 			}
 		}
-	}), fetchPolicy{timeout: 10 * time.Second, window: time.Second})
-	_, err := o.fetchManifest(context.Background(), "app", "stable", "", "")
-	if !errors.Is(err, errTooLong) {
-		t.Fatalf("error = %v, want errTooLong", err)
+	}), Policy{Timeout: 10 * time.Second, Window: time.Second})
+	_, err := o.Manifest(context.Background(), "app", "stable", "", "")
+	if !errors.Is(err, ErrTooLong) {
+		t.Fatalf("error = %v, want ErrTooLong", err)
 	}
 }
 
 func TestBackoff(t *testing.T) {
 	for n := range 40 {
-		d := backoff(100*time.Millisecond, 5*time.Second, n)
+		d := Backoff(100*time.Millisecond, 5*time.Second, n)
 		if d <= 0 || d > 5*time.Second || d > 100*time.Millisecond<<min(n, 30) {
-			t.Fatalf("backoff(%d) = %s", n, d)
+			t.Fatalf("Backoff(%d) = %s", n, d)
 		}
 	}
 }
@@ -234,9 +234,9 @@ func TestFetchChunkRateLimited(t *testing.T) {
 		w.Write(body)
 	}), testPolicy())
 	const rate = 1 << 20 // bytes/s; burst a tenth of it
-	o.limit = rateLimiter(rate)
+	o.limit = Limiter(rate)
 	start := time.Now()
-	b, err := o.fetchChunk(context.Background(), c, make([]byte, len(body)))
+	b, err := o.Chunk(context.Background(), c, make([]byte, len(body)))
 	if err != nil || !bytes.Equal(b, body) {
 		t.Fatalf("fetchChunk: %v", err)
 	}
@@ -299,7 +299,7 @@ func TestFetchChunkResumesWithRange(t *testing.T) {
 					files.ServeHTTP(cw, r)
 				}
 			}), testPolicy())
-			b, err := o.fetchChunk(context.Background(), c, make([]byte, c.Size))
+			b, err := o.Chunk(context.Background(), c, make([]byte, c.Size))
 			if err != nil || !bytes.Equal(b, data) {
 				t.Fatalf("fetchChunk = %d bytes, %v; want the chunk", len(b), err)
 			}
@@ -322,4 +322,12 @@ func (w *countWriter) Write(p []byte) (int, error) {
 	n, err := w.ResponseWriter.Write(p)
 	w.n.Add(int64(n))
 	return n, err
+}
+
+func TestLimiterBurst(t *testing.T) {
+	for r, want := range map[int64]int{1: 64 << 10, 64 << 10: 64 << 10, 10 << 20: 1 << 20} {
+		if got := Limiter(r).Burst(); got != want {
+			t.Errorf("Limiter(%d).Burst() = %d, want %d", r, got, want)
+		}
+	}
 }

@@ -1,4 +1,8 @@
-package agent
+// Package fetch is the agent's one HTTP client: bounded, retried with
+// jittered backoff, watched for a minimum throughput, counting what it
+// receives. The origin mirror and each peer are instances of Client with
+// their own policy (docs/SPEC.md §7 and §8).
+package fetch
 
 import (
 	"cmp"
@@ -24,67 +28,102 @@ import (
 
 // Errors of a fetch. Each is wrapped with the URL and what was expected.
 var (
-	// errTooSlow: a response body fell below the configured minimum throughput.
-	errTooSlow = errors.New("response slower than min_throughput")
-	// errTooLong: a response body, or its Content-Length, went past the
+	// ErrTooSlow: a response body fell below the configured minimum throughput.
+	ErrTooSlow = errors.New("response slower than min_throughput")
+	// ErrTooLong: a response body, or its Content-Length, went past the
 	// chunk's size or the limit on the file.
-	errTooLong = errors.New("response too long")
-	// errTruncated: a response body ended before its Content-Length, or
+	ErrTooLong = errors.New("response too long")
+	// ErrTruncated: a response body ended before its Content-Length, or
 	// declared or carried less than the chunk's size.
-	errTruncated = errors.New("response cut short")
-	// errBadRange: a partial response (206) is not of the range asked for.
-	errBadRange = errors.New("response of another range than asked for")
-	// errNotModified: a conditional GET found the manifest unchanged.
-	errNotModified = errors.New("not modified")
+	ErrTruncated = errors.New("response cut short")
+	// ErrBadRange: a partial response (206) is not of the range asked for.
+	ErrBadRange = errors.New("response of another range than asked for")
+	// ErrNotModified: a conditional GET found the manifest unchanged.
+	ErrNotModified = errors.New("not modified")
 )
 
-// fetchPolicy bounds every request to the origin (or, later, a peer).
-type fetchPolicy struct {
-	timeout    time.Duration // whole request
-	timeoutKey string        // the configuration key that set timeout; "" is request_timeout
-	minRate    int64         // bytes/s over window; 0 disables
-	window     time.Duration
-	retries    int
-	backoff    time.Duration
-	backoffMax time.Duration
+// Policy bounds every request of a Client.
+type Policy struct {
+	Timeout    time.Duration // whole request
+	TimeoutKey string        // the configuration key that set Timeout, for messages; "" is request_timeout
+	MinRate    int64         // bytes/s over Window; 0 disables
+	Window     time.Duration
+	Retries    int // attempts after the first
+	Backoff    time.Duration
+	BackoffMax time.Duration
 }
 
-// originClient fetches manifests, roots and chunks from the origin mirror
-// over HTTP(S). It is safe for concurrent use.
-type originClient struct {
-	base   *url.URL
-	http   *http.Client
-	policy fetchPolicy
-	log    *slog.Logger
-	bytes  atomic.Int64 // body bytes received, all requests
-
-	// For a peer (peerManager.fetcher): where chunks are, a rate limit on
-	// the bytes received, and what the logs call it.
-	chunkPath func(manifest.Digest) string
-	limit     *rate.Limiter
-	what      string
-	rejected  func() // called for each chunk body that fails its hash check; may be nil
+// Client fetches manifests, roots, files and chunks from one HTTP(S) base:
+// the origin mirror, or one peer. It is safe for concurrent use.
+type Client struct {
+	base     *url.URL
+	http     *http.Client
+	policy   Policy
+	log      *slog.Logger
+	bytes    atomic.Int64 // body bytes received, all requests
+	what     string
+	chunk    func(manifest.Digest) string
+	limit    *rate.Limiter
+	rejected func()
 }
 
-func newOriginClient(base *url.URL, p fetchPolicy, conns int, log *slog.Logger) *originClient {
+// Options are what sets a Client apart beyond its policy.
+type Options struct {
+	// HTTP is the client to use; nil makes one for the origin with Conns
+	// connections kept (NewHTTP).
+	HTTP  *http.Client
+	Conns int
+	// What names the other end in logs: "origin" (the default) or "peer".
+	What string
+	// ChunkPath is where a chunk is below the base; nil is the origin's
+	// layout (manifest.ChunkPath).
+	ChunkPath func(manifest.Digest) string
+	// Limit, if set, bounds the rate of the bytes received.
+	Limit *rate.Limiter
+	// Rejected, if set, is called for each chunk body that fails its hash.
+	Rejected func()
+}
+
+// New returns a client of base with policy p.
+func New(base *url.URL, p Policy, opts Options, log *slog.Logger) *Client {
+	c := &Client{base: base, http: opts.HTTP, policy: p, log: log, what: cmp.Or(opts.What, "origin"),
+		chunk: opts.ChunkPath, limit: opts.Limit, rejected: opts.Rejected}
+	if c.http == nil {
+		c.http = NewHTTP(opts.Conns, p.Timeout)
+	}
+	if c.chunk == nil {
+		c.chunk = manifest.ChunkPath
+	}
+	return c
+}
+
+// NewHTTP is an HTTP client for one host that keeps conns connections and
+// waits at most headerTimeout for a response's headers.
+func NewHTTP(conns int, headerTimeout time.Duration) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = conns + 2
-	tr.ResponseHeaderTimeout = p.timeout
-	return &originClient{base: base, http: &http.Client{Transport: tr}, policy: p, log: log, chunkPath: manifest.ChunkPath, what: "origin"}
+	tr.ResponseHeaderTimeout = headerTimeout
+	return &http.Client{Transport: tr}
 }
 
-// manifestResponse is a fetched manifest envelope and its validators.
-type manifestResponse struct {
-	body         []byte
-	etag         string
-	lastModified string
+// Bytes is how many body bytes the client received, all requests.
+func (o *Client) Bytes() int64 { return o.bytes.Load() }
+
+// Host is the host (and port) the client fetches from.
+func (o *Client) Host() string { return o.base.Host }
+
+// ManifestResponse is a fetched manifest envelope and its validators.
+type ManifestResponse struct {
+	Body         []byte
+	ETag         string
+	LastModified string
 }
 
-// fetchManifest GETs the channel's latest manifest, conditionally on the
-// validators of the last one seen; errNotModified when unchanged.
-func (o *originClient) fetchManifest(ctx context.Context, product, channel, etag, lastModified string) (*manifestResponse, error) {
+// Manifest GETs the channel's latest manifest, conditionally on the
+// validators of the last one seen; ErrNotModified when unchanged.
+func (o *Client) Manifest(ctx context.Context, product, channel, etag, lastModified string) (*ManifestResponse, error) {
 	rel := manifest.LatestPath(product, channel)
-	var out *manifestResponse
+	var out *ManifestResponse
 	err := o.retry(ctx, rel, func(a *attempt) error {
 		req, err := o.request(a.ctx, rel)
 		if err != nil {
@@ -97,13 +136,13 @@ func (o *originClient) fetchManifest(ctx context.Context, product, channel, etag
 		}
 		return o.do(req, func(resp *http.Response) error {
 			if resp.StatusCode == http.StatusNotModified {
-				return errNotModified
+				return ErrNotModified
 			}
-			body, err := readBody(a, resp, signing.MaxEnvelopeSize)
+			body, err := readBody(a.watch(resp.Body), resp, signing.MaxEnvelopeSize)
 			if err != nil {
 				return err
 			}
-			out = &manifestResponse{body: body, etag: resp.Header.Get("ETag"), lastModified: strongLastModified(resp.Header)}
+			out = &ManifestResponse{Body: body, ETag: resp.Header.Get("ETag"), LastModified: strongLastModified(resp.Header)}
 			return nil
 		})
 	})
@@ -132,14 +171,14 @@ func strongLastModified(h http.Header) string {
 	return lm
 }
 
-// fetchRoot GETs root version v; an error matching fs.ErrNotExist when the
+// Root GETs root version v; an error matching fs.ErrNotExist when the
 // origin has none, as signing.FollowChain expects.
-func (o *originClient) fetchRoot(ctx context.Context, version uint64) ([]byte, error) {
-	return o.fetchFile(ctx, manifest.RootPath(version), signing.MaxRootSize)
+func (o *Client) Root(ctx context.Context, version uint64) ([]byte, error) {
+	return o.File(ctx, manifest.RootPath(version), signing.MaxRootSize)
 }
 
-// fetchFile GETs a whole file of at most limit bytes.
-func (o *originClient) fetchFile(ctx context.Context, rel string, limit int64) ([]byte, error) {
+// File GETs a whole file of at most limit bytes.
+func (o *Client) File(ctx context.Context, rel string, limit int64) ([]byte, error) {
 	var out []byte
 	err := o.retry(ctx, rel, func(a *attempt) error {
 		req, err := o.request(a.ctx, rel)
@@ -147,14 +186,14 @@ func (o *originClient) fetchFile(ctx context.Context, rel string, limit int64) (
 			return err
 		}
 		return o.do(req, func(resp *http.Response) error {
-			out, err = readBody(a, resp, limit)
+			out, err = readBody(a.watch(resp.Body), resp, limit)
 			return err
 		})
 	})
 	return out, err
 }
 
-// fetchChunk GETs chunk c into buf (which must hold c.Size bytes) and
+// Chunk GETs chunk c into buf (which must hold c.Size bytes) and
 // verifies its SHA-256 before returning it. A response whose declared or
 // actual length differs from the chunk's size is refused. A retry after a
 // body that broke off (too slow, reset) asks only for the bytes still
@@ -162,8 +201,8 @@ func (o *originClient) fetchFile(ctx context.Context, rel string, limit int64) (
 // fetch that starts over wastes what the link already carried. A server
 // that answers a Range request with the whole chunk (200) is read from the
 // start; a chunk that fails its hash is fetched again in full.
-func (o *originClient) fetchChunk(ctx context.Context, c manifest.Chunk, buf []byte) ([]byte, error) {
-	rel := o.chunkPath(c.SHA256)
+func (o *Client) Chunk(ctx context.Context, c manifest.Chunk, buf []byte) ([]byte, error) {
+	rel := o.chunk(c.SHA256)
 	buf = buf[:c.Size]
 	var have int64 // buf[:have] arrived in earlier attempts
 	var out []byte
@@ -209,12 +248,12 @@ func rangeStart(resp *http.Response, have, size int64) (int64, error) {
 	}
 	want := fmt.Sprintf("bytes %d-%d/%d", have, size-1, size)
 	if cr := resp.Header.Get("Content-Range"); cr != want {
-		return 0, fmt.Errorf("%w: Content-Range %q, want %q", errBadRange, clip.String(cr, 64), want)
+		return 0, fmt.Errorf("%w: Content-Range %q, want %q", ErrBadRange, clip.String(cr, 64), want)
 	}
 	return have, nil
 }
 
-func (o *originClient) request(ctx context.Context, rel string) (*http.Request, error) {
+func (o *Client) request(ctx context.Context, rel string) (*http.Request, error) {
 	u := o.base.JoinPath(rel)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
@@ -224,21 +263,21 @@ func (o *originClient) request(ctx context.Context, rel string) (*http.Request, 
 	return req, nil
 }
 
-// statusError is an HTTP status other than 200 (and 304 where asked for).
-type statusError struct {
-	code int
+// StatusError is an HTTP status other than 200 (and 304 where asked for).
+type StatusError struct {
+	Code int
 }
 
-func (e *statusError) Error() string {
-	return "HTTP " + strconv.Itoa(e.code) + " " + http.StatusText(e.code)
+func (e *StatusError) Error() string {
+	return "HTTP " + strconv.Itoa(e.Code) + " " + http.StatusText(e.Code)
 }
 
 // Is makes a 404 or 410 match fs.ErrNotExist.
-func (e *statusError) Is(target error) bool {
-	return target == fs.ErrNotExist && (e.code == http.StatusNotFound || e.code == http.StatusGone)
+func (e *StatusError) Is(target error) bool {
+	return target == fs.ErrNotExist && (e.Code == http.StatusNotFound || e.Code == http.StatusGone)
 }
 
-func (o *originClient) do(req *http.Request, handle func(*http.Response) error) error {
+func (o *Client) do(req *http.Request, handle func(*http.Response) error) error {
 	resp, err := o.http.Do(req)
 	if err != nil {
 		return err
@@ -247,26 +286,33 @@ func (o *originClient) do(req *http.Request, handle func(*http.Response) error) 
 	partial := resp.StatusCode == http.StatusPartialContent && req.Header.Get("Range") != ""
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNotModified && !partial {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-		return &statusError{resp.StatusCode}
+		return &StatusError{Code: resp.StatusCode}
 	}
 	return handle(resp)
 }
 
-// readBody reads a whole body of at most limit bytes.
-func readBody(a *attempt, resp *http.Response, limit int64) ([]byte, error) {
+// ReadBody reads resp's whole body, of at most limit bytes and exactly its
+// Content-Length if it declared one: for requests made without a Client
+// (a peer's state long-poll).
+func ReadBody(resp *http.Response, limit int64) ([]byte, error) {
+	return readBody(resp.Body, resp, limit)
+}
+
+// readBody reads a whole body of at most limit bytes from r, resp's body
+// as the attempt watches it.
+func readBody(r io.Reader, resp *http.Response, limit int64) ([]byte, error) {
 	if resp.ContentLength > limit {
-		return nil, fmt.Errorf("%w: Content-Length %d, limit %d bytes", errTooLong, resp.ContentLength, limit)
+		return nil, fmt.Errorf("%w: Content-Length %d, limit %d bytes", ErrTooLong, resp.ContentLength, limit)
 	}
-	r := a.watch(resp.Body)
 	b, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, err
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%w: more than the limit of %d bytes, no Content-Length", errTooLong, limit)
+		return nil, fmt.Errorf("%w: more than the limit of %d bytes, no Content-Length", ErrTooLong, limit)
 	}
 	if resp.ContentLength >= 0 && int64(len(b)) != resp.ContentLength {
-		return nil, fmt.Errorf("%w: %d of the %d bytes its Content-Length declared", errTruncated, len(b), resp.ContentLength)
+		return nil, fmt.Errorf("%w: %d of the %d bytes its Content-Length declared", ErrTruncated, len(b), resp.ContentLength)
 	}
 	return b, nil
 }
@@ -277,21 +323,21 @@ func readRest(a *attempt, resp *http.Response, buf []byte) (int64, error) {
 	want := int64(len(buf))
 	switch {
 	case resp.ContentLength > want:
-		return 0, fmt.Errorf("%w: Content-Length %d, want the %d bytes asked for", errTooLong, resp.ContentLength, want)
+		return 0, fmt.Errorf("%w: Content-Length %d, want the %d bytes asked for", ErrTooLong, resp.ContentLength, want)
 	case resp.ContentLength >= 0 && resp.ContentLength < want:
-		return 0, fmt.Errorf("%w: Content-Length %d, want the %d bytes asked for", errTruncated, resp.ContentLength, want)
+		return 0, fmt.Errorf("%w: Content-Length %d, want the %d bytes asked for", ErrTruncated, resp.ContentLength, want)
 	}
 	r := a.watch(resp.Body)
 	n, err := io.ReadFull(r, buf)
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		return int64(n), fmt.Errorf("%w: %d of the %d bytes asked for", errTruncated, n, want)
+		return int64(n), fmt.Errorf("%w: %d of the %d bytes asked for", ErrTruncated, n, want)
 	}
 	if err != nil {
 		return int64(n), err
 	}
 	var one [1]byte
 	if m, _ := r.Read(one[:]); m > 0 {
-		return 0, fmt.Errorf("%w: more than the %d bytes asked for, no Content-Length", errTooLong, want)
+		return 0, fmt.Errorf("%w: more than the %d bytes asked for, no Content-Length", ErrTooLong, want)
 	}
 	return want, nil
 }
@@ -299,15 +345,15 @@ func readRest(a *attempt, resp *http.Response, buf []byte) (int64, error) {
 // retry runs try until it succeeds, fails for good, or the retries are
 // spent, sleeping with exponential backoff and full jitter in between. Each
 // attempt gets the whole-request timeout and the throughput watchdog.
-func (o *originClient) retry(ctx context.Context, rel string, try func(*attempt) error) error {
+func (o *Client) retry(ctx context.Context, rel string, try func(*attempt) error) error {
 	p := o.policy
 	var err error
 	for i := 0; ; i++ {
 		err = o.try(ctx, try)
-		if err == nil || !retryable(err) || ctx.Err() != nil || i >= p.retries {
+		if err == nil || !retryable(err) || ctx.Err() != nil || i >= p.Retries {
 			break
 		}
-		wait := backoff(p.backoff, p.backoffMax, i)
+		wait := Backoff(p.Backoff, p.BackoffMax, i)
 		o.log.Warn(o.what+" fetch failed; retrying", slog.String("path", rel), slog.Int("attempt", i+1),
 			slog.Duration("backoff", wait), slog.String("reason", err.Error()))
 		select {
@@ -322,12 +368,12 @@ func (o *originClient) retry(ctx context.Context, rel string, try func(*attempt)
 	return nil
 }
 
-func (o *originClient) try(ctx context.Context, try func(*attempt) error) error {
+func (o *Client) try(ctx context.Context, try func(*attempt) error) error {
 	actx, abort := context.WithCancelCause(ctx)
 	defer abort(nil)
-	key := cmp.Or(o.policy.timeoutKey, "request_timeout")
-	tctx, cancel := context.WithTimeoutCause(actx, o.policy.timeout,
-		fmt.Errorf("no complete response within %s %s", key, o.policy.timeout))
+	key := cmp.Or(o.policy.TimeoutKey, "request_timeout")
+	tctx, cancel := context.WithTimeoutCause(actx, o.policy.Timeout,
+		fmt.Errorf("no complete response within %s %s", key, o.policy.Timeout))
 	defer cancel()
 	a := &attempt{ctx: tctx, abort: abort, o: o}
 	err := try(a)
@@ -345,18 +391,18 @@ func (o *originClient) try(ctx context.Context, try func(*attempt) error) error 
 // answers is worth another attempt (network errors, 5xx, 429, timeouts,
 // short, long, slow or corrupt bodies).
 func retryable(err error) bool {
-	var se *statusError
+	var se *StatusError
 	switch {
-	case errors.Is(err, errNotModified), errors.Is(err, context.Canceled):
+	case errors.Is(err, ErrNotModified), errors.Is(err, context.Canceled):
 		return false
 	case errors.As(err, &se):
-		return se.code >= 500 || se.code == http.StatusTooManyRequests || se.code == http.StatusRequestTimeout
+		return se.Code >= 500 || se.Code == http.StatusTooManyRequests || se.Code == http.StatusRequestTimeout
 	}
 	return true
 }
 
 // backoff is full-jitter exponential backoff: uniform in [0, min(max, base*2^n)].
-func backoff(base, maxWait time.Duration, n int) time.Duration {
+func Backoff(base, maxWait time.Duration, n int) time.Duration {
 	d := base << min(n, 30)
 	if d <= 0 || d > maxWait {
 		d = maxWait
@@ -371,7 +417,7 @@ func backoff(base, maxWait time.Duration, n int) time.Duration {
 type attempt struct {
 	ctx   context.Context
 	abort context.CancelCauseFunc
-	o     *originClient
+	o     *Client
 	stops []func()
 }
 
@@ -381,11 +427,11 @@ type attempt struct {
 func (a *attempt) watch(body io.Reader) io.Reader {
 	r := &countingReader{r: body, o: a.o}
 	p := a.o.policy
-	if p.minRate <= 0 || p.window <= 0 {
+	if p.MinRate <= 0 || p.Window <= 0 {
 		return r
 	}
-	minBytes := int64(float64(p.minRate) * p.window.Seconds())
-	tick := time.NewTicker(p.window)
+	minBytes := int64(float64(p.MinRate) * p.Window.Seconds())
+	tick := time.NewTicker(p.Window)
 	quit := make(chan struct{})
 	go func() {
 		defer tick.Stop()
@@ -399,7 +445,7 @@ func (a *attempt) watch(body io.Reader) io.Reader {
 			case <-tick.C:
 				n := r.n.Load()
 				if n-last < minBytes {
-					a.abort(fmt.Errorf("%w: %d bytes in the last %s", errTooSlow, n-last, p.window))
+					a.abort(fmt.Errorf("%w: %d bytes in the last %s", ErrTooSlow, n-last, p.Window))
 					return
 				}
 				last = n
@@ -420,7 +466,7 @@ func (a *attempt) stop() {
 // client as a whole.
 type countingReader struct {
 	r io.Reader
-	o *originClient
+	o *Client
 	n atomic.Int64
 }
 
@@ -438,3 +484,8 @@ func (r *countingReader) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// Limiter bounds a byte stream to r bytes a second, in bursts of 64 KiB or
+// a tenth of a second's worth, whichever is larger: download_rate and
+// upload_rate.
+func Limiter(r int64) *rate.Limiter { return rate.NewLimiter(rate.Limit(r), int(max(64<<10, r/10))) }
