@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fleetcast/fleetcast/agent/discovery"
@@ -45,8 +46,9 @@ func loadAgentID(dataDir string) (string, error) {
 }
 
 // startPeering starts discovery and the peer manager on the listener's
-// port; they stop with ctx.
-func (a *Agent) startPeering(ctx context.Context, ln net.Listener) error {
+// port. They run until ctx is done; wait then waits for both to end and
+// returns discovery's error, if it failed for another reason.
+func (a *Agent) startPeering(ctx context.Context, ln net.Listener) (wait func() error, err error) {
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	p, _ := strconv.Atoi(port)
 	cfg := discovery.Config{
@@ -55,15 +57,21 @@ func (a *Agent) startPeering(ctx context.Context, ln net.Listener) error {
 	}
 	d, err := discovery.New(cfg, discovery.Self{AgentID: a.id, FleetID: a.fleet.ID(), Proto: peerproto.Proto, Port: p}, a.log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	go d.Run(ctx)
 	a.pm = newPeerManager(a, d)
-	go a.pm.run(ctx)
+	var wg sync.WaitGroup
+	var derr error
+	wg.Go(func() {
+		if err := d.Run(ctx); err != nil && ctx.Err() == nil {
+			derr = fmt.Errorf("discovery: %w", err)
+		}
+	})
+	wg.Go(func() { a.pm.run(ctx) })
 	if !a.fleet.Closed() {
 		a.log.Warn("no fleet_secret_file: any host on the LAN can discover this agent and read the releases it holds")
 	}
-	return nil
+	return func() error { wg.Wait(); return derr }, nil
 }
 
 // settle waits, at start, for the first mDNS browse and then until some

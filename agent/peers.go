@@ -78,6 +78,8 @@ type peerManager struct {
 	subscribed map[string]bool // product/channel: the releases kept of peers' states
 	lastHeard  atomic.Int64    // unix nanoseconds of the last answer of any peer of the fleet
 
+	follows sync.WaitGroup // one goroutine per peer followed; run waits for them
+
 	mu        sync.Mutex
 	peers     map[string]*peerView
 	cancels   map[string]context.CancelFunc
@@ -110,6 +112,7 @@ func newPeerManager(a *Agent, src peerSource) *peerManager {
 func (pm *peerManager) run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	defer pm.follows.Wait() // each follow ends with ctx
 	for {
 		pm.sync(ctx)
 		select {
@@ -140,7 +143,7 @@ func (pm *peerManager) sync(ctx context.Context) {
 			fetch: pm.fetcher(p.Addr)}
 		pctx, cancel := context.WithCancel(ctx)
 		pm.peers[p.Addr], pm.cancels[p.Addr] = v, cancel
-		go pm.follow(pctx, v)
+		pm.follows.Go(func() { pm.follow(pctx, v) })
 	}
 	for id, until := range pm.bannedIDs {
 		if now.After(until) {
