@@ -228,7 +228,7 @@ func validateRelease(what string, rel *Release) error {
 	if !filepath.IsAbs(rel.Artifact) {
 		return fmt.Errorf("%s: artifact path %q is not absolute", what, rel.Artifact)
 	}
-	if rel.Install.Installer != "command" && !filepath.IsAbs(rel.Install.Target) {
+	if rel.Install.Installer != manifest.InstallerCommand && !filepath.IsAbs(rel.Install.Target) {
 		return fmt.Errorf("%s: target %q is not an absolute path", what, rel.Install.Target)
 	}
 	return nil
@@ -239,7 +239,7 @@ func validateRelease(what string, rel *Release) error {
 // it is: its rollback command decides what to do with it.
 func (r *run) usablePrevious() *Release {
 	p, n := r.req.Previous, &r.req.New
-	if p == nil || n.Install.Installer == "command" {
+	if p == nil || n.Install.Installer == manifest.InstallerCommand {
 		return p
 	}
 	if p.Install.Installer != n.Install.Installer ||
@@ -256,11 +256,11 @@ func (r *run) usablePrevious() *Release {
 // installer returns the installer req.New names.
 func (r *run) installer() (installer, error) {
 	switch r.req.New.Install.Installer {
-	case "file":
+	case manifest.InstallerFile:
 		return newFileInstaller(r)
-	case "archive":
+	case manifest.InstallerArchive:
 		return newArchiveInstaller(r)
-	case "command":
+	case manifest.InstallerCommand:
 		return &commandInstaller{r: r}, nil
 	}
 	return nil, fmt.Errorf("unknown installer %q", r.req.New.Install.Installer)

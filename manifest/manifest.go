@@ -43,7 +43,14 @@ func CheckSequence(m *Manifest, trusted uint64) error {
 }
 
 // Installer names accepted in Install.Installer.
-var Installers = []string{"file", "archive", "command"}
+var Installers = []string{InstallerFile, InstallerArchive, InstallerCommand}
+
+// The installers a manifest may name (docs/INSTALLERS.md).
+const (
+	InstallerFile    = "file"    // the artifact replaces one file
+	InstallerArchive = "archive" // the artifact is unpacked, and a current link switched to it
+	InstallerCommand = "command" // a command of the manifest's installs it
+)
 
 // namePattern restricts product and channel names: they are path
 // components on the origin mirror.
@@ -195,11 +202,11 @@ func (m *Manifest) validateChunks() error {
 // them is its local configuration's decision.
 func (in *Install) Validate() error {
 	switch in.Installer {
-	case "file", "archive":
+	case InstallerFile, InstallerArchive:
 		if in.Target == "" {
 			return fmt.Errorf("installer %q needs a target", in.Installer)
 		}
-	case "command":
+	case InstallerCommand:
 		if len(in.Command) == 0 {
 			return errors.New(`installer "command" needs a command`)
 		}

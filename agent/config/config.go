@@ -73,7 +73,7 @@ func Default() Config {
 		Retries:           4,
 		RetryBackoff:      500 * time.Millisecond,
 		RetryBackoffMax:   30 * time.Second,
-		AllowedInstallers: []string{"file", "archive"},
+		AllowedInstallers: []string{manifest.InstallerFile, manifest.InstallerArchive},
 		CommandTimeout:    10 * time.Minute,
 		HealthTimeout:     time.Minute,
 		KeepReleases:      3,
@@ -389,11 +389,11 @@ func (c *Config) Allow(in manifest.Install) error {
 	if !slices.Contains(c.AllowedInstallers, in.Installer) {
 		return fmt.Errorf("installer %q is not in allowed_installers %q; not installed", clip.String(in.Installer, 64), c.AllowedInstallers)
 	}
-	if len(in.HealthCheck) > 0 && !slices.Contains(c.AllowedInstallers, "command") {
+	if len(in.HealthCheck) > 0 && !slices.Contains(c.AllowedInstallers, manifest.InstallerCommand) {
 		return fmt.Errorf("the release asks to run health check %q; this agent does not allow commands (add \"command\" to allowed_installers); not installed",
 			clip.String(strings.Join(in.HealthCheck, " "), 64))
 	}
-	if in.Installer == "command" && in.Target == "" {
+	if in.Installer == manifest.InstallerCommand && in.Target == "" {
 		return nil
 	}
 	return c.allowTarget(in.Target)

@@ -68,7 +68,7 @@ func demoInstall() manifest.Install {
 	if runtime.GOOS == "windows" {
 		cmd = []string{"cmd", "/c", "copy", "/y", "{artifact}", demoArtifact}
 	}
-	return manifest.Install{Installer: "command", Command: cmd}
+	return manifest.Install{Installer: manifest.InstallerCommand, Command: cmd}
 }
 
 // startAgents writes every agent's configuration and starts the agents.
@@ -106,7 +106,7 @@ func (d *demo) writeAgentConfig(a *demoAgent, addrs []string) error {
 		}
 	}
 	cfg := demoAgentConfig{DataDir: "data", Origin: d.origin.url, Root: d.path("root.json"), Listen: a.addr,
-		PollInterval: "1s", AllowedInstallers: []string{"command"}, Peers: peers, BrowseInterval: "500ms",
+		PollInterval: "1s", AllowedInstallers: []string{manifest.InstallerCommand}, Peers: peers, BrowseInterval: "500ms",
 		FleetSecretFile: d.path("fleet.secret"), Subscription: []demoSubscription{{demoProduct, demoChannel}}}
 	var buf bytes.Buffer
 	buf.WriteString(demoConfigHeader)

@@ -51,7 +51,7 @@ func cmdPublish(args []string, env *cliEnv) error {
 	fs.DurationVar(&f.expires, "expires", publisher.DefaultExpiry, "how long the manifest stays valid (positive)")
 	fs.StringVar(&f.rootFile, "root", "", "trust root to add to the origin's root chain first (needed on a new origin)")
 	fs.StringVar(&f.pending, "manifest", "", "publish this co-signed pending manifest instead of a file")
-	fs.StringVar(&f.install.installer, "installer", "file", "installer: file, archive or command")
+	fs.StringVar(&f.install.installer, "installer", manifest.InstallerFile, "installer: file, archive or command")
 	fs.StringVar(&f.install.target, "target", "", "install target path (file, archive)")
 	fs.StringVar(&f.install.mode, "mode", "", "file mode for the file installer, e.g. 0755")
 	fs.StringVar(&f.install.command, "command", "", `command installer's command, e.g. "dpkg -i {artifact}"; {artifact} is the artifact path`+splitNote)
