@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetcast/fleetcast/internal/testlog"
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
@@ -115,7 +116,7 @@ func TestCommandFailures(t *testing.T) {
 			prev := release(t, dir, 1, "1.0", []byte("old"), manifest.Install{Installer: "command", Command: []string{"true"}})
 			rel := release(t, dir, 2, "2.0", []byte("new"), manifest.Install{Installer: "command",
 				Command: tc.command, HealthCheck: tc.health, RollbackCommand: rollback})
-			var logs syncBuffer
+			var logs testlog.Buffer
 			req := request(t, rel, &prev, dir)
 			req.Log = slog.New(slog.NewTextHandler(&logs, nil))
 			req.HealthTimeout, req.CommandTimeout = tc.timeout, tc.timeout

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetcast/fleetcast/internal/testlog"
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
@@ -86,7 +87,7 @@ func TestOrphanAfterCrash(t *testing.T) {
 		t.Fatalf("the command %d died with its installer", first)
 	}
 
-	var logs syncBuffer
+	var logs testlog.Buffer
 	req := request(t, release(t, dir, 2, "2.0", nil, manifest.Install{Installer: "command", Command: loggingScript(t, log, rel)}), nil, state)
 	req.Log = slog.New(slog.NewTextHandler(&logs, nil))
 	done := make(chan error, 1)
@@ -250,7 +251,7 @@ func TestAwaitOrphan(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			var logs syncBuffer
+			var logs testlog.Buffer
 			r := &run{req: &Request{StateDir: dir}, log: slog.New(slog.NewTextHandler(&logs, nil)), result: &Result{}}
 			pid := 0
 			if tc.argv != nil {
@@ -285,7 +286,7 @@ func TestAwaitOrphanWaits(t *testing.T) {
 	cmd := startGroup(t, loggingScript(t, log, rel)...)
 	waitFor(t, "the earlier command to start", func() bool { return strings.Contains(readFile(t, log), "start") })
 	writeRecord(t, dir, cmd.Process.Pid, time.Now().Add(time.Minute), nil)
-	var logs syncBuffer
+	var logs testlog.Buffer
 	r := &run{req: &Request{StateDir: dir}, log: slog.New(slog.NewTextHandler(&logs, nil)), result: &Result{}}
 
 	ctx, cancel := context.WithCancel(context.Background())

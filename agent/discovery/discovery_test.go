@@ -1,7 +1,6 @@
 package discovery
 
 import (
-	"bytes"
 	"log/slog"
 	"net"
 	"strconv"
@@ -11,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/mdns"
+
+	"github.com/fleetcast/fleetcast/internal/testlog"
 )
 
 // clock is an injectable Config.Now.
@@ -44,26 +45,9 @@ func testConfig(c *clock) Config {
 }
 
 // logBuffer returns a logger that writes text to the returned buffer.
-func logBuffer() (*slog.Logger, *syncBuffer) {
-	var b syncBuffer
+func logBuffer() (*slog.Logger, *testlog.Buffer) {
+	var b testlog.Buffer
 	return slog.New(slog.NewTextHandler(&b, &slog.HandlerOptions{Level: slog.LevelDebug})), &b
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func mustNew(t *testing.T, cfg Config) *Discovery {

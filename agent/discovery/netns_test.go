@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fleetcast/fleetcast/internal/testlog"
 )
 
 // The tests here run real mDNS between network namespaces joined by a
@@ -191,7 +193,7 @@ func (l *lab) addHost(name string, host int, route, noIPv6 bool) (ns, addr strin
 type agent struct {
 	mu     sync.Mutex
 	last   helperReport
-	stderr syncBuffer
+	stderr testlog.Buffer
 }
 
 func (a *agent) report() helperReport {

@@ -10,10 +10,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fleetcast/fleetcast/internal/testlog"
 )
 
 var (
@@ -30,30 +31,12 @@ func mustFleet(t testing.TB, secret []byte) *Fleet {
 	return f
 }
 
-// syncBuffer collects the server's error log from its goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // peerServer serves "peer=BOOL" (fleet.PeerAuthenticated) over conf, plain
 // HTTP when conf is nil, on 127.0.0.1.
 type peerServer struct {
 	*httptest.Server
 	calls  atomic.Int32
-	errlog syncBuffer
+	errlog testlog.Buffer
 }
 
 func newPeerServer(t *testing.T, fleet *Fleet, conf *tls.Config) *peerServer {

@@ -3,15 +3,15 @@
 package service
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fleetcast/fleetcast/internal/testlog"
 )
 
 // TestRunStopsOnSignal runs Run in a child process, signals it once fn is
@@ -50,7 +50,7 @@ func runHelperProcess(t *testing.T, mode string, sig syscall.Signal) (exit int, 
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+mode)
-	var outBuf, errBuf syncBuffer
+	var outBuf, errBuf testlog.Buffer
 	cmd.Stdout, cmd.Stderr = &outBuf, &errBuf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -81,22 +81,4 @@ func runHelperProcess(t *testing.T, mode string, sig syscall.Signal) (exit int, 
 		t.Fatal(err)
 	}
 	return cmd.ProcessState.ExitCode(), outBuf.String(), errBuf.String(), took
-}
-
-// syncBuffer is a bytes.Buffer that the test reads while exec copies into it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
