@@ -17,7 +17,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -25,7 +24,6 @@ import (
 	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
-	"github.com/fleetcast/fleetcast/internal/filelock"
 	"github.com/fleetcast/fleetcast/signing"
 )
 
@@ -109,25 +107,6 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 		slog.String("data_dir", cfg.DataDir), slog.String("origin", cfg.Origin),
 		slog.Uint64("root_version", root.Version), slog.Int("subscriptions", len(cfg.Subscriptions)))
 	return a, nil
-}
-
-func lockDataDir(dir string) (*os.File, error) {
-	p := filepath.Join(dir, "agent.lock")
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
-	}
-	if err := filelock.TryLock(f); err != nil {
-		holder, _ := os.ReadFile(p)
-		f.Close()
-		if errors.Is(err, filelock.ErrLocked) {
-			return nil, fmt.Errorf("data_dir %s is in use by another agent (%s); give each agent its own data_dir", dir, strings.TrimSpace(string(holder)))
-		}
-		return nil, fmt.Errorf("lock %s: %w", p, err)
-	}
-	f.Truncate(0)
-	fmt.Fprintf(f, "pid %d\n", os.Getpid())
-	return f, nil
 }
 
 // Close releases the data directory.

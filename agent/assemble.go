@@ -57,9 +57,9 @@ type assembly struct {
 // assemble makes releases/.../<seq>/artifact for m, which must already be
 // verified, and returns what it transferred, reporting each chunk to p as
 // it arrives. sw may be nil (no peers), p nil (not reported).
-func (s *store) assemble(ctx context.Context, m *manifest.Manifest, dir string, src chunkSource, conns int, sw *swarmConfig, p *progress, log *slog.Logger) (peerproto.Transfer, error) {
+func assemble(ctx context.Context, s *store, m *manifest.Manifest, dir string, src chunkSource, conns int, sw *swarmConfig, p *progress, log *slog.Logger) (peerproto.Transfer, error) {
 	tr := peerproto.Transfer{ArtifactBytes: m.Artifact.Size}
-	a, err := s.openAssembly(m, dir, src, conns, log)
+	a, err := openAssembly(s, m, dir, src, conns, log)
 	if err != nil {
 		return tr, err
 	}
@@ -103,7 +103,7 @@ func (s *store) assemble(ctx context.Context, m *manifest.Manifest, dir string, 
 	return tr, nil
 }
 
-func (s *store) openAssembly(m *manifest.Manifest, dir string, src chunkSource, conns int, log *slog.Logger) (*assembly, error) {
+func openAssembly(s *store, m *manifest.Manifest, dir string, src chunkSource, conns int, log *slog.Logger) (*assembly, error) {
 	a := &assembly{m: m, key: relKey{m.Product, m.Channel, m.Sequence}, dir: dir, src: src,
 		conns: max(conns, 1), held: s.held, log: log, reasons: make(map[string]int64)}
 	a.cond = sync.NewCond(&a.mu)

@@ -97,7 +97,7 @@ func assembleRelease(t *testing.T, s *store, m *manifest.Manifest, src chunkSour
 		t.Fatal(err)
 	}
 	writeTestManifest(t, dir, m)
-	return s.assemble(context.Background(), m, dir, src, 3, nil, nil, slog.New(slog.DiscardHandler))
+	return assemble(context.Background(), s, m, dir, src, 3, nil, nil, slog.New(slog.DiscardHandler))
 }
 
 // writeTestManifest stores m as an unsigned envelope: the store's index
@@ -211,7 +211,7 @@ func TestAssembleRefetchesDamagedBytes(t *testing.T) {
 	f.WriteAt([]byte{data[1000] ^ 0xff}, 1000)
 	f.Close()
 
-	tr, err := s.assemble(context.Background(), m, dir, src, 2, nil, nil, slog.New(slog.DiscardHandler))
+	tr, err := assemble(context.Background(), s, m, dir, src, 2, nil, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

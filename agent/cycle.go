@@ -178,11 +178,6 @@ func (a *Agent) trustedEnvelope(sub config.Subscription, st *subState) ([]byte, 
 	return env, nil
 }
 
-// maxValidator bounds the ETag and Last-Modified kept in the state file (read
-// back with maxStateSize). A longer one is treated as absent: the next poll
-// fetches the manifest whole.
-const maxValidator = 1 << 10
-
 // validators returns the response's validators to remember, without those
 // longer than maxValidator.
 func (a *Agent) validators(resp *fetch.ManifestResponse, log *slog.Logger) *freshManifest {
@@ -291,7 +286,7 @@ func (a *Agent) update(ctx context.Context, sub config.Subscription, st *subStat
 		if a.pm != nil {
 			sw = a.pm.swarm()
 		}
-		tr, err := a.store.assemble(ctx, v.Manifest, dir, a.origin, a.cfg.OriginConnections, sw, prog, log)
+		tr, err := assemble(ctx, a.store, v.Manifest, dir, a.origin, a.cfg.OriginConnections, sw, prog, log)
 		tr.Seconds = time.Since(start).Seconds()
 		a.recordTransfer(sub, v.Sequence, tr)
 		if err != nil {
@@ -419,7 +414,7 @@ func (a *Agent) deferred(sub config.Subscription, st *subState, v *manifest.Veri
 // even when ctx is cancelled, so that a shutdown never cuts a command or a
 // health check in half (each has its own timeout).
 func (a *Agent) install(ctx context.Context, sub config.Subscription, st *subState, v *manifest.Verified, log *slog.Logger) error {
-	stateDir := filepath.Join(a.cfg.DataDir, "installer", sub.Product, sub.Channel)
+	stateDir := installerDir(a.cfg.DataDir, sub.Product, sub.Channel)
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return err
 	}

@@ -2,48 +2,17 @@ package agent
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/fleetcast/fleetcast/agent/discovery"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
-	"github.com/fleetcast/fleetcast/internal/atomicfile"
 )
-
-// agentIDFile keeps the agent's id across restarts, in data_dir.
-const agentIDFile = "agent-id"
-
-// loadAgentID reads the agent's id, making one on first start.
-func loadAgentID(dataDir string) (string, error) {
-	p := filepath.Join(dataDir, agentIDFile)
-	b, err := readLimited(p, 64)
-	if err == nil {
-		if id := strings.TrimSpace(string(b)); peerproto.ValidAgentID(id) {
-			return id, nil
-		}
-		return "", fmt.Errorf("%s: not an agent id (16 hex digits); remove it to make a new one", p)
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return "", err
-	}
-	var r [8]byte
-	rand.Read(r[:])
-	id := hex.EncodeToString(r[:])
-	if err := atomicfile.WriteFile(p, []byte(id+"\n"), 0o644); err != nil {
-		return "", fmt.Errorf("save agent id: %w", err)
-	}
-	return id, nil
-}
 
 // startPeering starts discovery and the peer manager on the listener's
 // port. They run until ctx is done; wait then waits for both to end and
@@ -53,7 +22,7 @@ func (a *Agent) startPeering(ctx context.Context, ln net.Listener) (wait func() 
 	p, _ := strconv.Atoi(port)
 	cfg := discovery.Config{
 		MDNS: a.cfg.MDNS, Interface: a.cfg.MDNSInterface, BrowseInterval: a.cfg.BrowseInterval,
-		Expiry: a.cfg.PeerExpiry, Static: a.cfg.Peers, StateFile: filepath.Join(a.cfg.DataDir, "peers.json"),
+		Expiry: a.cfg.PeerExpiry, Static: a.cfg.Peers, StateFile: filepath.Join(a.cfg.DataDir, peersFile),
 	}
 	d, err := discovery.New(cfg, discovery.Self{AgentID: a.id, FleetID: a.fleet.ID(), Proto: peerproto.Proto, Port: p}, a.log)
 	if err != nil {

@@ -21,6 +21,11 @@ import (
 // subscription and cost its rollback protection.
 const maxStateSize = 64 << 10
 
+// maxValidator bounds the ETag and Last-Modified kept in the state file (read
+// back with maxStateSize). A longer one is treated as absent: the next poll
+// fetches the manifest whole.
+const maxValidator = 1 << 10
+
 // maxFailedReason bounds the failed_reason kept in the state file.
 const maxFailedReason = 4 << 10
 

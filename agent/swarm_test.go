@@ -124,7 +124,7 @@ func swarmAssemble(t *testing.T, m *manifest.Manifest, origin chunkSource, sw *s
 	writeTestManifest(t, dir, m)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tr, err := s.assemble(ctx, m, dir, origin, 2, sw, nil, slog.New(slog.DiscardHandler))
+	tr, err := assemble(ctx, s, m, dir, origin, 2, sw, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("assemble: %v", err)
 	}
