@@ -24,6 +24,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/signing"
 )
 
@@ -33,7 +34,7 @@ type Agent struct {
 	cfg    *config.Config
 	log    *slog.Logger
 	origin *fetch.Client
-	store  *store
+	store  *store.Store
 	now    func() time.Time
 	lock   *os.File
 
@@ -68,16 +69,16 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	lock, err := lockDataDir(cfg.DataDir)
+	lock, err := store.Lock(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
-	root, err := loadRoot(cfg.Root, cfg.DataDir)
+	root, err := store.LoadRoot(cfg.Root, cfg.DataDir)
 	if err != nil {
 		lock.Close()
 		return nil, err
 	}
-	id, err := loadAgentID(cfg.DataDir)
+	id, err := store.LoadAgentID(cfg.DataDir)
 	if err != nil {
 		lock.Close()
 		return nil, err
@@ -91,11 +92,11 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 		Retries: cfg.Retries, Backoff: cfg.RetryBackoff, BackoffMax: cfg.RetryBackoffMax}
 	a := &Agent{
 		cfg: cfg, log: log, now: time.Now, lock: lock, root: root, id: id, fleet: fleet,
-		store:  &store{dir: filepath.Join(cfg.DataDir, releasesDir), held: newHoldings()},
+		store:  &store.Store{Dir: filepath.Join(cfg.DataDir, store.ReleasesDir), Held: store.NewHoldings()},
 		status: make(map[string]*peerproto.SubscriptionStatus), offersTried: make(map[offerKey]time.Time),
 		live: make(map[string]*progress),
 	}
-	a.store.held.scan(a.store.dir)
+	a.store.Held.Scan(a.store.Dir)
 	a.srv = newPeerServer(a)
 	a.metrics = newMetrics(a)
 	a.origin = fetch.New(base, p, fetch.Options{Conns: cfg.OriginConnections,

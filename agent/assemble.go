@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/internal/atomicfile"
 	"github.com/fleetcast/fleetcast/manifest"
 )
@@ -31,16 +32,16 @@ type chunkSource interface {
 // ends with the last chunk.
 type assembly struct {
 	m       *manifest.Manifest
-	key     relKey
+	key     store.RelKey
 	dir     string
 	f       *os.File
-	j       *journal
+	j       *store.Journal
 	offsets []int64
 	src     chunkSource
 	conns   int
-	swarm   *swarmConfig // nil: no peers
-	held    *holdings    // nil: not served to peers
-	prog    *progress    // nil: not reported
+	swarm   *swarmConfig    // nil: no peers
+	held    *store.Holdings // nil: not served to peers
+	prog    *progress       // nil: not reported
 	log     *slog.Logger
 
 	mu   sync.Mutex
@@ -57,7 +58,7 @@ type assembly struct {
 // assemble makes releases/.../<seq>/artifact for m, which must already be
 // verified, and returns what it transferred, reporting each chunk to p as
 // it arrives. sw may be nil (no peers), p nil (not reported).
-func assemble(ctx context.Context, s *store, m *manifest.Manifest, dir string, src chunkSource, conns int, sw *swarmConfig, p *progress, log *slog.Logger) (peerproto.Transfer, error) {
+func assemble(ctx context.Context, s *store.Store, m *manifest.Manifest, dir string, src chunkSource, conns int, sw *swarmConfig, p *progress, log *slog.Logger) (peerproto.Transfer, error) {
 	tr := peerproto.Transfer{ArtifactBytes: m.Artifact.Size}
 	a, err := openAssembly(s, m, dir, src, conns, log)
 	if err != nil {
@@ -72,7 +73,7 @@ func assemble(ctx context.Context, s *store, m *manifest.Manifest, dir string, s
 		log.Info("resuming release from the store", slog.Int64("verified_bytes", tr.Resumed))
 	}
 	for round := 0; ; round++ {
-		err = a.fill(ctx, s.index(dir))
+		err = a.fill(ctx, s.Index(dir))
 		if err == nil || !errors.Is(err, errWholeFile) || round > 0 {
 			break
 		}
@@ -98,14 +99,14 @@ func assemble(ctx context.Context, s *store, m *manifest.Manifest, dir string, s
 		return tr, err
 	}
 	if a.held != nil {
-		a.held.completed(a.key)
+		a.held.Completed(a.key)
 	}
 	return tr, nil
 }
 
-func openAssembly(s *store, m *manifest.Manifest, dir string, src chunkSource, conns int, log *slog.Logger) (*assembly, error) {
-	a := &assembly{m: m, key: relKey{m.Product, m.Channel, m.Sequence}, dir: dir, src: src,
-		conns: max(conns, 1), held: s.held, log: log, reasons: make(map[string]int64)}
+func openAssembly(s *store.Store, m *manifest.Manifest, dir string, src chunkSource, conns int, log *slog.Logger) (*assembly, error) {
+	a := &assembly{m: m, key: store.RelKey{Product: m.Product, Channel: m.Channel, Seq: m.Sequence}, dir: dir, src: src,
+		conns: max(conns, 1), held: s.Held, log: log, reasons: make(map[string]int64)}
 	a.cond = sync.NewCond(&a.mu)
 	a.offsets = make([]int64, len(m.Chunks))
 	var off int64
@@ -113,7 +114,7 @@ func openAssembly(s *store, m *manifest.Manifest, dir string, src chunkSource, c
 		a.offsets[i] = off
 		off += c.Size
 	}
-	path := filepath.Join(dir, partFile)
+	path := filepath.Join(dir, store.PartFile)
 	fi, statErr := os.Stat(path)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
@@ -122,22 +123,22 @@ func openAssembly(s *store, m *manifest.Manifest, dir string, src chunkSource, c
 	a.f = f
 	fresh := statErr != nil || fi.Size() != m.Artifact.Size
 	if fresh {
-		os.Remove(filepath.Join(dir, haveFile))
+		os.Remove(filepath.Join(dir, store.HaveFile))
 		if err := preallocate(f, m.Artifact.Size); err != nil {
 			f.Close()
 			return nil, fmt.Errorf("store: reserve %d bytes for %s: %w", m.Artifact.Size, path, err)
 		}
 	}
-	if a.have, err = readJournal(filepath.Join(dir, haveFile), len(m.Chunks)); err != nil {
+	if a.have, err = store.ReadJournal(filepath.Join(dir, store.HaveFile), len(m.Chunks)); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	if a.j, err = openJournal(filepath.Join(dir, haveFile)); err != nil {
+	if a.j, err = store.OpenJournal(filepath.Join(dir, store.HaveFile)); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	if a.held != nil {
-		a.held.add(a.key, dir, m, a.have, false)
+		a.held.Add(a.key, dir, m, a.have, false)
 	}
 	return a, nil
 }
@@ -162,18 +163,18 @@ func (a *assembly) close() {
 type job struct {
 	chunk   manifest.Chunk
 	indexes []int
-	local   *location // where the store already holds it, if anywhere
+	local   *store.Location // where the store already holds it, if anywhere
 }
 
 // plan lists the missing chunks in artifact order, one job per digest.
-func (a *assembly) plan(idx map[manifest.Digest]location) []*job {
+func (a *assembly) plan(idx map[manifest.Digest]store.Location) []*job {
 	byDigest := make(map[manifest.Digest]*job)
 	var jobs []*job
 	for i, c := range a.m.Chunks {
 		if a.have[i] {
 			if _, ok := idx[c.SHA256]; !ok {
 				// Repeats of this chunk are copied from here.
-				idx[c.SHA256] = location{path: a.f.Name(), offset: a.offsets[i], size: c.Size}
+				idx[c.SHA256] = store.Location{Path: a.f.Name(), Offset: a.offsets[i], Size: c.Size}
 			}
 			continue
 		}
@@ -182,7 +183,7 @@ func (a *assembly) plan(idx map[manifest.Digest]location) []*job {
 			continue
 		}
 		j := &job{chunk: c, indexes: []int{i}}
-		if loc, ok := idx[c.SHA256]; ok && loc.size == c.Size {
+		if loc, ok := idx[c.SHA256]; ok && loc.Size == c.Size {
 			j.local = &loc
 		}
 		byDigest[c.SHA256] = j
@@ -194,7 +195,7 @@ func (a *assembly) plan(idx map[manifest.Digest]location) []*job {
 // fill fetches every missing chunk, from the store, peers and the origin as
 // the scheduler decides, while the prefix hasher runs, and returns the
 // first error or the whole-file verdict.
-func (a *assembly) fill(ctx context.Context, idx map[manifest.Digest]location) error {
+func (a *assembly) fill(ctx context.Context, idx map[manifest.Digest]store.Location) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	a.mu.Lock()
@@ -266,8 +267,8 @@ func (a *assembly) run(t *task, s *sched, buf []byte) error {
 		b, err = t.peer.fetch.Chunk(t.ctx, j.chunk, buf)
 	default:
 		if a.held != nil {
-			a.held.fetching(a.key, j.indexes[0], true)
-			defer a.held.fetching(a.key, j.indexes[0], false)
+			a.held.Fetching(a.key, j.indexes[0], true)
+			defer a.held.Fetching(a.key, j.indexes[0], false)
 		}
 		b, err = a.src.Chunk(t.ctx, j.chunk, buf)
 	}
@@ -291,7 +292,7 @@ func (a *assembly) count(t *task) {
 	case t.reason == taskLocal:
 		a.reused.Add(j.chunk.Size)
 		a.prog.fetched(sourceReused, "", j.chunk.Size)
-		a.log.Debug("chunk reused from the store", slog.Int("chunk", j.indexes[0]), slog.String("from", j.local.path))
+		a.log.Debug("chunk reused from the store", slog.Int("chunk", j.indexes[0]), slog.String("from", j.local.Path))
 	case t.peer != nil:
 		a.peer.Add(j.chunk.Size)
 		a.peerChunks.Add(1)
@@ -319,7 +320,7 @@ func (a *assembly) put(j *job, b []byte) error {
 			return fmt.Errorf("store: write chunk %d: %w", i, err)
 		}
 	}
-	if err := a.j.add(j.indexes...); err != nil {
+	if err := a.j.Add(j.indexes...); err != nil {
 		return fmt.Errorf("store: journal: %w", err)
 	}
 	a.mu.Lock()
@@ -330,7 +331,7 @@ func (a *assembly) put(j *job, b []byte) error {
 	a.mu.Unlock()
 	a.prog.placed(j.chunk.Size*int64(len(j.indexes)), len(j.indexes))
 	if a.held != nil {
-		a.held.mark(a.key, j.indexes...)
+		a.held.Mark(a.key, j.indexes...)
 	}
 	return nil
 }
@@ -341,18 +342,18 @@ func (a *assembly) readLocal(j *job, buf []byte) []byte {
 	if j.local == nil {
 		return nil
 	}
-	f, err := os.Open(j.local.path)
+	f, err := os.Open(j.local.Path)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
 	b := buf[:j.chunk.Size]
-	if _, err := f.ReadAt(b, j.local.offset); err != nil {
+	if _, err := f.ReadAt(b, j.local.Offset); err != nil {
 		return nil
 	}
 	if manifest.Sum(b) != j.chunk.SHA256 {
 		a.prog.rejected(sourceReused)
-		a.log.Warn("stored chunk no longer matches its digest; fetching it", slog.String("chunk", j.chunk.SHA256.String()), slog.String("file", j.local.path))
+		a.log.Warn("stored chunk no longer matches its digest; fetching it", slog.String("chunk", j.chunk.SHA256.String()), slog.String("file", j.local.Path))
 		return nil
 	}
 	return b
@@ -420,7 +421,7 @@ func (a *assembly) recheck() (int, error) {
 		if _, err := a.f.ReadAt(b, a.offsets[i]); err != nil || manifest.Sum(b) != c.SHA256 {
 			a.have[i] = false
 			if a.held != nil {
-				a.held.unmark(a.key, i)
+				a.held.Unmark(a.key, i)
 			}
 			bad++
 			continue
@@ -432,10 +433,10 @@ func (a *assembly) recheck() (int, error) {
 		return 0, fmt.Errorf("artifact %s: %w: every chunk matches but the whole file does not: the manifest is inconsistent; not installed",
 			a.m.Artifact.Name, manifest.ErrMismatch)
 	}
-	if err := a.j.reset(); err != nil {
+	if err := a.j.Reset(); err != nil {
 		return bad, err
 	}
-	return bad, a.j.add(good...)
+	return bad, a.j.Add(good...)
 }
 
 // commit makes the checked artifact durable and final: fsync, rename to
@@ -444,13 +445,13 @@ func (a *assembly) commit() error {
 	if err := a.f.Sync(); err != nil {
 		return fmt.Errorf("store: fsync %s: %w", a.f.Name(), err)
 	}
-	final := filepath.Join(a.dir, artifactFile)
+	final := filepath.Join(a.dir, store.ArtifactFile)
 	if err := os.Rename(a.f.Name(), final); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
 	if err := atomicfile.SyncDir(a.dir); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
-	os.Remove(filepath.Join(a.dir, haveFile))
+	os.Remove(filepath.Join(a.dir, store.HaveFile))
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/publisher"
 	"github.com/fleetcast/fleetcast/signing"
@@ -86,13 +87,13 @@ func randomData(seed uint64, n int) []byte {
 	return b
 }
 
-func newTestStore(t *testing.T) *store {
-	return &store{dir: filepath.Join(t.TempDir(), releasesDir)}
+func newTestStore(t *testing.T) *store.Store {
+	return &store.Store{Dir: filepath.Join(t.TempDir(), store.ReleasesDir)}
 }
 
-func assembleRelease(t *testing.T, s *store, m *manifest.Manifest, src chunkSource) (peerproto.Transfer, error) {
+func assembleRelease(t *testing.T, s *store.Store, m *manifest.Manifest, src chunkSource) (peerproto.Transfer, error) {
 	t.Helper()
-	dir := s.releaseDir(m.Product, m.Channel, m.Sequence)
+	dir := s.ReleaseDir(m.Product, m.Channel, m.Sequence)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -109,14 +110,14 @@ func writeTestManifest(t *testing.T, dir string, m *manifest.Manifest) {
 		t.Fatal(err)
 	}
 	env := signingEnvelope(p)
-	if err := os.WriteFile(filepath.Join(dir, manifestFile), env, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, store.ManifestFile), env, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func checkArtifact(t *testing.T, s *store, m *manifest.Manifest, want []byte) {
+func checkArtifact(t *testing.T, s *store.Store, m *manifest.Manifest, want []byte) {
 	t.Helper()
-	got, err := os.ReadFile(s.artifactPath(m.Product, m.Channel, m.Sequence))
+	got, err := os.ReadFile(s.ArtifactPath(m.Product, m.Channel, m.Sequence))
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("artifact: %d bytes, %v; want the release's %d bytes", len(got), err, len(want))
 	}
@@ -134,7 +135,7 @@ func TestAssembleFromSource(t *testing.T) {
 	if tr.Origin != int64(len(data)) || tr.ReusedLocal != 0 || tr.Resumed != 0 {
 		t.Errorf("transfer %+v: want all %d bytes from the source", tr, len(data))
 	}
-	if _, err := os.Stat(filepath.Join(s.releaseDir("app", "stable", 1), haveFile)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(s.ReleaseDir("app", "stable", 1), store.HaveFile)); !os.IsNotExist(err) {
 		t.Errorf("journal left after commit: %v", err)
 	}
 }
@@ -195,17 +196,17 @@ func TestAssembleRefetchesDamagedBytes(t *testing.T) {
 	data := randomData(5, 300<<10)
 	m := testRelease(t, 1, data, src)
 	// Complete the journal for every chunk, then damage one byte behind its back.
-	dir := s.releaseDir("app", "stable", 1)
+	dir := s.ReleaseDir("app", "stable", 1)
 	os.MkdirAll(dir, 0o755)
 	writeTestManifest(t, dir, m)
-	part := filepath.Join(dir, partFile)
+	part := filepath.Join(dir, store.PartFile)
 	os.WriteFile(part, data, 0o644)
 	var all []int
 	for i := range m.Chunks {
 		all = append(all, i)
 	}
-	j, _ := openJournal(filepath.Join(dir, haveFile))
-	j.add(all...)
+	j, _ := store.OpenJournal(filepath.Join(dir, store.HaveFile))
+	j.Add(all...)
 	j.Close()
 	f, _ := os.OpenFile(part, os.O_RDWR, 0)
 	f.WriteAt([]byte{data[1000] ^ 0xff}, 1000)
@@ -228,7 +229,7 @@ func TestAssembleSourceErrorLeavesNoArtifact(t *testing.T) {
 	if _, err := assembleRelease(t, s, m, src); err == nil || !errors.Is(err, src.fail) {
 		t.Fatalf("error = %v, want the source's", err)
 	}
-	if s.complete("app", "stable", 1) {
+	if s.Complete("app", "stable", 1) {
 		t.Fatal("release marked complete after a failed assembly")
 	}
 }

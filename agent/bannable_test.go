@@ -19,6 +19,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
 )
@@ -45,7 +46,7 @@ func TestBannable(t *testing.T) {
 	}
 	one := rootOf(1, now.Add(time.Hour), trusted)
 	two := rootOf(2, now.Add(time.Hour), trusted, second)
-	offered := relKey{"app", "stable", 2}
+	offered := store.RelKey{Product: "app", Channel: "stable", Seq: 2}
 	payload, err := manifest.Encode(testRelease(t, 2, randomData(1, 100<<10), newMemSource()))
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/installers"
 	"github.com/fleetcast/fleetcast/internal/clip"
 	"github.com/fleetcast/fleetcast/manifest"
@@ -23,7 +24,7 @@ import (
 // latest manifest, assemble its artifact, install it.
 func (a *Agent) cycle(ctx context.Context, sub config.Subscription) (peerproto.Outcome, error) {
 	log := a.log.With(slog.String("product", sub.Product), slog.String("channel", sub.Channel))
-	st, err := loadState(a.cfg.DataDir, sub.Product, sub.Channel)
+	st, err := store.LoadState(a.cfg.DataDir, sub.Product, sub.Channel)
 	if err != nil {
 		return peerproto.Failed, err
 	}
@@ -62,7 +63,7 @@ func (a *Agent) cycle(ctx context.Context, sub config.Subscription) (peerproto.O
 // manifest names another release than the one installed under that
 // sequence, that it is ignored: a sequence is installed once, and the
 // publisher never signs two releases with one sequence.
-func (a *Agent) upToDate(sub config.Subscription, st *subState, v *manifest.Verified, log *slog.Logger) {
+func (a *Agent) upToDate(sub config.Subscription, st *store.State, v *manifest.Verified, log *slog.Logger) {
 	differs := a.installedDiffers(sub, st, v)
 	if differs == "" {
 		log.Info("up to date", slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version))
@@ -77,11 +78,11 @@ func (a *Agent) upToDate(sub config.Subscription, st *subState, v *manifest.Veri
 // its sequence: "version", "artifact", "install" (its instructions), or ""
 // for none. A manifest signed again (another expiry, another signature) of
 // the same release differs in none.
-func (a *Agent) installedDiffers(sub config.Subscription, st *subState, v *manifest.Verified) string {
+func (a *Agent) installedDiffers(sub config.Subscription, st *store.State, v *manifest.Verified) string {
 	if v.Version != st.InstalledVersion {
 		return "version"
 	}
-	m, err := loadManifest(a.store.releaseDir(sub.Product, sub.Channel, st.Installed))
+	m, err := store.LoadManifest(a.store.ReleaseDir(sub.Product, sub.Channel, st.Installed))
 	switch {
 	case err != nil:
 		return "" // no stored manifest to compare with; the version matches
@@ -106,7 +107,7 @@ type freshManifest struct {
 // manifest still verifies (it has not expired, nor has the root), and
 // everything it named was handled; when the trusted release is not installed
 // yet (an interrupted cycle), it returns the stored envelope.
-func (a *Agent) latest(ctx context.Context, sub config.Subscription, st *subState, log *slog.Logger) ([]byte, *freshManifest, error) {
+func (a *Agent) latest(ctx context.Context, sub config.Subscription, st *store.State, log *slog.Logger) ([]byte, *freshManifest, error) {
 	if a.pm == nil {
 		return a.latestFromOrigin(ctx, sub, st, log)
 	}
@@ -122,7 +123,7 @@ func (a *Agent) latest(ctx context.Context, sub config.Subscription, st *subStat
 // agent on an expired release forever without an error. When it does not,
 // the validators are dropped and the manifest is fetched whole, so the
 // outcome is that of a fresh response.
-func (a *Agent) latestFromOrigin(ctx context.Context, sub config.Subscription, st *subState, log *slog.Logger) ([]byte, *freshManifest, error) {
+func (a *Agent) latestFromOrigin(ctx context.Context, sub config.Subscription, st *store.State, log *slog.Logger) ([]byte, *freshManifest, error) {
 	resp, err := a.origin.Manifest(ctx, sub.Product, sub.Channel, st.ETag, st.LastModified)
 	if errors.Is(err, fetch.ErrNotModified) {
 		env, stale := a.trustedEnvelope(sub, st)
@@ -137,7 +138,7 @@ func (a *Agent) latestFromOrigin(ctx context.Context, sub config.Subscription, s
 			slog.Uint64("trusted", st.Trusted), slog.String("reason", stale.Error()))
 		if st.ETag != "" || st.LastModified != "" {
 			st.ETag, st.LastModified = "", ""
-			if err := saveState(a.cfg.DataDir, sub.Product, sub.Channel, *st); err != nil {
+			if err := store.SaveState(a.cfg.DataDir, sub.Product, sub.Channel, *st); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -158,12 +159,12 @@ func (a *Agent) latestFromOrigin(ctx context.Context, sub config.Subscription, s
 // verifies it against the current root now, as a fresh response would be;
 // the error says why it is no longer current (missing, expired, root
 // expired, no longer signed by the root's keys).
-func (a *Agent) trustedEnvelope(sub config.Subscription, st *subState) ([]byte, error) {
+func (a *Agent) trustedEnvelope(sub config.Subscription, st *store.State) ([]byte, error) {
 	if st.Trusted == 0 {
 		return nil, errors.New("no trusted manifest")
 	}
-	dir := a.store.releaseDir(sub.Product, sub.Channel, st.Trusted)
-	env, err := readLimited(filepath.Join(dir, manifestFile), signing.MaxEnvelopeSize)
+	dir := a.store.ReleaseDir(sub.Product, sub.Channel, st.Trusted)
+	env, err := store.ReadLimited(filepath.Join(dir, store.ManifestFile), signing.MaxEnvelopeSize)
 	if err != nil {
 		return nil, fmt.Errorf("trusted manifest, sequence %d: %w", st.Trusted, err)
 	}
@@ -182,12 +183,12 @@ func (a *Agent) trustedEnvelope(sub config.Subscription, st *subState) ([]byte, 
 // longer than maxValidator.
 func (a *Agent) validators(resp *fetch.ManifestResponse, log *slog.Logger) *freshManifest {
 	f := &freshManifest{etag: resp.ETag, lastModified: resp.LastModified}
-	if len(f.etag) > maxValidator {
-		log.Warn("origin's ETag not kept", slog.Int("bytes", len(f.etag)), slog.Int("limit", maxValidator))
+	if len(f.etag) > store.MaxValidator {
+		log.Warn("origin's ETag not kept", slog.Int("bytes", len(f.etag)), slog.Int("limit", store.MaxValidator))
 		f.etag = ""
 	}
-	if len(f.lastModified) > maxValidator {
-		log.Warn("origin's Last-Modified not kept", slog.Int("bytes", len(f.lastModified)), slog.Int("limit", maxValidator))
+	if len(f.lastModified) > store.MaxValidator {
+		log.Warn("origin's Last-Modified not kept", slog.Int("bytes", len(f.lastModified)), slog.Int("limit", store.MaxValidator))
 		f.lastModified = ""
 	}
 	return f
@@ -236,7 +237,7 @@ func (a *Agent) followRoots(ctx context.Context, log *slog.Logger) (*signing.Roo
 		return nil, fmt.Errorf("follow root chain from version %d: %w", a.root.Version, err)
 	}
 	if next.Version != a.root.Version {
-		if err := saveRoot(a.cfg.DataDir, fetched[next.Version]); err != nil {
+		if err := store.SaveRoot(a.cfg.DataDir, fetched[next.Version]); err != nil {
 			return nil, err
 		}
 		log.Info("rotated trust root", slog.Uint64("from", a.root.Version), slog.Uint64("to", next.Version),
@@ -255,31 +256,31 @@ func (a *Agent) currentRoot() *signing.Root {
 // trust records a newly verified sequence as the highest trusted, with its
 // envelope in the store, before anything is fetched for it: from here on a
 // restart cannot be talked into an older release.
-func (a *Agent) trust(sub config.Subscription, st *subState, v *manifest.Verified, env []byte, log *slog.Logger) error {
-	dir := a.store.releaseDir(sub.Product, sub.Channel, v.Sequence)
-	if _, err := os.Stat(filepath.Join(dir, manifestFile)); err != nil || v.Sequence > st.Trusted {
-		if err := a.store.saveManifest(sub.Product, sub.Channel, v.Sequence, env); err != nil {
+func (a *Agent) trust(sub config.Subscription, st *store.State, v *manifest.Verified, env []byte, log *slog.Logger) error {
+	dir := a.store.ReleaseDir(sub.Product, sub.Channel, v.Sequence)
+	if _, err := os.Stat(filepath.Join(dir, store.ManifestFile)); err != nil || v.Sequence > st.Trusted {
+		if err := a.store.SaveManifest(sub.Product, sub.Channel, v.Sequence, env); err != nil {
 			return err
 		}
 	}
 	if v.Sequence > st.Trusted {
 		log.Info("new release trusted", slog.Uint64("sequence", v.Sequence), slog.Uint64("previous_trusted", st.Trusted))
 		st.Trusted = v.Sequence
-		st.clearRetry()
-		return saveState(a.cfg.DataDir, sub.Product, sub.Channel, *st)
+		st.ClearRetry()
+		return store.SaveState(a.cfg.DataDir, sub.Product, sub.Channel, *st)
 	}
 	return nil
 }
 
 // update assembles and installs a trusted release.
-func (a *Agent) update(ctx context.Context, sub config.Subscription, st *subState, v *manifest.Verified, fresh *freshManifest, log *slog.Logger) (peerproto.Outcome, error) {
+func (a *Agent) update(ctx context.Context, sub config.Subscription, st *store.State, v *manifest.Verified, fresh *freshManifest, log *slog.Logger) (peerproto.Outcome, error) {
 	log = log.With(slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version))
-	if st.waiting(v.Sequence, a.now()) {
+	if st.Waiting(v.Sequence, a.now()) {
 		return a.deferred(sub, st, v, fresh, log)
 	}
-	dir := a.store.releaseDir(sub.Product, sub.Channel, v.Sequence)
+	dir := a.store.ReleaseDir(sub.Product, sub.Channel, v.Sequence)
 	prog := a.startProgress(sub, v.Manifest)
-	if !a.store.complete(sub.Product, sub.Channel, v.Sequence) {
+	if !a.store.Complete(sub.Product, sub.Channel, v.Sequence) {
 		start := time.Now()
 		log.Info("assembling release", slog.Int64("bytes", v.Artifact.Size), slog.Int("chunks", len(v.Chunks)))
 		var sw *swarmConfig
@@ -305,12 +306,12 @@ func (a *Agent) update(ctx context.Context, sub config.Subscription, st *subStat
 	a.metrics.installTime(sub, time.Since(installStart).Seconds())
 	if res == nil {
 		st.Installed, st.InstalledVersion = v.Sequence, v.Version
-		st.clearRetry()
+		st.ClearRetry()
 		a.rememberValidators(st, fresh)
-		if err := saveState(a.cfg.DataDir, sub.Product, sub.Channel, *st); err != nil {
+		if err := store.SaveState(a.cfg.DataDir, sub.Product, sub.Channel, *st); err != nil {
 			return peerproto.Failed, err
 		}
-		if err := a.store.remove(sub.Product, sub.Channel, v.Sequence); err != nil {
+		if err := a.store.Remove(sub.Product, sub.Channel, v.Sequence); err != nil {
 			log.Warn("could not remove old releases from the store", slog.String("reason", err.Error()))
 		}
 		log.Info("release installed")
@@ -349,7 +350,7 @@ func classifyInstall(err error) installFailure {
 // installFailed records what an installer's error means for the release
 // and returns the cycle's outcome and error, which says whether and when
 // the release is tried again.
-func (a *Agent) installFailed(sub config.Subscription, st *subState, v *manifest.Verified, fresh *freshManifest, res error, log *slog.Logger) (peerproto.Outcome, error) {
+func (a *Agent) installFailed(sub config.Subscription, st *store.State, v *manifest.Verified, fresh *freshManifest, res error, log *slog.Logger) (peerproto.Outcome, error) {
 	release := fmt.Sprintf("%s/%s sequence %d", sub.Product, sub.Channel, v.Sequence)
 	switch classifyInstall(res) {
 	case failedHealth:
@@ -364,7 +365,7 @@ func (a *Agent) installFailed(sub config.Subscription, st *subState, v *manifest
 			release, v.Version, cause))
 	case failedNoSpace:
 		cause := unswitched(res)
-		st.noSpace(v.Sequence, cause.Error(), a.now(), a.cfg.PollInterval)
+		st.NoSpace(v.Sequence, cause.Error(), a.now(), a.cfg.PollInterval)
 		log.Error("release does not fit on its target's file system; what was written is removed; backing off",
 			slog.Time("retry_after", st.RetryAfter), slog.Int("attempts", st.RetryCount), slog.String("reason", cause.Error()))
 		return peerproto.Failed, a.saveFailure(sub, st, fresh, fmt.Errorf("%s: %w; attempt %d, not tried again before %s: free space on the target's file system, or wait for a newer release",
@@ -393,9 +394,9 @@ func unswitched(err error) error {
 // saveFailure saves st with the manifest's validators (the manifest was
 // handled: what follows is decided by st) and returns err, joined with
 // any error saving it.
-func (a *Agent) saveFailure(sub config.Subscription, st *subState, fresh *freshManifest, err error) error {
+func (a *Agent) saveFailure(sub config.Subscription, st *store.State, fresh *freshManifest, err error) error {
 	a.rememberValidators(st, fresh)
-	if serr := saveState(a.cfg.DataDir, sub.Product, sub.Channel, *st); serr != nil {
+	if serr := store.SaveState(a.cfg.DataDir, sub.Product, sub.Channel, *st); serr != nil {
 		return errors.Join(err, serr)
 	}
 	return err
@@ -403,7 +404,7 @@ func (a *Agent) saveFailure(sub config.Subscription, st *subState, fresh *freshM
 
 // deferred is the cycle of a release that did not fit on its target's file
 // system, while it waits for its backoff: it installs nothing.
-func (a *Agent) deferred(sub config.Subscription, st *subState, v *manifest.Verified, fresh *freshManifest, log *slog.Logger) (peerproto.Outcome, error) {
+func (a *Agent) deferred(sub config.Subscription, st *store.State, v *manifest.Verified, fresh *freshManifest, log *slog.Logger) (peerproto.Outcome, error) {
 	log.Info("waiting before retrying a release that did not fit on its target's file system",
 		slog.Time("retry_after", st.RetryAfter), slog.Int("attempts", st.RetryCount), slog.String("reason", st.RetryReason))
 	return peerproto.Deferred, a.saveFailure(sub, st, fresh, fmt.Errorf("%s/%s sequence %d (version %s): %w (attempts so far: %d; the last: %s); not tried again before %s: free space on it, or wait for a newer release",
@@ -413,15 +414,15 @@ func (a *Agent) deferred(sub config.Subscription, st *subState, v *manifest.Veri
 // install hands the verified artifact to its installer. It runs to its end
 // even when ctx is cancelled, so that a shutdown never cuts a command or a
 // health check in half (each has its own timeout).
-func (a *Agent) install(ctx context.Context, sub config.Subscription, st *subState, v *manifest.Verified, log *slog.Logger) error {
-	stateDir := installerDir(a.cfg.DataDir, sub.Product, sub.Channel)
+func (a *Agent) install(ctx context.Context, sub config.Subscription, st *store.State, v *manifest.Verified, log *slog.Logger) error {
+	stateDir := store.InstallerDir(a.cfg.DataDir, sub.Product, sub.Channel)
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return err
 	}
 	req := &installers.Request{
 		Product: sub.Product, Channel: sub.Channel,
 		New: installers.Release{Sequence: v.Sequence, Version: v.Version,
-			Artifact: a.store.artifactPath(sub.Product, sub.Channel, v.Sequence), Install: v.Install},
+			Artifact: a.store.ArtifactPath(sub.Product, sub.Channel, v.Sequence), Install: v.Install},
 		Previous:       a.previous(sub, st, log),
 		StateDir:       stateDir,
 		CommandTimeout: a.cfg.CommandTimeout,
@@ -441,20 +442,20 @@ func (a *Agent) install(ctx context.Context, sub config.Subscription, st *subSta
 var runInstaller = installers.Install
 
 // previous is the installed release, to roll back to, if the store has it.
-func (a *Agent) previous(sub config.Subscription, st *subState, log *slog.Logger) *installers.Release {
-	if st.Installed == 0 || !a.store.complete(sub.Product, sub.Channel, st.Installed) {
+func (a *Agent) previous(sub config.Subscription, st *store.State, log *slog.Logger) *installers.Release {
+	if st.Installed == 0 || !a.store.Complete(sub.Product, sub.Channel, st.Installed) {
 		return nil
 	}
-	m, err := loadManifest(a.store.releaseDir(sub.Product, sub.Channel, st.Installed))
+	m, err := store.LoadManifest(a.store.ReleaseDir(sub.Product, sub.Channel, st.Installed))
 	if err != nil {
 		log.Warn("installed release's manifest unreadable; no rollback target", slog.String("reason", err.Error()))
 		return nil
 	}
 	return &installers.Release{Sequence: st.Installed, Version: m.Version,
-		Artifact: a.store.artifactPath(sub.Product, sub.Channel, st.Installed), Install: m.Install}
+		Artifact: a.store.ArtifactPath(sub.Product, sub.Channel, st.Installed), Install: m.Install}
 }
 
-func (a *Agent) rememberValidators(st *subState, fresh *freshManifest) {
+func (a *Agent) rememberValidators(st *store.State, fresh *freshManifest) {
 	if fresh != nil {
 		st.ETag, st.LastModified = fresh.etag, fresh.lastModified
 	}
@@ -462,10 +463,10 @@ func (a *Agent) rememberValidators(st *subState, fresh *freshManifest) {
 
 // saveValidators remembers the manifest response's validators once the
 // manifest it named is handled, so the next poll is a cheap 304.
-func (a *Agent) saveValidators(sub config.Subscription, st *subState, fresh *freshManifest) error {
+func (a *Agent) saveValidators(sub config.Subscription, st *store.State, fresh *freshManifest) error {
 	if fresh == nil || (fresh.etag == st.ETag && fresh.lastModified == st.LastModified) {
 		return nil
 	}
 	a.rememberValidators(st, fresh)
-	return saveState(a.cfg.DataDir, sub.Product, sub.Channel, *st)
+	return store.SaveState(a.cfg.DataDir, sub.Product, sub.Channel, *st)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/installers"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
@@ -344,16 +345,16 @@ func TestNoSpaceBackoff(t *testing.T) {
 		{5 * time.Minute, 2, 10 * time.Minute},
 		{5 * time.Minute, 3, 20 * time.Minute},
 		{5 * time.Minute, 7, 5 * time.Minute << 6},
-		{5 * time.Minute, 8, maxNoSpaceBackoff},
-		{5 * time.Minute, 1 << 30, maxNoSpaceBackoff},
-		{time.Second, 1, minNoSpaceBackoff},
-		{time.Second, 2, 2 * minNoSpaceBackoff},
+		{5 * time.Minute, 8, store.MaxNoSpaceBackoff},
+		{5 * time.Minute, 1 << 30, store.MaxNoSpaceBackoff},
+		{time.Second, 1, store.MinNoSpaceBackoff},
+		{time.Second, 2, 2 * store.MinNoSpaceBackoff},
 		{8 * time.Hour, 1, 8 * time.Hour},
 		{8 * time.Hour, 5, 8 * time.Hour},
 		{5 * time.Minute, 0, 5 * time.Minute},
 		{5 * time.Minute, -3, 5 * time.Minute},
 	} {
-		if got := noSpaceBackoff(tc.poll, tc.attempts); got != tc.want {
+		if got := store.NoSpaceBackoff(tc.poll, tc.attempts); got != tc.want {
 			t.Errorf("noSpaceBackoff(%v, %d) = %v; want %v", tc.poll, tc.attempts, got, tc.want)
 		}
 	}
@@ -363,7 +364,7 @@ func TestNoSpaceBackoff(t *testing.T) {
 // another, and ends at retry_after.
 func TestNoSpaceState(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	var st subState
+	var st store.State
 	for i, step := range []struct {
 		seq       uint64
 		at        time.Time
@@ -375,7 +376,7 @@ func TestNoSpaceState(t *testing.T) {
 		{4, now.Add(17 * time.Minute), 3, now.Add(37 * time.Minute)},
 		{5, now.Add(18 * time.Minute), 1, now.Add(23 * time.Minute)},
 	} {
-		st.noSpace(step.seq, "full", step.at, 5*time.Minute)
+		st.NoSpace(step.seq, "full", step.at, 5*time.Minute)
 		if st.RetrySequence != step.seq || st.RetryCount != step.wantCount || !st.RetryAfter.Equal(step.wantAfter) || st.RetryReason != "full" {
 			t.Fatalf("step %d: %+v; want sequence %d, count %d, after %v", i, st, step.seq, step.wantCount, step.wantAfter)
 		}
@@ -391,12 +392,12 @@ func TestNoSpaceState(t *testing.T) {
 		{4, after.Add(-time.Minute), false},
 		{6, after.Add(-time.Minute), false},
 	} {
-		if got := st.waiting(tc.seq, tc.at); got != tc.want {
+		if got := st.Waiting(tc.seq, tc.at); got != tc.want {
 			t.Errorf("waiting(%d, retry_after%+v) = %v; want %v", tc.seq, tc.at.Sub(after), got, tc.want)
 		}
 	}
-	st.clearRetry()
-	if st != (subState{}) {
+	st.ClearRetry()
+	if st != (store.State{}) {
 		t.Errorf("after clearRetry: %+v", st)
 	}
 }

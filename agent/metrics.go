@@ -10,6 +10,7 @@ import (
 
 	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/agent/store"
 )
 
 // metricsPrefix starts the name of every metric of the agent's own
@@ -191,7 +192,7 @@ func (c *agentCollector) collectSubscription(ch chan<- prometheus.Metric, s conf
 	}
 	c.a.statusMu.Unlock()
 	ch <- prometheus.MustNewConstMetric(descInProgress, prometheus.GaugeValue, in, s.Product, s.Channel)
-	st, err := loadState(c.a.cfg.DataDir, s.Product, s.Channel)
+	st, err := store.LoadState(c.a.cfg.DataDir, s.Product, s.Channel)
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(descInstalled, err)
 		return

@@ -22,6 +22,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
 )
@@ -81,13 +82,13 @@ func (s *peerServer) state(w http.ResponseWriter, r *http.Request) {
 		select {
 		case s.polls <- struct{}{}:
 			ctx, cancel := context.WithTimeout(r.Context(), peerproto.LongPoll*time.Second)
-			s.a.store.held.wait(ctx, v)
+			s.a.store.Held.Wait(ctx, v)
 			cancel()
 			<-s.polls
 		default: // too many held: answer at once, the caller asks again
 		}
 	}
-	v, rels := s.a.store.held.snapshot()
+	v, rels := s.a.store.Held.Snapshot()
 	st := peerproto.State{Proto: peerproto.Proto, AgentID: s.a.id, FleetID: s.a.fleet.ID(), Version: v, Releases: rels,
 		Subscriptions: make([]peerproto.Sub, 0, len(s.a.cfg.Subscriptions))}
 	for _, sub := range s.a.cfg.Subscriptions {
@@ -104,17 +105,17 @@ func (s *peerServer) state(w http.ResponseWriter, r *http.Request) {
 // with the signed envelope the store holds, as it was fetched.
 func (s *peerServer) manifest(w http.ResponseWriter, r *http.Request) {
 	seq, err := strconv.ParseUint(r.PathValue("sequence"), 10, 64)
-	key := relKey{r.PathValue("product"), r.PathValue("channel"), seq}
-	if err != nil || !manifest.ValidName(key.product) || !manifest.ValidName(key.channel) {
+	key := store.RelKey{Product: r.PathValue("product"), Channel: r.PathValue("channel"), Seq: seq}
+	if err != nil || !manifest.ValidName(key.Product) || !manifest.ValidName(key.Channel) {
 		http.Error(w, "bad release name", http.StatusBadRequest)
 		return
 	}
-	dir, ok := s.a.store.held.has(key)
+	dir, ok := s.a.store.Held.Has(key)
 	if !ok {
 		http.NotFound(w, r)
 		return
 	}
-	b, err := readLimited(filepath.Join(dir, manifestFile), signing.MaxEnvelopeSize)
+	b, err := store.ReadLimited(filepath.Join(dir, store.ManifestFile), signing.MaxEnvelopeSize)
 	if err != nil {
 		http.NotFound(w, r)
 		return
@@ -147,7 +148,7 @@ func (s *peerServer) chunk(w http.ResponseWriter, r *http.Request) {
 	}
 	defer f.Close()
 	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Length", strconv.FormatInt(loc.size, 10))
+	w.Header().Set("Content-Length", strconv.FormatInt(loc.Size, 10))
 	// A reader that stalls must not hold an upload slot for ever.
 	if d := s.a.cfg.PeerTimeout; d > 0 {
 		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
@@ -156,7 +157,7 @@ func (s *peerServer) chunk(w http.ResponseWriter, r *http.Request) {
 	if s.limit != nil {
 		out = &limitedWriter{ctx: r.Context(), w: w, l: s.limit}
 	}
-	n, err := io.Copy(out, io.NewSectionReader(f, loc.offset, loc.size))
+	n, err := io.Copy(out, io.NewSectionReader(f, loc.Offset, loc.Size))
 	s.uploaded.Add(n)
 	if err == nil {
 		s.served.Add(1)
@@ -166,15 +167,15 @@ func (s *peerServer) chunk(w http.ResponseWriter, r *http.Request) {
 
 // open finds and opens a held chunk. A release completed between the
 // lookup and the open moved its bytes from artifact.part to artifact.
-func (s *peerServer) open(d manifest.Digest) (*os.File, location, error) {
-	loc, ok := s.a.store.held.lookup(d)
+func (s *peerServer) open(d manifest.Digest) (*os.File, store.Location, error) {
+	loc, ok := s.a.store.Held.Lookup(d)
 	if !ok {
 		return nil, loc, os.ErrNotExist
 	}
-	f, err := os.Open(loc.path)
-	if errors.Is(err, fs.ErrNotExist) && filepath.Base(loc.path) == partFile {
-		loc.path = filepath.Join(filepath.Dir(loc.path), artifactFile)
-		f, err = os.Open(loc.path)
+	f, err := os.Open(loc.Path)
+	if errors.Is(err, fs.ErrNotExist) && filepath.Base(loc.Path) == store.PartFile {
+		loc.Path = filepath.Join(filepath.Dir(loc.Path), store.ArtifactFile)
+		f, err = os.Open(loc.Path)
 	}
 	return f, loc, err
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/internal/clip"
 	"github.com/fleetcast/fleetcast/manifest"
 )
@@ -56,18 +57,18 @@ func newPeerFixture(t *testing.T, fleet *fleettls.Fleet, maxUploads int, uploadR
 		t.Fatal(err)
 	}
 	f.m2 = testRelease(t, 2, f.data2, src)
-	dir2 := s.releaseDir("app", "stable", 2)
+	dir2 := s.ReleaseDir("app", "stable", 2)
 	if err := os.MkdirAll(dir2, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	writeTestManifest(t, dir2, f.m2)
-	if err := os.WriteFile(filepath.Join(dir2, partFile), f.data2, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir2, store.PartFile), f.data2, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s.held = newHoldings()
-	s.held.scan(s.dir)
+	s.Held = store.NewHoldings()
+	s.Held.Scan(s.Dir)
 	for i := 0; i < len(f.m2.Chunks); i += 2 {
-		s.held.mark(relKey{"app", "stable", 2}, i)
+		s.Held.Mark(store.RelKey{Product: "app", Channel: "stable", Seq: 2}, i)
 	}
 
 	cfg := &config.Config{PeerConfig: config.PeerConfig{MaxUploads: maxUploads, UploadRate: uploadRate}}
@@ -154,7 +155,7 @@ func TestPeerServerState(t *testing.T) {
 	if st.AgentID != testPeerID || st.FleetID != fleettls.OpenID {
 		t.Errorf("state of agent %q fleet %q", st.AgentID, st.FleetID)
 	}
-	v, rels := f.a.store.held.snapshot()
+	v, rels := f.a.store.Held.Snapshot()
 	if st.Version != v || len(st.Releases) != 2 {
 		t.Fatalf("state version %d with %d releases, want version %d with releases 1 and 2", st.Version, len(st.Releases), v)
 	}
@@ -206,7 +207,7 @@ func TestPeerServerStateLongPoll(t *testing.T) {
 		t.Fatalf("after=%d answered before any change: %v %s", v, r.err, r.body)
 	default:
 	}
-	f.a.store.held.mark(relKey{"app", "stable", 2}, 1)
+	f.a.store.Held.Mark(store.RelKey{Product: "app", Channel: "stable", Seq: 2}, 1)
 	var r result
 	select {
 	case r = <-ch:
@@ -234,7 +235,7 @@ func TestPeerServerStateManyReleases(t *testing.T) {
 	f := newPeerFixture(t, fleettls.Open(), 4, 0)
 	one := manifest.Chunk{SHA256: manifest.Sum([]byte("x")), Size: 1}
 	for i := range peerproto.MaxReleases + 6 {
-		f.a.store.held.add(relKey{"zz", "stable", uint64(i + 1)}, t.TempDir(), handManifest("zz", uint64(i+1), one), nil, true)
+		f.a.store.Held.Add(store.RelKey{Product: "zz", Channel: "stable", Seq: uint64(i + 1)}, t.TempDir(), &manifest.Manifest{Product: "zz", Channel: "stable", Sequence: uint64(i + 1), Chunks: []manifest.Chunk{one}}, nil, true)
 	}
 	st := parseStateResponse(t, peerproto.StatePath, f, f.client)
 	if len(st.Releases) != peerproto.MaxReleases || st.Releases[len(st.Releases)-1].Sequence != peerproto.MaxReleases+6 {
@@ -245,7 +246,7 @@ func TestPeerServerStateManyReleases(t *testing.T) {
 func TestPeerServerManifest(t *testing.T) {
 	f := newPeerFixture(t, fleettls.Open(), 4, 0)
 	for _, seq := range []string{"1", "2"} {
-		want, err := os.ReadFile(filepath.Join(f.a.store.dir, "app", "stable", seq, manifestFile))
+		want, err := os.ReadFile(filepath.Join(f.a.store.Dir, "app", "stable", seq, store.ManifestFile))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fleetcast/fleetcast/agent/discovery"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/agent/store"
 )
 
 // startPeering starts discovery and the peer manager on the listener's
@@ -22,7 +23,7 @@ func (a *Agent) startPeering(ctx context.Context, ln net.Listener) (wait func() 
 	p, _ := strconv.Atoi(port)
 	cfg := discovery.Config{
 		MDNS: a.cfg.MDNS, Interface: a.cfg.MDNSInterface, BrowseInterval: a.cfg.BrowseInterval,
-		Expiry: a.cfg.PeerExpiry, Static: a.cfg.Peers, StateFile: filepath.Join(a.cfg.DataDir, peersFile),
+		Expiry: a.cfg.PeerExpiry, Static: a.cfg.Peers, StateFile: filepath.Join(a.cfg.DataDir, store.PeersFile),
 	}
 	d, err := discovery.New(cfg, discovery.Self{AgentID: a.id, FleetID: a.fleet.ID(), Proto: peerproto.Proto, Port: p}, a.log)
 	if err != nil {
@@ -89,7 +90,7 @@ func (a *Agent) peerNews(ctx context.Context) <-chan struct{} {
 	go func() {
 		for {
 			for _, s := range a.cfg.Subscriptions {
-				st, err := loadState(a.cfg.DataDir, s.Product, s.Channel)
+				st, err := store.LoadState(a.cfg.DataDir, s.Product, s.Channel)
 				if err == nil && len(a.offers(s, &st)) > 0 {
 					a.log.Info("a peer holds a newer release", slog.String("product", s.Product), slog.String("channel", s.Channel))
 					close(ch)

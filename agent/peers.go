@@ -21,6 +21,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
 )
@@ -44,7 +45,7 @@ type peerView struct {
 
 	// guarded by peerManager.mu
 	id, fleet   string
-	rels        map[relKey]*peerRelease
+	rels        map[store.RelKey]*peerRelease
 	subs        map[string]bool // product/channel it follows
 	lastState   time.Time       // last state response
 	bannedUntil time.Time
@@ -139,7 +140,7 @@ func (pm *peerManager) sync(ctx context.Context) {
 			}
 			delete(pm.peers, p.Addr) // the ban is over: follow it afresh
 		}
-		v := &peerView{addr: p.Addr, source: p.Source, rels: make(map[relKey]*peerRelease),
+		v := &peerView{addr: p.Addr, source: p.Source, rels: make(map[store.RelKey]*peerRelease),
 			fetch: pm.fetcher(p.Addr)}
 		pctx, cancel := context.WithCancel(ctx)
 		pm.peers[p.Addr], pm.cancels[p.Addr] = v, cancel
@@ -271,10 +272,10 @@ func (pm *peerManager) update(v *peerView, st *peerproto.State, maps []peerproto
 	v.fails, v.lastErr = 0, ""
 	v.id, v.fleet, v.lastState, v.foreign = st.AgentID, st.FleetID, now, false
 	pm.lastHeard.Store(now.UnixNano())
-	rels := make(map[relKey]*peerRelease, len(st.Releases))
+	rels := make(map[store.RelKey]*peerRelease, len(st.Releases))
 	for i, r := range st.Releases {
-		key := relKey{r.Product, r.Channel, r.Sequence}
-		if !pm.subscribed[key.product+"/"+key.channel] {
+		key := store.RelKey{Product: r.Product, Channel: r.Channel, Seq: r.Sequence}
+		if !pm.subscribed[key.Product+"/"+key.Channel] {
 			continue // not this agent's business: not kept
 		}
 		pr := &peerRelease{bits: maps[i].Have, fetching: maps[i].Fetching, count: peerproto.BitCount(maps[i].Have), progress: now}
@@ -418,7 +419,7 @@ func (pm *peerManager) swarm() *swarmConfig {
 // snapshot returns the usable peers that take part in a release: those
 // whose state lists it, whatever they hold of it, and those that follow its
 // channel and will start on it soon.
-func (pm *peerManager) snapshot(key relKey) []holder {
+func (pm *peerManager) snapshot(key store.RelKey) []holder {
 	now := time.Now()
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
@@ -429,7 +430,7 @@ func (pm *peerManager) snapshot(key relKey) []holder {
 		}
 		if r := v.rels[key]; r != nil {
 			out = append(out, holder{addr: v.addr, id: v.id, bits: r.bits, fetching: r.fetching, progress: r.progress, fetch: v.fetch})
-		} else if v.subs[key.product+"/"+key.channel] {
+		} else if v.subs[key.Product+"/"+key.Channel] {
 			// It follows the channel, so it will take part: it holds
 			// nothing yet (nil bitmaps) and has made no progress.
 			out = append(out, holder{addr: v.addr, id: v.id, fetch: v.fetch})
@@ -451,8 +452,8 @@ func (pm *peerManager) newest(product, channel string, seq uint64) []peerOffer {
 			continue
 		}
 		for k, r := range v.rels {
-			if k.product == product && k.channel == channel && k.seq > seq {
-				out = append(out, peerOffer{addr: v.addr, seq: k.seq, count: r.count, fetch: v.fetch})
+			if k.Product == product && k.Channel == channel && k.Seq > seq {
+				out = append(out, peerOffer{addr: v.addr, seq: k.Seq, count: r.count, fetch: v.fetch})
 			}
 		}
 	}
@@ -469,8 +470,8 @@ type peerOffer struct {
 }
 
 // fetchPeerManifest gets a release's signed envelope from a peer.
-func fetchPeerManifest(ctx context.Context, o *fetch.Client, key relKey) ([]byte, error) {
-	rel := "manifest/" + key.product + "/" + key.channel + "/" + strconv.FormatUint(key.seq, 10)
+func fetchPeerManifest(ctx context.Context, o *fetch.Client, key store.RelKey) ([]byte, error) {
+	rel := "manifest/" + key.Product + "/" + key.Channel + "/" + strconv.FormatUint(key.Seq, 10)
 	out, err := o.File(ctx, rel, signing.MaxEnvelopeSize)
 	if err != nil {
 		return nil, fmt.Errorf("peer %s: %w", o.Host(), err)

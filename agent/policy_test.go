@@ -22,6 +22,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
 )
@@ -145,9 +146,9 @@ func (c *clockAgent) once(t *testing.T) (peerproto.SubscriptionStatus, error) {
 	return c.Status().Subscriptions[0], err
 }
 
-func (c *clockAgent) state(t *testing.T) subState {
+func (c *clockAgent) state(t *testing.T) store.State {
 	t.Helper()
-	st, err := loadState(c.cfg.DataDir, "app", "stable")
+	st, err := store.LoadState(c.cfg.DataDir, "app", "stable")
 	if err != nil {
 		t.Fatalf("state: %v", err)
 	}
@@ -294,17 +295,17 @@ func TestLongValidatorNotStored(t *testing.T) {
 // saveState writes a state file that loadState reads.
 func TestStateStaysReadable(t *testing.T) {
 	dir := t.TempDir()
-	long := strings.Repeat("<&>", maxStateSize)
-	in := subState{Trusted: 7, Installed: 6, InstalledVersion: "1.0", Failed: 7, FailedReason: long, ETag: long, LastModified: long}
-	if err := saveState(dir, "app", "stable", in); err != nil {
+	long := strings.Repeat("<&>", store.MaxStateSize)
+	in := store.State{Trusted: 7, Installed: 6, InstalledVersion: "1.0", Failed: 7, FailedReason: long, ETag: long, LastModified: long}
+	if err := store.SaveState(dir, "app", "stable", in); err != nil {
 		t.Fatal(err)
 	}
-	st, err := loadState(dir, "app", "stable")
+	st, err := store.LoadState(dir, "app", "stable")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Trusted != 7 || st.Installed != 6 || st.Failed != 7 || st.ETag != "" || st.LastModified != "" ||
-		!strings.HasPrefix(long, strings.TrimSuffix(st.FailedReason, "...")) || len(st.FailedReason) > maxFailedReason+3 {
+		!strings.HasPrefix(long, strings.TrimSuffix(st.FailedReason, "...")) || len(st.FailedReason) > store.MaxFailedReason+3 {
 		t.Errorf("loaded %+v", st)
 	}
 }

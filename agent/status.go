@@ -14,6 +14,7 @@ import (
 
 	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/agent/store"
 )
 
 // Status returns a snapshot of the agent's state.
@@ -28,7 +29,7 @@ func (a *Agent) Status() peerproto.Status {
 	defer a.statusMu.Unlock()
 	for _, s := range a.cfg.Subscriptions {
 		cur := *a.status[s.Key()]
-		if ss, err := loadState(a.cfg.DataDir, s.Product, s.Channel); err == nil {
+		if ss, err := store.LoadState(a.cfg.DataDir, s.Product, s.Channel); err == nil {
 			cur.TrustedSequence, cur.InstalledSequence = ss.Trusted, ss.Installed
 			cur.InstalledVersion, cur.FailedSequence = ss.InstalledVersion, ss.Failed
 		}

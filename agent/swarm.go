@@ -13,6 +13,7 @@ import (
 
 	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
@@ -35,9 +36,9 @@ const (
 // swarmView is what a scheduler needs of the peers: peerManager, or an
 // in-memory fleet in tests. Its methods are safe for concurrent use.
 type swarmView interface {
-	snapshot(key relKey) []holder // the usable peers taking part in a release
-	usable() int                  // usable peers in all
-	wake() <-chan struct{}        // closed at the next change
+	snapshot(key store.RelKey) []holder // the usable peers taking part in a release
+	usable() int                        // usable peers in all
+	wake() <-chan struct{}              // closed at the next change
 	ban(addr, reason string)
 }
 
@@ -88,7 +89,7 @@ type jobState struct {
 type sched struct {
 	a       *assembly
 	pm      swarmView // nil: origin only
-	key     relKey
+	key     store.RelKey
 	self    string
 	grace   time.Duration
 	maxWait time.Duration // longest a chunk nobody fetches waits for others before the origin: twice grace
@@ -118,7 +119,7 @@ type sched struct {
 	wakeCh     chan struct{}
 }
 
-func newSched(a *assembly, jobs []*job, sw *swarmConfig, key relKey) *sched {
+func newSched(a *assembly, jobs []*job, sw *swarmConfig, key store.RelKey) *sched {
 	s := &sched{a: a, key: key, state: make(map[*job]*jobState, len(jobs)),
 		remaining: len(jobs), inflight: make(map[string]int), pauseUntil: make(map[string]time.Time),
 		fails: make(map[string]int), pauseBase: time.Second,

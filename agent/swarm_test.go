@@ -12,6 +12,7 @@ import (
 
 	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
@@ -89,7 +90,7 @@ func (f *memFleet) add(addr string, m *manifest.Manifest, have func(i int) bool,
 	f.holders = append(f.holders, holder{addr: addr, id: fmt.Sprintf("%016x", len(f.holders)+1), bits: b, fetching: none, progress: when, fetch: src})
 }
 
-func (f *memFleet) snapshot(relKey) []holder {
+func (f *memFleet) snapshot(store.RelKey) []holder {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []holder
@@ -101,7 +102,7 @@ func (f *memFleet) snapshot(relKey) []holder {
 	return out
 }
 
-func (f *memFleet) usable() int { return len(f.snapshot(relKey{})) }
+func (f *memFleet) usable() int { return len(f.snapshot(store.RelKey{})) }
 
 func (f *memFleet) wake() <-chan struct{} { return f.ch }
 
@@ -117,7 +118,7 @@ func (f *memFleet) ban(addr, reason string) {
 func swarmAssemble(t *testing.T, m *manifest.Manifest, origin chunkSource, sw *swarmConfig) peerproto.Transfer {
 	t.Helper()
 	s := newTestStore(t)
-	dir := s.releaseDir(m.Product, m.Channel, m.Sequence)
+	dir := s.ReleaseDir(m.Product, m.Channel, m.Sequence)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +318,7 @@ func TestSwarmRarestFirst(t *testing.T) {
 	for i, c := range m.Chunks {
 		jobs = append(jobs, &job{chunk: c, indexes: []int{i}})
 	}
-	s := newSched(a, jobs, swarmConf(f, time.Second), relKey{})
+	s := newSched(a, jobs, swarmConf(f, time.Second), store.RelKey{})
 	s.refreshLocked()
 	for range 20 {
 		if tk := s.pickPeerLocked(); tk == nil || tk.j.indexes[0] != rare || tk.peer.addr != "p1" {
@@ -335,7 +336,7 @@ func TestSwarmWaitsForParticipants(t *testing.T) {
 	other := &relKeyFleet{memFleet: f, n: 1}
 	a := &assembly{m: m}
 	jobs := []*job{{chunk: m.Chunks[0], indexes: []int{0}}}
-	s := newSched(a, jobs, &swarmConfig{view: other, self: "00000000000000ff", grace: time.Hour, perPeer: 2}, relKey{})
+	s := newSched(a, jobs, &swarmConfig{view: other, self: "00000000000000ff", grace: time.Hour, perPeer: 2}, store.RelKey{})
 	s.refreshLocked()
 	if tk := s.pickOriginLocked(); tk != nil {
 		t.Fatalf("picked %+v at once; want to wait for peers to take part", tk)
@@ -368,7 +369,7 @@ func BenchmarkSchedPicks(b *testing.B) {
 					m.Chunks[i].SHA256[0], m.Chunks[i].SHA256[1], m.Chunks[i].SHA256[2] = byte(i), byte(i>>8), byte(i>>16)
 					jobs[i] = &job{chunk: m.Chunks[i], indexes: []int{i}}
 				}
-				s := newSched(&assembly{m: m}, jobs, nil, relKey{})
+				s := newSched(&assembly{m: m}, jobs, nil, store.RelKey{})
 				for range n {
 					s.mu.Lock()
 					t := s.pickOriginLocked()
@@ -400,7 +401,7 @@ func BenchmarkSchedPicksSwarm(b *testing.B) {
 					m.Chunks[i].SHA256[0], m.Chunks[i].SHA256[1], m.Chunks[i].SHA256[2] = byte(i), byte(i>>8), byte(i>>16)
 					jobs[i] = &job{chunk: m.Chunks[i], indexes: []int{i}}
 				}
-				s := newSched(&assembly{m: m}, jobs, swarmConf(f, time.Hour), relKey{})
+				s := newSched(&assembly{m: m}, jobs, swarmConf(f, time.Hour), store.RelKey{})
 				s.refreshLocked()
 				for {
 					s.mu.Lock()

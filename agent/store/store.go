@@ -1,4 +1,9 @@
-package agent
+// Package store owns the agent's data directory (docs/SPEC.md §7): its lock,
+// the agent's id, the rotated root, each subscription's state file, the
+// installers' state directories, and the chunk store (release directories,
+// their journals, and Holdings, the one in-memory index of which chunks are
+// held where, which the peer API serves).
+package store
 
 import (
 	"encoding/binary"
@@ -32,41 +37,41 @@ import (
 // holds, by digest, across all releases: a new release reuses any chunk an
 // interrupted attempt (resume) or an installed release (delta) left.
 const (
-	releasesDir  = "releases"
-	manifestFile = "manifest.json"
-	partFile     = "artifact.part"
-	haveFile     = "have"
-	artifactFile = "artifact"
+	ReleasesDir  = "releases"
+	ManifestFile = "manifest.json"
+	PartFile     = "artifact.part"
+	HaveFile     = "have"
+	ArtifactFile = "artifact"
 )
 
 // maxJournal bounds the journal file: 4 bytes an entry, each chunk at most
 // a few times (a chunk re-verified after a crash is appended again).
-const maxJournal = 4 * 4 * manifest.MaxChunks
+const MaxJournal = 4 * 4 * manifest.MaxChunks
 
 // store is the agent's chunk store under dataDir.
-type store struct {
-	dir  string    // dataDir/releases
-	held *holdings // what the peer API serves; nil: nothing is served
+type Store struct {
+	Dir  string    // dataDir/releases
+	Held *Holdings // what the peer API serves; nil: nothing is served
 }
 
-func (s *store) releaseDir(product, channel string, seq uint64) string {
-	return filepath.Join(s.dir, product, channel, strconv.FormatUint(seq, 10))
+func (s *Store) ReleaseDir(product, channel string, seq uint64) string {
+	return filepath.Join(s.Dir, product, channel, strconv.FormatUint(seq, 10))
 }
 
 // saveManifest keeps the signed envelope with the release, before any chunk.
-func (s *store) saveManifest(product, channel string, seq uint64, envelope []byte) error {
-	dir := s.releaseDir(product, channel, seq)
+func (s *Store) SaveManifest(product, channel string, seq uint64, envelope []byte) error {
+	dir := s.ReleaseDir(product, channel, seq)
 	if err := atomicfile.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
-	return atomicfile.WriteFile(filepath.Join(dir, manifestFile), envelope, 0o644)
+	return atomicfile.WriteFile(filepath.Join(dir, ManifestFile), envelope, 0o644)
 }
 
 // loadManifest reads a held release's manifest WITHOUT checking signatures:
 // callers use it only to find chunks, each verified again on use, or for a
 // release verified when it was stored.
-func loadManifest(dir string) (*manifest.Manifest, error) {
-	b, err := readLimited(filepath.Join(dir, manifestFile), signing.MaxEnvelopeSize)
+func LoadManifest(dir string) (*manifest.Manifest, error) {
+	b, err := ReadLimited(filepath.Join(dir, ManifestFile), signing.MaxEnvelopeSize)
 	if err != nil {
 		return nil, err
 	}
@@ -78,48 +83,48 @@ func loadManifest(dir string) (*manifest.Manifest, error) {
 }
 
 // complete reports whether the release's whole artifact is in the store.
-func (s *store) complete(product, channel string, seq uint64) bool {
-	_, err := os.Stat(filepath.Join(s.releaseDir(product, channel, seq), artifactFile))
+func (s *Store) Complete(product, channel string, seq uint64) bool {
+	_, err := os.Stat(filepath.Join(s.ReleaseDir(product, channel, seq), ArtifactFile))
 	return err == nil
 }
 
 // artifactPath is the path of a complete release's artifact.
-func (s *store) artifactPath(product, channel string, seq uint64) string {
-	return filepath.Join(s.releaseDir(product, channel, seq), artifactFile)
+func (s *Store) ArtifactPath(product, channel string, seq uint64) string {
+	return filepath.Join(s.ReleaseDir(product, channel, seq), ArtifactFile)
 }
 
 // location is where a chunk's bytes can be read in the store.
-type location struct {
-	path   string
-	offset int64
-	size   int64
+type Location struct {
+	Path   string
+	Offset int64
+	Size   int64
 }
 
 // index maps chunk digests to where the store holds them, skipping the
 // release in exclude (the one being assembled).
-func (s *store) index(exclude string) map[manifest.Digest]location {
-	idx := make(map[manifest.Digest]location)
-	dirs, _ := filepath.Glob(filepath.Join(s.dir, "*", "*", "*"))
+func (s *Store) Index(exclude string) map[manifest.Digest]Location {
+	idx := make(map[manifest.Digest]Location)
+	dirs, _ := filepath.Glob(filepath.Join(s.Dir, "*", "*", "*"))
 	for _, dir := range dirs {
 		if dir == exclude {
 			continue
 		}
-		m, err := loadManifest(dir)
+		m, err := LoadManifest(dir)
 		if err != nil {
 			continue // a damaged or half-written release holds nothing usable
 		}
-		path := filepath.Join(dir, artifactFile)
+		path := filepath.Join(dir, ArtifactFile)
 		var have []bool
 		if _, err := os.Stat(path); err != nil {
-			path = filepath.Join(dir, partFile)
-			if have, err = readJournal(filepath.Join(dir, haveFile), len(m.Chunks)); err != nil {
+			path = filepath.Join(dir, PartFile)
+			if have, err = ReadJournal(filepath.Join(dir, HaveFile), len(m.Chunks)); err != nil {
 				continue
 			}
 		}
 		var off int64
 		for i, c := range m.Chunks {
 			if have == nil || have[i] {
-				idx[c.SHA256] = location{path: path, offset: off, size: c.Size}
+				idx[c.SHA256] = Location{Path: path, Offset: off, Size: c.Size}
 			}
 			off += c.Size
 		}
@@ -128,8 +133,8 @@ func (s *store) index(exclude string) map[manifest.Digest]location {
 }
 
 // remove deletes every release of a subscription except those in keep.
-func (s *store) remove(product, channel string, keep ...uint64) error {
-	dir := filepath.Join(s.dir, product, channel)
+func (s *Store) Remove(product, channel string, keep ...uint64) error {
+	dir := filepath.Join(s.Dir, product, channel)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -143,8 +148,8 @@ func (s *store) remove(product, channel string, keep ...uint64) error {
 		if err != nil || slices.Contains(keep, seq) {
 			continue
 		}
-		if s.held != nil {
-			s.held.drop(relKey{product, channel, seq}) // peers stop asking before the files go
+		if s.Held != nil {
+			s.Held.Drop(RelKey{Product: product, Channel: channel, Seq: seq}) // peers stop asking before the files go
 		}
 		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
 	}
@@ -155,20 +160,20 @@ func (s *store) remove(product, channel string, keep ...uint64) error {
 // Entries are written after the chunk's bytes, so after a crash every entry
 // names a chunk whose bytes were written; the whole-file check at the end
 // catches what a power loss may still have lost.
-type journal struct {
+type Journal struct {
 	mu sync.Mutex
 	f  *os.File
 }
 
-func openJournal(path string) (*journal, error) {
+func OpenJournal(path string) (*Journal, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	return &journal{f: f}, nil
+	return &Journal{f: f}, nil
 }
 
-func (j *journal) add(idx ...int) error {
+func (j *Journal) Add(idx ...int) error {
 	b := make([]byte, 4*len(idx))
 	for i, x := range idx {
 		binary.BigEndian.PutUint32(b[4*i:], uint32(x))
@@ -180,19 +185,19 @@ func (j *journal) add(idx ...int) error {
 }
 
 // reset empties the journal, for a release whose chunks are re-verified.
-func (j *journal) reset() error {
+func (j *Journal) Reset() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.f.Truncate(0)
 }
 
-func (j *journal) Close() error { return j.f.Close() }
+func (j *Journal) Close() error { return j.f.Close() }
 
 // readJournal returns which of n chunks the journal at path names; a
 // missing journal names none. A torn last entry is ignored.
-func readJournal(path string, n int) ([]bool, error) {
+func ReadJournal(path string, n int) ([]bool, error) {
 	have := make([]bool, n)
-	b, err := readLimited(path, maxJournal)
+	b, err := ReadLimited(path, MaxJournal)
 	if errors.Is(err, fs.ErrNotExist) {
 		return have, nil
 	}
@@ -211,6 +216,6 @@ func readJournal(path string, n int) ([]bool, error) {
 }
 
 // readLimited reads a whole file of at most limit bytes.
-func readLimited(path string, limit int64) ([]byte, error) {
+func ReadLimited(path string, limit int64) ([]byte, error) {
 	return boundedfile.Read(path, limit)
 }

@@ -1,4 +1,4 @@
-package agent
+package store
 
 import (
 	"encoding/json"
@@ -19,32 +19,32 @@ import (
 // if JSON escapes every byte in 6, about 43 KiB), so that nothing an origin
 // or an installer says can make the file unreadable, which would stop the
 // subscription and cost its rollback protection.
-const maxStateSize = 64 << 10
+const MaxStateSize = 64 << 10
 
 // maxValidator bounds the ETag and Last-Modified kept in the state file (read
 // back with maxStateSize). A longer one is treated as absent: the next poll
 // fetches the manifest whole.
-const maxValidator = 1 << 10
+const MaxValidator = 1 << 10
 
 // maxFailedReason bounds the failed_reason kept in the state file.
-const maxFailedReason = 4 << 10
+const MaxFailedReason = 4 << 10
 
 // maxRetryReason bounds the retry_reason kept in the state file.
-const maxRetryReason = 1 << 10
+const MaxRetryReason = 1 << 10
 
 // A release that did not fit on its target's file system is tried again
 // after a backoff: max(poll_interval, minNoSpaceBackoff), doubled with each
 // attempt that failed so, up to maxNoSpaceBackoff (or poll_interval, if
 // longer). Each attempt writes up to the free space, and removes it again.
 const (
-	minNoSpaceBackoff = time.Minute
-	maxNoSpaceBackoff = 6 * time.Hour
+	MinNoSpaceBackoff = time.Minute
+	MaxNoSpaceBackoff = 6 * time.Hour
 )
 
 // subState is what the agent remembers of one subscription, in
 // state/<product>/<channel>.json (docs/SPEC.md, "Agent data directory").
 // Every change is written atomically before the step it allows.
-type subState struct {
+type State struct {
 	// Trusted is the highest sequence ever verified for the channel. A
 	// manifest below it is a rollback attempt, and never installed.
 	Trusted uint64 `json:"trusted_sequence"`
@@ -73,9 +73,9 @@ type subState struct {
 
 // noSpaceBackoff is how long a release waits after its attempts-th failed
 // attempt for want of space, with the agent polling every poll.
-func noSpaceBackoff(poll time.Duration, attempts int) time.Duration {
-	d := max(poll, minNoSpaceBackoff)
-	limit := max(maxNoSpaceBackoff, d)
+func NoSpaceBackoff(poll time.Duration, attempts int) time.Duration {
+	d := max(poll, MinNoSpaceBackoff)
+	limit := max(MaxNoSpaceBackoff, d)
 	for i := 1; i < attempts && d < limit; i++ {
 		d *= 2
 	}
@@ -84,40 +84,40 @@ func noSpaceBackoff(poll time.Duration, attempts int) time.Duration {
 
 // noSpace records that sequence seq did not fit, at now, for reason: it
 // waits for a backoff that doubles with each such attempt at seq.
-func (st *subState) noSpace(seq uint64, reason string, now time.Time, poll time.Duration) {
+func (st *State) NoSpace(seq uint64, reason string, now time.Time, poll time.Duration) {
 	if st.RetrySequence != seq || st.RetryCount < 0 {
 		st.RetryCount = 0
 	}
 	st.RetrySequence, st.RetryReason = seq, reason
 	st.RetryCount++
-	st.RetryAfter = now.Add(noSpaceBackoff(poll, st.RetryCount)).UTC()
+	st.RetryAfter = now.Add(NoSpaceBackoff(poll, st.RetryCount)).UTC()
 }
 
 // waiting reports whether seq did not fit before and must wait still at now.
-func (st *subState) waiting(seq uint64, now time.Time) bool {
+func (st *State) Waiting(seq uint64, now time.Time) bool {
 	return st.RetrySequence == seq && now.Before(st.RetryAfter)
 }
 
 // clearRetry forgets a release that did not fit: it was installed, or a
 // newer one was trusted.
-func (st *subState) clearRetry() {
+func (st *State) ClearRetry() {
 	st.RetrySequence, st.RetryAfter, st.RetryCount, st.RetryReason = 0, time.Time{}, 0, ""
 }
 
-func statePath(dataDir, product, channel string) string {
+func StatePath(dataDir, product, channel string) string {
 	return filepath.Join(dataDir, "state", product, channel+".json")
 }
 
-func loadState(dataDir, product, channel string) (subState, error) {
-	p := statePath(dataDir, product, channel)
-	b, err := readLimited(p, maxStateSize)
+func LoadState(dataDir, product, channel string) (State, error) {
+	p := StatePath(dataDir, product, channel)
+	b, err := ReadLimited(p, MaxStateSize)
 	if errors.Is(err, fs.ErrNotExist) {
-		return subState{}, nil
+		return State{}, nil
 	}
 	if err != nil {
-		return subState{}, fmt.Errorf("state: %w", err)
+		return State{}, fmt.Errorf("state: %w", err)
 	}
-	st, err := decodeState(b)
+	st, err := DecodeState(b)
 	if err != nil {
 		return st, fmt.Errorf("state %s: %w; move it away to start this subscription afresh (rollback protection is lost for it)", p, err)
 	}
@@ -126,15 +126,15 @@ func loadState(dataDir, product, channel string) (subState, error) {
 
 // decodeState parses a state file strictly (docs/SPEC.md, §0). Fields
 // missing from it are zero: files of older agents lack the retry fields.
-func decodeState(b []byte) (subState, error) {
-	var st subState
+func DecodeState(b []byte) (State, error) {
+	var st State
 	err := strictjson.Unmarshal(b, &st)
 	return st, err
 }
 
-func saveState(dataDir, product, channel string, st subState) error {
-	p := statePath(dataDir, product, channel)
-	b, err := encodeState(st)
+func SaveState(dataDir, product, channel string, st State) error {
+	p := StatePath(dataDir, product, channel)
+	b, err := EncodeState(st)
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
@@ -149,7 +149,7 @@ func saveState(dataDir, product, channel string, st subState) error {
 
 // encodeState returns the state file's bytes, with what the state file does
 // not keep dropped or cut (bounded).
-func encodeState(st subState) ([]byte, error) {
+func EncodeState(st State) ([]byte, error) {
 	b, err := json.MarshalIndent(st.bounded(), "", "  ")
 	if err != nil {
 		return nil, err
@@ -159,26 +159,26 @@ func encodeState(st subState) ([]byte, error) {
 
 // bounded returns st as saveState keeps it: validators longer than
 // maxValidator dropped, reasons cut.
-func (st subState) bounded() subState {
-	if len(st.ETag) > maxValidator {
+func (st State) bounded() State {
+	if len(st.ETag) > MaxValidator {
 		st.ETag = ""
 	}
-	if len(st.LastModified) > maxValidator {
+	if len(st.LastModified) > MaxValidator {
 		st.LastModified = ""
 	}
-	st.FailedReason = clip.String(st.FailedReason, maxFailedReason)
-	st.RetryReason = clip.String(st.RetryReason, maxRetryReason)
+	st.FailedReason = clip.String(st.FailedReason, MaxFailedReason)
+	st.RetryReason = clip.String(st.RetryReason, MaxRetryReason)
 	return st
 }
 
 // rootPath is where the agent keeps the newest root it rotated to.
-func rootPath(dataDir string) string { return filepath.Join(dataDir, "root.json") }
+func RootPath(dataDir string) string { return filepath.Join(dataDir, "root.json") }
 
 // loadRoot returns the newer of the pinned root (config) and the root the
 // agent rotated to earlier. The latter was verified through the chain when
 // it was saved; the data directory is the agent's own.
-func loadRoot(pinned, dataDir string) (*signing.Root, error) {
-	b, err := readLimited(pinned, signing.MaxRootSize)
+func LoadRoot(pinned, dataDir string) (*signing.Root, error) {
+	b, err := ReadLimited(pinned, signing.MaxRootSize)
 	if err != nil {
 		return nil, fmt.Errorf("pinned root: %w", err)
 	}
@@ -186,9 +186,9 @@ func loadRoot(pinned, dataDir string) (*signing.Root, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pinned root %s: %w", pinned, err)
 	}
-	saved, err := readRotatedRoot(dataDir)
+	saved, err := ReadRotatedRoot(dataDir)
 	if err != nil {
-		return nil, fmt.Errorf("rotated root %s: %w; %s", rootPath(dataDir), err, rotatedRootAdvice(pinned, root.Version))
+		return nil, fmt.Errorf("rotated root %s: %w; %s", RootPath(dataDir), err, rotatedRootAdvice(pinned, root.Version))
 	}
 	if saved != nil && saved.Version > root.Version {
 		return saved, nil
@@ -198,8 +198,8 @@ func loadRoot(pinned, dataDir string) (*signing.Root, error) {
 
 // readRotatedRoot returns the root saved in data_dir/root.json, or nil if
 // there is none.
-func readRotatedRoot(dataDir string) (*signing.Root, error) {
-	b, err := readLimited(rootPath(dataDir), signing.MaxRootSize)
+func ReadRotatedRoot(dataDir string) (*signing.Root, error) {
+	b, err := ReadLimited(RootPath(dataDir), signing.MaxRootSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -221,6 +221,6 @@ func rotatedRootAdvice(pinned string, version uint64) string {
 }
 
 // saveRoot keeps the signed envelope of a root the agent rotated to.
-func saveRoot(dataDir string, envelope []byte) error {
-	return atomicfile.WriteFile(rootPath(dataDir), envelope, 0o644)
+func SaveRoot(dataDir string, envelope []byte) error {
+	return atomicfile.WriteFile(RootPath(dataDir), envelope, 0o644)
 }

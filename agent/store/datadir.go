@@ -1,4 +1,4 @@
-package agent
+package store
 
 import (
 	"crypto/rand"
@@ -19,12 +19,12 @@ import (
 // peers file.
 
 // agentIDFile keeps the agent's id across restarts, in data_dir.
-const agentIDFile = "agent-id"
+const AgentIDFile = "agent-id"
 
 // loadAgentID reads the agent's id, making one on first start.
-func loadAgentID(dataDir string) (string, error) {
-	p := filepath.Join(dataDir, agentIDFile)
-	b, err := readLimited(p, 64)
+func LoadAgentID(dataDir string) (string, error) {
+	p := filepath.Join(dataDir, AgentIDFile)
+	b, err := ReadLimited(p, 64)
 	if err == nil {
 		if id := strings.TrimSpace(string(b)); peerproto.ValidAgentID(id) {
 			return id, nil
@@ -44,7 +44,7 @@ func loadAgentID(dataDir string) (string, error) {
 }
 
 // lockDataDir takes the data directory's OS lock: one agent per data_dir.
-func lockDataDir(dir string) (*os.File, error) {
+func Lock(dir string) (*os.File, error) {
 	p := filepath.Join(dir, "agent.lock")
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
@@ -64,10 +64,10 @@ func lockDataDir(dir string) (*os.File, error) {
 }
 
 // peersFile keeps the peers seen recently, in data_dir.
-const peersFile = "peers.json"
+const PeersFile = "peers.json"
 
 // installerDir is the installers' private state directory of a
 // subscription.
-func installerDir(dataDir, product, channel string) string {
+func InstallerDir(dataDir, product, channel string) string {
 	return filepath.Join(dataDir, "installer", product, channel)
 }

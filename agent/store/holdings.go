@@ -1,4 +1,4 @@
-package agent
+package store
 
 import (
 	"cmp"
@@ -16,19 +16,19 @@ import (
 )
 
 // relKey names one release in the store.
-type relKey struct {
-	product, channel string
-	seq              uint64
+type RelKey struct {
+	Product, Channel string
+	Seq              uint64
 }
 
-func (k relKey) String() string {
-	return k.product + "/" + k.channel + "/" + strconv.FormatUint(k.seq, 10)
+func (k RelKey) String() string {
+	return k.Product + "/" + k.Channel + "/" + strconv.FormatUint(k.Seq, 10)
 }
 
 // heldRelease is what the store holds of one release: its manifest (as
 // verified when it was stored) and which chunks are present and verified.
 type heldRelease struct {
-	key      relKey
+	key      RelKey
 	dir      string
 	m        *manifest.Manifest
 	offsets  []int64
@@ -42,9 +42,9 @@ type heldRelease struct {
 // serves from: every release held and its present chunks, an index by
 // digest, and a version that grows with every change so that peers can wait
 // for news (docs/SPEC.md §8, "state"). It is safe for concurrent use.
-type holdings struct {
+type Holdings struct {
 	mu       sync.Mutex
-	rels     map[relKey]*heldRelease
+	rels     map[RelKey]*heldRelease
 	byDigest map[manifest.Digest][]chunkRef
 	version  uint64
 	changed  chan struct{} // closed and replaced at every change
@@ -56,43 +56,43 @@ type chunkRef struct {
 	idx int
 }
 
-func newHoldings() *holdings {
+func NewHoldings() *Holdings {
 	// The version starts from the clock, so that it grows across restarts
 	// and a follower's after= from before a restart is not held for nothing.
-	return &holdings{rels: make(map[relKey]*heldRelease), byDigest: make(map[manifest.Digest][]chunkRef),
+	return &Holdings{rels: make(map[RelKey]*heldRelease), byDigest: make(map[manifest.Digest][]chunkRef),
 		version: uint64(time.Now().UnixNano()), changed: make(chan struct{})}
 }
 
 // scan loads every release directory of the store at dir, as the agent
 // starts. Damaged releases are skipped: they hold nothing usable.
-func (h *holdings) scan(dir string) {
+func (h *Holdings) Scan(dir string) {
 	dirs, _ := filepath.Glob(filepath.Join(dir, "*", "*", "*"))
 	for _, d := range dirs {
 		seq, err := strconv.ParseUint(filepath.Base(d), 10, 64)
 		if err != nil {
 			continue
 		}
-		m, err := loadManifest(d)
+		m, err := LoadManifest(d)
 		if err != nil {
 			continue
 		}
-		key := relKey{filepath.Base(filepath.Dir(filepath.Dir(d))), filepath.Base(filepath.Dir(d)), seq}
-		if m.Product != key.product || m.Channel != key.channel || m.Sequence != seq {
+		key := RelKey{Product: filepath.Base(filepath.Dir(filepath.Dir(d))), Channel: filepath.Base(filepath.Dir(d)), Seq: seq}
+		if m.Product != key.Product || m.Channel != key.Channel || m.Sequence != seq {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(d, artifactFile)); err == nil {
-			h.add(key, d, m, nil, true)
+		if _, err := os.Stat(filepath.Join(d, ArtifactFile)); err == nil {
+			h.Add(key, d, m, nil, true)
 			continue
 		}
-		have, err := readJournal(filepath.Join(d, haveFile), len(m.Chunks))
+		have, err := ReadJournal(filepath.Join(d, HaveFile), len(m.Chunks))
 		if err == nil {
-			h.add(key, d, m, verifyJournaled(filepath.Join(d, partFile), m, have), false)
+			h.Add(key, d, m, VerifyJournaled(filepath.Join(d, PartFile), m, have), false)
 		}
 	}
 }
 
 // add records a release with the chunks in have (all, if complete).
-func (h *holdings) add(key relKey, dir string, m *manifest.Manifest, have []bool, complete bool) {
+func (h *Holdings) Add(key RelKey, dir string, m *manifest.Manifest, have []bool, complete bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if old := h.rels[key]; old != nil {
@@ -115,7 +115,7 @@ func (h *holdings) add(key relKey, dir string, m *manifest.Manifest, have []bool
 }
 
 // mark records chunks of a release as present and verified.
-func (h *holdings) mark(key relKey, idx ...int) {
+func (h *Holdings) Mark(key RelKey, idx ...int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	r := h.rels[key]
@@ -140,7 +140,7 @@ func (h *holdings) mark(key relKey, idx ...int) {
 
 // fetching records that this agent started (on) or ended a request to the
 // origin for the chunk at idx, so that peers do not ask the origin for it too.
-func (h *holdings) fetching(key relKey, idx int, on bool) {
+func (h *Holdings) Fetching(key RelKey, idx int, on bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if r := h.rels[key]; r != nil && idx >= 0 && idx < len(r.fetching) && r.fetching[idx] != on {
@@ -150,7 +150,7 @@ func (h *holdings) fetching(key relKey, idx int, on bool) {
 }
 
 // unmark forgets chunks that failed a re-check.
-func (h *holdings) unmark(key relKey, idx ...int) {
+func (h *Holdings) Unmark(key RelKey, idx ...int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	r := h.rels[key]
@@ -177,7 +177,7 @@ func (h *holdings) unmark(key relKey, idx ...int) {
 }
 
 // completed records that a release's artifact is in place.
-func (h *holdings) completed(key relKey) {
+func (h *Holdings) Completed(key RelKey) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if r := h.rels[key]; r != nil {
@@ -187,7 +187,7 @@ func (h *holdings) completed(key relKey) {
 }
 
 // drop forgets a release, before its directory is removed.
-func (h *holdings) drop(key relKey) {
+func (h *Holdings) Drop(key RelKey) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if r := h.rels[key]; r != nil {
@@ -196,7 +196,7 @@ func (h *holdings) drop(key relKey) {
 	}
 }
 
-func (h *holdings) dropLocked(r *heldRelease) {
+func (h *Holdings) dropLocked(r *heldRelease) {
 	delete(h.rels, r.key)
 	for i, c := range r.m.Chunks {
 		if !r.have[i] {
@@ -211,32 +211,32 @@ func (h *holdings) dropLocked(r *heldRelease) {
 	}
 }
 
-func (h *holdings) bumpLocked() {
+func (h *Holdings) bumpLocked() {
 	h.version++
 	close(h.changed)
 	h.changed = make(chan struct{})
 }
 
 // lookup returns where the store holds the chunk with digest d.
-func (h *holdings) lookup(d manifest.Digest) (location, bool) {
+func (h *Holdings) Lookup(d manifest.Digest) (Location, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	refs := h.byDigest[d]
 	if len(refs) == 0 {
-		return location{}, false
+		return Location{}, false
 	}
 	ref := refs[0]
-	name := partFile
+	name := PartFile
 	if ref.rel.complete {
-		name = artifactFile
+		name = ArtifactFile
 	}
-	return location{path: filepath.Join(ref.rel.dir, name), offset: ref.rel.offsets[ref.idx],
-		size: ref.rel.m.Chunks[ref.idx].Size}, true
+	return Location{Path: filepath.Join(ref.rel.dir, name), Offset: ref.rel.offsets[ref.idx],
+		Size: ref.rel.m.Chunks[ref.idx].Size}, true
 }
 
 // wait returns when the version is greater than after, or ctx is done; it
 // returns the version then.
-func (h *holdings) wait(ctx context.Context, after uint64) uint64 {
+func (h *Holdings) Wait(ctx context.Context, after uint64) uint64 {
 	for {
 		h.mu.Lock()
 		v, ch := h.version, h.changed
@@ -254,7 +254,7 @@ func (h *holdings) wait(ctx context.Context, after uint64) uint64 {
 
 // snapshot returns the version and the state of every release held, in a
 // stable order, as the peer API sends it.
-func (h *holdings) snapshot() (uint64, []peerproto.ReleaseHave) {
+func (h *Holdings) Snapshot() (uint64, []peerproto.ReleaseHave) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	out := make([]peerproto.ReleaseHave, 0, len(h.rels))
@@ -262,7 +262,7 @@ func (h *holdings) snapshot() (uint64, []peerproto.ReleaseHave) {
 		if len(r.have) == 0 {
 			continue // an empty artifact: nothing to share
 		}
-		out = append(out, peerproto.ReleaseHave{Product: r.key.product, Channel: r.key.channel, Sequence: r.key.seq,
+		out = append(out, peerproto.ReleaseHave{Product: r.key.Product, Channel: r.key.Channel, Sequence: r.key.Seq,
 			Chunks: len(r.have), Have: peerproto.EncodeBitmap(r.have), Fetching: peerproto.EncodeBitmap(r.fetching)})
 	}
 	slices.SortFunc(out, func(a, b peerproto.ReleaseHave) int {
@@ -272,7 +272,7 @@ func (h *holdings) snapshot() (uint64, []peerproto.ReleaseHave) {
 }
 
 // has reports whether the release is held (its manifest, at least).
-func (h *holdings) has(key relKey) (dir string, ok bool) {
+func (h *Holdings) Has(key RelKey) (dir string, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if r := h.rels[key]; r != nil {
@@ -284,7 +284,7 @@ func (h *holdings) has(key relKey) (dir string, ok bool) {
 // verifyJournaled keeps the journaled chunks of a partial release whose
 // bytes still match: after a power loss the journal may name chunks whose
 // bytes never reached the disk, and peers must not be offered those.
-func verifyJournaled(path string, m *manifest.Manifest, have []bool) []bool {
+func VerifyJournaled(path string, m *manifest.Manifest, have []bool) []bool {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil

@@ -1,70 +1,12 @@
-package agent
+package store
 
 import (
 	"bytes"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/fleetcast/fleetcast/agent/config"
 )
-
-// TestRotatedRootUnreadable: an agent whose data_dir/root.json is
-// unreadable does not start, and its error says what the file is, how to
-// recover and what that costs; done as it says, the agent starts.
-func TestRotatedRootUnreadable(t *testing.T) {
-	key := liveKey(t)
-	root := liveRoot(t, key)
-	for _, tc := range []struct {
-		name  string
-		saved []byte
-	}{
-		{"garbage", []byte("\x00\x01 not json")},
-		{"truncated", root[:len(root)/2]},
-		{"unknown field", append(bytes.TrimSuffix(bytes.TrimSpace(bytes.Clone(root)), []byte("}")), `,"extra":1}`...)},
-		{"too large", bytes.Repeat([]byte(" "), 4<<20)},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			cfg := config.Default()
-			cfg.DataDir, cfg.Root, cfg.Origin = filepath.Join(dir, "data"), filepath.Join(dir, "root.json"), "http://127.0.0.1:1/"
-			cfg.Listen, cfg.MDNS = "", false
-			cfg.Subscriptions = []config.Subscription{{Product: "app", Channel: "stable"}}
-			if err := os.WriteFile(cfg.Root, root, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			saved := rootPath(cfg.DataDir)
-			if err := os.WriteFile(saved, tc.saved, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			a, err := New(&cfg, slog.New(slog.DiscardHandler))
-			if err == nil {
-				a.Close()
-				t.Fatal("New started with an unreadable rotated root")
-			}
-			for _, want := range []string{saved, "move it away", "starts from the pinned root", cfg.Root, "version 1",
-				"follows the rotations again", "Nothing else is lost", "replace that file with the newest root"} {
-				if !strings.Contains(err.Error(), want) {
-					t.Errorf("error %q\nwant it to contain %q", err, want)
-				}
-			}
-			if err := os.Rename(saved, saved+".bad"); err != nil {
-				t.Fatal(err)
-			}
-			a, err = New(&cfg, slog.New(slog.DiscardHandler))
-			if err != nil {
-				t.Fatalf("New after moving root.json away: %v", err)
-			}
-			a.Close()
-		})
-	}
-}
 
 // TestStateFileCompatible: the state file of an older agent loads; one
 // without a pending retry is written as an older agent writes it (so that
@@ -80,15 +22,15 @@ func TestStateFileCompatible(t *testing.T) {
   "last_modified": ""
 }
 `
-	st, err := decodeState([]byte(old))
+	st, err := DecodeState([]byte(old))
 	if err != nil {
 		t.Fatalf("state of an older agent: %v", err)
 	}
-	want := subState{Trusted: 7, Installed: 6, InstalledVersion: "1.0", Failed: 7, FailedReason: "health check failed", ETag: `"abc"`}
+	want := State{Trusted: 7, Installed: 6, InstalledVersion: "1.0", Failed: 7, FailedReason: "health check failed", ETag: `"abc"`}
 	if st != want {
 		t.Fatalf("decoded %+v; want %+v", st, want)
 	}
-	b, err := encodeState(st)
+	b, err := EncodeState(st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,8 +38,8 @@ func TestStateFileCompatible(t *testing.T) {
 		t.Errorf("encoded without a retry:\n%s\nwant it as an older agent writes it:\n%s", b, old)
 	}
 
-	st.noSpace(8, "write: no space", time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), 5*time.Minute)
-	b, err = encodeState(st)
+	st.NoSpace(8, "write: no space", time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), 5*time.Minute)
+	b, err = EncodeState(st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +48,7 @@ func TestStateFileCompatible(t *testing.T) {
 			t.Errorf("encoded %s\nwant it to contain %s", b, want)
 		}
 	}
-	back, err := decodeState(b)
+	back, err := DecodeState(b)
 	if err != nil || !back.RetryAfter.Equal(st.RetryAfter) {
 		t.Fatalf("decoded %+v, %v; want %+v", back, err, st)
 	}
@@ -128,7 +70,7 @@ func TestStateFileRefused(t *testing.T) {
 		{"retry key in another case", `{"Retry_Count":1}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if st, err := decodeState([]byte(tc.doc)); err == nil {
+			if st, err := DecodeState([]byte(tc.doc)); err == nil {
 				t.Errorf("decoded %s as %+v; want an error", tc.doc, st)
 			}
 		})
@@ -140,28 +82,28 @@ func TestStateFileRefused(t *testing.T) {
 // byte in up to 6) and loads again.
 func TestStateFileBounded(t *testing.T) {
 	for _, fill := range []string{"<", "\x01", "\xff", "\u2028", "é"} {
-		long := strings.Repeat(fill, maxStateSize)
-		validator := strings.Repeat(fill, maxValidator/len(fill))
-		st := subState{Trusted: 1<<64 - 1, Installed: 1<<64 - 1, InstalledVersion: strings.Repeat("v", 128), Failed: 1<<64 - 1,
+		long := strings.Repeat(fill, MaxStateSize)
+		validator := strings.Repeat(fill, MaxValidator/len(fill))
+		st := State{Trusted: 1<<64 - 1, Installed: 1<<64 - 1, InstalledVersion: strings.Repeat("v", 128), Failed: 1<<64 - 1,
 			FailedReason: long, ETag: validator, LastModified: validator,
 			RetrySequence: 1<<64 - 1, RetryAfter: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.FixedZone("", -23*3600-59*60)),
 			RetryCount: -1 << 63, RetryReason: long}
 		dir := t.TempDir()
-		if err := saveState(dir, "app", "stable", st); err != nil {
+		if err := SaveState(dir, "app", "stable", st); err != nil {
 			t.Fatal(err)
 		}
-		fi, err := os.Stat(statePath(dir, "app", "stable"))
+		fi, err := os.Stat(StatePath(dir, "app", "stable"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fi.Size() > maxStateSize {
-			t.Errorf("fill %q: state file of %d bytes; limit %d", fill, fi.Size(), maxStateSize)
+		if fi.Size() > MaxStateSize {
+			t.Errorf("fill %q: state file of %d bytes; limit %d", fill, fi.Size(), MaxStateSize)
 		}
-		got, err := loadState(dir, "app", "stable")
+		got, err := LoadState(dir, "app", "stable")
 		if err != nil {
 			t.Fatalf("fill %q: %v", fill, err)
 		}
-		if len(got.FailedReason) > maxFailedReason || len(got.RetryReason) > maxRetryReason ||
+		if len(got.FailedReason) > MaxFailedReason || len(got.RetryReason) > MaxRetryReason ||
 			!strings.HasSuffix(got.RetryReason, "...") || got.RetryCount != st.RetryCount {
 			t.Errorf("fill %q: loaded failed_reason of %d bytes, retry_reason of %d, retry_count %d",
 				fill, len(got.FailedReason), len(got.RetryReason), got.RetryCount)
@@ -179,32 +121,32 @@ func FuzzStateFile(f *testing.F) {
 		`{"trusted_sequence":3,"retry_sequence":3,"retry_after":"2026-03-01T12:05:00Z","retry_count":2,"retry_reason":"no space"}`,
 		`{"retry_after":"2026-03-01T12:05:00.123456789+02:00"}`,
 		`{"retry_after":"0001-01-01T00:00:00Z","retry_count":0}`,
-		`{"retry_count":-5,"retry_reason":"` + strings.Repeat("é", maxRetryReason) + `"}`,
+		`{"retry_count":-5,"retry_reason":"` + strings.Repeat("é", MaxRetryReason) + `"}`,
 		`{"retry_after":null}`,
 		`{"retry_sequence":1,"unknown":1}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if len(data) > maxStateSize {
+		if len(data) > MaxStateSize {
 			return
 		}
-		st, err := decodeState(data)
+		st, err := DecodeState(data)
 		if err != nil {
 			return
 		}
-		b, err := encodeState(st)
+		b, err := EncodeState(st)
 		if err != nil {
 			t.Fatalf("a state that loads does not save: %v", err)
 		}
-		again, err := decodeState(b)
+		again, err := DecodeState(b)
 		if err != nil {
 			t.Fatalf("saved state does not load: %v\n%s", err, b)
 		}
 		if !again.RetryAfter.Equal(st.RetryAfter) {
 			t.Fatalf("retry_after %v saved and loaded as %v", st.RetryAfter, again.RetryAfter)
 		}
-		b2, err := encodeState(again)
+		b2, err := EncodeState(again)
 		if err != nil || !bytes.Equal(b, b2) {
 			t.Fatalf("saved again differently (%v):\n%s\nthen\n%s", err, b, b2)
 		}

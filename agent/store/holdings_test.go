@@ -1,9 +1,7 @@
-package agent
+package store
 
 import (
 	"context"
-	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -22,9 +20,9 @@ func handManifest(product string, seq uint64, chunks ...manifest.Chunk) *manifes
 // checkHoldings checks the holdings' invariants: the digest index lists
 // exactly the held chunks of every release, counts match the bitmaps, and
 // the snapshot reports the bitmaps.
-func checkHoldings(t *testing.T, h *holdings) {
+func checkHoldings(t *testing.T, h *Holdings) {
 	t.Helper()
-	_, snap := h.snapshot()
+	_, snap := h.Snapshot()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	want := map[manifest.Digest][]chunkRef{}
@@ -60,7 +58,7 @@ func checkHoldings(t *testing.T, h *holdings) {
 		t.Fatalf("snapshot has %d releases, holdings %d", len(snap), len(h.rels))
 	}
 	for _, s := range snap {
-		r := h.rels[relKey{s.Product, s.Channel, s.Sequence}]
+		r := h.rels[RelKey{Product: s.Product, Channel: s.Channel, Seq: s.Sequence}]
 		if r == nil {
 			t.Errorf("snapshot lists %s/%s/%d, not held", s.Product, s.Channel, s.Sequence)
 			continue
@@ -73,9 +71,9 @@ func checkHoldings(t *testing.T, h *holdings) {
 
 // wantLookup checks that lookup finds d at one of want, or nowhere when
 // want is empty.
-func wantLookup(t *testing.T, h *holdings, d manifest.Digest, want ...location) {
+func wantLookup(t *testing.T, h *Holdings, d manifest.Digest, want ...Location) {
 	t.Helper()
-	got, ok := h.lookup(d)
+	got, ok := h.Lookup(d)
 	if len(want) == 0 {
 		if ok {
 			t.Errorf("lookup %s: found at %+v, want not held", d, got)
@@ -93,14 +91,14 @@ func TestHoldingsIndex(t *testing.T) {
 	m1 := handManifest("app", 1, manifest.Chunk{SHA256: a, Size: 10}, manifest.Chunk{SHA256: b, Size: 20},
 		manifest.Chunk{SHA256: a, Size: 10}, manifest.Chunk{SHA256: c, Size: 5})
 	m2 := handManifest("app", 2, manifest.Chunk{SHA256: d, Size: 7}, manifest.Chunk{SHA256: a, Size: 10})
-	k1, k2 := relKey{"app", "stable", 1}, relKey{"app", "stable", 2}
+	k1, k2 := RelKey{Product: "app", Channel: "stable", Seq: 1}, RelKey{Product: "app", Channel: "stable", Seq: 2}
 	dir1, dir2 := "/store/app/stable/1", "/store/app/stable/2"
-	part1 := func(off int64, size int64) location {
-		return location{path: filepath.Join(dir1, partFile), offset: off, size: size}
+	part1 := func(off int64, size int64) Location {
+		return Location{Path: filepath.Join(dir1, PartFile), Offset: off, Size: size}
 	}
-	r2a := location{path: filepath.Join(dir2, artifactFile), offset: 7, size: 10}
+	r2a := Location{Path: filepath.Join(dir2, ArtifactFile), Offset: 7, Size: 10}
 
-	h := newHoldings()
+	h := NewHoldings()
 	v := h.version
 	step := func(name string, f func()) {
 		t.Helper()
@@ -111,69 +109,69 @@ func TestHoldingsIndex(t *testing.T) {
 		v = h.version
 		checkHoldings(t, h)
 	}
-	step("add r1", func() { h.add(k1, dir1, m1, []bool{true, true}, false) })
+	step("add r1", func() { h.Add(k1, dir1, m1, []bool{true, true}, false) })
 	wantLookup(t, h, a, part1(0, 10))
 	wantLookup(t, h, b, part1(10, 20))
 	wantLookup(t, h, c)
 	wantLookup(t, h, d)
 
-	step("add r2 complete", func() { h.add(k2, dir2, m2, nil, true) })
+	step("add r2 complete", func() { h.Add(k2, dir2, m2, nil, true) })
 	wantLookup(t, h, a, part1(0, 10), r2a)
-	wantLookup(t, h, d, location{path: filepath.Join(dir2, artifactFile), offset: 0, size: 7})
+	wantLookup(t, h, d, Location{Path: filepath.Join(dir2, ArtifactFile), Offset: 0, Size: 7})
 
-	step("mark r1 2 3", func() { h.mark(k1, 2, 3, 3, -1, 4) })
+	step("mark r1 2 3", func() { h.Mark(k1, 2, 3, 3, -1, 4) })
 	wantLookup(t, h, c, part1(40, 5))
 	if h.rels[k1].count != 4 {
 		t.Errorf("r1 count %d after marking every chunk, want 4", h.rels[k1].count)
 	}
 
-	step("fetching r1 1", func() { h.fetching(k1, 1, true) })
-	if _, snap := h.snapshot(); snap[0].Fetching != peerproto.EncodeBitmap([]bool{false, true, false, false}) {
+	step("fetching r1 1", func() { h.Fetching(k1, 1, true) })
+	if _, snap := h.Snapshot(); snap[0].Fetching != peerproto.EncodeBitmap([]bool{false, true, false, false}) {
 		t.Errorf("snapshot fetching %s, want chunk 1", snap[0].Fetching)
 	}
-	step("fetching r1 1 done", func() { h.fetching(k1, 1, false) })
+	step("fetching r1 1 done", func() { h.Fetching(k1, 1, false) })
 
-	step("unmark r1 0", func() { h.unmark(k1, 0, 0) })
+	step("unmark r1 0", func() { h.Unmark(k1, 0, 0) })
 	wantLookup(t, h, a, part1(30, 10), r2a)
-	step("drop r2", func() { h.drop(k2) })
+	step("drop r2", func() { h.Drop(k2) })
 	wantLookup(t, h, a, part1(30, 10))
 	wantLookup(t, h, d)
-	step("unmark r1 2", func() { h.unmark(k1, 2) })
+	step("unmark r1 2", func() { h.Unmark(k1, 2) })
 	wantLookup(t, h, a)
 	wantLookup(t, h, b, part1(10, 20))
 
-	step("completed r1", func() { h.completed(k1) })
-	wantLookup(t, h, b, location{path: filepath.Join(dir1, artifactFile), offset: 10, size: 20})
+	step("completed r1", func() { h.Completed(k1) })
+	wantLookup(t, h, b, Location{Path: filepath.Join(dir1, ArtifactFile), Offset: 10, Size: 20})
 
-	step("add r1 again, nothing held", func() { h.add(k1, dir1, m1, nil, false) })
+	step("add r1 again, nothing held", func() { h.Add(k1, dir1, m1, nil, false) })
 	wantLookup(t, h, b)
 	if len(h.byDigest) != 0 {
 		t.Errorf("index keeps %d digests of a replaced release", len(h.byDigest))
 	}
 
 	// Changes to a release not held change nothing.
-	h.drop(k2)
-	h.completed(k2)
-	h.fetching(k2, 0, true)
+	h.Drop(k2)
+	h.Completed(k2)
+	h.Fetching(k2, 0, true)
 	checkHoldings(t, h)
-	if _, ok := h.has(k2); ok {
+	if _, ok := h.Has(k2); ok {
 		t.Error("dropped release still held")
 	}
 }
 
 func TestHoldingsSnapshotOrder(t *testing.T) {
-	h := newHoldings()
+	h := NewHoldings()
 	one := manifest.Chunk{SHA256: manifest.Sum([]byte("x")), Size: 1}
-	for _, k := range []relKey{{"b", "stable", 2}, {"a", "stable", 10}, {"a", "beta", 1}, {"a", "stable", 9}} {
-		h.add(k, "/d", handManifest(k.product, k.seq, one), nil, true)
+	for _, k := range []RelKey{{"b", "stable", 2}, {"a", "stable", 10}, {"a", "beta", 1}, {"a", "stable", 9}} {
+		h.Add(k, "/d", handManifest(k.Product, k.Seq, one), nil, true)
 	}
-	v, snap := h.snapshot()
+	v, snap := h.Snapshot()
 	if v != h.version {
 		t.Errorf("snapshot version %d, holdings %d", v, h.version)
 	}
 	var got []string
 	for _, r := range snap {
-		got = append(got, relKey{r.Product, r.Channel, r.Sequence}.String())
+		got = append(got, RelKey{Product: r.Product, Channel: r.Channel, Seq: r.Sequence}.String())
 	}
 	if want := []string{"a/beta/1", "a/stable/9", "a/stable/10", "b/stable/2"}; !slices.Equal(got, want) {
 		t.Errorf("snapshot order %v, want %v", got, want)
@@ -181,9 +179,9 @@ func TestHoldingsSnapshotOrder(t *testing.T) {
 }
 
 // startWait runs h.wait in a goroutine and returns the channel of its result.
-func startWait(ctx context.Context, h *holdings, after uint64) <-chan uint64 {
+func startWait(ctx context.Context, h *Holdings, after uint64) <-chan uint64 {
 	ch := make(chan uint64, 1)
-	go func() { ch <- h.wait(ctx, after) }()
+	go func() { ch <- h.Wait(ctx, after) }()
 	return ch
 }
 
@@ -202,11 +200,11 @@ func receive[T any](t *testing.T, ch <-chan T, what string) T {
 }
 
 func TestHoldingsWait(t *testing.T) {
-	k := relKey{"app", "stable", 1}
+	k := RelKey{Product: "app", Channel: "stable", Seq: 1}
 	m := handManifest("app", 1, manifest.Chunk{SHA256: manifest.Sum([]byte("x")), Size: 1})
 	t.Run("newer already", func(t *testing.T) {
-		h := newHoldings()
-		h.add(k, "/d", m, nil, false)
+		h := NewHoldings()
+		h.Add(k, "/d", m, nil, false)
 		v := h.version
 		if got := receive(t, startWait(t.Context(), h, v-1), "wait"); got != v {
 			t.Errorf("wait returned %d, want %d", got, v)
@@ -216,8 +214,8 @@ func TestHoldingsWait(t *testing.T) {
 		}
 	})
 	t.Run("until mark", func(t *testing.T) {
-		h := newHoldings()
-		h.add(k, "/d", m, nil, false)
+		h := NewHoldings()
+		h.Add(k, "/d", m, nil, false)
 		v := h.version
 		ch := startWait(t.Context(), h, v)
 		select {
@@ -225,13 +223,13 @@ func TestHoldingsWait(t *testing.T) {
 			t.Fatalf("wait returned %d before any change", got)
 		default:
 		}
-		h.mark(k, 0)
+		h.Mark(k, 0)
 		if got := receive(t, ch, "wait after mark"); got <= v || got != h.version {
 			t.Errorf("wait returned %d, want the version after the mark %d", got, h.version)
 		}
 	})
 	t.Run("cancelled", func(t *testing.T) {
-		h := newHoldings()
+		h := NewHoldings()
 		v := h.version
 		ctx, cancel := context.WithCancel(t.Context())
 		ch := startWait(ctx, h, v)
@@ -241,115 +239,18 @@ func TestHoldingsWait(t *testing.T) {
 		}
 	})
 	t.Run("many waiters", func(t *testing.T) {
-		h := newHoldings()
-		h.add(k, "/d", m, nil, false)
+		h := NewHoldings()
+		h.Add(k, "/d", m, nil, false)
 		v := h.version
 		var chs []<-chan uint64
 		for range 8 {
 			chs = append(chs, startWait(t.Context(), h, v))
 		}
-		h.fetching(k, 0, true)
+		h.Fetching(k, 0, true)
 		for _, ch := range chs {
 			if got := receive(t, ch, "waiter"); got <= v {
 				t.Errorf("waiter returned %d, want > %d", got, v)
 			}
 		}
 	})
-}
-
-func TestHoldingsScan(t *testing.T) {
-	s, src := newTestStore(t), newMemSource()
-	data1, data2 := randomData(11, 300<<10), randomData(12, 300<<10)
-	m1 := testRelease(t, 1, data1, src)
-	if _, err := assembleRelease(t, s, m1, src); err != nil {
-		t.Fatal(err)
-	}
-	// Release 2 is partial: every other chunk is in artifact.part and the journal.
-	m2 := testRelease(t, 2, data2, src)
-	dir2 := s.releaseDir("app", "stable", 2)
-	if err := os.MkdirAll(dir2, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	writeTestManifest(t, dir2, m2)
-	if err := os.WriteFile(filepath.Join(dir2, partFile), data2, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	j, err := openJournal(filepath.Join(dir2, haveFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var even []int
-	for i := 0; i < len(m2.Chunks); i += 2 {
-		even = append(even, i)
-	}
-	if err := j.add(even...); err != nil {
-		t.Fatal(err)
-	}
-	j.Close()
-	// What scan must skip: a damaged manifest, a manifest in the wrong
-	// directory, a directory that is not a sequence.
-	bad := s.releaseDir("app", "stable", 3)
-	os.MkdirAll(bad, 0o755)
-	os.WriteFile(filepath.Join(bad, manifestFile), []byte("{"), 0o644)
-	wrong := s.releaseDir("app", "stable", 4)
-	os.MkdirAll(wrong, 0o755)
-	writeTestManifest(t, wrong, m1)
-	notSeq := filepath.Join(s.dir, "app", "stable", "tmp")
-	os.MkdirAll(notSeq, 0o755)
-	writeTestManifest(t, notSeq, m1)
-
-	h := newHoldings()
-	h.scan(s.dir)
-	checkHoldings(t, h)
-	_, snap := h.snapshot()
-	if len(snap) != 2 {
-		t.Fatalf("scan found %+v, want releases 1 and 2", snap)
-	}
-	all := make([]bool, len(m1.Chunks))
-	for i := range all {
-		all[i] = true
-	}
-	if snap[0].Sequence != 1 || snap[0].Have != peerproto.EncodeBitmap(all) || !h.rels[relKey{"app", "stable", 1}].complete {
-		t.Errorf("release 1: %+v, want complete", snap[0])
-	}
-	half := make([]bool, len(m2.Chunks))
-	for _, i := range even {
-		half[i] = true
-	}
-	if snap[1].Sequence != 2 || snap[1].Have != peerproto.EncodeBitmap(half) || h.rels[relKey{"app", "stable", 2}].complete {
-		t.Errorf("release 2: %+v, want chunks %v of %d", snap[1], even, len(m2.Chunks))
-	}
-	// Every chunk held is found where its bytes are.
-	for _, m := range []*manifest.Manifest{m1, m2} {
-		for i, c := range m.Chunks {
-			loc, ok := h.lookup(c.SHA256)
-			if m == m2 && i%2 == 1 {
-				if ok {
-					t.Errorf("release 2 chunk %d: found at %+v, not held", i, loc)
-				}
-				continue
-			}
-			if !ok {
-				t.Errorf("release %d chunk %d: not found", m.Sequence, i)
-				continue
-			}
-			if got := readLocation(t, loc); manifest.Sum(got) != c.SHA256 {
-				t.Errorf("release %d chunk %d: bytes at %+v do not match", m.Sequence, i, loc)
-			}
-		}
-	}
-}
-
-func readLocation(t *testing.T, loc location) []byte {
-	t.Helper()
-	f, err := os.Open(loc.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.NewSectionReader(f, loc.offset, loc.size))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
