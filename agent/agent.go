@@ -100,7 +100,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	a.srv = newPeerServer(a)
 	a.metrics = newMetrics(a)
 	a.origin = fetch.New(base, p, fetch.Options{Conns: cfg.OriginConnections,
-		Rejected: func() { a.metrics.chunkRejected(sourceOrigin) }}, log)
+		Rejected: func() { a.metrics.ChunkRejected(sourceOrigin) }}, log)
 	for _, s := range cfg.Subscriptions {
 		a.status[s.Key()] = &peerproto.SubscriptionStatus{Product: s.Product, Channel: s.Channel}
 	}

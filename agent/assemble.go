@@ -68,7 +68,7 @@ func assemble(ctx context.Context, s *store.Store, m *manifest.Manifest, dir str
 	a.swarm, a.prog = sw, p
 	var chunks int
 	tr.Resumed, chunks = a.present()
-	p.resumed(tr.Resumed, chunks)
+	p.Resumed(tr.Resumed, chunks)
 	if tr.Resumed > 0 {
 		log.Info("resuming release from the store", slog.Int64("verified_bytes", tr.Resumed))
 	}
@@ -86,7 +86,7 @@ func assemble(ctx context.Context, s *store.Store, m *manifest.Manifest, dir str
 			return tr, rerr
 		}
 		tr.Refetched += int64(bad)
-		p.setPresent(a.present())
+		p.SetPresent(a.present())
 	}
 	tr.Origin, tr.OriginChunks = a.origin.Load(), a.originChunks.Load()
 	tr.Peer, tr.PeerChunks, tr.PeerFailures = a.peer.Load(), a.peerChunks.Load(), a.peerFailures.Load()
@@ -225,7 +225,7 @@ func (a *assembly) fill(ctx context.Context, idx map[manifest.Digest]store.Locat
 		go worker(false)
 	}
 	if a.swarm != nil {
-		for range a.swarm.conns {
+		for range a.swarm.Conns {
 			wg.Add(1)
 			go worker(true)
 		}
@@ -264,7 +264,7 @@ func (a *assembly) run(t *task, s *sched, buf []byte) error {
 			err = errors.New("stored copy unreadable or changed")
 		}
 	case t.peer != nil:
-		b, err = t.peer.fetch.Chunk(t.ctx, j.chunk, buf)
+		b, err = t.peer.Fetch.Chunk(t.ctx, j.chunk, buf)
 	default:
 		if a.held != nil {
 			a.held.Fetching(a.key, j.indexes[0], true)
@@ -276,7 +276,7 @@ func (a *assembly) run(t *task, s *sched, buf []byte) error {
 	if !s.finish(t, err) {
 		if err != nil && t.peer != nil && !cancelled {
 			a.peerFailures.Add(1)
-			a.log.Warn("peer fetch failed; asking elsewhere", slog.String("peer", t.peer.addr),
+			a.log.Warn("peer fetch failed; asking elsewhere", slog.String("peer", t.peer.Addr),
 				slog.String("chunk", j.chunk.SHA256.String()), slog.String("reason", err.Error()))
 		}
 		return nil
@@ -291,21 +291,21 @@ func (a *assembly) count(t *task) {
 	switch {
 	case t.reason == taskLocal:
 		a.reused.Add(j.chunk.Size)
-		a.prog.fetched(sourceReused, "", j.chunk.Size)
+		a.prog.Fetched(sourceReused, "", j.chunk.Size)
 		a.log.Debug("chunk reused from the store", slog.Int("chunk", j.indexes[0]), slog.String("from", j.local.Path))
 	case t.peer != nil:
 		a.peer.Add(j.chunk.Size)
 		a.peerChunks.Add(1)
-		a.prog.fetched(sourcePeer, "", j.chunk.Size)
+		a.prog.Fetched(sourcePeer, "", j.chunk.Size)
 		a.log.Debug("peer fetch", slog.Int("chunk", j.indexes[0]), slog.String("sha256", j.chunk.SHA256.String()),
-			slog.Int64("bytes", j.chunk.Size), slog.String("peer", t.peer.addr))
+			slog.Int64("bytes", j.chunk.Size), slog.String("peer", t.peer.Addr))
 	default:
 		a.origin.Add(j.chunk.Size)
 		a.originChunks.Add(1)
 		a.reasonMu.Lock()
 		a.reasons[t.reason]++
 		a.reasonMu.Unlock()
-		a.prog.fetched(sourceOrigin, t.reason, j.chunk.Size)
+		a.prog.Fetched(sourceOrigin, t.reason, j.chunk.Size)
 		a.log.Debug("origin fetch", slog.Int("chunk", j.indexes[0]), slog.String("sha256", j.chunk.SHA256.String()),
 			slog.Int64("bytes", j.chunk.Size), slog.String("reason", t.reason))
 	}
@@ -329,7 +329,7 @@ func (a *assembly) put(j *job, b []byte) error {
 	}
 	a.cond.Broadcast()
 	a.mu.Unlock()
-	a.prog.placed(j.chunk.Size*int64(len(j.indexes)), len(j.indexes))
+	a.prog.Placed(j.chunk.Size*int64(len(j.indexes)), len(j.indexes))
 	if a.held != nil {
 		a.held.Mark(a.key, j.indexes...)
 	}
@@ -352,7 +352,7 @@ func (a *assembly) readLocal(j *job, buf []byte) []byte {
 		return nil
 	}
 	if manifest.Sum(b) != j.chunk.SHA256 {
-		a.prog.rejected(sourceReused)
+		a.prog.Rejected(sourceReused)
 		a.log.Warn("stored chunk no longer matches its digest; fetching it", slog.String("chunk", j.chunk.SHA256.String()), slog.String("file", j.local.Path))
 		return nil
 	}

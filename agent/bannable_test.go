@@ -20,6 +20,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/store"
+	"github.com/fleetcast/fleetcast/internal/releasetest"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
 )
@@ -47,7 +48,7 @@ func TestBannable(t *testing.T) {
 	one := rootOf(1, now.Add(time.Hour), trusted)
 	two := rootOf(2, now.Add(time.Hour), trusted, second)
 	offered := store.RelKey{Product: "app", Channel: "stable", Seq: 2}
-	payload, err := manifest.Encode(testRelease(t, 2, randomData(1, 100<<10), newMemSource()))
+	payload, err := manifest.Encode(releasetest.Release(t, 2, releasetest.Data(1, 100<<10), releasetest.NewSource()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +72,7 @@ func TestBannable(t *testing.T) {
 	fetchErr := func(err error) error {
 		return fmt.Errorf("peer 192.0.2.1:7600: fetch http://192.0.2.1:7600/v1/peer/manifest/app/stable/2: %w", err)
 	}
-	other, err := manifest.Encode(testRelease(t, 3, randomData(1, 100<<10), newMemSource()))
+	other, err := manifest.Encode(releasetest.Release(t, 3, releasetest.Data(1, 100<<10), releasetest.NewSource()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,8 +141,8 @@ func TestPeerBannedForAlteredManifest(t *testing.T) {
 
 	// Sequence 2 as its publisher signed it, then altered.
 	scratch := filepath.Join(t.TempDir(), "origin")
-	publishApp(t, scratch, key, root, randomData(1, 100<<10), "1.0", in, now, time.Hour)
-	publishApp(t, scratch, key, root, randomData(2, 100<<10), "2.0", in, now, time.Hour)
+	publishApp(t, scratch, key, root, releasetest.Data(1, 100<<10), "1.0", in, now, time.Hour)
+	publishApp(t, scratch, key, root, releasetest.Data(2, 100<<10), "2.0", in, now, time.Hour)
 	signed, err := os.ReadFile(filepath.Join(scratch, filepath.FromSlash(manifest.LatestPath("app", "stable"))))
 	if err != nil {
 		t.Fatal(err)

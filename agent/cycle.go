@@ -300,7 +300,7 @@ func (a *Agent) update(ctx context.Context, sub config.Subscription, st *store.S
 			slog.Int64("reused_local_bytes", tr.ReusedLocal), slog.Int64("resumed_bytes", tr.Resumed),
 			slog.Int64("duplicate_bytes", tr.Duplicate), slog.Float64("seconds", tr.Seconds))
 	}
-	prog.startInstall()
+	prog.StartInstall()
 	installStart := time.Now()
 	res := a.install(ctx, sub, st, v, log)
 	a.metrics.installTime(sub, time.Since(installStart).Seconds())

@@ -21,6 +21,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/installers"
+	"github.com/fleetcast/fleetcast/internal/releasetest"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
 
@@ -598,7 +599,7 @@ func TestNoSpaceOnFullTarget(t *testing.T) {
 	now := time.Now().UTC()
 	root := signedRoot(t, key, now.Add(24*time.Hour))
 	target := filepath.Join(dir, "app")
-	data := tarGz(t, tarFile{"bin/app", randomData(11, 3<<20)})
+	data := tarGz(t, tarFile{"bin/app", releasetest.Data(11, 3<<20)})
 	o.publishData(t, key, root, data, "1.0", now, manifest.Install{Installer: "archive", Target: target})
 	a := newClockAgent(t, o, root, dir, now, nil)
 	st, err := a.once(t)

@@ -41,7 +41,7 @@ func (a *Agent) latestFromPeers(ctx context.Context, sub config.Subscription, st
 		}
 		log.Warn("manifest from peer refused", slog.String("peer", o.addr), slog.Uint64("sequence", o.seq), slog.String("reason", err.Error()))
 		if bannable(err) {
-			a.pm.ban(o.addr, err.Error())
+			a.pm.Ban(o.addr, err.Error())
 		}
 		a.offerTried(store.RelKey{Product: sub.Product, Channel: sub.Channel, Seq: anySequence}, o.addr)
 	}
@@ -119,7 +119,7 @@ func (a *Agent) latestRace(ctx context.Context, sub config.Subscription, st *sto
 		case <-ctx.Done():
 			<-done
 			return nil, nil, fmt.Errorf("%s/%s: %w", sub.Product, sub.Channel, context.Cause(ctx))
-		case <-a.pm.wake():
+		case <-a.pm.Wake():
 		}
 		if len(a.offers(sub, st)) == 0 {
 			continue

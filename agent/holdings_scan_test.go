@@ -8,25 +8,26 @@ import (
 
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/store"
+	"github.com/fleetcast/fleetcast/internal/releasetest"
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
 // TestHoldingsScan: the holdings an agent builds at start from the store
 // that assemblies left, complete and partial.
 func TestHoldingsScan(t *testing.T) {
-	s, src := newTestStore(t), newMemSource()
-	data1, data2 := randomData(11, 300<<10), randomData(12, 300<<10)
-	m1 := testRelease(t, 1, data1, src)
+	s, src := newTestStore(t), releasetest.NewSource()
+	data1, data2 := releasetest.Data(11, 300<<10), releasetest.Data(12, 300<<10)
+	m1 := releasetest.Release(t, 1, data1, src)
 	if _, err := assembleRelease(t, s, m1, src); err != nil {
 		t.Fatal(err)
 	}
 	// Release 2 is partial: every other chunk is in artifact.part and the journal.
-	m2 := testRelease(t, 2, data2, src)
+	m2 := releasetest.Release(t, 2, data2, src)
 	dir2 := s.ReleaseDir("app", "stable", 2)
 	if err := os.MkdirAll(dir2, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeTestManifest(t, dir2, m2)
+	releasetest.WriteManifest(t, dir2, m2)
 	if err := os.WriteFile(filepath.Join(dir2, store.PartFile), data2, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -49,10 +50,10 @@ func TestHoldingsScan(t *testing.T) {
 	os.WriteFile(filepath.Join(bad, store.ManifestFile), []byte("{"), 0o644)
 	wrong := s.ReleaseDir("app", "stable", 4)
 	os.MkdirAll(wrong, 0o755)
-	writeTestManifest(t, wrong, m1)
+	releasetest.WriteManifest(t, wrong, m1)
 	notSeq := filepath.Join(s.Dir, "app", "stable", "tmp")
 	os.MkdirAll(notSeq, 0o755)
-	writeTestManifest(t, notSeq, m1)
+	releasetest.WriteManifest(t, notSeq, m1)
 
 	h := store.NewHoldings()
 	h.Scan(s.Dir)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/internal/releasetest"
 	"github.com/fleetcast/fleetcast/internal/treetest"
 	"github.com/fleetcast/fleetcast/manifest"
 )
@@ -56,7 +57,7 @@ func TestInstallTargetSwappedDuringDownload(t *testing.T) {
 		installer string
 		artifact  func(t *testing.T) []byte
 	}{
-		{"file", func(t *testing.T) []byte { return randomData(3, 200<<10) }},
+		{"file", func(t *testing.T) []byte { return releasetest.Data(3, 200<<10) }},
 		{"archive", func(t *testing.T) []byte {
 			b, err := treetest.Tar(map[string]string{"bin/app": "app 1.0", "ssh/config": "evil"})
 			if err != nil {

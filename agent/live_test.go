@@ -18,6 +18,7 @@ import (
 
 	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/internal/releasetest"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/publisher"
 	"github.com/fleetcast/fleetcast/signing"
@@ -105,7 +106,7 @@ type liveRelease struct {
 // installed by the file installer at target.
 func (o *liveOrigin) publish(t *testing.T, key *signing.PrivateKey, size int, target string) liveRelease {
 	t.Helper()
-	data := randomData(7, size)
+	data := releasetest.Data(7, size)
 	m := publishApp(t, o.dir, key, liveRoot(t, key), data, "1.0", manifest.Install{Installer: "file", Target: target, Mode: "0644"}, time.Time{}, 0)
 	return liveRelease{m: m, data: data}
 }

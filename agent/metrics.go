@@ -92,26 +92,26 @@ func (m *metrics) handler(log *slog.Logger) http.Handler {
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)})
 }
 
-func (m *metrics) chunkBytes(source string, n int64) {
+func (m *metrics) ChunkBytes(source string, n int64) {
 	if m != nil && n > 0 {
 		m.bytes.WithLabelValues(source).Add(float64(n))
 	}
 }
 
-func (m *metrics) chunkVerified(source string, size int64) {
+func (m *metrics) ChunkVerified(source string, size int64) {
 	if m != nil {
 		m.verified.WithLabelValues(source).Inc()
-		m.chunkBytes(source, size)
+		m.ChunkBytes(source, size)
 	}
 }
 
-func (m *metrics) chunkRejected(source string) {
+func (m *metrics) ChunkRejected(source string) {
 	if m != nil {
 		m.rejected.WithLabelValues(source).Inc()
 	}
 }
 
-func (m *metrics) originChunk(reason string) {
+func (m *metrics) OriginChunk(reason string) {
 	if m != nil {
 		m.originChunks.WithLabelValues(reason).Inc()
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/internal/releasetest"
 	"github.com/fleetcast/fleetcast/manifest"
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
@@ -124,8 +125,8 @@ func TestMetricsLint(t *testing.T) {
 // TestMetricsPeerChunkRejected fetches a chunk from a peer that sends other
 // bytes, with the client the peer manager makes for peers.
 func TestMetricsPeerChunkRejected(t *testing.T) {
-	src := newMemSource()
-	m := testRelease(t, 1, randomData(5, 100<<10), src)
+	src := releasetest.NewSource()
+	m := releasetest.Release(t, 1, releasetest.Data(5, 100<<10), src)
 	c := m.Chunks[0]
 	peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write(make([]byte, c.Size)) // zeros: the right length, not the chunk

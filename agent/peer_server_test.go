@@ -25,6 +25,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/internal/clip"
+	"github.com/fleetcast/fleetcast/internal/releasetest"
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
@@ -50,18 +51,18 @@ var (
 // client certificate; the fixture's client is then the fleet's.
 func newPeerFixture(t *testing.T, fleet *fleettls.Fleet, maxUploads int, uploadRate int64) *peerFixture {
 	t.Helper()
-	s, src := newTestStore(t), newMemSource()
-	f := &peerFixture{data1: randomData(21, 300<<10), data2: randomData(22, 300<<10)}
-	f.m1 = testRelease(t, 1, f.data1, src)
+	s, src := newTestStore(t), releasetest.NewSource()
+	f := &peerFixture{data1: releasetest.Data(21, 300<<10), data2: releasetest.Data(22, 300<<10)}
+	f.m1 = releasetest.Release(t, 1, f.data1, src)
 	if _, err := assembleRelease(t, s, f.m1, src); err != nil {
 		t.Fatal(err)
 	}
-	f.m2 = testRelease(t, 2, f.data2, src)
+	f.m2 = releasetest.Release(t, 2, f.data2, src)
 	dir2 := s.ReleaseDir("app", "stable", 2)
 	if err := os.MkdirAll(dir2, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeTestManifest(t, dir2, f.m2)
+	releasetest.WriteManifest(t, dir2, f.m2)
 	if err := os.WriteFile(filepath.Join(dir2, store.PartFile), f.data2, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -440,7 +441,7 @@ func (w *pieceWriter) Write(p []byte) (int, error) {
 
 func TestLimitedWriter(t *testing.T) {
 	const burst = 1000
-	data := randomData(23, 10*burst+500)
+	data := releasetest.Data(23, 10*burst+500)
 	newLimiter := func() *rate.Limiter { return rate.NewLimiter(rate.Limit(1<<40), burst) }
 
 	t.Run("pieces of at most burst", func(t *testing.T) {

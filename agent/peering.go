@@ -75,7 +75,7 @@ func (a *Agent) settle(ctx context.Context) {
 		case <-deadline:
 			return
 		case <-tick.C:
-		case <-a.pm.wake():
+		case <-a.pm.Wake():
 		}
 	}
 }
@@ -100,7 +100,7 @@ func (a *Agent) peerNews(ctx context.Context) <-chan struct{} {
 			select {
 			case <-ctx.Done():
 				return
-			case <-a.pm.wake():
+			case <-a.pm.Wake():
 			}
 			select { // at most a few checks a second, however busy the peers
 			case <-ctx.Done():

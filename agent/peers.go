@@ -171,7 +171,7 @@ func (pm *peerManager) fetcher(addr string) *fetch.Client {
 		ChunkPath: func(d manifest.Digest) string {
 			return strings.TrimPrefix(peerproto.ChunkPath, "/v1/peer/") + d.String()
 		},
-		Rejected: func() { pm.a.metrics.chunkRejected(sourcePeer) }}, pm.log)
+		Rejected: func() { pm.a.metrics.ChunkRejected(sourcePeer) }}, pm.log)
 }
 
 // follow long-polls a peer's state until ctx is done.
@@ -327,14 +327,14 @@ func (pm *peerManager) bumpLocked() {
 }
 
 // wake returns a channel closed at the next change of any view.
-func (pm *peerManager) wake() <-chan struct{} {
+func (pm *peerManager) Wake() <-chan struct{} {
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
 	return pm.changed
 }
 
 // ban ignores a peer for ban_duration.
-func (pm *peerManager) ban(addr, reason string) {
+func (pm *peerManager) Ban(addr, reason string) {
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
 	v := pm.peers[addr]
@@ -384,7 +384,7 @@ func (pm *peerManager) settled() (bool, int) {
 // usable counts the peers that may be asked for chunks now, or soon: those
 // of this fleet, not banned, including those not reached yet; and 1 if
 // there are none but some peer answered within peer_expiry (it may be back).
-func (pm *peerManager) usable() int {
+func (pm *peerManager) Usable() int {
 	now := time.Now()
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
@@ -400,26 +400,17 @@ func (pm *peerManager) usable() int {
 	return n
 }
 
-// holder is a peer's part in one release, as a scheduler sees it.
-type holder struct {
-	addr     string
-	id       string
-	bits     []byte // nil: holds nothing of the release yet
-	fetching []byte // chunks it is fetching from the origin
-	progress time.Time
-	fetch    chunkSource
-}
 
 // swarm is the scheduler's configuration for assemblies with these peers.
 func (pm *peerManager) swarm() *swarmConfig {
 	c := pm.a.cfg
-	return &swarmConfig{view: pm, self: pm.a.id, grace: c.OriginGrace, perPeer: c.PerPeer, conns: c.PeerConnections, minRate: c.MinThroughput}
+	return &swarmConfig{View: pm, Self: pm.a.id, Grace: c.OriginGrace, PerPeer: c.PerPeer, Conns: c.PeerConnections, MinRate: c.MinThroughput}
 }
 
 // snapshot returns the usable peers that take part in a release: those
 // whose state lists it, whatever they hold of it, and those that follow its
 // channel and will start on it soon.
-func (pm *peerManager) snapshot(key store.RelKey) []holder {
+func (pm *peerManager) Snapshot(key store.RelKey) []holder {
 	now := time.Now()
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
@@ -429,14 +420,14 @@ func (pm *peerManager) snapshot(key store.RelKey) []holder {
 			continue
 		}
 		if r := v.rels[key]; r != nil {
-			out = append(out, holder{addr: v.addr, id: v.id, bits: r.bits, fetching: r.fetching, progress: r.progress, fetch: v.fetch})
+			out = append(out, holder{Addr: v.addr, ID: v.id, Bits: r.bits, Fetching: r.fetching, Progress: r.progress, Fetch: v.fetch})
 		} else if v.subs[key.Product+"/"+key.Channel] {
 			// It follows the channel, so it will take part: it holds
 			// nothing yet (nil bitmaps) and has made no progress.
-			out = append(out, holder{addr: v.addr, id: v.id, fetch: v.fetch})
+			out = append(out, holder{Addr: v.addr, ID: v.id, Fetch: v.fetch})
 		}
 	}
-	slices.SortFunc(out, func(a, b holder) int { return strings.Compare(a.addr, b.addr) })
+	slices.SortFunc(out, func(a, b holder) int { return strings.Compare(a.Addr, b.Addr) })
 	return out
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/store"
+	"github.com/fleetcast/fleetcast/internal/releasetest"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
 )
@@ -99,7 +100,7 @@ func (o *etagOrigin) counts() (notModified int, lastIfNoneMatch string) {
 // created at now and valid for expires, with install instructions in.
 func (o *etagOrigin) publish(t *testing.T, key *signing.PrivateKey, root []byte, version string, now time.Time, expires time.Duration, in manifest.Install) *manifest.Manifest {
 	t.Helper()
-	return publishApp(t, o.dir, key, root, randomData(3, 100<<10), version, in, now, expires)
+	return publishApp(t, o.dir, key, root, releasetest.Data(3, 100<<10), version, in, now, expires)
 }
 
 // clockAgent is an agent without peers whose clock the test sets.

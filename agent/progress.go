@@ -4,7 +4,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/manifest"
 )
@@ -39,7 +38,7 @@ func newProgress(m *manifest.Manifest, started time.Time, mx *metrics) *progress
 }
 
 // snapshot returns the progress as GET /v1/status reports it.
-func (p *progress) snapshot() *peerproto.Progress {
+func (p *progress) Snapshot() *peerproto.Progress {
 	phase := peerproto.PhaseFetching
 	if p.installing.Load() {
 		phase = peerproto.PhaseInstalling
@@ -50,18 +49,18 @@ func (p *progress) snapshot() *peerproto.Progress {
 }
 
 // resumed records the chunks an earlier attempt left verified in place.
-func (p *progress) resumed(bytes int64, chunks int) {
+func (p *progress) Resumed(bytes int64, chunks int) {
 	if p == nil {
 		return
 	}
 	p.reused.Add(bytes)
-	p.placed(bytes, chunks)
-	p.m.chunkBytes(sourceReused, bytes)
+	p.Placed(bytes, chunks)
+	p.m.ChunkBytes(sourceReused, bytes)
 }
 
 // setPresent replaces the bytes and chunks in place, after a re-check
 // found some of them damaged.
-func (p *progress) setPresent(bytes int64, chunks int) {
+func (p *progress) SetPresent(bytes int64, chunks int) {
 	if p == nil {
 		return
 	}
@@ -71,32 +70,32 @@ func (p *progress) setPresent(bytes int64, chunks int) {
 
 // fetched records a chunk verified from source (for the origin, with the
 // reason it was asked of the origin).
-func (p *progress) fetched(source, reason string, size int64) {
+func (p *progress) Fetched(source, reason string, size int64) {
 	if p == nil {
 		return
 	}
 	switch source {
 	case sourceOrigin:
 		p.origin.Add(size)
-		p.m.originChunk(reason)
+		p.m.OriginChunk(reason)
 	case sourcePeer:
 		p.peer.Add(size)
 	case sourceReused:
 		p.reused.Add(size)
 	}
-	p.m.chunkVerified(source, size)
+	p.m.ChunkVerified(source, size)
 }
 
 // rejected records a chunk from source that failed its hash check.
-func (p *progress) rejected(source string) {
+func (p *progress) Rejected(source string) {
 	if p != nil {
-		p.m.chunkRejected(source)
+		p.m.ChunkRejected(source)
 	}
 }
 
 // placed records bytes written at their place in the artifact (a chunk at
 // each of its offsets).
-func (p *progress) placed(bytes int64, chunks int) {
+func (p *progress) Placed(bytes int64, chunks int) {
 	if p == nil {
 		return
 	}
@@ -106,18 +105,8 @@ func (p *progress) placed(bytes int64, chunks int) {
 
 // startInstall records that the artifact is complete and verified, and
 // handed to its installer.
-func (p *progress) startInstall() {
+func (p *progress) StartInstall() {
 	p.done.Store(p.totalBytes)
 	p.doneChunks.Store(int64(p.totalChunks))
 	p.installing.Store(true)
-}
-
-// startProgress makes sub's update to m visible in GET /v1/status; it
-// lasts until recordCycle.
-func (a *Agent) startProgress(sub config.Subscription, m *manifest.Manifest) *progress {
-	p := newProgress(m, a.now(), a.metrics)
-	a.statusMu.Lock()
-	defer a.statusMu.Unlock()
-	a.live[sub.Key()] = p
-	return p
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/internal/releasetest"
 )
 
 // TestStatusProgress holds back the origin's chunks and lets them go one
@@ -71,32 +72,32 @@ func sumChunks(rel liveRelease, n int) int64 {
 // TestProgressSnapshot checks the phases and the counters of each source,
 // duplicates and a re-check included.
 func TestProgressSnapshot(t *testing.T) {
-	src := newMemSource()
-	m := testRelease(t, 3, randomData(3, 200<<10), src)
+	src := releasetest.NewSource()
+	m := releasetest.Release(t, 3, releasetest.Data(3, 200<<10), src)
 	p := newProgress(m, time.Unix(1e9, 0), nil)
-	p.resumed(1000, 1)
-	p.fetched(sourceOrigin, reasonNoPeers, 300)
-	p.fetched(sourcePeer, "", 200)
-	p.fetched(sourceReused, "", 100)
-	p.placed(1200, 4) // the origin's chunk at two offsets, and the others
-	got := p.snapshot()
+	p.Resumed(1000, 1)
+	p.Fetched(sourceOrigin, reasonNoPeers, 300)
+	p.Fetched(sourcePeer, "", 200)
+	p.Fetched(sourceReused, "", 100)
+	p.Placed(1200, 4) // the origin's chunk at two offsets, and the others
+	got := p.Snapshot()
 	want := peerproto.Progress{Sequence: 3, Version: "1.0", Phase: peerproto.PhaseFetching, Started: time.Unix(1e9, 0),
 		TotalBytes: m.Artifact.Size, DoneBytes: 2200, OriginBytes: 300, PeerBytes: 200, ReusedBytes: 1100,
 		TotalChunks: len(m.Chunks), DoneChunks: 5}
 	if *got != want {
 		t.Fatalf("snapshot %+v; want %+v", *got, want)
 	}
-	p.setPresent(900, 2)
-	if got := p.snapshot(); got.DoneBytes != 900 || got.DoneChunks != 2 {
+	p.SetPresent(900, 2)
+	if got := p.Snapshot(); got.DoneBytes != 900 || got.DoneChunks != 2 {
 		t.Fatalf("after a re-check: %d bytes, %d chunks done; want 900, 2", got.DoneBytes, got.DoneChunks)
 	}
-	p.startInstall()
-	if got := p.snapshot(); got.Phase != peerproto.PhaseInstalling || got.DoneBytes != m.Artifact.Size || got.DoneChunks != len(m.Chunks) {
+	p.StartInstall()
+	if got := p.Snapshot(); got.Phase != peerproto.PhaseInstalling || got.DoneBytes != m.Artifact.Size || got.DoneChunks != len(m.Chunks) {
 		t.Fatalf("installing: %+v; want phase installing, every byte done", *got)
 	}
 	var none *progress // an assembly without progress
-	none.resumed(1, 1)
-	none.fetched(sourceOrigin, reasonNoPeers, 1)
-	none.placed(1, 1)
-	none.rejected(sourcePeer)
+	none.Resumed(1, 1)
+	none.Fetched(sourceOrigin, reasonNoPeers, 1)
+	none.Placed(1, 1)
+	none.Rejected(sourcePeer)
 }

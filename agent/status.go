@@ -15,6 +15,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/store"
+	"github.com/fleetcast/fleetcast/manifest"
 )
 
 // Status returns a snapshot of the agent's state.
@@ -34,7 +35,7 @@ func (a *Agent) Status() peerproto.Status {
 			cur.InstalledVersion, cur.FailedSequence = ss.InstalledVersion, ss.Failed
 		}
 		if p := a.live[s.Key()]; p != nil {
-			cur.Progress = p.snapshot()
+			cur.Progress = p.Snapshot()
 		}
 		st.Subscriptions = append(st.Subscriptions, cur)
 	}
@@ -111,4 +112,14 @@ func (a *Agent) serve(ctx context.Context) (stop func(), err error) {
 			a.log.Error("peer discovery stopped", slog.String("reason", err.Error()))
 		}
 	}, nil
+}
+
+// startProgress makes sub's update to m visible in GET /v1/status; it
+// lasts until recordCycle.
+func (a *Agent) startProgress(sub config.Subscription, m *manifest.Manifest) *progress {
+	p := newProgress(m, a.now(), a.metrics)
+	a.statusMu.Lock()
+	defer a.statusMu.Unlock()
+	a.live[sub.Key()] = p
+	return p
 }

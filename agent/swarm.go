@@ -36,23 +36,33 @@ const (
 // swarmView is what a scheduler needs of the peers: peerManager, or an
 // in-memory fleet in tests. Its methods are safe for concurrent use.
 type swarmView interface {
-	snapshot(key store.RelKey) []holder // the usable peers taking part in a release
-	usable() int                        // usable peers in all
-	wake() <-chan struct{}              // closed at the next change
-	ban(addr, reason string)
+	Snapshot(key store.RelKey) []holder // the usable peers taking part in a release
+	Usable() int                        // usable peers in all
+	Wake() <-chan struct{}              // closed at the next change
+	Ban(addr, reason string)
 }
 
 var _ swarmView = (*peerManager)(nil)
 
+// holder is a peer's part in one release, as a scheduler sees it.
+type holder struct {
+	Addr     string
+	ID       string
+	Bits     []byte // nil: holds nothing of the release yet
+	Fetching []byte // chunks it is fetching from the origin
+	Progress time.Time
+	Fetch    chunkSource
+}
+
 // swarmConfig turns on peers for an assembly.
 type swarmConfig struct {
-	view    swarmView
-	self    string        // this agent's id
-	grace   time.Duration // origin_grace
-	perPeer int           // peer_requests_per_peer
-	conns   int           // peer_connections
-	pause   time.Duration // first pause of a peer after a failure; 0: 1s
-	minRate int64         // min_throughput, bytes/s: bounds the wait for another agent's origin fetch
+	View    swarmView
+	Self    string        // this agent's id
+	Grace   time.Duration // origin_grace
+	PerPeer int           // peer_requests_per_peer
+	Conns   int           // peer_connections
+	Pause   time.Duration // first pause of a peer after a failure; 0: 1s
+	MinRate int64         // min_throughput, bytes/s: bounds the wait for another agent's origin fetch
 }
 
 // task is one request for a job's chunk: from the origin (peer == nil) or
@@ -125,11 +135,11 @@ func newSched(a *assembly, jobs []*job, sw *swarmConfig, key store.RelKey) *sche
 		fails: make(map[string]int), pauseBase: time.Second,
 		wakeCh: make(chan struct{}), started: time.Now()}
 	if sw != nil {
-		s.pm, s.self, s.grace, s.perPeer = sw.view, sw.self, sw.grace, sw.perPeer
-		if sw.pause > 0 {
-			s.pauseBase = sw.pause
+		s.pm, s.self, s.grace, s.perPeer = sw.View, sw.Self, sw.Grace, sw.PerPeer
+		if sw.Pause > 0 {
+			s.pauseBase = sw.Pause
 		}
-		s.maxWait, s.minRate = 2*sw.grace, sw.minRate
+		s.maxWait, s.minRate = 2*sw.Grace, sw.MinRate
 	}
 	for _, j := range jobs {
 		s.state[j] = &jobState{}
@@ -198,18 +208,18 @@ func (s *sched) refreshLocked() {
 			return
 		}
 	}
-	s.changed = s.pm.wake()
-	s.holders, s.fleet, s.refreshed = s.pm.snapshot(s.key), s.pm.usable(), time.Now()
+	s.changed = s.pm.Wake()
+	s.holders, s.fleet, s.refreshed = s.pm.Snapshot(s.key), s.pm.Usable(), time.Now()
 	// A peer's bitmaps must be of this release's chunk count: one that
 	// claims another count for a signed release is lying.
 	want := (len(s.a.m.Chunks) + 7) / 8
 	for _, h := range s.holders {
-		if h.bits == nil && h.fetching == nil {
+		if h.Bits == nil && h.Fetching == nil {
 			continue // follows the channel, not started on this release
 		}
-		if len(h.bits) != want || len(h.fetching) != want {
-			s.pm.ban(h.addr, fmt.Sprintf("state for %s has bitmaps of %d bytes, the manifest has %d chunks", s.key, len(h.bits), len(s.a.m.Chunks)))
-			s.holders = removeHolder(s.holders, h.addr)
+		if len(h.Bits) != want || len(h.Fetching) != want {
+			s.pm.Ban(h.Addr, fmt.Sprintf("state for %s has bitmaps of %d bytes, the manifest has %d chunks", s.key, len(h.Bits), len(s.a.m.Chunks)))
+			s.holders = removeHolder(s.holders, h.Addr)
 		}
 	}
 }
@@ -223,7 +233,7 @@ func (s *sched) startLocked(ctx context.Context, t *task) {
 	st.running++
 	st.tasks = append(st.tasks, t)
 	if t.peer != nil {
-		s.inflight[t.peer.addr]++
+		s.inflight[t.peer.Addr]++
 	}
 }
 
@@ -282,8 +292,8 @@ func (s *sched) queuedLocked(i int) bool {
 // usableLocked: h may be asked for job j now.
 func (s *sched) usableLocked(h *holder, j *job, now time.Time) bool {
 	st := s.state[j]
-	return peerproto.BitSet(h.bits, j.indexes[0]) && !st.failed[h.addr] && s.inflight[h.addr] < s.perPeer &&
-		now.After(s.pauseUntil[h.addr])
+	return peerproto.BitSet(h.Bits, j.indexes[0]) && !st.failed[h.Addr] && s.inflight[h.Addr] < s.perPeer &&
+		now.After(s.pauseUntil[h.Addr])
 }
 
 // originPass is how often the origin scan starts again from the head.
@@ -298,7 +308,7 @@ const maxPeerFails = 3
 func (s *sched) hasHolderLocked(j *job) bool {
 	st := s.state[j]
 	for i := range s.holders {
-		if h := &s.holders[i]; peerproto.BitSet(h.bits, j.indexes[0]) && !st.failed[h.addr] && s.fails[h.addr] < maxPeerFails {
+		if h := &s.holders[i]; peerproto.BitSet(h.Bits, j.indexes[0]) && !st.failed[h.Addr] && s.fails[h.Addr] < maxPeerFails {
 			return true
 		}
 	}
@@ -395,7 +405,7 @@ func (s *sched) originReason(j *job, now time.Time) (reason string, fetched bool
 		return reasonNoPeers, false, 0
 	}
 	for i := range s.holders {
-		if peerproto.BitSet(s.holders[i].bits, j.indexes[0]) {
+		if peerproto.BitSet(s.holders[i].Bits, j.indexes[0]) {
 			return reasonPeersFailed, false, 0 // held, but only by peers that failed
 		}
 	}
@@ -406,16 +416,16 @@ func (s *sched) originReason(j *job, now time.Time) (reason string, fetched bool
 	live := false
 	for i := range s.holders {
 		h := &s.holders[i]
-		if s.fails[h.addr] >= maxPeerFails {
+		if s.fails[h.Addr] >= maxPeerFails {
 			continue
 		}
-		if peerproto.BitSet(h.fetching, j.indexes[0]) {
+		if peerproto.BitSet(h.Fetching, j.indexes[0]) {
 			return "", true, 0 // another agent is fetching it from the origin now
 		}
-		if rendezvous(h.id, j.chunk.SHA256) > mine {
+		if rendezvous(h.ID, j.chunk.SHA256) > mine {
 			ahead++
-			progress := h.progress
-			if h.bits == nil {
+			progress := h.Progress
+			if h.Bits == nil {
 				progress = s.started // not started yet: given origin_grace from now
 			}
 			live = live || now.Sub(progress) < s.grace
@@ -498,9 +508,9 @@ func (s *sched) pickHolderLocked(j *job, now time.Time) *holder {
 			continue
 		}
 		switch {
-		case best == nil || s.inflight[h.addr] < s.inflight[best.addr]:
+		case best == nil || s.inflight[h.Addr] < s.inflight[best.Addr]:
 			best, ties = h, 1
-		case s.inflight[h.addr] == s.inflight[best.addr]:
+		case s.inflight[h.Addr] == s.inflight[best.Addr]:
 			ties++
 			if rand.N(ties) == 0 {
 				best = h
@@ -520,10 +530,10 @@ func (s *sched) endGameLocked(now time.Time) *task {
 		if st.done || st.running != 1 || st.tasks[0].peer == nil {
 			continue
 		}
-		serving := st.tasks[0].peer.addr
+		serving := st.tasks[0].peer.Addr
 		for i := range s.holders {
 			h := &s.holders[i]
-			if h.addr != serving && s.usableLocked(h, j, now) {
+			if h.Addr != serving && s.usableLocked(h, j, now) {
 				c := *h
 				return &task{j: j, peer: &c, reason: taskEndGame}
 			}
@@ -548,7 +558,7 @@ func (s *sched) finish(t *task, err error) bool {
 		}
 	}
 	if t.peer != nil {
-		s.inflight[t.peer.addr]--
+		s.inflight[t.peer.Addr]--
 	}
 	t.cancel()
 	if st.done {
@@ -556,7 +566,7 @@ func (s *sched) finish(t *task, err error) bool {
 	}
 	if err == nil {
 		if t.peer != nil {
-			s.fails[t.peer.addr] = 0
+			s.fails[t.peer.Addr] = 0
 		}
 		st.done = true
 		s.remaining--
@@ -583,25 +593,25 @@ func (s *sched) failedLocked(t *task, st *jobState, err error) {
 		if st.failed == nil {
 			st.failed = make(map[string]bool)
 		}
-		st.failed[t.peer.addr] = true
+		st.failed[t.peer.Addr] = true
 		var se *fetch.StatusError
 		switch {
 		case badData(err):
-			s.pm.ban(t.peer.addr, err.Error())
-			s.holders = removeHolder(s.holders, t.peer.addr)
+			s.pm.Ban(t.peer.Addr, err.Error())
+			s.holders = removeHolder(s.holders, t.peer.Addr)
 		case errors.As(err, &se) && (se.Code == http.StatusServiceUnavailable || se.Code == http.StatusTooManyRequests):
 			// Busy serving others: ask again soon, of it or another; a
 			// peer busy three times for this chunk counts as failed.
 			if st.busy == nil {
 				st.busy = make(map[string]int)
 			}
-			if st.busy[t.peer.addr]++; st.busy[t.peer.addr] < maxPeerFails {
-				delete(st.failed, t.peer.addr)
+			if st.busy[t.peer.Addr]++; st.busy[t.peer.Addr] < maxPeerFails {
+				delete(st.failed, t.peer.Addr)
 			}
-			s.pauseUntil[t.peer.addr] = time.Now().Add(s.pauseBase)
+			s.pauseUntil[t.peer.Addr] = time.Now().Add(s.pauseBase)
 		default:
-			s.fails[t.peer.addr]++
-			s.pauseUntil[t.peer.addr] = time.Now().Add(s.pauseBase << min(s.fails[t.peer.addr]-1, 5))
+			s.fails[t.peer.Addr]++
+			s.pauseUntil[t.peer.Addr] = time.Now().Add(s.pauseBase << min(s.fails[t.peer.Addr]-1, 5))
 		}
 		return
 	}
@@ -625,7 +635,7 @@ func badData(err error) bool {
 func removeHolder(hs []holder, addr string) []holder {
 	out := hs[:0:0]
 	for _, h := range hs {
-		if h.addr != addr {
+		if h.Addr != addr {
 			out = append(out, h)
 		}
 	}

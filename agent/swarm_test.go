@@ -13,14 +13,15 @@ import (
 	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/store"
+	"github.com/fleetcast/fleetcast/internal/releasetest"
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
-// memPeer is an in-memory peer: it serves chunks from a memSource, and can
+// memPeer is an in-memory peer: it serves chunks from a releasetest.Source, and can
 // be made to corrupt them, fail, hang until cancelled, or answer only once
 // a channel is closed.
 type memPeer struct {
-	*memSource
+	*releasetest.Source
 	corrupt, fail, hang bool
 	busy                bool          // answer 503
 	after               chan struct{} // if not nil, answer once it is closed
@@ -62,7 +63,7 @@ func (p *memPeer) Chunk(ctx context.Context, c manifest.Chunk, buf []byte) ([]by
 	case p.corrupt:
 		return nil, fmt.Errorf("chunk has SHA-256 %s: %w", manifest.Digest{}, manifest.ErrMismatch)
 	}
-	return p.memSource.Chunk(ctx, c, buf)
+	return p.Source.Chunk(ctx, c, buf)
 }
 
 // memFleet is a swarmView over in-memory peers.
@@ -87,26 +88,26 @@ func (f *memFleet) add(addr string, m *manifest.Manifest, have func(i int) bool,
 	none, _ := peerproto.DecodeBitmap(peerproto.EncodeBitmap(make([]bool, len(bits))), len(bits))
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.holders = append(f.holders, holder{addr: addr, id: fmt.Sprintf("%016x", len(f.holders)+1), bits: b, fetching: none, progress: when, fetch: src})
+	f.holders = append(f.holders, holder{Addr: addr, ID: fmt.Sprintf("%016x", len(f.holders)+1), Bits: b, Fetching: none, Progress: when, Fetch: src})
 }
 
-func (f *memFleet) snapshot(store.RelKey) []holder {
+func (f *memFleet) Snapshot(store.RelKey) []holder {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []holder
 	for _, h := range f.holders {
-		if _, banned := f.bans[h.addr]; !banned {
+		if _, banned := f.bans[h.Addr]; !banned {
 			out = append(out, h)
 		}
 	}
 	return out
 }
 
-func (f *memFleet) usable() int { return len(f.snapshot(store.RelKey{})) }
+func (f *memFleet) Usable() int { return len(f.Snapshot(store.RelKey{})) }
 
-func (f *memFleet) wake() <-chan struct{} { return f.ch }
+func (f *memFleet) Wake() <-chan struct{} { return f.ch }
 
-func (f *memFleet) ban(addr, reason string) {
+func (f *memFleet) Ban(addr, reason string) {
 	f.mu.Lock()
 	f.bans[addr] = reason
 	f.mu.Unlock()
@@ -122,7 +123,7 @@ func swarmAssemble(t *testing.T, m *manifest.Manifest, origin chunkSource, sw *s
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeTestManifest(t, dir, m)
+	releasetest.WriteManifest(t, dir, m)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	tr, err := assemble(ctx, s, m, dir, origin, 2, sw, nil, slog.New(slog.DiscardHandler))
@@ -133,7 +134,7 @@ func swarmAssemble(t *testing.T, m *manifest.Manifest, origin chunkSource, sw *s
 }
 
 func swarmConf(f *memFleet, grace time.Duration) *swarmConfig {
-	return &swarmConfig{view: f, self: "00000000000000ff", grace: grace, perPeer: 2, conns: 4, pause: 10 * time.Millisecond}
+	return &swarmConfig{View: f, Self: "00000000000000ff", Grace: grace, PerPeer: 2, Conns: 4, Pause: 10 * time.Millisecond}
 }
 
 func TestSwarm(t *testing.T) {
@@ -145,12 +146,12 @@ func TestSwarm(t *testing.T) {
 	}
 	tests := []struct {
 		name  string
-		setup func(m *manifest.Manifest, data *memSource, f *memFleet) []*memPeer
+		setup func(m *manifest.Manifest, data *releasetest.Source, f *memFleet) []*memPeer
 		grace time.Duration
 		check func(t *testing.T, r result)
 	}{{
 		name:  "no peers: everything from the origin",
-		setup: func(*manifest.Manifest, *memSource, *memFleet) []*memPeer { return nil },
+		setup: func(*manifest.Manifest, *releasetest.Source, *memFleet) []*memPeer { return nil },
 		check: func(t *testing.T, r result) {
 			if r.tr.PeerChunks != 0 || r.tr.OriginReasons[reasonNoPeers] != int64(len(r.m.Chunks)) {
 				t.Errorf("transfer %+v: want every chunk from the origin, reason %s", r.tr, reasonNoPeers)
@@ -158,8 +159,8 @@ func TestSwarm(t *testing.T) {
 		},
 	}, {
 		name: "two full peers: nothing from the origin, at most per_peer requests each",
-		setup: func(m *manifest.Manifest, data *memSource, f *memFleet) []*memPeer {
-			p1, p2 := &memPeer{memSource: data}, &memPeer{memSource: data}
+		setup: func(m *manifest.Manifest, data *releasetest.Source, f *memFleet) []*memPeer {
+			p1, p2 := &memPeer{Source: data}, &memPeer{Source: data}
 			f.add("p1", m, nil, p1, time.Now())
 			f.add("p2", m, nil, p2, time.Now())
 			return []*memPeer{p1, p2}
@@ -172,14 +173,14 @@ func TestSwarm(t *testing.T) {
 				if p.peak.Load() > 2 {
 					t.Errorf("peer %d had %d requests in flight, cap 2", i, p.peak.Load())
 				}
-				if p.total() == 0 {
+				if p.Total() == 0 {
 					t.Errorf("peer %d was never asked", i)
 				}
 			}
 		},
 	}, {
 		name: "a peer that sends bad chunks is banned, the chunks come from another",
-		setup: func(m *manifest.Manifest, data *memSource, f *memFleet) []*memPeer {
+		setup: func(m *manifest.Manifest, data *releasetest.Source, f *memFleet) []*memPeer {
 			// The good peer answers once the bad one is banned. Else, on a
 			// loaded machine, the bad peer's first request could still be
 			// under way when the good one had served every other chunk:
@@ -193,8 +194,8 @@ func TestSwarm(t *testing.T) {
 					once.Do(func() { close(banned) })
 				}
 			}
-			f.add("bad", m, nil, &memPeer{memSource: data, corrupt: true}, time.Now())
-			f.add("good", m, nil, &memPeer{memSource: data, after: banned}, time.Now())
+			f.add("bad", m, nil, &memPeer{Source: data, corrupt: true}, time.Now())
+			f.add("good", m, nil, &memPeer{Source: data, after: banned}, time.Now())
 			return nil
 		},
 		check: func(t *testing.T, r result) {
@@ -207,10 +208,10 @@ func TestSwarm(t *testing.T) {
 		},
 	}, {
 		name: "a peer whose bitmaps do not fit the manifest is banned",
-		setup: func(m *manifest.Manifest, data *memSource, f *memFleet) []*memPeer {
-			f.add("liar", m, nil, &memPeer{memSource: data}, time.Now())
-			f.holders[0].bits = append(f.holders[0].bits, 0xff) // claims 8 more chunks
-			f.add("good", m, nil, &memPeer{memSource: data}, time.Now())
+		setup: func(m *manifest.Manifest, data *releasetest.Source, f *memFleet) []*memPeer {
+			f.add("liar", m, nil, &memPeer{Source: data}, time.Now())
+			f.holders[0].Bits = append(f.holders[0].Bits, 0xff) // claims 8 more chunks
+			f.add("good", m, nil, &memPeer{Source: data}, time.Now())
 			return nil
 		},
 		check: func(t *testing.T, r result) {
@@ -220,8 +221,8 @@ func TestSwarm(t *testing.T) {
 		},
 	}, {
 		name: "a peer that fails: its chunks come from the origin",
-		setup: func(m *manifest.Manifest, data *memSource, f *memFleet) []*memPeer {
-			f.add("busy", m, nil, &memPeer{memSource: data, fail: true}, time.Now())
+		setup: func(m *manifest.Manifest, data *releasetest.Source, f *memFleet) []*memPeer {
+			f.add("busy", m, nil, &memPeer{Source: data, fail: true}, time.Now())
 			return nil
 		},
 		check: func(t *testing.T, r result) {
@@ -231,8 +232,8 @@ func TestSwarm(t *testing.T) {
 		},
 	}, {
 		name: "a peer that stays busy: asked three times a chunk, then the origin",
-		setup: func(m *manifest.Manifest, data *memSource, f *memFleet) []*memPeer {
-			p := &memPeer{memSource: data, busy: true}
+		setup: func(m *manifest.Manifest, data *releasetest.Source, f *memFleet) []*memPeer {
+			p := &memPeer{Source: data, busy: true}
 			f.add("busy", m, nil, p, time.Now())
 			return []*memPeer{p}
 		},
@@ -243,9 +244,9 @@ func TestSwarm(t *testing.T) {
 		},
 	}, {
 		name: "end game: a chunk stuck at a hanging peer is asked of another",
-		setup: func(m *manifest.Manifest, data *memSource, f *memFleet) []*memPeer {
-			f.add("hang", m, func(i int) bool { return i == 0 }, &memPeer{memSource: data, hang: true}, time.Now())
-			f.add("good", m, func(i int) bool { return true }, &memPeer{memSource: data}, time.Now())
+		setup: func(m *manifest.Manifest, data *releasetest.Source, f *memFleet) []*memPeer {
+			f.add("hang", m, func(i int) bool { return i == 0 }, &memPeer{Source: data, hang: true}, time.Now())
+			f.add("good", m, func(i int) bool { return true }, &memPeer{Source: data}, time.Now())
 			return nil
 		},
 		check: func(t *testing.T, r result) {
@@ -256,9 +257,9 @@ func TestSwarm(t *testing.T) {
 	}, {
 		name:  "rendezvous: this agent fetches its own share at once, the rest after the other stalls",
 		grace: 300 * time.Millisecond,
-		setup: func(m *manifest.Manifest, data *memSource, f *memFleet) []*memPeer {
+		setup: func(m *manifest.Manifest, data *releasetest.Source, f *memFleet) []*memPeer {
 			// A participant that holds nothing and makes no progress.
-			f.add("idle", m, func(int) bool { return false }, &memPeer{memSource: data}, time.Now())
+			f.add("idle", m, func(int) bool { return false }, &memPeer{Source: data}, time.Now())
 			return nil
 		},
 		check: func(t *testing.T, r result) {
@@ -276,12 +277,14 @@ func TestSwarm(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			data := newMemSource()
-			m := testRelease(t, 1, randomData(7, 600<<10), data)
+			data := releasetest.NewSource()
+			m := releasetest.Release(t, 1, releasetest.Data(7, 600<<10), data)
 			f := newMemFleet()
 			peers := tt.setup(m, data, f)
-			origin := newMemSource()
-			origin.chunks = data.chunks
+			origin := releasetest.NewSource()
+			for _, c := range m.Chunks {
+				origin.Add(c.SHA256, data.Get(c.SHA256))
+			}
 			tr := swarmAssemble(t, m, origin, swarmConf(f, tt.grace))
 			tt.check(t, result{tr: tr, fleet: f, peers: peers, m: m})
 		})
@@ -303,8 +306,8 @@ func distinctChunks(m *manifest.Manifest) []manifest.Chunk {
 // TestSwarmRarestFirst: of two pending chunks, the one fewer peers hold is
 // asked for first.
 func TestSwarmRarestFirst(t *testing.T) {
-	data := newMemSource()
-	m := testRelease(t, 1, randomData(8, 200<<10), data)
+	data := releasetest.NewSource()
+	m := releasetest.Release(t, 1, releasetest.Data(8, 200<<10), data)
 	if len(m.Chunks) < 3 {
 		t.Fatalf("%d chunks; want at least 3", len(m.Chunks))
 	}
@@ -321,7 +324,7 @@ func TestSwarmRarestFirst(t *testing.T) {
 	s := newSched(a, jobs, swarmConf(f, time.Second), store.RelKey{})
 	s.refreshLocked()
 	for range 20 {
-		if tk := s.pickPeerLocked(); tk == nil || tk.j.indexes[0] != rare || tk.peer.addr != "p1" {
+		if tk := s.pickPeerLocked(); tk == nil || tk.j.indexes[0] != rare || tk.peer.Addr != "p1" {
 			t.Fatalf("picked %+v; want the rare chunk %d from p1", tk, rare)
 		}
 	}
@@ -330,13 +333,13 @@ func TestSwarmRarestFirst(t *testing.T) {
 // TestSwarmWaitsForParticipants: with peers up but none on this release
 // yet, the origin is not asked before origin_grace.
 func TestSwarmWaitsForParticipants(t *testing.T) {
-	data := newMemSource()
-	m := testRelease(t, 1, randomData(9, 100<<10), data)
+	data := releasetest.NewSource()
+	m := releasetest.Release(t, 1, releasetest.Data(9, 100<<10), data)
 	f := newMemFleet()
 	other := &relKeyFleet{memFleet: f, n: 1}
 	a := &assembly{m: m}
 	jobs := []*job{{chunk: m.Chunks[0], indexes: []int{0}}}
-	s := newSched(a, jobs, &swarmConfig{view: other, self: "00000000000000ff", grace: time.Hour, perPeer: 2}, store.RelKey{})
+	s := newSched(a, jobs, &swarmConfig{View: other, Self: "00000000000000ff", Grace: time.Hour, PerPeer: 2}, store.RelKey{})
 	s.refreshLocked()
 	if tk := s.pickOriginLocked(); tk != nil {
 		t.Fatalf("picked %+v at once; want to wait for peers to take part", tk)
@@ -354,7 +357,7 @@ type relKeyFleet struct {
 	n int
 }
 
-func (f *relKeyFleet) usable() int { return f.n }
+func (f *relKeyFleet) Usable() int { return f.n }
 
 // BenchmarkSchedPicks: picking and finishing every job of a release of
 // manifest.MaxChunks chunks costs about the same per job as of a small one
