@@ -400,7 +400,6 @@ func (pm *peerManager) Usable() int {
 	return n
 }
 
-
 // swarm is the scheduler's configuration for assemblies with these peers.
 func (pm *peerManager) swarm() *swarmConfig {
 	c := pm.a.cfg
