@@ -25,6 +25,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/store"
+	"github.com/fleetcast/fleetcast/agent/swarm"
 	"github.com/fleetcast/fleetcast/signing"
 )
 
@@ -51,7 +52,7 @@ type Agent struct {
 
 	statusMu sync.Mutex
 	status   map[string]*peerproto.SubscriptionStatus
-	live     map[string]*progress // updates in progress, by subscription key
+	live     map[string]*swarm.Progress // updates in progress, by subscription key
 
 	metrics *metrics
 }
@@ -94,13 +95,13 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 		cfg: cfg, log: log, now: time.Now, lock: lock, root: root, id: id, fleet: fleet,
 		store:  &store.Store{Dir: filepath.Join(cfg.DataDir, store.ReleasesDir), Held: store.NewHoldings()},
 		status: make(map[string]*peerproto.SubscriptionStatus), offersTried: make(map[offerKey]time.Time),
-		live: make(map[string]*progress),
+		live: make(map[string]*swarm.Progress),
 	}
 	a.store.Held.Scan(a.store.Dir)
 	a.srv = newPeerServer(a)
 	a.metrics = newMetrics(a)
 	a.origin = fetch.New(base, p, fetch.Options{Conns: cfg.OriginConnections,
-		Rejected: func() { a.metrics.ChunkRejected(sourceOrigin) }}, log)
+		Rejected: func() { a.metrics.ChunkRejected(swarm.SourceOrigin) }}, log)
 	for _, s := range cfg.Subscriptions {
 		a.status[s.Key()] = &peerproto.SubscriptionStatus{Product: s.Product, Channel: s.Channel}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/store"
+	"github.com/fleetcast/fleetcast/agent/swarm"
 	"github.com/fleetcast/fleetcast/installers"
 	"github.com/fleetcast/fleetcast/internal/clip"
 	"github.com/fleetcast/fleetcast/manifest"
@@ -283,11 +284,11 @@ func (a *Agent) update(ctx context.Context, sub config.Subscription, st *store.S
 	if !a.store.Complete(sub.Product, sub.Channel, v.Sequence) {
 		start := time.Now()
 		log.Info("assembling release", slog.Int64("bytes", v.Artifact.Size), slog.Int("chunks", len(v.Chunks)))
-		var sw *swarmConfig
+		var sw *swarm.Config
 		if a.pm != nil {
 			sw = a.pm.swarm()
 		}
-		tr, err := assemble(ctx, a.store, v.Manifest, dir, a.origin, a.cfg.OriginConnections, sw, prog, log)
+		tr, err := swarm.Assemble(ctx, a.store, v.Manifest, dir, a.origin, a.cfg.OriginConnections, sw, prog, log)
 		tr.Seconds = time.Since(start).Seconds()
 		a.recordTransfer(sub, v.Sequence, tr)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/store"
+	"github.com/fleetcast/fleetcast/agent/swarm"
 )
 
 // metricsPrefix starts the name of every metric of the agent's own
@@ -20,8 +21,8 @@ const metricsPrefix = "fleetcast_agent_"
 // Label values known in advance, so that every series exists from the
 // start at 0 and rate() sees its first increase.
 var (
-	chunkSources  = []string{sourceOrigin, sourcePeer, sourceReused}
-	originReasons = []string{reasonNoPeers, reasonAssigned, reasonPeerStalled, reasonPeersFailed, reasonNoHolder, reasonWaited}
+	chunkSources  = []string{swarm.SourceOrigin, swarm.SourcePeer, swarm.SourceReused}
+	originReasons = []string{swarm.ReasonNoPeers, swarm.ReasonAssigned, swarm.ReasonPeerStalled, swarm.ReasonPeersFailed, swarm.ReasonNoHolder, swarm.ReasonWaited}
 	outcomes      = []peerproto.Outcome{peerproto.UpToDate, peerproto.Updated, peerproto.KnownBad, peerproto.Failed, peerproto.HealthFailed, peerproto.Refused, peerproto.Deferred}
 )
 

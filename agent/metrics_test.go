@@ -14,6 +14,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/agent/swarm"
 	"github.com/fleetcast/fleetcast/internal/releasetest"
 	"github.com/fleetcast/fleetcast/manifest"
 
@@ -68,8 +69,8 @@ func TestMetricsAfterUpdate(t *testing.T) {
 				{"fleetcast_agent_chunks_verified_total", map[string]string{"source": "origin"}, verified},
 				{"fleetcast_agent_chunks_rejected_total", map[string]string{"source": "origin"}, tc.wantRejected},
 				{"fleetcast_agent_chunks_rejected_total", map[string]string{"source": "peer"}, 0},
-				{"fleetcast_agent_origin_chunks_total", map[string]string{"reason": reasonNoPeers}, verified},
-				{"fleetcast_agent_origin_chunks_total", map[string]string{"reason": reasonAssigned}, 0},
+				{"fleetcast_agent_origin_chunks_total", map[string]string{"reason": swarm.ReasonNoPeers}, verified},
+				{"fleetcast_agent_origin_chunks_total", map[string]string{"reason": swarm.ReasonAssigned}, 0},
 				{"fleetcast_agent_updates_total", map[string]string{"product": "app", "channel": "stable", "outcome": string(tc.wantOutcome)}, 1},
 				{"fleetcast_agent_updates_total", map[string]string{"product": "app", "channel": "stable", "outcome": string(peerproto.UpToDate)}, 0},
 				{"fleetcast_agent_installed_sequence", sub, installed},

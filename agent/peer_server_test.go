@@ -24,6 +24,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/store"
+	"github.com/fleetcast/fleetcast/agent/swarm"
 	"github.com/fleetcast/fleetcast/internal/clip"
 	"github.com/fleetcast/fleetcast/internal/releasetest"
 	"github.com/fleetcast/fleetcast/manifest"
@@ -51,10 +52,15 @@ var (
 // client certificate; the fixture's client is then the fleet's.
 func newPeerFixture(t *testing.T, fleet *fleettls.Fleet, maxUploads int, uploadRate int64) *peerFixture {
 	t.Helper()
-	s, src := newTestStore(t), releasetest.NewSource()
+	s, src := &store.Store{Dir: filepath.Join(t.TempDir(), store.ReleasesDir)}, releasetest.NewSource()
 	f := &peerFixture{data1: releasetest.Data(21, 300<<10), data2: releasetest.Data(22, 300<<10)}
 	f.m1 = releasetest.Release(t, 1, f.data1, src)
-	if _, err := assembleRelease(t, s, f.m1, src); err != nil {
+	dir1 := s.ReleaseDir("app", "stable", 1)
+	if err := os.MkdirAll(dir1, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	releasetest.WriteManifest(t, dir1, f.m1)
+	if _, err := swarm.Assemble(context.Background(), s, f.m1, dir1, src, 3, nil, nil, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
 	f.m2 = releasetest.Release(t, 2, f.data2, src)

@@ -22,6 +22,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/store"
+	"github.com/fleetcast/fleetcast/agent/swarm"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
 )
@@ -171,7 +172,7 @@ func (pm *peerManager) fetcher(addr string) *fetch.Client {
 		ChunkPath: func(d manifest.Digest) string {
 			return strings.TrimPrefix(peerproto.ChunkPath, "/v1/peer/") + d.String()
 		},
-		Rejected: func() { pm.a.metrics.ChunkRejected(sourcePeer) }}, pm.log)
+		Rejected: func() { pm.a.metrics.ChunkRejected(swarm.SourcePeer) }}, pm.log)
 }
 
 // follow long-polls a peer's state until ctx is done.
@@ -401,32 +402,32 @@ func (pm *peerManager) Usable() int {
 }
 
 // swarm is the scheduler's configuration for assemblies with these peers.
-func (pm *peerManager) swarm() *swarmConfig {
+func (pm *peerManager) swarm() *swarm.Config {
 	c := pm.a.cfg
-	return &swarmConfig{View: pm, Self: pm.a.id, Grace: c.OriginGrace, PerPeer: c.PerPeer, Conns: c.PeerConnections, MinRate: c.MinThroughput}
+	return &swarm.Config{View: pm, Self: pm.a.id, Grace: c.OriginGrace, PerPeer: c.PerPeer, Conns: c.PeerConnections, MinRate: c.MinThroughput}
 }
 
 // snapshot returns the usable peers that take part in a release: those
 // whose state lists it, whatever they hold of it, and those that follow its
 // channel and will start on it soon.
-func (pm *peerManager) Snapshot(key store.RelKey) []holder {
+func (pm *peerManager) Snapshot(key store.RelKey) []swarm.Holder {
 	now := time.Now()
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
-	var out []holder
+	var out []swarm.Holder
 	for _, v := range pm.peers {
 		if !pm.usableLocked(v, now) {
 			continue
 		}
 		if r := v.rels[key]; r != nil {
-			out = append(out, holder{Addr: v.addr, ID: v.id, Bits: r.bits, Fetching: r.fetching, Progress: r.progress, Fetch: v.fetch})
+			out = append(out, swarm.Holder{Addr: v.addr, ID: v.id, Bits: r.bits, Fetching: r.fetching, Progress: r.progress, Fetch: v.fetch})
 		} else if v.subs[key.Product+"/"+key.Channel] {
 			// It follows the channel, so it will take part: it holds
 			// nothing yet (nil bitmaps) and has made no progress.
-			out = append(out, holder{Addr: v.addr, ID: v.id, Fetch: v.fetch})
+			out = append(out, swarm.Holder{Addr: v.addr, ID: v.id, Fetch: v.fetch})
 		}
 	}
-	slices.SortFunc(out, func(a, b holder) int { return strings.Compare(a.Addr, b.Addr) })
+	slices.SortFunc(out, func(a, b swarm.Holder) int { return strings.Compare(a.Addr, b.Addr) })
 	return out
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/agent/swarm"
 	"github.com/fleetcast/fleetcast/internal/releasetest"
 )
 
@@ -74,11 +75,11 @@ func sumChunks(rel liveRelease, n int) int64 {
 func TestProgressSnapshot(t *testing.T) {
 	src := releasetest.NewSource()
 	m := releasetest.Release(t, 3, releasetest.Data(3, 200<<10), src)
-	p := newProgress(m, time.Unix(1e9, 0), nil)
+	p := swarm.NewProgress(m, time.Unix(1e9, 0), nil)
 	p.Resumed(1000, 1)
-	p.Fetched(sourceOrigin, reasonNoPeers, 300)
-	p.Fetched(sourcePeer, "", 200)
-	p.Fetched(sourceReused, "", 100)
+	p.Fetched(swarm.SourceOrigin, swarm.ReasonNoPeers, 300)
+	p.Fetched(swarm.SourcePeer, "", 200)
+	p.Fetched(swarm.SourceReused, "", 100)
 	p.Placed(1200, 4) // the origin's chunk at two offsets, and the others
 	got := p.Snapshot()
 	want := peerproto.Progress{Sequence: 3, Version: "1.0", Phase: peerproto.PhaseFetching, Started: time.Unix(1e9, 0),
@@ -95,9 +96,9 @@ func TestProgressSnapshot(t *testing.T) {
 	if got := p.Snapshot(); got.Phase != peerproto.PhaseInstalling || got.DoneBytes != m.Artifact.Size || got.DoneChunks != len(m.Chunks) {
 		t.Fatalf("installing: %+v; want phase installing, every byte done", *got)
 	}
-	var none *progress // an assembly without progress
+	var none *swarm.Progress // an assembly without progress
 	none.Resumed(1, 1)
-	none.Fetched(sourceOrigin, reasonNoPeers, 1)
+	none.Fetched(swarm.SourceOrigin, swarm.ReasonNoPeers, 1)
 	none.Placed(1, 1)
-	none.Rejected(sourcePeer)
+	none.Rejected(swarm.SourcePeer)
 }

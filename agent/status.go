@@ -15,6 +15,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/store"
+	"github.com/fleetcast/fleetcast/agent/swarm"
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
@@ -116,8 +117,8 @@ func (a *Agent) serve(ctx context.Context) (stop func(), err error) {
 
 // startProgress makes sub's update to m visible in GET /v1/status; it
 // lasts until recordCycle.
-func (a *Agent) startProgress(sub config.Subscription, m *manifest.Manifest) *progress {
-	p := newProgress(m, a.now(), a.metrics)
+func (a *Agent) startProgress(sub config.Subscription, m *manifest.Manifest) *swarm.Progress {
+	p := swarm.NewProgress(m, a.now(), a.metrics)
 	a.statusMu.Lock()
 	defer a.statusMu.Unlock()
 	a.live[sub.Key()] = p

@@ -1,4 +1,4 @@
-package agent
+package swarm
 
 import (
 	"bytes"
@@ -19,14 +19,14 @@ func newTestStore(t *testing.T) *store.Store {
 	return &store.Store{Dir: filepath.Join(t.TempDir(), store.ReleasesDir)}
 }
 
-func assembleRelease(t *testing.T, s *store.Store, m *manifest.Manifest, src chunkSource) (peerproto.Transfer, error) {
+func assembleRelease(t *testing.T, s *store.Store, m *manifest.Manifest, src Source) (peerproto.Transfer, error) {
 	t.Helper()
 	dir := s.ReleaseDir(m.Product, m.Channel, m.Sequence)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	releasetest.WriteManifest(t, dir, m)
-	return assemble(context.Background(), s, m, dir, src, 3, nil, nil, slog.New(slog.DiscardHandler))
+	return Assemble(context.Background(), s, m, dir, src, 3, nil, nil, slog.New(slog.DiscardHandler))
 }
 
 func checkArtifact(t *testing.T, s *store.Store, m *manifest.Manifest, want []byte) {
@@ -126,7 +126,7 @@ func TestAssembleRefetchesDamagedBytes(t *testing.T) {
 	f.WriteAt([]byte{data[1000] ^ 0xff}, 1000)
 	f.Close()
 
-	tr, err := assemble(context.Background(), s, m, dir, src, 2, nil, nil, slog.New(slog.DiscardHandler))
+	tr, err := Assemble(context.Background(), s, m, dir, src, 2, nil, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

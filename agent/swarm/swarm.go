@@ -1,4 +1,4 @@
-package agent
+package swarm
 
 import (
 	"context"
@@ -19,12 +19,12 @@ import (
 
 // Why a chunk was fetched from the origin (Transfer.OriginReasons).
 const (
-	reasonNoPeers     = "no-peers"        // no other agent of the fleet takes part in this release
-	reasonAssigned    = "assigned"        // this agent is the chunk's first choice among those that take part
-	reasonPeerStalled = "peer-stalled"    // the agents ranked before this one made no progress for origin_grace
-	reasonPeersFailed = "peers-failed"    // every peer that had it failed to deliver it
-	reasonNoHolder    = "no-peer-has-it"  // origin_grace is 0: no waiting for peers
-	reasonWaited      = "waited-too-long" // waited in vain for others (originReasonLocked)
+	ReasonNoPeers     = "no-peers"        // no other agent of the fleet takes part in this release
+	ReasonAssigned    = "assigned"        // this agent is the chunk's first choice among those that take part
+	ReasonPeerStalled = "peer-stalled"    // the agents ranked before this one made no progress for origin_grace
+	ReasonPeersFailed = "peers-failed"    // every peer that had it failed to deliver it
+	ReasonNoHolder    = "no-peer-has-it"  // origin_grace is 0: no waiting for peers
+	ReasonWaited      = "waited-too-long" // waited in vain for others (originReasonLocked)
 )
 
 // Kinds of task that are not origin fetches.
@@ -35,28 +35,26 @@ const (
 
 // swarmView is what a scheduler needs of the peers: peerManager, or an
 // in-memory fleet in tests. Its methods are safe for concurrent use.
-type swarmView interface {
-	Snapshot(key store.RelKey) []holder // the usable peers taking part in a release
+type View interface {
+	Snapshot(key store.RelKey) []Holder // the usable peers taking part in a release
 	Usable() int                        // usable peers in all
 	Wake() <-chan struct{}              // closed at the next change
 	Ban(addr, reason string)
 }
 
-var _ swarmView = (*peerManager)(nil)
-
 // holder is a peer's part in one release, as a scheduler sees it.
-type holder struct {
+type Holder struct {
 	Addr     string
 	ID       string
 	Bits     []byte // nil: holds nothing of the release yet
 	Fetching []byte // chunks it is fetching from the origin
 	Progress time.Time
-	Fetch    chunkSource
+	Fetch    Source
 }
 
 // swarmConfig turns on peers for an assembly.
-type swarmConfig struct {
-	View    swarmView
+type Config struct {
+	View    View
 	Self    string        // this agent's id
 	Grace   time.Duration // origin_grace
 	PerPeer int           // peer_requests_per_peer
@@ -69,7 +67,7 @@ type swarmConfig struct {
 // from a peer.
 type task struct {
 	j      *job
-	peer   *holder
+	peer   *Holder
 	reason string
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -98,7 +96,7 @@ type jobState struct {
 // origin in artifact order, as for a single machine.
 type sched struct {
 	a       *assembly
-	pm      swarmView // nil: origin only
+	pm      View // nil: origin only
 	key     store.RelKey
 	self    string
 	grace   time.Duration
@@ -119,7 +117,7 @@ type sched struct {
 	pauseUntil map[string]time.Time // per peer, after a failure
 	fails      map[string]int       // per peer, failures in a row
 	pauseBase  time.Duration        // first pause after a failure, doubled each time
-	holders    []holder
+	holders    []Holder
 	fleet      int       // usable peers, whether or not they take part
 	started    time.Time // origin_grace for participants to show up runs from here
 	refreshed  time.Time
@@ -129,7 +127,7 @@ type sched struct {
 	wakeCh     chan struct{}
 }
 
-func newSched(a *assembly, jobs []*job, sw *swarmConfig, key store.RelKey) *sched {
+func newSched(a *assembly, jobs []*job, sw *Config, key store.RelKey) *sched {
 	s := &sched{a: a, key: key, state: make(map[*job]*jobState, len(jobs)),
 		remaining: len(jobs), inflight: make(map[string]int), pauseUntil: make(map[string]time.Time),
 		fails: make(map[string]int), pauseBase: time.Second,
@@ -290,7 +288,7 @@ func (s *sched) queuedLocked(i int) bool {
 }
 
 // usableLocked: h may be asked for job j now.
-func (s *sched) usableLocked(h *holder, j *job, now time.Time) bool {
+func (s *sched) usableLocked(h *Holder, j *job, now time.Time) bool {
 	st := s.state[j]
 	return peerproto.BitSet(h.Bits, j.indexes[0]) && !st.failed[h.Addr] && s.inflight[h.Addr] < s.perPeer &&
 		now.After(s.pauseUntil[h.Addr])
@@ -372,12 +370,12 @@ func (s *sched) originReasonLocked(j *job, now time.Time) string {
 			st.fetchSeen = now
 		}
 		if now.Sub(st.fetchSeen) > s.fetchWait(j) {
-			return reasonWaited
+			return ReasonWaited
 		}
 	case st.waitSince.IsZero():
 		st.waitSince = now
 	case now.Sub(st.waitSince) > s.maxWait*time.Duration(max(ahead, 1)):
-		return reasonWaited
+		return ReasonWaited
 	}
 	return ""
 }
@@ -402,15 +400,15 @@ func (s *sched) originReason(j *job, now time.Time) (reason string, fetched bool
 		if s.fleet > 0 && now.Sub(s.started) < s.grace {
 			return "", false, 0 // peers are up but none has started on this release yet
 		}
-		return reasonNoPeers, false, 0
+		return ReasonNoPeers, false, 0
 	}
 	for i := range s.holders {
 		if peerproto.BitSet(s.holders[i].Bits, j.indexes[0]) {
-			return reasonPeersFailed, false, 0 // held, but only by peers that failed
+			return ReasonPeersFailed, false, 0 // held, but only by peers that failed
 		}
 	}
 	if s.grace == 0 {
-		return reasonNoHolder, false, 0
+		return ReasonNoHolder, false, 0
 	}
 	mine := rendezvous(s.self, j.chunk.SHA256)
 	live := false
@@ -433,11 +431,11 @@ func (s *sched) originReason(j *job, now time.Time) (reason string, fetched bool
 	}
 	switch {
 	case ahead == 0:
-		return reasonAssigned, false, 0
+		return ReasonAssigned, false, 0
 	case live:
 		return "", false, ahead // a live agent ranked before this one will fetch it
 	}
-	return reasonPeerStalled, false, ahead
+	return ReasonPeerStalled, false, ahead
 }
 
 // rendezvous is the weight of agent id for a chunk: the agent of highest
@@ -499,8 +497,8 @@ func (s *sched) pickPeerLocked() *task {
 
 // pickHolderLocked: the usable holder of j with the fewest requests in
 // flight, at random among equals.
-func (s *sched) pickHolderLocked(j *job, now time.Time) *holder {
-	var best *holder
+func (s *sched) pickHolderLocked(j *job, now time.Time) *Holder {
+	var best *Holder
 	ties := 0
 	for i := range s.holders {
 		h := &s.holders[i]
@@ -632,7 +630,7 @@ func badData(err error) bool {
 	return errors.Is(err, manifest.ErrMismatch) || errors.Is(err, fetch.ErrTooLong)
 }
 
-func removeHolder(hs []holder, addr string) []holder {
+func removeHolder(hs []Holder, addr string) []Holder {
 	out := hs[:0:0]
 	for _, h := range hs {
 		if h.Addr != addr {

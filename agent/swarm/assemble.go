@@ -1,4 +1,12 @@
-package agent
+// Package swarm assembles a release's artifact in the store from its
+// sources: chunks the store already holds (resume, delta), peers, and the
+// origin. Its scheduler picks the rarest chunk first from the least busy
+// peer, sends a chunk to the origin about once per fleet (rendezvous
+// ranks), and ends with a second request for a stuck chunk (docs/SPEC.md
+// §8). The agent gives it a View of the peers (its peer manager, or an
+// in-memory fleet in tests) and a Counter for its metrics; Progress is what
+// the status API shows of an assembly under way.
+package swarm
 
 import (
 	"context"
@@ -22,7 +30,7 @@ var errWholeFile = errors.New("whole-file check failed")
 
 // chunkSource fetches a chunk into buf and returns it verified against its
 // digest: the origin's fetch.Client, a peer's, or a test source.
-type chunkSource interface {
+type Source interface {
 	Chunk(ctx context.Context, c manifest.Chunk, buf []byte) ([]byte, error)
 }
 
@@ -37,11 +45,11 @@ type assembly struct {
 	f       *os.File
 	j       *store.Journal
 	offsets []int64
-	src     chunkSource
+	src     Source
 	conns   int
-	swarm   *swarmConfig    // nil: no peers
+	swarm   *Config         // nil: no peers
 	held    *store.Holdings // nil: not served to peers
-	prog    *progress       // nil: not reported
+	prog    *Progress       // nil: not reported
 	log     *slog.Logger
 
 	mu   sync.Mutex
@@ -58,7 +66,7 @@ type assembly struct {
 // assemble makes releases/.../<seq>/artifact for m, which must already be
 // verified, and returns what it transferred, reporting each chunk to p as
 // it arrives. sw may be nil (no peers), p nil (not reported).
-func assemble(ctx context.Context, s *store.Store, m *manifest.Manifest, dir string, src chunkSource, conns int, sw *swarmConfig, p *progress, log *slog.Logger) (peerproto.Transfer, error) {
+func Assemble(ctx context.Context, s *store.Store, m *manifest.Manifest, dir string, src Source, conns int, sw *Config, p *Progress, log *slog.Logger) (peerproto.Transfer, error) {
 	tr := peerproto.Transfer{ArtifactBytes: m.Artifact.Size}
 	a, err := openAssembly(s, m, dir, src, conns, log)
 	if err != nil {
@@ -104,7 +112,7 @@ func assemble(ctx context.Context, s *store.Store, m *manifest.Manifest, dir str
 	return tr, nil
 }
 
-func openAssembly(s *store.Store, m *manifest.Manifest, dir string, src chunkSource, conns int, log *slog.Logger) (*assembly, error) {
+func openAssembly(s *store.Store, m *manifest.Manifest, dir string, src Source, conns int, log *slog.Logger) (*assembly, error) {
 	a := &assembly{m: m, key: store.RelKey{Product: m.Product, Channel: m.Channel, Seq: m.Sequence}, dir: dir, src: src,
 		conns: max(conns, 1), held: s.Held, log: log, reasons: make(map[string]int64)}
 	a.cond = sync.NewCond(&a.mu)
@@ -291,12 +299,12 @@ func (a *assembly) count(t *task) {
 	switch {
 	case t.reason == taskLocal:
 		a.reused.Add(j.chunk.Size)
-		a.prog.Fetched(sourceReused, "", j.chunk.Size)
+		a.prog.Fetched(SourceReused, "", j.chunk.Size)
 		a.log.Debug("chunk reused from the store", slog.Int("chunk", j.indexes[0]), slog.String("from", j.local.Path))
 	case t.peer != nil:
 		a.peer.Add(j.chunk.Size)
 		a.peerChunks.Add(1)
-		a.prog.Fetched(sourcePeer, "", j.chunk.Size)
+		a.prog.Fetched(SourcePeer, "", j.chunk.Size)
 		a.log.Debug("peer fetch", slog.Int("chunk", j.indexes[0]), slog.String("sha256", j.chunk.SHA256.String()),
 			slog.Int64("bytes", j.chunk.Size), slog.String("peer", t.peer.Addr))
 	default:
@@ -305,7 +313,7 @@ func (a *assembly) count(t *task) {
 		a.reasonMu.Lock()
 		a.reasons[t.reason]++
 		a.reasonMu.Unlock()
-		a.prog.Fetched(sourceOrigin, t.reason, j.chunk.Size)
+		a.prog.Fetched(SourceOrigin, t.reason, j.chunk.Size)
 		a.log.Debug("origin fetch", slog.Int("chunk", j.indexes[0]), slog.String("sha256", j.chunk.SHA256.String()),
 			slog.Int64("bytes", j.chunk.Size), slog.String("reason", t.reason))
 	}
@@ -352,7 +360,7 @@ func (a *assembly) readLocal(j *job, buf []byte) []byte {
 		return nil
 	}
 	if manifest.Sum(b) != j.chunk.SHA256 {
-		a.prog.Rejected(sourceReused)
+		a.prog.Rejected(SourceReused)
 		a.log.Warn("stored chunk no longer matches its digest; fetching it", slog.String("chunk", j.chunk.SHA256.String()), slog.String("file", j.local.Path))
 		return nil
 	}

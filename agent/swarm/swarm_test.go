@@ -1,4 +1,4 @@
-package agent
+package swarm
 
 import (
 	"context"
@@ -69,7 +69,7 @@ func (p *memPeer) Chunk(ctx context.Context, c manifest.Chunk, buf []byte) ([]by
 // memFleet is a swarmView over in-memory peers.
 type memFleet struct {
 	mu      sync.Mutex
-	holders []holder
+	holders []Holder
 	bans    map[string]string
 	onBan   func(addr string) // if not nil, called at each ban
 	ch      chan struct{}
@@ -79,7 +79,7 @@ func newMemFleet() *memFleet { return &memFleet{bans: map[string]string{}, ch: m
 
 // add makes a peer that holds the chunks of m at the indexes in have (nil:
 // all), with progress at when.
-func (f *memFleet) add(addr string, m *manifest.Manifest, have func(i int) bool, src chunkSource, when time.Time) {
+func (f *memFleet) add(addr string, m *manifest.Manifest, have func(i int) bool, src Source, when time.Time) {
 	bits := make([]bool, len(m.Chunks))
 	for i := range bits {
 		bits[i] = have == nil || have(i)
@@ -88,13 +88,13 @@ func (f *memFleet) add(addr string, m *manifest.Manifest, have func(i int) bool,
 	none, _ := peerproto.DecodeBitmap(peerproto.EncodeBitmap(make([]bool, len(bits))), len(bits))
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.holders = append(f.holders, holder{Addr: addr, ID: fmt.Sprintf("%016x", len(f.holders)+1), Bits: b, Fetching: none, Progress: when, Fetch: src})
+	f.holders = append(f.holders, Holder{Addr: addr, ID: fmt.Sprintf("%016x", len(f.holders)+1), Bits: b, Fetching: none, Progress: when, Fetch: src})
 }
 
-func (f *memFleet) Snapshot(store.RelKey) []holder {
+func (f *memFleet) Snapshot(store.RelKey) []Holder {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []holder
+	var out []Holder
 	for _, h := range f.holders {
 		if _, banned := f.bans[h.Addr]; !banned {
 			out = append(out, h)
@@ -116,7 +116,7 @@ func (f *memFleet) Ban(addr, reason string) {
 	}
 }
 
-func swarmAssemble(t *testing.T, m *manifest.Manifest, origin chunkSource, sw *swarmConfig) peerproto.Transfer {
+func swarmAssemble(t *testing.T, m *manifest.Manifest, origin Source, sw *Config) peerproto.Transfer {
 	t.Helper()
 	s := newTestStore(t)
 	dir := s.ReleaseDir(m.Product, m.Channel, m.Sequence)
@@ -126,15 +126,15 @@ func swarmAssemble(t *testing.T, m *manifest.Manifest, origin chunkSource, sw *s
 	releasetest.WriteManifest(t, dir, m)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tr, err := assemble(ctx, s, m, dir, origin, 2, sw, nil, slog.New(slog.DiscardHandler))
+	tr, err := Assemble(ctx, s, m, dir, origin, 2, sw, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("assemble: %v", err)
 	}
 	return tr
 }
 
-func swarmConf(f *memFleet, grace time.Duration) *swarmConfig {
-	return &swarmConfig{View: f, Self: "00000000000000ff", Grace: grace, PerPeer: 2, Conns: 4, Pause: 10 * time.Millisecond}
+func swarmConf(f *memFleet, grace time.Duration) *Config {
+	return &Config{View: f, Self: "00000000000000ff", Grace: grace, PerPeer: 2, Conns: 4, Pause: 10 * time.Millisecond}
 }
 
 func TestSwarm(t *testing.T) {
@@ -153,8 +153,8 @@ func TestSwarm(t *testing.T) {
 		name:  "no peers: everything from the origin",
 		setup: func(*manifest.Manifest, *releasetest.Source, *memFleet) []*memPeer { return nil },
 		check: func(t *testing.T, r result) {
-			if r.tr.PeerChunks != 0 || r.tr.OriginReasons[reasonNoPeers] != int64(len(r.m.Chunks)) {
-				t.Errorf("transfer %+v: want every chunk from the origin, reason %s", r.tr, reasonNoPeers)
+			if r.tr.PeerChunks != 0 || r.tr.OriginReasons[ReasonNoPeers] != int64(len(r.m.Chunks)) {
+				t.Errorf("transfer %+v: want every chunk from the origin, reason %s", r.tr, ReasonNoPeers)
 			}
 		},
 	}, {
@@ -226,7 +226,7 @@ func TestSwarm(t *testing.T) {
 			return nil
 		},
 		check: func(t *testing.T, r result) {
-			if r.tr.OriginReasons[reasonPeersFailed] != int64(len(r.m.Chunks)) || len(r.fleet.bans) != 0 {
+			if r.tr.OriginReasons[ReasonPeersFailed] != int64(len(r.m.Chunks)) || len(r.fleet.bans) != 0 {
 				t.Errorf("transfer %+v, bans %v: want every chunk from the origin after the peer failed, no ban", r.tr, r.fleet.bans)
 			}
 		},
@@ -238,7 +238,7 @@ func TestSwarm(t *testing.T) {
 			return []*memPeer{p}
 		},
 		check: func(t *testing.T, r result) {
-			if r.tr.OriginReasons[reasonPeersFailed] != int64(len(r.m.Chunks)) || len(r.fleet.bans) != 0 {
+			if r.tr.OriginReasons[ReasonPeersFailed] != int64(len(r.m.Chunks)) || len(r.fleet.bans) != 0 {
 				t.Errorf("transfer %+v, bans %v: want every chunk from the origin after the peer stayed busy, no ban", r.tr, r.fleet.bans)
 			}
 		},
@@ -270,7 +270,7 @@ func TestSwarm(t *testing.T) {
 					mine++
 				}
 			}
-			if r.tr.OriginReasons[reasonAssigned] != mine || r.tr.OriginReasons[reasonPeerStalled] != int64(len(distinctChunks(r.m)))-mine {
+			if r.tr.OriginReasons[ReasonAssigned] != mine || r.tr.OriginReasons[ReasonPeerStalled] != int64(len(distinctChunks(r.m)))-mine {
 				t.Errorf("origin reasons %v: want %d assigned, the rest after the peer stalled", r.tr.OriginReasons, mine)
 			}
 		},
@@ -339,15 +339,15 @@ func TestSwarmWaitsForParticipants(t *testing.T) {
 	other := &relKeyFleet{memFleet: f, n: 1}
 	a := &assembly{m: m}
 	jobs := []*job{{chunk: m.Chunks[0], indexes: []int{0}}}
-	s := newSched(a, jobs, &swarmConfig{View: other, Self: "00000000000000ff", Grace: time.Hour, PerPeer: 2}, store.RelKey{})
+	s := newSched(a, jobs, &Config{View: other, Self: "00000000000000ff", Grace: time.Hour, PerPeer: 2}, store.RelKey{})
 	s.refreshLocked()
 	if tk := s.pickOriginLocked(); tk != nil {
 		t.Fatalf("picked %+v at once; want to wait for peers to take part", tk)
 	}
 	s.started = time.Now().Add(-2 * time.Hour)
 	s.lastPass = time.Time{} // as if originPass had passed
-	if tk := s.pickOriginLocked(); tk == nil || tk.reason != reasonNoPeers {
-		t.Fatalf("picked %+v after origin_grace; want the origin, reason %s", tk, reasonNoPeers)
+	if tk := s.pickOriginLocked(); tk == nil || tk.reason != ReasonNoPeers {
+		t.Fatalf("picked %+v after origin_grace; want the origin, reason %s", tk, ReasonNoPeers)
 	}
 }
 

@@ -1,4 +1,4 @@
-package agent
+package swarm
 
 import (
 	"sync/atomic"
@@ -10,35 +10,55 @@ import (
 
 // Where a chunk's bytes came from, as Progress and the metrics count them.
 const (
-	sourceOrigin = "origin"
-	sourcePeer   = "peer"
-	sourceReused = "reused" // copied from another release in the store, or resumed
+	SourceOrigin = "origin"
+	SourcePeer   = "peer"
+	SourceReused = "reused" // copied from another release in the store, or resumed
 )
 
-// progress is the live state of one update: the assembly's workers add to
+// Counter receives each chunk's accounting as it is verified: the agent's
+// metrics. Its methods are safe for concurrent use.
+type Counter interface {
+	ChunkBytes(source string, n int64)
+	ChunkVerified(source string, size int64)
+	ChunkRejected(source string)
+	OriginChunk(reason string)
+}
+
+// noCount counts nothing.
+type noCount struct{}
+
+func (noCount) ChunkBytes(string, int64)    {}
+func (noCount) ChunkVerified(string, int64) {}
+func (noCount) ChunkRejected(string)        {}
+func (noCount) OriginChunk(string)          {}
+
+// Progress is the live state of one update: the assembly's workers add to
 // it as chunks are verified and written, and Status reads it, without
 // either waiting for the other. It also passes each chunk on to the
 // agent's metrics. A nil *progress counts nothing (assemblies in tests).
-type progress struct {
+type Progress struct {
 	seq         uint64
 	version     string
 	started     time.Time
 	totalBytes  int64
 	totalChunks int
-	m           *metrics // nil: no metrics
+	m           Counter // nil: no counting
 
 	installing           atomic.Bool
 	done, doneChunks     atomic.Int64
 	origin, peer, reused atomic.Int64
 }
 
-func newProgress(m *manifest.Manifest, started time.Time, mx *metrics) *progress {
-	return &progress{seq: m.Sequence, version: m.Version, started: started,
+func NewProgress(m *manifest.Manifest, started time.Time, mx Counter) *Progress {
+	if mx == nil {
+		mx = noCount{}
+	}
+	return &Progress{seq: m.Sequence, version: m.Version, started: started,
 		totalBytes: m.Artifact.Size, totalChunks: len(m.Chunks), m: mx}
 }
 
 // snapshot returns the progress as GET /v1/status reports it.
-func (p *progress) Snapshot() *peerproto.Progress {
+func (p *Progress) Snapshot() *peerproto.Progress {
 	phase := peerproto.PhaseFetching
 	if p.installing.Load() {
 		phase = peerproto.PhaseInstalling
@@ -49,18 +69,18 @@ func (p *progress) Snapshot() *peerproto.Progress {
 }
 
 // resumed records the chunks an earlier attempt left verified in place.
-func (p *progress) Resumed(bytes int64, chunks int) {
+func (p *Progress) Resumed(bytes int64, chunks int) {
 	if p == nil {
 		return
 	}
 	p.reused.Add(bytes)
 	p.Placed(bytes, chunks)
-	p.m.ChunkBytes(sourceReused, bytes)
+	p.m.ChunkBytes(SourceReused, bytes)
 }
 
 // setPresent replaces the bytes and chunks in place, after a re-check
 // found some of them damaged.
-func (p *progress) SetPresent(bytes int64, chunks int) {
+func (p *Progress) SetPresent(bytes int64, chunks int) {
 	if p == nil {
 		return
 	}
@@ -70,24 +90,24 @@ func (p *progress) SetPresent(bytes int64, chunks int) {
 
 // fetched records a chunk verified from source (for the origin, with the
 // reason it was asked of the origin).
-func (p *progress) Fetched(source, reason string, size int64) {
+func (p *Progress) Fetched(source, reason string, size int64) {
 	if p == nil {
 		return
 	}
 	switch source {
-	case sourceOrigin:
+	case SourceOrigin:
 		p.origin.Add(size)
 		p.m.OriginChunk(reason)
-	case sourcePeer:
+	case SourcePeer:
 		p.peer.Add(size)
-	case sourceReused:
+	case SourceReused:
 		p.reused.Add(size)
 	}
 	p.m.ChunkVerified(source, size)
 }
 
 // rejected records a chunk from source that failed its hash check.
-func (p *progress) Rejected(source string) {
+func (p *Progress) Rejected(source string) {
 	if p != nil {
 		p.m.ChunkRejected(source)
 	}
@@ -95,7 +115,7 @@ func (p *progress) Rejected(source string) {
 
 // placed records bytes written at their place in the artifact (a chunk at
 // each of its offsets).
-func (p *progress) Placed(bytes int64, chunks int) {
+func (p *Progress) Placed(bytes int64, chunks int) {
 	if p == nil {
 		return
 	}
@@ -105,7 +125,7 @@ func (p *progress) Placed(bytes int64, chunks int) {
 
 // startInstall records that the artifact is complete and verified, and
 // handed to its installer.
-func (p *progress) StartInstall() {
+func (p *Progress) StartInstall() {
 	p.done.Store(p.totalBytes)
 	p.doneChunks.Store(int64(p.totalChunks))
 	p.installing.Store(true)
