@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fleetcast/fleetcast/agent/config"
@@ -42,10 +43,10 @@ type Agent struct {
 	rootMu sync.Mutex
 	root   *signing.Root
 
-	id    string          // this agent's id (data_dir/agent-id)
-	fleet *fleettls.Fleet // open, or closed by fleet_secret_file
-	pm    *peerManager    // set by Run when listen is set; nil: origin only
-	srv   *peerServer
+	id      string                      // this agent's id (data_dir/agent-id)
+	fleet   *fleettls.Fleet             // open, or closed by fleet_secret_file
+	peerMgr atomic.Pointer[peerManager] // set by Run when listen is set; nil: origin only (read it with pm)
+	srv     *peerServer
 
 	offersMu    sync.Mutex
 	offersTried map[offerKey]time.Time // peers' newer releases asked for, and when
@@ -195,3 +196,7 @@ func (a *Agent) nextPoll(failures int) time.Duration {
 	j := a.cfg.PollJitter
 	return time.Duration(float64(d) * (1 - j + 2*j*rand.Float64()))
 }
+
+// pm is the peer manager, or nil when the agent fetches from the origin
+// only (no listen address, or Run has not started it yet).
+func (a *Agent) pm() *peerManager { return a.peerMgr.Load() }

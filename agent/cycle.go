@@ -109,7 +109,7 @@ type freshManifest struct {
 // everything it named was handled; when the trusted release is not installed
 // yet (an interrupted cycle), it returns the stored envelope.
 func (a *Agent) latest(ctx context.Context, sub config.Subscription, st *store.State, log *slog.Logger) ([]byte, *freshManifest, error) {
-	if a.pm == nil {
+	if a.pm() == nil {
 		return a.latestFromOrigin(ctx, sub, st, log)
 	}
 	if env := a.latestFromPeers(ctx, sub, st, log); env != nil {
@@ -285,8 +285,8 @@ func (a *Agent) update(ctx context.Context, sub config.Subscription, st *store.S
 		start := time.Now()
 		log.Info("assembling release", slog.Int64("bytes", v.Artifact.Size), slog.Int("chunks", len(v.Chunks)))
 		var sw *swarm.Config
-		if a.pm != nil {
-			sw = a.pm.swarm()
+		if a.pm() != nil {
+			sw = a.pm().swarm()
 		}
 		tr, err := swarm.Assemble(ctx, a.store, v.Manifest, dir, a.origin, a.cfg.OriginConnections, sw, prog, log)
 		tr.Seconds = time.Since(start).Seconds()

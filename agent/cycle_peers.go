@@ -41,7 +41,7 @@ func (a *Agent) latestFromPeers(ctx context.Context, sub config.Subscription, st
 		}
 		log.Warn("manifest from peer refused", slog.String("peer", o.addr), slog.Uint64("sequence", o.seq), slog.String("reason", err.Error()))
 		if bannable(err) {
-			a.pm.Ban(o.addr, err.Error())
+			a.pm().Ban(o.addr, err.Error())
 		}
 		a.offerTried(store.RelKey{Product: sub.Product, Channel: sub.Channel, Seq: anySequence}, o.addr)
 	}
@@ -54,7 +54,7 @@ func (a *Agent) latestFromPeers(ctx context.Context, sub config.Subscription, st
 // release no peer delivers, or that this agent refuses, must not start cycle
 // after cycle, nor may a peer that claims ever higher sequences.
 func (a *Agent) offers(sub config.Subscription, st *store.State) []peerOffer {
-	all := a.pm.newest(sub.Product, sub.Channel, max(st.Trusted, st.Failed))
+	all := a.pm().newest(sub.Product, sub.Channel, max(st.Trusted, st.Failed))
 	a.offersMu.Lock()
 	defer a.offersMu.Unlock()
 	now := a.now()
@@ -119,7 +119,7 @@ func (a *Agent) latestRace(ctx context.Context, sub config.Subscription, st *sto
 		case <-ctx.Done():
 			<-done
 			return nil, nil, fmt.Errorf("%s/%s: %w", sub.Product, sub.Channel, context.Cause(ctx))
-		case <-a.pm.Wake():
+		case <-a.pm().Wake():
 		}
 		if len(a.offers(sub, st)) == 0 {
 			continue

@@ -205,8 +205,8 @@ func (c *agentCollector) collectSubscription(ch chan<- prometheus.Metric, s conf
 // collectPeers counts the peers as GET /v1/status lists them.
 func (c *agentCollector) collectPeers(ch chan<- prometheus.Metric) {
 	var peers []peerproto.PeerStatus
-	if c.a.pm != nil {
-		peers = c.a.pm.status()
+	if c.a.pm() != nil {
+		peers = c.a.pm().status()
 	}
 	banned := 0
 	for _, p := range peers {

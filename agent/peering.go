@@ -29,7 +29,7 @@ func (a *Agent) startPeering(ctx context.Context, ln net.Listener) (wait func() 
 	if err != nil {
 		return nil, err
 	}
-	a.pm = newPeerManager(a, d)
+	a.peerMgr.Store(newPeerManager(a, d))
 	var wg sync.WaitGroup
 	var derr error
 	wg.Go(func() {
@@ -37,7 +37,7 @@ func (a *Agent) startPeering(ctx context.Context, ln net.Listener) (wait func() 
 			derr = fmt.Errorf("discovery: %w", err)
 		}
 	})
-	wg.Go(func() { a.pm.run(ctx) })
+	wg.Go(func() { a.pm().run(ctx) })
 	if !a.fleet.Closed() {
 		a.log.Warn("no fleet_secret_file: any host on the LAN can discover this agent and read the releases it holds")
 	}
@@ -50,7 +50,7 @@ func (a *Agent) startPeering(ctx context.Context, ln net.Listener) (wait func() 
 // before it decides which chunks to fetch from the origin. An agent alone
 // on its LAN pays those seconds once, at start.
 func (a *Agent) settle(ctx context.Context) {
-	if a.pm == nil || (!a.cfg.MDNS && len(a.cfg.Peers) == 0) {
+	if a.pm() == nil || (!a.cfg.MDNS && len(a.cfg.Peers) == 0) {
 		return
 	}
 	deadline := time.After(4 * time.Second)
@@ -59,14 +59,14 @@ func (a *Agent) settle(ctx context.Context) {
 		return
 	case <-deadline:
 		return
-	case <-a.pm.src.Browsed():
+	case <-a.pm().src.Browsed():
 	}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		// Alone after the first browse: the others may have started with
 		// this one, and answer the next browses (or the deadline passes).
-		if done, n := a.pm.settled(); done && n > 0 {
+		if done, n := a.pm().settled(); done && n > 0 {
 			return
 		}
 		select {
@@ -75,7 +75,7 @@ func (a *Agent) settle(ctx context.Context) {
 		case <-deadline:
 			return
 		case <-tick.C:
-		case <-a.pm.Wake():
+		case <-a.pm().Wake():
 		}
 	}
 }
@@ -84,7 +84,7 @@ func (a *Agent) settle(ctx context.Context) {
 // newer than this agent trusts, so that Run starts a cycle at once.
 func (a *Agent) peerNews(ctx context.Context) <-chan struct{} {
 	ch := make(chan struct{})
-	if a.pm == nil {
+	if a.pm() == nil {
 		return ch
 	}
 	go func() {
@@ -100,7 +100,7 @@ func (a *Agent) peerNews(ctx context.Context) <-chan struct{} {
 			select {
 			case <-ctx.Done():
 				return
-			case <-a.pm.Wake():
+			case <-a.pm().Wake():
 			}
 			select { // at most a few checks a second, however busy the peers
 			case <-ctx.Done():

@@ -24,8 +24,8 @@ func (a *Agent) Status() peerproto.Status {
 	st := peerproto.Status{AgentID: a.id, FleetID: a.fleet.ID(), RootVersion: a.currentRoot().Version,
 		OriginBytes: a.origin.Bytes(), UploadedBytes: a.srv.uploaded.Load(), UploadedChunks: a.srv.served.Load(),
 		Peers: []peerproto.PeerStatus{}}
-	if a.pm != nil {
-		st.Peers = a.pm.status()
+	if a.pm() != nil {
+		st.Peers = a.pm().status()
 	}
 	a.statusMu.Lock()
 	defer a.statusMu.Unlock()
