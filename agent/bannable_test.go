@@ -23,27 +23,17 @@ import (
 	"github.com/fleetcast/fleetcast/internal/releasetest"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
+	"github.com/fleetcast/fleetcast/signing/signingtest"
 )
 
 // TestBannable: which refusals of a peer's manifest ban the peer. The
 // signature and manifest errors come from checkOffer on real envelopes, the
 // transfer errors as fetchPeerManifest wraps them.
 func TestBannable(t *testing.T) {
-	newKey := func(b byte) *signing.PrivateKey {
-		k, err := signing.NewKeyFromSeed(bytes.Repeat([]byte{b}, 32))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	trusted, second, stranger := newKey(1), newKey(2), newKey(3)
+	trusted, second, stranger := signingtest.Key(t, 1), signingtest.Key(t, 2), signingtest.Key(t, 3)
 	now := time.Unix(1.5e9, 0)
 	rootOf := func(threshold int, expires time.Time, keys ...*signing.PrivateKey) *signing.Root {
-		r := &signing.Root{Version: 1, Threshold: threshold, Expires: expires}
-		for _, k := range keys {
-			r.Keys = append(r.Keys, k.Public)
-		}
-		return r
+		return signingtest.Root(1, threshold, expires, keys...)
 	}
 	one := rootOf(1, now.Add(time.Hour), trusted)
 	two := rootOf(2, now.Add(time.Hour), trusted, second)

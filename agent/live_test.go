@@ -22,6 +22,7 @@ import (
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/publisher"
 	"github.com/fleetcast/fleetcast/signing"
+	"github.com/fleetcast/fleetcast/signing/signingtest"
 )
 
 // A real agent (New, Run) against a real origin directory written by
@@ -134,14 +135,7 @@ func publishApp(t *testing.T, dir string, key *signing.PrivateKey, root, data []
 	return res.Manifest
 }
 
-func liveKey(t *testing.T) *signing.PrivateKey {
-	t.Helper()
-	k, err := signing.NewKeyFromSeed(bytes.Repeat([]byte{9}, 32))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
+func liveKey(t *testing.T) *signing.PrivateKey { return signingtest.Key(t, 9) }
 
 // liveRoot is a version 1 root of key alone, signed by it, valid for a day.
 func liveRoot(t *testing.T, key *signing.PrivateKey) []byte {
@@ -150,14 +144,7 @@ func liveRoot(t *testing.T, key *signing.PrivateKey) []byte {
 
 // signedRoot is a version 1 root of key alone, signed by it, expiring at expires.
 func signedRoot(t *testing.T, key *signing.PrivateKey, expires time.Time) []byte {
-	t.Helper()
-	r := &signing.Root{Version: 1, Threshold: 1, Expires: expires, Keys: []signing.PublicKey{key.Public}}
-	env, err := r.Envelope()
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.Sign(key)
-	return env.Marshal()
+	return signingtest.SignRoot(t, signingtest.Root(1, 1, expires, key), key)
 }
 
 // liveAgent is an agent started with Run, its API at base.

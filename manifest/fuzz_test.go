@@ -8,6 +8,7 @@ import (
 
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
+	"github.com/fleetcast/fleetcast/signing/signingtest"
 )
 
 // vectorSeeds returns every manifest.json and root.json under the test
@@ -73,8 +74,8 @@ func FuzzDecode(f *testing.F) {
 // FuzzVerify checks that Verify never panics and never accepts an envelope
 // unless it carries a valid signature by the root's only key over its payload.
 func FuzzVerify(f *testing.F) {
-	key := testKey(f, 1) // the key of the ok-1of1 and ok-artifact vectors
-	root := testRoot(1, 1, testExpires, key)
+	key := signingtest.Key(f, 1) // the key of the ok-1of1 and ok-artifact vectors
+	root := signingtest.Root(1, 1, testExpires, key)
 	for _, s := range vectorSeeds(f, false) {
 		f.Add(s)
 	}

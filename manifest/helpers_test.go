@@ -1,7 +1,6 @@
 package manifest_test
 
 import (
-	"bytes"
 	"reflect"
 	"testing"
 	"time"
@@ -18,37 +17,6 @@ var (
 	testExpires = time.Date(2099, time.January, 1, 0, 0, 0, 0, time.UTC)
 	testNow     = time.Date(2026, time.June, 1, 0, 0, 0, 0, time.UTC)
 )
-
-// testKey returns a deterministic key: seed byte n repeated 32 times.
-func testKey(t testing.TB, n byte) *signing.PrivateKey {
-	t.Helper()
-	k, err := signing.NewKeyFromSeed(bytes.Repeat([]byte{n}, 32))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func testRoot(version uint64, threshold int, expires time.Time, ks ...*signing.PrivateKey) *signing.Root {
-	r := &signing.Root{Version: version, Expires: expires, Threshold: threshold}
-	for _, k := range ks {
-		r.Keys = append(r.Keys, k.Public)
-	}
-	return r
-}
-
-// signRoot returns r's envelope signed by signers, encoded.
-func signRoot(t testing.TB, r *signing.Root, signers ...*signing.PrivateKey) []byte {
-	t.Helper()
-	env, err := r.Envelope()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range signers {
-		env.Sign(k)
-	}
-	return env.Marshal()
-}
 
 // testArtifact returns n deterministic, irregular bytes (xorshift32).
 func testArtifact(n int) []byte {

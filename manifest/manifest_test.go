@@ -15,6 +15,7 @@ import (
 
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
+	"github.com/fleetcast/fleetcast/signing/signingtest"
 )
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {
@@ -252,7 +253,7 @@ func TestDecodeStrict(t *testing.T) {
 }
 
 func TestVerify(t *testing.T) {
-	k1, k2, k3, stranger := testKey(t, 1), testKey(t, 2), testKey(t, 3), testKey(t, 9)
+	k1, k2, k3, stranger := signingtest.Key(t, 1), signingtest.Key(t, 2), signingtest.Key(t, 3), signingtest.Key(t, 9)
 	artifact := testArtifact(3000)
 	m := testManifest(t, artifact, 1000, 2000)
 	notJSON := []byte("this is not JSON {")
@@ -264,8 +265,8 @@ func TestVerify(t *testing.T) {
 	badSigNotJSON := signPayload(manifest.PayloadType, notJSON, k1)
 	badSigNotJSON.Signatures[0].Sig[5] ^= 0x80
 
-	root1 := testRoot(1, 1, testExpires, k1)
-	root2of3 := testRoot(1, 2, testExpires, k1, k2, k3)
+	root1 := signingtest.Root(1, 1, testExpires, k1)
+	root2of3 := signingtest.Root(1, 2, testExpires, k1, k2, k3)
 	tests := []struct {
 		name    string
 		env     *signing.Envelope
@@ -278,14 +279,14 @@ func TestVerify(t *testing.T) {
 		{"ok 2 of 3", signManifest(t, m, k3, k1), root2of3, testNow, nil, nil},
 		{"ok extra unknown signature", signManifest(t, m, stranger, k1), root1, testNow, nil, nil},
 		{"ok at the expiry instant", signManifest(t, m, k1), root1, testExpires, nil, nil},
-		{"expired", signManifest(t, m, k1), testRoot(1, 1, testExpires.AddDate(1, 0, 0), k1), testExpires.Add(time.Second), manifest.ErrExpired, signing.ErrRootExpired},
-		{"root expired", signManifest(t, m, k1), testRoot(1, 1, testNow.Add(-time.Hour), k1), testNow, signing.ErrRootExpired, manifest.ErrExpired},
+		{"expired", signManifest(t, m, k1), signingtest.Root(1, 1, testExpires.AddDate(1, 0, 0), k1), testExpires.Add(time.Second), manifest.ErrExpired, signing.ErrRootExpired},
+		{"root expired", signManifest(t, m, k1), signingtest.Root(1, 1, testNow.Add(-time.Hour), k1), testNow, signing.ErrRootExpired, manifest.ErrExpired},
 		{"unsigned", signManifest(t, m), root1, testNow, signing.ErrThreshold, signing.ErrBadSignature},
 		{"below threshold", signManifest(t, m, k2), root2of3, testNow, signing.ErrThreshold, signing.ErrBadSignature},
 		{"bad signature", badSig, root1, testNow, signing.ErrBadSignature, nil},
 		{"unknown key", signManifest(t, m, stranger), root1, testNow, signing.ErrUnknownKey, signing.ErrBadSignature},
 		{"root payload type", signPayload(signing.RootPayloadType, mustEncode(t, m), k1), root1, testNow, signing.ErrPayloadType, nil},
-		{"root with threshold 0", signManifest(t, m), testRoot(1, 0, testExpires, k1), testNow, signing.ErrMalformed, nil},
+		{"root with threshold 0", signManifest(t, m), signingtest.Root(1, 0, testExpires, k1), testNow, signing.ErrMalformed, nil},
 		// Verify before parse: a payload that is not even JSON fails on its
 		// signature when it is not properly signed...
 		{"unsigned non-JSON payload", signPayload(manifest.PayloadType, notJSON), root1, testNow, signing.ErrThreshold, signing.ErrMalformed},
@@ -336,11 +337,11 @@ func TestVerify(t *testing.T) {
 }
 
 func TestVerifyMessages(t *testing.T) {
-	k1 := testKey(t, 1)
+	k1 := signingtest.Key(t, 1)
 	m := testManifest(t, testArtifact(10), 10)
 	m.Sequence, m.Version = 41, "1.4.1"
 	m.Expires = time.Date(2026, time.March, 1, 0, 0, 0, 0, time.UTC)
-	_, err := manifest.Verify(signManifest(t, m, k1).Marshal(), testRoot(1, 1, testExpires, k1), testNow)
+	_, err := manifest.Verify(signManifest(t, m, k1).Marshal(), signingtest.Root(1, 1, testExpires, k1), testNow)
 	for _, want := range []string{"myapp/stable", "sequence 41", "1.4.1", "2026-03-01T00:00:00Z", "re-signed"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("expiry error %q does not mention %q", err, want)
@@ -349,7 +350,7 @@ func TestVerifyMessages(t *testing.T) {
 }
 
 func TestVerifyMalformedEnvelope(t *testing.T) {
-	k1 := testKey(t, 1)
+	k1 := signingtest.Key(t, 1)
 	good := signManifest(t, testManifest(t, testArtifact(10), 10), k1).Marshal()
 	for name, data := range map[string][]byte{
 		"empty":         nil,
@@ -359,7 +360,7 @@ func TestVerifyMalformedEnvelope(t *testing.T) {
 		"unknown field": bytes.Replace(good, []byte(`{"payloadType"`), []byte(`{"x":1,"payloadType"`), 1),
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := manifest.Verify(data, testRoot(1, 1, testExpires, k1), testNow); !errors.Is(err, signing.ErrMalformed) {
+			if _, err := manifest.Verify(data, signingtest.Root(1, 1, testExpires, k1), testNow); !errors.Is(err, signing.ErrMalformed) {
 				t.Fatalf("got %v, want %v", err, signing.ErrMalformed)
 			}
 		})

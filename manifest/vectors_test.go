@@ -16,6 +16,7 @@ import (
 	"github.com/fleetcast/fleetcast/internal/strictjson"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
+	"github.com/fleetcast/fleetcast/signing/signingtest"
 )
 
 var updateVectors = flag.Bool("update-vectors", false, "rewrite ../testdata/vectors")
@@ -257,12 +258,12 @@ func compareTrees(t *testing.T, got, want string) {
 // Keys (seed byte n repeated 32 times): 1, 2, 3 sign root version 1; 4 is the
 // key root version 2 rotates to; 9 is trusted by no root.
 func buildVectors(t *testing.T) []vector {
-	k1, k2, k3, k4, stranger := testKey(t, 1), testKey(t, 2), testKey(t, 3), testKey(t, 4), testKey(t, 9)
+	k1, k2, k3, k4, stranger := signingtest.Key(t, 1), signingtest.Key(t, 2), signingtest.Key(t, 3), signingtest.Key(t, 4), signingtest.Key(t, 9)
 	rootExpired := time.Date(2026, time.March, 1, 0, 0, 0, 0, time.UTC)
 
-	root1of1 := signRoot(t, testRoot(1, 1, testExpires, k1), k1)
-	root2of3 := signRoot(t, testRoot(1, 2, testExpires, k1, k2, k3), k1, k2, k3)
-	root2 := testRoot(2, 1, testExpires, k4)
+	root1of1 := signingtest.SignRoot(t, signingtest.Root(1, 1, testExpires, k1), k1)
+	root2of3 := signingtest.SignRoot(t, signingtest.Root(1, 2, testExpires, k1, k2, k3), k1, k2, k3)
+	root2 := signingtest.Root(2, 1, testExpires, k4)
 
 	artifact := testArtifact(6 << 10)
 	withArtifact := testManifest(t, artifact, 2<<10, 3<<10, 1<<10)
@@ -293,7 +294,7 @@ func buildVectors(t *testing.T) []vector {
 	badB64 := envelopeJSON(t, manifest.PayloadType, "bm90IGJhc2U2NCE=!", signManifest(t, small, k1).Signatures)
 	skip := *root2
 	skip.Version = 3
-	unsignedRoot, err := testRoot(1, 1, testExpires, k1).Envelope()
+	unsignedRoot, err := signingtest.Root(1, 1, testExpires, k1).Envelope()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +313,7 @@ func buildVectors(t *testing.T) []vector {
 		v("ok-2of3", "ok", "root 2 of 3 keys, manifest signed by keys 3 and 1", map[string][]byte{
 			"root.json": root2of3, "manifest.json": sign(small, k3, k1)}),
 		v("ok-rotated", "ok", "pinned root version 1 (key 1) rotates through roots/2.root.json (key 4, signed by keys 1 and 4); manifest signed by key 4 only", map[string][]byte{
-			"root.json": root1of1, "roots/2.root.json": signRoot(t, root2, k1, k4), "manifest.json": sign(small, k4)}),
+			"root.json": root1of1, "roots/2.root.json": signingtest.SignRoot(t, root2, k1, k4), "manifest.json": sign(small, k4)}),
 		withArtifactFile(v("ok-artifact", "ok", "manifest of a 6 KiB artifact in 3 chunks; artifact.bin matches", map[string][]byte{
 			"root.json": root1of1, "manifest.json": sign(withArtifact, k1)}), artifact),
 		v("tampered-payload", "bad_signature", "one byte of the payload changed after signing (version 1.0.0 to 1.0.1), envelope re-encoded", map[string][]byte{
@@ -328,7 +329,7 @@ func buildVectors(t *testing.T) []vector {
 		v("expired-manifest", "expired", "manifest expired 2026-02-01, checked 2026-06-01", map[string][]byte{
 			"root.json": root1of1, "manifest.json": sign(&expired, k1)}),
 		v("expired-root", "root_expired", "root expired 2026-03-01, checked 2026-06-01; the manifest itself is valid", map[string][]byte{
-			"root.json": signRoot(t, testRoot(1, 1, rootExpired, k1), k1), "manifest.json": good}),
+			"root.json": signingtest.SignRoot(t, signingtest.Root(1, 1, rootExpired, k1), k1), "manifest.json": good}),
 		v("unknown-payload-type", "payload_type", `properly signed, but payloadType is "application/vnd.in-toto+json"`, map[string][]byte{
 			"root.json": root1of1, "manifest.json": inToto}),
 		v("too-many-signatures", "too_large", "the envelope carries 33 signatures (the limit is 32), all copies of key 1's valid one", map[string][]byte{
@@ -340,9 +341,9 @@ func buildVectors(t *testing.T) []vector {
 		v("trailing-data", "malformed", `a valid envelope followed by "{}"`, map[string][]byte{
 			"root.json": root1of1, "manifest.json": append(bytes.Clone(good), "{}\n"...)}),
 		v("rotation-not-signed-by-old", "rotation", "roots/2.root.json is signed only by its own new key 4, not by root version 1's key", map[string][]byte{
-			"root.json": root1of1, "roots/2.root.json": signRoot(t, root2, k4), "manifest.json": sign(small, k4)}),
+			"root.json": root1of1, "roots/2.root.json": signingtest.SignRoot(t, root2, k4), "manifest.json": sign(small, k4)}),
 		v("rotation-skips-version", "rotation", "roots/2.root.json holds root version 3 (signed by keys 1 and 4): versions must go up by one", map[string][]byte{
-			"root.json": root1of1, "roots/2.root.json": signRoot(t, &skip, k1, k4), "manifest.json": sign(small, k4)}),
+			"root.json": root1of1, "roots/2.root.json": signingtest.SignRoot(t, &skip, k1, k4), "manifest.json": sign(small, k4)}),
 		v("root-not-self-signed", "threshold", "the pinned root.json carries no signatures", map[string][]byte{
 			"root.json": unsignedRoot.Marshal(), "manifest.json": good}),
 		v("invalid-chunk-sizes", "invalid", "properly signed, but the chunk sizes add up to one byte less than artifact.size", map[string][]byte{
@@ -395,7 +396,7 @@ func writeKeyVector(t *testing.T, dir string) {
 	if _, err := os.Stat(filepath.Join(dir, "encrypted.key")); err == nil {
 		return
 	}
-	k := testKey(t, 7)
+	k := signingtest.Key(t, 7)
 	priv, err := signing.MarshalPrivateKey(k, []byte(keyVectorPassphrase))
 	if err != nil {
 		t.Fatal(err)

@@ -6,10 +6,11 @@ import (
 	"testing"
 
 	"github.com/fleetcast/fleetcast/signing"
+	"github.com/fleetcast/fleetcast/signing/signingtest"
 )
 
 func TestPendingIsNotOverwrittenByAnotherVersion(t *testing.T) {
-	a, b := testKey(t, 1), testKey(t, 2)
+	a, b := signingtest.Key(t, 1), signingtest.Key(t, 2)
 	o := newOrigin(t, signedRoot(t, 1, 2, []*signing.PrivateKey{a, b}, a, b))
 	path, _ := writeArtifact(t, t.TempDir(), 8, 200<<10)
 	if _, err := Publish(context.Background(), o, path, testOptions("1.0", a)); err != nil {

@@ -13,35 +13,10 @@ import (
 
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
+	"github.com/fleetcast/fleetcast/signing/signingtest"
 )
 
 var t0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
-
-func testKey(t *testing.T, n byte) *signing.PrivateKey {
-	t.Helper()
-	k, err := signing.NewKeyFromSeed(bytes.Repeat([]byte{n}, 32))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-// signedRoot returns a root envelope of the keys with threshold k, signed by signers.
-func signedRoot(t *testing.T, version uint64, k int, keys []*signing.PrivateKey, signers ...*signing.PrivateKey) []byte {
-	t.Helper()
-	r := &signing.Root{Version: version, Threshold: k, Expires: t0.Add(365 * 24 * time.Hour)}
-	for _, key := range keys {
-		r.Keys = append(r.Keys, key.Public)
-	}
-	env, err := r.Envelope()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range signers {
-		env.Sign(s)
-	}
-	return env.Marshal()
-}
 
 func writeArtifact(t *testing.T, dir string, seed uint64, size int) (string, []byte) {
 	t.Helper()
@@ -89,7 +64,7 @@ func readVerified(t *testing.T, o Origin, rel string) *manifest.Verified {
 }
 
 func TestPublishWritesVerifiableRelease(t *testing.T) {
-	a := testKey(t, 1)
+	a := signingtest.Key(t, 1)
 	o := newOrigin(t, signedRoot(t, 1, 1, []*signing.PrivateKey{a}, a))
 	path, data := writeArtifact(t, t.TempDir(), 1, 3<<20)
 
@@ -120,7 +95,7 @@ func TestPublishWritesVerifiableRelease(t *testing.T) {
 }
 
 func TestPublishSecondReleaseStoresOnlyNewChunks(t *testing.T) {
-	a := testKey(t, 1)
+	a := signingtest.Key(t, 1)
 	o := newOrigin(t, signedRoot(t, 1, 1, []*signing.PrivateKey{a}, a))
 	dir := t.TempDir()
 	path, data := writeArtifact(t, dir, 2, 8<<20)
@@ -148,7 +123,7 @@ func TestPublishSecondReleaseStoresOnlyNewChunks(t *testing.T) {
 }
 
 func TestPublishBelowThresholdThenCosign(t *testing.T) {
-	a, b, c := testKey(t, 1), testKey(t, 2), testKey(t, 3)
+	a, b, c := signingtest.Key(t, 1), signingtest.Key(t, 2), signingtest.Key(t, 3)
 	o := newOrigin(t, signedRoot(t, 1, 2, []*signing.PrivateKey{a, b, c}, a, b, c))
 	path, _ := writeArtifact(t, t.TempDir(), 3, 1<<20)
 	res, err := Publish(context.Background(), o, path, testOptions("1", a))
@@ -185,7 +160,7 @@ func TestPublishBelowThresholdThenCosign(t *testing.T) {
 }
 
 func TestPublishPendingRefusesStaleSequenceAndMissingChunks(t *testing.T) {
-	a, b := testKey(t, 1), testKey(t, 2)
+	a, b := signingtest.Key(t, 1), signingtest.Key(t, 2)
 	o := newOrigin(t, signedRoot(t, 1, 2, []*signing.PrivateKey{a, b}, a, b))
 	path, _ := writeArtifact(t, t.TempDir(), 4, 1<<20)
 	res, err := Publish(context.Background(), o, path, testOptions("1", a))
@@ -211,7 +186,7 @@ func TestPublishPendingRefusesStaleSequenceAndMissingChunks(t *testing.T) {
 }
 
 func TestPublishRefusals(t *testing.T) {
-	a, stranger := testKey(t, 1), testKey(t, 9)
+	a, stranger := signingtest.Key(t, 1), signingtest.Key(t, 9)
 	path, _ := writeArtifact(t, t.TempDir(), 5, 100<<10)
 	for _, tc := range []struct {
 		name string
@@ -247,7 +222,7 @@ func TestPublishRefusals(t *testing.T) {
 }
 
 func TestPublishCancelledLeavesNoRelease(t *testing.T) {
-	a := testKey(t, 1)
+	a := signingtest.Key(t, 1)
 	o := newOrigin(t, signedRoot(t, 1, 1, []*signing.PrivateKey{a}, a))
 	path, _ := writeArtifact(t, t.TempDir(), 6, 4<<20)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -267,7 +242,7 @@ func TestPublishCancelledLeavesNoRelease(t *testing.T) {
 }
 
 func TestPublishRefusesWhileLocked(t *testing.T) {
-	a := testKey(t, 1)
+	a := signingtest.Key(t, 1)
 	o := newOrigin(t, signedRoot(t, 1, 1, []*signing.PrivateKey{a}, a))
 	path, _ := writeArtifact(t, t.TempDir(), 7, 100<<10)
 	unlock, err := o.lock("app/stable")
@@ -292,7 +267,7 @@ func TestPublishRefusesWhileLocked(t *testing.T) {
 
 func TestAddRoot(t *testing.T) {
 	ctx := context.Background()
-	a, b := testKey(t, 1), testKey(t, 2)
+	a, b := signingtest.Key(t, 1), signingtest.Key(t, 2)
 	v1 := signedRoot(t, 1, 1, []*signing.PrivateKey{a}, a)
 	o := newOrigin(t, v1)
 	if _, added, err := o.AddRoot(ctx, v1); err != nil || added {
@@ -327,7 +302,7 @@ func TestAddRoot(t *testing.T) {
 }
 
 func TestPublishFinishesACrashedPublish(t *testing.T) {
-	a := testKey(t, 1)
+	a := signingtest.Key(t, 1)
 	o := newOrigin(t, signedRoot(t, 1, 1, []*signing.PrivateKey{a}, a))
 	path, _ := writeArtifact(t, t.TempDir(), 9, 300<<10)
 	for _, v := range []string{"1", "2"} {
@@ -371,7 +346,7 @@ func mustRoot(t *testing.T, o Origin) *signing.Root {
 }
 
 func TestPublishChecksNameAndExpiryBeforeWriting(t *testing.T) {
-	a := testKey(t, 1)
+	a := signingtest.Key(t, 1)
 	o := newOrigin(t, signedRoot(t, 1, 1, []*signing.PrivateKey{a}, a))
 	dir := t.TempDir()
 	data := make([]byte, 200<<10)
@@ -398,7 +373,7 @@ func TestPublishChecksNameAndExpiryBeforeWriting(t *testing.T) {
 }
 
 func TestDirectPublishRemovesOvertakenPending(t *testing.T) {
-	a, b := testKey(t, 1), testKey(t, 2)
+	a, b := signingtest.Key(t, 1), signingtest.Key(t, 2)
 	o := newOrigin(t, signedRoot(t, 1, 2, []*signing.PrivateKey{a, b}, a, b))
 	path, _ := writeArtifact(t, t.TempDir(), 10, 200<<10)
 	if _, err := Publish(context.Background(), o, path, testOptions("1.0", a)); err != nil {
@@ -417,4 +392,9 @@ func TestAddRootRefusesOversized(t *testing.T) {
 	if _, _, err := o.AddRoot(context.Background(), make([]byte, signing.MaxRootSize+1)); !errors.Is(err, signing.ErrTooLarge) {
 		t.Fatalf("oversized root: %v", err)
 	}
+}
+
+// signedRoot returns a root envelope of the keys with threshold k, signed by signers.
+func signedRoot(t *testing.T, version uint64, k int, keys []*signing.PrivateKey, signers ...*signing.PrivateKey) []byte {
+	return signingtest.SignRoot(t, signingtest.Root(version, k, t0.Add(365*24*time.Hour), keys...), signers...)
 }
