@@ -153,12 +153,21 @@ func TestAgentPeersOnLoopback(t *testing.T) {
 // serving c's "origin" directory, and waits until each follows the other two.
 func startLoopFleet(t *testing.T, c *cli) ([]*loopAgent, *originCounter) {
 	t.Helper()
+	return startLoopFleetOf(t, c, fleetcastBin, fleetcastBin, fleetcastBin)
+}
+
+// startLoopFleetOf is startLoopFleet with one agent per binary given.
+func startLoopFleetOf(t *testing.T, c *cli, bins ...string) ([]*loopAgent, *originCounter) {
+	t.Helper()
 	setupRoot(t, c, []string{"a"}, "1")
 	c.ok("root", "publish", "--origin", "origin", "root.json")
 	origin := serveCounted(t, c.path("origin"))
 	c.ok("fleet-secret", "fleet.secret")
 
-	ports := []int{freePort(t), freePort(t), freePort(t)}
+	var ports []int
+	for range bins {
+		ports = append(ports, freePort(t))
+	}
 	var agents []*loopAgent
 	for i, port := range ports {
 		var peers []string
@@ -185,7 +194,7 @@ product = "app"
 channel = "stable"
 `, name, origin.srv.URL+"/", port, strings.Join(peers, ", "))
 		c.write(name+".toml", []byte(cfg))
-		agents = append(agents, startLoopAgent(t, c, name, port))
+		agents = append(agents, startLoopAgentOf(t, c, bins[i], name, port))
 	}
 	// The agents run, as services do, and know each other before the
 	// release is published.
@@ -239,10 +248,12 @@ func waitLoopInstalled(t *testing.T, agents []*loopAgent, seq uint64) {
 	}
 }
 
-func startLoopAgent(t *testing.T, c *cli, name string, port int) *loopAgent {
+// startLoopAgentOf runs the agent binary bin with the configuration
+// name.toml until the test ends.
+func startLoopAgentOf(t *testing.T, c *cli, bin, name string, port int) *loopAgent {
 	t.Helper()
 	a := &loopAgent{name: name, port: port, logBuf: &syncBuf{}, done: make(chan struct{})}
-	a.cmd = exec.Command(fleetcastBin, "agent", "--config", name+".toml", "--log-level", "debug")
+	a.cmd = exec.Command(bin, "agent", "--config", name+".toml", "--log-level", "debug")
 	a.cmd.Dir = c.dir
 	a.cmd.Env = filteredEnv()
 	a.cmd.Stderr = a.logBuf
