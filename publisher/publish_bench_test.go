@@ -17,7 +17,7 @@ import (
 // test's temporary filesystem, beside BenchmarkPublishBaseline/sha256 (one
 // single-threaded SHA-256 pass over the same file) and
 // BenchmarkPublishBaseline/copy-fsync (a plain copy with fsync), so the
-// result reads as a ratio. cmd/publishbench does the same at 1 GiB with dd.
+// result reads as a ratio. tools/publishbench does the same at 1 GiB with dd.
 func BenchmarkPublish(b *testing.B) {
 	path, size := benchArtifact(b)
 	k, _ := signing.NewKeyFromSeed(make([]byte, 32))

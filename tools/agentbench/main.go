@@ -7,7 +7,7 @@
 // under 64 MiB). It then publishes a second release with 1% of the bytes
 // changed and reports how much of it the agent fetches from the origin.
 //
-//	go run ./cmd/agentbench -size 1GiB -runs 3
+//	cd tools && go run ./agentbench -size 1GiB -runs 3
 //
 // It needs nginx (/usr/sbin/nginx, Debian package nginx) and curl, and
 // prints a Markdown table for docs/BENCHMARKS.md.
@@ -79,7 +79,7 @@ func main() {
 	flag.IntVar(&cfg.runs, "runs", 3, "runs per system, interleaved; the median is reported")
 	flag.StringVar(&cfg.dir, "dir", "/var/tmp/agentbench", "work directory (on the filesystem under test, a real disk)")
 	flag.IntVar(&cfg.conns, "conns", 4, "the agent's origin_connections")
-	flag.StringVar(&cfg.fleet, "fleetcast", "", "fleetcast binary (default: build ./cmd/fleetcast)")
+	flag.StringVar(&cfg.fleet, "fleetcast", "", "fleetcast binary (default: build the repository's cmd/fleetcast)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory")
 	flag.Parse()
 	n, err := units.ParseBytes(size)

@@ -4,7 +4,7 @@
 // and one single-threaded SHA-256 pass (the hashing floor). It also runs
 // `casync make` on the same file when casync is installed.
 //
-//	go run ./cmd/publishbench -size 1GiB -runs 3 -dir /var/tmp
+//	cd tools && go run ./publishbench -size 1GiB -runs 3 -dir /var/tmp
 //
 // It prints a Markdown table for docs/BENCHMARKS.md.
 package main
@@ -43,7 +43,7 @@ func main() {
 	flag.StringVar(&size, "size", "1GiB", "artifact size (KiB, MiB, GiB suffixes)")
 	flag.IntVar(&cfg.runs, "runs", 3, "runs per system; the median is reported")
 	flag.StringVar(&cfg.dir, "dir", os.TempDir(), "work directory (the filesystem under test)")
-	flag.StringVar(&cfg.fleet, "fleetcast", "", "fleetcast binary (default: build ./cmd/fleetcast)")
+	flag.StringVar(&cfg.fleet, "fleetcast", "", "fleetcast binary (default: build the repository's cmd/fleetcast)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory")
 	flag.BoolVar(&cfg.noCasync, "no-casync", false, "skip casync even when installed")
 	flag.Parse()

@@ -10,9 +10,10 @@
 //
 //	fleetlab [flags]
 //
-// Example, the goals' configuration with both baselines:
+// Example, the goals' configuration with both baselines, run from the
+// repository's tools directory (a module of its own):
 //
-//	sudo go run ./cmd/fleetlab -n 8 -size 128MiB -origin-rate 40Mbit -peer-rate 400Mbit -out lab-out
+//	sudo go run ./fleetlab -n 8 -size 128MiB -origin-rate 40Mbit -peer-rate 400Mbit -out lab-out
 //
 // It writes into -out results.md (a Markdown table), results.json, done.png
 // (the fraction of agents done over time, per system) and, when scenarios
@@ -90,9 +91,9 @@ func kumarRoss(size int64, n int, r rates) time.Duration {
 
 const usage = `fleetlab measures a fleetcast rollout on a namespaced LAN (Linux, root).
 
-Example:
-  sudo go run ./cmd/fleetlab -n 8 -size 128MiB -origin-rate 40Mbit -peer-rate 400Mbit -out lab-out
-  sudo go run ./cmd/fleetlab -n 4 -size 32MiB -scenarios base,churn,hostile,outage,late,delta
+Examples, from the repository's tools directory:
+  sudo go run ./fleetlab -n 8 -size 128MiB -origin-rate 40Mbit -peer-rate 400Mbit -out lab-out
+  sudo go run ./fleetlab -n 4 -size 32MiB -scenarios base,churn,hostile,outage,late,delta
 
 Flags:
 `
@@ -299,11 +300,11 @@ func prepare(ctx context.Context, o *options) error {
 			return fmt.Errorf("mount a tmpfs on %s: %v: %s", o.dir, err, out)
 		}
 	}
-	if o.fleetcast, err = findBinary(ctx, o.fleetcast, o.dir, "fleetcast"); err != nil {
+	if o.fleetcast, err = findBinary(ctx, o.fleetcast, o.dir, "cmd/fleetcast"); err != nil {
 		return err
 	}
 	if slices.Contains(o.scenarios, "hostile") {
-		if o.hostilepeer, err = findBinary(ctx, o.hostilepeer, o.dir, "hostilepeer"); err != nil {
+		if o.hostilepeer, err = findBinary(ctx, o.hostilepeer, o.dir, "cmd/hostilepeer"); err != nil {
 			return err
 		}
 	}

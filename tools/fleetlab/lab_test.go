@@ -21,10 +21,12 @@ import (
 func TestLabSmall(t *testing.T) {
 	labRequire(t)
 	bin := t.TempDir()
-	for _, name := range []string{"fleetlab", "fleetcast", "hostilepeer"} {
-		out, err := exec.Command("go", "build", "-o", filepath.Join(bin, name), "github.com/fleetcast/fleetcast/cmd/"+name).CombinedOutput()
-		if err != nil {
-			t.Fatalf("build %s: %v\n%s", name, err, out)
+	if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, "fleetlab"), ".").CombinedOutput(); err != nil {
+		t.Fatalf("build fleetlab: %v\n%s", err, out)
+	}
+	for _, pkg := range []string{"cmd/fleetcast", "cmd/hostilepeer"} {
+		if _, err := findBinary(t.Context(), "", bin, pkg); err != nil {
+			t.Fatal(err)
 		}
 	}
 	out := t.TempDir()

@@ -5,6 +5,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"io/fs"
@@ -15,6 +16,8 @@ import (
 	"regexp"
 	"strconv"
 	"time"
+
+	"github.com/fleetcast/fleetcast/tools/internal/product"
 )
 
 // bench holds the prepared origin, keys and agent configuration.
@@ -46,10 +49,8 @@ func (b *bench) prepare() error {
 	b.fleet = b.cfg.fleet
 	if b.fleet == "" {
 		b.fleet = b.path("fleetcast")
-		build := exec.Command("go", "build", "-o", b.fleet, "./cmd/fleetcast")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			return fmt.Errorf("build fleetcast (run from the repository root, or pass -fleetcast): %w", err)
+		if err := product.Build(context.Background(), "cmd/fleetcast", b.fleet); err != nil {
+			return fmt.Errorf("%w (run from the repository, or pass -fleetcast)", err)
 		}
 	}
 	origin := b.path("origin")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fleetcast/fleetcast/manifest"
+	"github.com/fleetcast/fleetcast/tools/internal/product"
 )
 
 // bench holds the prepared artifact and key.
@@ -25,10 +27,8 @@ func (b *bench) prepare() error {
 	b.fleet = b.cfg.fleet
 	if b.fleet == "" {
 		b.fleet = b.path("fleetcast")
-		build := exec.Command("go", "build", "-o", b.fleet, "./cmd/fleetcast")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			return fmt.Errorf("build fleetcast (run from the repository root, or pass -fleetcast): %w", err)
+		if err := product.Build(context.Background(), "cmd/fleetcast", b.fleet); err != nil {
+			return fmt.Errorf("%w (run from the repository, or pass -fleetcast)", err)
 		}
 	}
 	if err := writeRandom(b.path("artifact.bin"), b.cfg.size); err != nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fleetcast/fleetcast/internal/netlab"
+	"github.com/fleetcast/fleetcast/tools/internal/product"
 )
 
 // originPort is where the origin host's HTTP server listens.
@@ -175,9 +176,10 @@ func (c fleetcastCLI) setupKeys(ctx context.Context) error {
 	return nil
 }
 
-// findBinary returns the named command of this module: path if given, else
-// one built with the go command into dir.
-func findBinary(ctx context.Context, path, dir, name string) (string, error) {
+// findBinary returns the product's command in pkg (e.g. "cmd/fleetcast"):
+// path if given, else one built with the go command into dir.
+func findBinary(ctx context.Context, path, dir, pkg string) (string, error) {
+	name := filepath.Base(pkg)
 	if path != "" {
 		if _, err := os.Stat(path); err != nil {
 			return "", fmt.Errorf("%s binary: %w", name, err)
@@ -185,12 +187,11 @@ func findBinary(ctx context.Context, path, dir, name string) (string, error) {
 		return filepath.Abs(path)
 	}
 	bin := filepath.Join(dir, name)
-	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/fleetcast/fleetcast/cmd/"+name).CombinedOutput()
-	if err != nil {
+	if err := product.Build(ctx, pkg, bin); err != nil {
 		if errors.Is(err, exec.ErrNotFound) {
 			return "", fmt.Errorf("no -%s binary given and no go command to build one", name)
 		}
-		return "", fmt.Errorf("build %s (run fleetlab from the repository, or pass -%s): %v\n%s", name, name, err, out)
+		return "", fmt.Errorf("%w (run fleetlab from the repository, or pass -%s)", err, name)
 	}
 	return bin, nil
 }
