@@ -557,7 +557,7 @@ var (
 	hostileErr  error
 )
 
-// buildHostile builds cmd/hostilepeer once per test binary.
+// buildHostile builds internal/cmd/hostilepeer once per test binary.
 func buildHostile(t *testing.T) string {
 	hostileOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "fleetcast-hostile-")
@@ -566,7 +566,7 @@ func buildHostile(t *testing.T) string {
 			return
 		}
 		hostileBin = filepath.Join(dir, "hostilepeer")
-		out, err := exec.Command("go", "build", "-o", hostileBin, "github.com/fleetcast/fleetcast/cmd/hostilepeer").CombinedOutput()
+		out, err := exec.Command("go", "build", "-o", hostileBin, "github.com/fleetcast/fleetcast/internal/cmd/hostilepeer").CombinedOutput()
 		if err != nil {
 			hostileErr = fmt.Errorf("build hostilepeer: %v\n%s", err, out)
 		}

@@ -24,7 +24,7 @@ func TestLabSmall(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, "fleetlab"), ".").CombinedOutput(); err != nil {
 		t.Fatalf("build fleetlab: %v\n%s", err, out)
 	}
-	for _, pkg := range []string{"cmd/fleetcast", "cmd/hostilepeer"} {
+	for _, pkg := range []string{"cmd/fleetcast", "internal/cmd/hostilepeer"} {
 		if _, err := findBinary(t.Context(), "", bin, pkg); err != nil {
 			t.Fatal(err)
 		}

@@ -304,7 +304,7 @@ func prepare(ctx context.Context, o *options) error {
 		return err
 	}
 	if slices.Contains(o.scenarios, "hostile") {
-		if o.hostilepeer, err = findBinary(ctx, o.hostilepeer, o.dir, "cmd/hostilepeer"); err != nil {
+		if o.hostilepeer, err = findBinary(ctx, o.hostilepeer, o.dir, "internal/cmd/hostilepeer"); err != nil {
 			return err
 		}
 	}

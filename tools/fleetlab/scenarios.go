@@ -244,7 +244,7 @@ func (o *outage) restore(e *env) {
 }
 
 // hostile is a fleet member (it holds the fleet secret) that advertises every
-// chunk and serves corrupt bytes: cmd/hostilepeer.
+// chunk and serves corrupt bytes: the product's internal/cmd/hostilepeer.
 type hostile struct {
 	addr   string
 	cancel context.CancelFunc
