@@ -51,8 +51,8 @@ func buildAt(commit string) (string, error) {
 	}
 	archive := exec.Command("git", "-C", repo, "archive", "--format=tar", commit)
 	untar := exec.Command("tar", "-x", "-C", src)
-	var stderr bytes.Buffer
-	archive.Stderr, untar.Stderr = &stderr, &stderr
+	var stderr, untarErr bytes.Buffer // apart: each command's copier writes its own
+	archive.Stderr, untar.Stderr = &stderr, &untarErr
 	if untar.Stdin, err = archive.StdoutPipe(); err != nil {
 		return "", err
 	}
@@ -64,7 +64,7 @@ func buildAt(commit string) (string, error) {
 		return "", &exec.ExitError{ProcessState: archive.ProcessState, Stderr: stderr.Bytes()}
 	}
 	if err := untar.Wait(); err != nil {
-		return "", err
+		return "", &buildError{out: untarErr.Bytes(), err: err}
 	}
 	bin := filepath.Join(src, "fleetcast-old")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/fleetcast")
