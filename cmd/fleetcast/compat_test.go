@@ -49,6 +49,7 @@ func buildAt(commit string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	defer os.RemoveAll(src)
 	archive := exec.Command("git", "-C", repo, "archive", "--format=tar", commit)
 	untar := exec.Command("tar", "-x", "-C", src)
 	var stderr, untarErr bytes.Buffer // apart: each command's copier writes its own
@@ -66,7 +67,7 @@ func buildAt(commit string) (string, error) {
 	if err := untar.Wait(); err != nil {
 		return "", &buildError{out: untarErr.Bytes(), err: err}
 	}
-	bin := filepath.Join(src, "fleetcast-old")
+	bin := filepath.Join(filepath.Dir(fleetcastBin), "fleetcast-old") // removed with fleetcastBin by TestMain
 	build := exec.Command("go", "build", "-o", bin, "./cmd/fleetcast")
 	build.Dir = src
 	build.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false")
