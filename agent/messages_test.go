@@ -16,7 +16,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/internal/testlog"
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
@@ -62,24 +62,6 @@ func TestConfigNameMessage(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects a log written from many goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestPeerRefusedAtHandshake: a peer of another fleet is reported at WARN,
 // once however often it is tried or connects, with the reason in its
 // /v1/status entry; other failures stay at DEBUG.
@@ -109,7 +91,7 @@ func TestPeerRefusedAtHandshake(t *testing.T) {
 	t.Cleanup(peer.Close)
 	peerAddr := peer.Listener.Addr().String()
 
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	cfg := config.Default()
 	cfg.DataDir, cfg.Root, cfg.Origin = filepath.Join(dir, "data"), filepath.Join(dir, "root.json"), "http://127.0.0.1:1/"
 	cfg.Listen, cfg.MDNS, cfg.PollInterval = net.JoinHostPort("127.0.0.1", liveFreePort(t)), false, time.Hour

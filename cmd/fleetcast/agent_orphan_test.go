@@ -10,9 +10,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/fleetcast/fleetcast/internal/testlog"
 )
 
 // The agent killed with SIGKILL during an install command, or a health
@@ -28,28 +29,10 @@ while [ ! -e "$2" ]; do sleep 0.02; done
 echo "end $$" >> "$1"
 `
 
-// orphanBuffer is the log of a running agent, safe to read while it writes.
-type orphanBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (o *orphanBuffer) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.Write(p)
-}
-
-func (o *orphanBuffer) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.String()
-}
-
 // orphanAgent is one "agent --once" process.
 type orphanAgent struct {
 	cmd  *exec.Cmd
-	log  orphanBuffer
+	log  testlog.Buffer
 	done chan error
 }
 

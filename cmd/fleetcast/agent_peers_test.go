@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -12,11 +11,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fleetcast/fleetcast/internal/testlog"
 )
 
 // loopAgent is one `fleetcast agent` process on loopback, with static peers.
@@ -24,25 +24,8 @@ type loopAgent struct {
 	name   string
 	port   int
 	cmd    *exec.Cmd
-	logBuf *syncBuf
+	logBuf *testlog.Buffer
 	done   chan struct{}
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // loopStatus is the part of GET /v1/status these tests read.
@@ -252,7 +235,7 @@ func waitLoopInstalled(t *testing.T, agents []*loopAgent, seq uint64) {
 // name.toml until the test ends.
 func startLoopAgentOf(t *testing.T, c *cli, bin, name string, port int) *loopAgent {
 	t.Helper()
-	a := &loopAgent{name: name, port: port, logBuf: &syncBuf{}, done: make(chan struct{})}
+	a := &loopAgent{name: name, port: port, logBuf: &testlog.Buffer{}, done: make(chan struct{})}
 	a.cmd = exec.Command(bin, "agent", "--config", name+".toml", "--log-level", "debug")
 	a.cmd.Dir = c.dir
 	a.cmd.Env = filteredEnv()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/internal/testlog"
 )
 
 // TestStatusAndPeersThroughRealAgents runs fleetcast status and fleetcast
@@ -146,7 +147,7 @@ func peersJSON(t *testing.T, c *cli, config string) peersOutput {
 func watchTwice(t *testing.T, c *cli) {
 	cmd := exec.Command(fleetcastBin, "status", "--watch", "--interval", "100ms", "--config", "agent0.toml")
 	cmd.Dir = c.dir
-	out := &syncBuf{}
+	out := &testlog.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
