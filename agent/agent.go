@@ -27,6 +27,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/agent/swarm"
+	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
 )
 
@@ -104,7 +105,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	a.origin = fetch.New(base, p, fetch.Options{Conns: cfg.OriginConnections,
 		Rejected: func() { a.metrics.ChunkRejected(swarm.SourceOrigin) }}, log)
 	for _, s := range cfg.Subscriptions {
-		a.status[s.Key()] = &peerproto.SubscriptionStatus{Product: s.Product, Channel: s.Channel}
+		a.status[s.String()] = &peerproto.SubscriptionStatus{Product: s.Product, Channel: s.Channel}
 	}
 	log.Info("agent ready", slog.String("agent_id", id), slog.String("fleet_id", fleet.ID()),
 		slog.String("data_dir", cfg.DataDir), slog.String("origin", cfg.Origin),
@@ -138,7 +139,7 @@ func (a *Agent) once(ctx context.Context) (retrySoon bool, err error) {
 	return retrySoon, errors.Join(errs...)
 }
 
-func (a *Agent) runCycle(ctx context.Context, s config.Subscription) (peerproto.Outcome, error) {
+func (a *Agent) runCycle(ctx context.Context, s manifest.ChannelID) (peerproto.Outcome, error) {
 	start := a.now()
 	out, err := a.cycle(ctx, s)
 	a.recordCycle(s, start, out, err)

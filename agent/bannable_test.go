@@ -19,7 +19,6 @@ import (
 	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
-	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/internal/releasetest"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
@@ -37,7 +36,7 @@ func TestBannable(t *testing.T) {
 	}
 	one := rootOf(1, now.Add(time.Hour), trusted)
 	two := rootOf(2, now.Add(time.Hour), trusted, second)
-	offered := store.RelKey{Product: "app", Channel: "stable", Seq: 2}
+	offered := manifest.ChannelID{Product: "app", Channel: "stable"}.Release(2)
 	payload, err := manifest.Encode(releasetest.Release(t, 2, releasetest.Data(1, 100<<10), releasetest.NewSource()))
 	if err != nil {
 		t.Fatal(err)
@@ -149,8 +148,8 @@ func TestPeerBannedForAlteredManifest(t *testing.T) {
 		switch r.URL.Path {
 		case peerproto.StatePath:
 			json.NewEncoder(w).Encode(peerproto.State{Proto: peerproto.Proto, AgentID: "00000000000000fe", FleetID: fleettls.OpenID, Version: 1,
-				Releases:      []peerproto.ReleaseHave{{Product: "app", Channel: "stable", Sequence: 2, Chunks: 1, Have: "AQ==", Fetching: "AA=="}},
-				Subscriptions: []peerproto.Sub{{Product: "app", Channel: "stable"}}})
+				Releases:      []peerproto.ReleaseHave{{ReleaseID: manifest.ChannelID{Product: "app", Channel: "stable"}.Release(2), Chunks: 1, Have: "AQ==", Fetching: "AA=="}},
+				Subscriptions: []manifest.ChannelID{{Product: "app", Channel: "stable"}}})
 		case "/v1/peer/manifest/app/stable/2":
 			manifestAsks.Add(1)
 			w.Write(forged)

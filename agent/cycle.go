@@ -10,7 +10,6 @@ import (
 	"reflect"
 	"time"
 
-	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/store"
@@ -23,7 +22,7 @@ import (
 
 // cycle brings one subscription up to date: fetch and verify the channel's
 // latest manifest, assemble its artifact, install it.
-func (a *Agent) cycle(ctx context.Context, sub config.Subscription) (peerproto.Outcome, error) {
+func (a *Agent) cycle(ctx context.Context, sub manifest.ChannelID) (peerproto.Outcome, error) {
 	log := a.log.With(slog.String("product", sub.Product), slog.String("channel", sub.Channel))
 	st, err := store.LoadState(a.cfg.DataDir, sub.Product, sub.Channel)
 	if err != nil {
@@ -64,7 +63,7 @@ func (a *Agent) cycle(ctx context.Context, sub config.Subscription) (peerproto.O
 // manifest names another release than the one installed under that
 // sequence, that it is ignored: a sequence is installed once, and the
 // publisher never signs two releases with one sequence.
-func (a *Agent) upToDate(sub config.Subscription, st *store.State, v *manifest.Verified, log *slog.Logger) {
+func (a *Agent) upToDate(sub manifest.ChannelID, st *store.State, v *manifest.Verified, log *slog.Logger) {
 	differs := a.installedDiffers(sub, st, v)
 	if differs == "" {
 		log.Info("up to date", slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version))
@@ -79,7 +78,7 @@ func (a *Agent) upToDate(sub config.Subscription, st *store.State, v *manifest.V
 // its sequence: "version", "artifact", "install" (its instructions), or ""
 // for none. A manifest signed again (another expiry, another signature) of
 // the same release differs in none.
-func (a *Agent) installedDiffers(sub config.Subscription, st *store.State, v *manifest.Verified) string {
+func (a *Agent) installedDiffers(sub manifest.ChannelID, st *store.State, v *manifest.Verified) string {
 	if v.Version != st.InstalledVersion {
 		return "version"
 	}
@@ -108,7 +107,7 @@ type freshManifest struct {
 // manifest still verifies (it has not expired, nor has the root), and
 // everything it named was handled; when the trusted release is not installed
 // yet (an interrupted cycle), it returns the stored envelope.
-func (a *Agent) latest(ctx context.Context, sub config.Subscription, st *store.State, log *slog.Logger) ([]byte, *freshManifest, error) {
+func (a *Agent) latest(ctx context.Context, sub manifest.ChannelID, st *store.State, log *slog.Logger) ([]byte, *freshManifest, error) {
 	if a.pm() == nil {
 		return a.latestFromOrigin(ctx, sub, st, log)
 	}
@@ -124,7 +123,7 @@ func (a *Agent) latest(ctx context.Context, sub config.Subscription, st *store.S
 // agent on an expired release forever without an error. When it does not,
 // the validators are dropped and the manifest is fetched whole, so the
 // outcome is that of a fresh response.
-func (a *Agent) latestFromOrigin(ctx context.Context, sub config.Subscription, st *store.State, log *slog.Logger) ([]byte, *freshManifest, error) {
+func (a *Agent) latestFromOrigin(ctx context.Context, sub manifest.ChannelID, st *store.State, log *slog.Logger) ([]byte, *freshManifest, error) {
 	resp, err := a.origin.Manifest(ctx, sub.Product, sub.Channel, st.ETag, st.LastModified)
 	if errors.Is(err, fetch.ErrNotModified) {
 		env, stale := a.trustedEnvelope(sub, st)
@@ -160,7 +159,7 @@ func (a *Agent) latestFromOrigin(ctx context.Context, sub config.Subscription, s
 // verifies it against the current root now, as a fresh response would be;
 // the error says why it is no longer current (missing, expired, root
 // expired, no longer signed by the root's keys).
-func (a *Agent) trustedEnvelope(sub config.Subscription, st *store.State) ([]byte, error) {
+func (a *Agent) trustedEnvelope(sub manifest.ChannelID, st *store.State) ([]byte, error) {
 	if st.Trusted == 0 {
 		return nil, errors.New("no trusted manifest")
 	}
@@ -198,7 +197,7 @@ func (a *Agent) validators(resp *fetch.ManifestResponse, log *slog.Logger) *fres
 // verify follows the root chain (for a freshly fetched manifest) and checks
 // the envelope: signatures, threshold, expiry, and that it is the
 // subscription's product and channel.
-func (a *Agent) verify(ctx context.Context, sub config.Subscription, env []byte, fresh *freshManifest, log *slog.Logger) (*manifest.Verified, error) {
+func (a *Agent) verify(ctx context.Context, sub manifest.ChannelID, env []byte, fresh *freshManifest, log *slog.Logger) (*manifest.Verified, error) {
 	root := a.currentRoot()
 	if fresh != nil {
 		var err error
@@ -257,7 +256,7 @@ func (a *Agent) currentRoot() *signing.Root {
 // trust records a newly verified sequence as the highest trusted, with its
 // envelope in the store, before anything is fetched for it: from here on a
 // restart cannot be talked into an older release.
-func (a *Agent) trust(sub config.Subscription, st *store.State, v *manifest.Verified, env []byte, log *slog.Logger) error {
+func (a *Agent) trust(sub manifest.ChannelID, st *store.State, v *manifest.Verified, env []byte, log *slog.Logger) error {
 	dir := a.store.ReleaseDir(sub.Product, sub.Channel, v.Sequence)
 	if _, err := os.Stat(filepath.Join(dir, store.ManifestFile)); err != nil || v.Sequence > st.Trusted {
 		if err := a.store.SaveManifest(sub.Product, sub.Channel, v.Sequence, env); err != nil {
@@ -274,7 +273,7 @@ func (a *Agent) trust(sub config.Subscription, st *store.State, v *manifest.Veri
 }
 
 // update assembles and installs a trusted release.
-func (a *Agent) update(ctx context.Context, sub config.Subscription, st *store.State, v *manifest.Verified, fresh *freshManifest, log *slog.Logger) (peerproto.Outcome, error) {
+func (a *Agent) update(ctx context.Context, sub manifest.ChannelID, st *store.State, v *manifest.Verified, fresh *freshManifest, log *slog.Logger) (peerproto.Outcome, error) {
 	log = log.With(slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version))
 	if st.Waiting(v.Sequence, a.now()) {
 		return a.deferred(sub, st, v, fresh, log)
@@ -351,7 +350,7 @@ func classifyInstall(err error) installFailure {
 // installFailed records what an installer's error means for the release
 // and returns the cycle's outcome and error, which says whether and when
 // the release is tried again.
-func (a *Agent) installFailed(sub config.Subscription, st *store.State, v *manifest.Verified, fresh *freshManifest, res error, log *slog.Logger) (peerproto.Outcome, error) {
+func (a *Agent) installFailed(sub manifest.ChannelID, st *store.State, v *manifest.Verified, fresh *freshManifest, res error, log *slog.Logger) (peerproto.Outcome, error) {
 	release := fmt.Sprintf("%s/%s sequence %d", sub.Product, sub.Channel, v.Sequence)
 	switch classifyInstall(res) {
 	case failedHealth:
@@ -395,7 +394,7 @@ func unswitched(err error) error {
 // saveFailure saves st with the manifest's validators (the manifest was
 // handled: what follows is decided by st) and returns err, joined with
 // any error saving it.
-func (a *Agent) saveFailure(sub config.Subscription, st *store.State, fresh *freshManifest, err error) error {
+func (a *Agent) saveFailure(sub manifest.ChannelID, st *store.State, fresh *freshManifest, err error) error {
 	a.rememberValidators(st, fresh)
 	if serr := store.SaveState(a.cfg.DataDir, sub.Product, sub.Channel, *st); serr != nil {
 		return errors.Join(err, serr)
@@ -405,7 +404,7 @@ func (a *Agent) saveFailure(sub config.Subscription, st *store.State, fresh *fre
 
 // deferred is the cycle of a release that did not fit on its target's file
 // system, while it waits for its backoff: it installs nothing.
-func (a *Agent) deferred(sub config.Subscription, st *store.State, v *manifest.Verified, fresh *freshManifest, log *slog.Logger) (peerproto.Outcome, error) {
+func (a *Agent) deferred(sub manifest.ChannelID, st *store.State, v *manifest.Verified, fresh *freshManifest, log *slog.Logger) (peerproto.Outcome, error) {
 	log.Info("waiting before retrying a release that did not fit on its target's file system",
 		slog.Time("retry_after", st.RetryAfter), slog.Int("attempts", st.RetryCount), slog.String("reason", st.RetryReason))
 	return peerproto.Deferred, a.saveFailure(sub, st, fresh, fmt.Errorf("%s/%s sequence %d (version %s): %w (attempts so far: %d; the last: %s); not tried again before %s: free space on it, or wait for a newer release",
@@ -415,7 +414,7 @@ func (a *Agent) deferred(sub config.Subscription, st *store.State, v *manifest.V
 // install hands the verified artifact to its installer. It runs to its end
 // even when ctx is cancelled, so that a shutdown never cuts a command or a
 // health check in half (each has its own timeout).
-func (a *Agent) install(ctx context.Context, sub config.Subscription, st *store.State, v *manifest.Verified, log *slog.Logger) error {
+func (a *Agent) install(ctx context.Context, sub manifest.ChannelID, st *store.State, v *manifest.Verified, log *slog.Logger) error {
 	stateDir := store.InstallerDir(a.cfg.DataDir, sub.Product, sub.Channel)
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return err
@@ -443,7 +442,7 @@ func (a *Agent) install(ctx context.Context, sub config.Subscription, st *store.
 var runInstaller = installers.Install
 
 // previous is the installed release, to roll back to, if the store has it.
-func (a *Agent) previous(sub config.Subscription, st *store.State, log *slog.Logger) *installers.Release {
+func (a *Agent) previous(sub manifest.ChannelID, st *store.State, log *slog.Logger) *installers.Release {
 	if st.Installed == 0 || !a.store.Complete(sub.Product, sub.Channel, st.Installed) {
 		return nil
 	}
@@ -464,7 +463,7 @@ func (a *Agent) rememberValidators(st *store.State, fresh *freshManifest) {
 
 // saveValidators remembers the manifest response's validators once the
 // manifest it named is handled, so the next poll is a cheap 304.
-func (a *Agent) saveValidators(sub config.Subscription, st *store.State, fresh *freshManifest) error {
+func (a *Agent) saveValidators(sub manifest.ChannelID, st *store.State, fresh *freshManifest) error {
 	if fresh == nil || (fresh.etag == st.ETag && fresh.lastModified == st.LastModified) {
 		return nil
 	}

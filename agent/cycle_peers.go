@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/manifest"
@@ -22,14 +21,14 @@ const maxOffers = 3
 // envelope is then handled exactly as one from the origin. A peer that
 // sends a malformed or badly signed envelope is banned; one signed under a
 // root this agent has not followed yet is left to the origin.
-func (a *Agent) latestFromPeers(ctx context.Context, sub config.Subscription, st *store.State, log *slog.Logger) []byte {
+func (a *Agent) latestFromPeers(ctx context.Context, sub manifest.ChannelID, st *store.State, log *slog.Logger) []byte {
 	tried := 0
 	for _, o := range a.offers(sub, st) {
 		if tried == maxOffers {
 			break
 		}
 		tried++
-		key := store.RelKey{Product: sub.Product, Channel: sub.Channel, Seq: o.seq}
+		key := sub.Release(o.seq)
 		a.offerTried(key, o.addr)
 		env, err := fetchPeerManifest(ctx, o.fetch, key)
 		if err == nil {
@@ -43,7 +42,7 @@ func (a *Agent) latestFromPeers(ctx context.Context, sub config.Subscription, st
 		if bannable(err) {
 			a.pm().Ban(o.addr, err.Error())
 		}
-		a.offerTried(store.RelKey{Product: sub.Product, Channel: sub.Channel, Seq: anySequence}, o.addr)
+		a.offerTried(sub.Release(anySequence), o.addr)
 	}
 	return nil
 }
@@ -53,13 +52,13 @@ func (a *Agent) latestFromPeers(ctx context.Context, sub config.Subscription, st
 // of a peer whose offer of this subscription failed within poll_interval: a
 // release no peer delivers, or that this agent refuses, must not start cycle
 // after cycle, nor may a peer that claims ever higher sequences.
-func (a *Agent) offers(sub config.Subscription, st *store.State) []peerOffer {
+func (a *Agent) offers(sub manifest.ChannelID, st *store.State) []peerOffer {
 	all := a.pm().newest(sub.Product, sub.Channel, max(st.Trusted, st.Failed))
 	a.offersMu.Lock()
 	defer a.offersMu.Unlock()
 	now := a.now()
 	recent := func(seq uint64, addr string) bool {
-		t, ok := a.offersTried[offerKey{store.RelKey{Product: sub.Product, Channel: sub.Channel, Seq: seq}, addr}]
+		t, ok := a.offersTried[offerKey{sub.Release(seq), addr}]
 		return ok && now.Sub(t) <= a.cfg.PollInterval
 	}
 	out := all[:0]
@@ -74,7 +73,7 @@ func (a *Agent) offers(sub config.Subscription, st *store.State) []peerOffer {
 // offerKey is one peer's offer of one release, or with the sequence
 // anySequence, a failed offer of the product channel.
 type offerKey struct {
-	rel  store.RelKey
+	rel  manifest.ReleaseID
 	addr string
 }
 
@@ -82,7 +81,7 @@ type offerKey struct {
 // no release has sequence 0.
 const anySequence = 0
 
-func (a *Agent) offerTried(key store.RelKey, addr string) {
+func (a *Agent) offerTried(key manifest.ReleaseID, addr string) {
 	a.offersMu.Lock()
 	defer a.offersMu.Unlock()
 	now := a.now()
@@ -97,7 +96,7 @@ func (a *Agent) offerTried(key store.RelKey, addr string) {
 // latestRace asks the origin for the latest manifest while it keeps
 // watching the peers: an origin that is down (connect timeouts, retries)
 // must not keep the agent from a release that its peers hold.
-func (a *Agent) latestRace(ctx context.Context, sub config.Subscription, st *store.State, log *slog.Logger) ([]byte, *freshManifest, error) {
+func (a *Agent) latestRace(ctx context.Context, sub manifest.ChannelID, st *store.State, log *slog.Logger) ([]byte, *freshManifest, error) {
 	type result struct {
 		env   []byte
 		fresh *freshManifest
@@ -134,12 +133,12 @@ func (a *Agent) latestRace(ctx context.Context, sub config.Subscription, st *sto
 }
 
 // checkOffer verifies a peer's envelope and that it is the release offered.
-func (a *Agent) checkOffer(env []byte, key store.RelKey) error {
+func (a *Agent) checkOffer(env []byte, key manifest.ReleaseID) error {
 	v, err := manifest.Verify(env, a.currentRoot(), a.now())
 	if err != nil {
 		return err
 	}
-	if v.Product != key.Product || v.Channel != key.Channel || v.Sequence != key.Seq {
+	if v.Product != key.Product || v.Channel != key.Channel || v.Sequence != key.Sequence {
 		return fmt.Errorf("peer offered %s but sent %s/%s/%d: %w", key, v.Product, v.Channel, v.Sequence, manifest.ErrInvalid)
 	}
 	return nil

@@ -169,7 +169,7 @@ func startLiveAgent(t *testing.T, o *liveOrigin, key *signing.PrivateKey, target
 	cfg.Listen, cfg.MDNS, cfg.PollInterval = net.JoinHostPort("127.0.0.1", port), false, time.Hour
 	cfg.OriginConnections, cfg.RetryBackoff, cfg.RetryBackoffMax = 1, 10*time.Millisecond, 20*time.Millisecond
 	cfg.AllowedTargets = []string{filepath.Dir(target) + string(filepath.Separator)}
-	cfg.Subscriptions = []config.Subscription{{Product: "app", Channel: "stable"}}
+	cfg.Subscriptions = []manifest.ChannelID{{Product: "app", Channel: "stable"}}
 	if change != nil {
 		change(&cfg)
 	}

@@ -96,7 +96,7 @@ func TestPeerRefusedAtHandshake(t *testing.T) {
 	cfg.DataDir, cfg.Root, cfg.Origin = filepath.Join(dir, "data"), filepath.Join(dir, "root.json"), "http://127.0.0.1:1/"
 	cfg.Listen, cfg.MDNS, cfg.PollInterval = net.JoinHostPort("127.0.0.1", liveFreePort(t)), false, time.Hour
 	cfg.FleetSecretFile, cfg.Peers, cfg.Retries = secretA, []string{peerAddr}, 0
-	cfg.Subscriptions = []config.Subscription{{Product: "app", Channel: "stable"}}
+	cfg.Subscriptions = []manifest.ChannelID{{Product: "app", Channel: "stable"}}
 	if err := os.WriteFile(cfg.Root, liveRoot(t, liveKey(t)), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -8,10 +8,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/agent/swarm"
+	"github.com/fleetcast/fleetcast/manifest"
 )
 
 // metricsPrefix starts the name of every metric of the agent's own
@@ -69,7 +69,7 @@ func newMetrics(a *Agent) *metrics {
 }
 
 // preset creates every series whose labels are known in advance.
-func (m *metrics) preset(subs []config.Subscription) {
+func (m *metrics) preset(subs []manifest.ChannelID) {
 	for _, s := range chunkSources {
 		m.bytes.WithLabelValues(s)
 		m.verified.WithLabelValues(s)
@@ -118,19 +118,19 @@ func (m *metrics) OriginChunk(reason string) {
 	}
 }
 
-func (m *metrics) cycle(s config.Subscription, out peerproto.Outcome) {
+func (m *metrics) cycle(s manifest.ChannelID, out peerproto.Outcome) {
 	if m != nil {
 		m.updates.WithLabelValues(s.Product, s.Channel, string(out)).Inc()
 	}
 }
 
-func (m *metrics) fetchTime(s config.Subscription, seconds float64) {
+func (m *metrics) fetchTime(s manifest.ChannelID, seconds float64) {
 	if m != nil {
 		m.fetchSecs.WithLabelValues(s.Product, s.Channel).Observe(seconds)
 	}
 }
 
-func (m *metrics) installTime(s config.Subscription, seconds float64) {
+func (m *metrics) installTime(s manifest.ChannelID, seconds float64) {
 	if m != nil {
 		m.installSecs.WithLabelValues(s.Product, s.Channel).Observe(seconds)
 	}
@@ -185,10 +185,10 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 
 // collectSubscription reports whether s has an update in progress and,
 // from its state file, the sequences installed and trusted.
-func (c *agentCollector) collectSubscription(ch chan<- prometheus.Metric, s config.Subscription) {
+func (c *agentCollector) collectSubscription(ch chan<- prometheus.Metric, s manifest.ChannelID) {
 	c.a.statusMu.Lock()
 	in := 0.0
-	if c.a.live[s.Key()] != nil {
+	if c.a.live[s.String()] != nil {
 		in = 1
 	}
 	c.a.statusMu.Unlock()

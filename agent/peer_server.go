@@ -90,9 +90,9 @@ func (s *peerServer) state(w http.ResponseWriter, r *http.Request) {
 	}
 	v, rels := s.a.store.Held.Snapshot()
 	st := peerproto.State{Proto: peerproto.Proto, AgentID: s.a.id, FleetID: s.a.fleet.ID(), Version: v, Releases: rels,
-		Subscriptions: make([]peerproto.Sub, 0, len(s.a.cfg.Subscriptions))}
+		Subscriptions: make([]manifest.ChannelID, 0, len(s.a.cfg.Subscriptions))}
 	for _, sub := range s.a.cfg.Subscriptions {
-		st.Subscriptions = append(st.Subscriptions, peerproto.Sub{Product: sub.Product, Channel: sub.Channel})
+		st.Subscriptions = append(st.Subscriptions, manifest.ChannelID{Product: sub.Product, Channel: sub.Channel})
 	}
 	if len(st.Releases) > peerproto.MaxReleases {
 		st.Releases = st.Releases[len(st.Releases)-peerproto.MaxReleases:]
@@ -105,7 +105,7 @@ func (s *peerServer) state(w http.ResponseWriter, r *http.Request) {
 // with the signed envelope the store holds, as it was fetched.
 func (s *peerServer) manifest(w http.ResponseWriter, r *http.Request) {
 	seq, err := strconv.ParseUint(r.PathValue("sequence"), 10, 64)
-	key := store.RelKey{Product: r.PathValue("product"), Channel: r.PathValue("channel"), Seq: seq}
+	key := manifest.ChannelID{Product: r.PathValue("product"), Channel: r.PathValue("channel")}.Release(seq)
 	if err != nil || !manifest.ValidName(key.Product) || !manifest.ValidName(key.Channel) {
 		http.Error(w, "bad release name", http.StatusBadRequest)
 		return

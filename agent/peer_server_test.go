@@ -75,7 +75,7 @@ func newPeerFixture(t *testing.T, fleet *fleettls.Fleet, maxUploads int, uploadR
 	s.Held = store.NewHoldings()
 	s.Held.Scan(s.Dir)
 	for i := 0; i < len(f.m2.Chunks); i += 2 {
-		s.Held.Mark(store.RelKey{Product: "app", Channel: "stable", Seq: 2}, i)
+		s.Held.Mark(manifest.ChannelID{Product: "app", Channel: "stable"}.Release(2), i)
 	}
 
 	cfg := &config.Config{PeerConfig: config.PeerConfig{MaxUploads: maxUploads, UploadRate: uploadRate}}
@@ -214,7 +214,7 @@ func TestPeerServerStateLongPoll(t *testing.T) {
 		t.Fatalf("after=%d answered before any change: %v %s", v, r.err, r.body)
 	default:
 	}
-	f.a.store.Held.Mark(store.RelKey{Product: "app", Channel: "stable", Seq: 2}, 1)
+	f.a.store.Held.Mark(manifest.ChannelID{Product: "app", Channel: "stable"}.Release(2), 1)
 	var r result
 	select {
 	case r = <-ch:
@@ -242,7 +242,7 @@ func TestPeerServerStateManyReleases(t *testing.T) {
 	f := newPeerFixture(t, fleettls.Open(), 4, 0)
 	one := manifest.Chunk{SHA256: manifest.Sum([]byte("x")), Size: 1}
 	for i := range peerproto.MaxReleases + 6 {
-		f.a.store.Held.Add(store.RelKey{Product: "zz", Channel: "stable", Seq: uint64(i + 1)}, t.TempDir(), &manifest.Manifest{Product: "zz", Channel: "stable", Sequence: uint64(i + 1), Chunks: []manifest.Chunk{one}}, nil, true)
+		f.a.store.Held.Add(manifest.ChannelID{Product: "zz", Channel: "stable"}.Release(uint64(i+1)), t.TempDir(), &manifest.Manifest{Product: "zz", Channel: "stable", Sequence: uint64(i + 1), Chunks: []manifest.Chunk{one}}, nil, true)
 	}
 	st := parseStateResponse(t, peerproto.StatePath, f, f.client)
 	if len(st.Releases) != peerproto.MaxReleases || st.Releases[len(st.Releases)-1].Sequence != peerproto.MaxReleases+6 {

@@ -21,7 +21,6 @@ import (
 	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
-	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/agent/swarm"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
@@ -46,7 +45,7 @@ type peerView struct {
 
 	// guarded by peerManager.mu
 	id, fleet   string
-	rels        map[store.RelKey]*peerRelease
+	rels        map[manifest.ReleaseID]*peerRelease
 	subs        map[string]bool // product/channel it follows
 	lastState   time.Time       // last state response
 	bannedUntil time.Time
@@ -102,7 +101,7 @@ func newPeerManager(a *Agent, src peerSource) *peerManager {
 		refused:    newWarnLimiter(refusalWarnEvery),
 	}
 	for _, s := range a.cfg.Subscriptions {
-		pm.subscribed[s.Key()] = true
+		pm.subscribed[s.String()] = true
 	}
 	if a.cfg.DownloadRate > 0 {
 		pm.limit = fetch.Limiter(a.cfg.DownloadRate)
@@ -141,7 +140,7 @@ func (pm *peerManager) sync(ctx context.Context) {
 			}
 			delete(pm.peers, p.Addr) // the ban is over: follow it afresh
 		}
-		v := &peerView{addr: p.Addr, source: p.Source, rels: make(map[store.RelKey]*peerRelease),
+		v := &peerView{addr: p.Addr, source: p.Source, rels: make(map[manifest.ReleaseID]*peerRelease),
 			fetch: pm.fetcher(p.Addr)}
 		pctx, cancel := context.WithCancel(ctx)
 		pm.peers[p.Addr], pm.cancels[p.Addr] = v, cancel
@@ -273,9 +272,9 @@ func (pm *peerManager) update(v *peerView, st *peerproto.State, maps []peerproto
 	v.fails, v.lastErr = 0, ""
 	v.id, v.fleet, v.lastState, v.foreign = st.AgentID, st.FleetID, now, false
 	pm.lastHeard.Store(now.UnixNano())
-	rels := make(map[store.RelKey]*peerRelease, len(st.Releases))
+	rels := make(map[manifest.ReleaseID]*peerRelease, len(st.Releases))
 	for i, r := range st.Releases {
-		key := store.RelKey{Product: r.Product, Channel: r.Channel, Seq: r.Sequence}
+		key := r.ReleaseID
 		if !pm.subscribed[key.Product+"/"+key.Channel] {
 			continue // not this agent's business: not kept
 		}
@@ -410,7 +409,7 @@ func (pm *peerManager) swarm() *swarm.Config {
 // snapshot returns the usable peers that take part in a release: those
 // whose state lists it, whatever they hold of it, and those that follow its
 // channel and will start on it soon.
-func (pm *peerManager) Snapshot(key store.RelKey) []swarm.Holder {
+func (pm *peerManager) Snapshot(key manifest.ReleaseID) []swarm.Holder {
 	now := time.Now()
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
@@ -443,8 +442,8 @@ func (pm *peerManager) newest(product, channel string, seq uint64) []peerOffer {
 			continue
 		}
 		for k, r := range v.rels {
-			if k.Product == product && k.Channel == channel && k.Seq > seq {
-				out = append(out, peerOffer{addr: v.addr, seq: k.Seq, count: r.count, fetch: v.fetch})
+			if k.Product == product && k.Channel == channel && k.Sequence > seq {
+				out = append(out, peerOffer{addr: v.addr, seq: k.Sequence, count: r.count, fetch: v.fetch})
 			}
 		}
 	}
@@ -461,8 +460,8 @@ type peerOffer struct {
 }
 
 // fetchPeerManifest gets a release's signed envelope from a peer.
-func fetchPeerManifest(ctx context.Context, o *fetch.Client, key store.RelKey) ([]byte, error) {
-	rel := "manifest/" + key.Product + "/" + key.Channel + "/" + strconv.FormatUint(key.Seq, 10)
+func fetchPeerManifest(ctx context.Context, o *fetch.Client, key manifest.ReleaseID) ([]byte, error) {
+	rel := "manifest/" + key.Product + "/" + key.Channel + "/" + strconv.FormatUint(key.Sequence, 10)
 	out, err := o.File(ctx, rel, signing.MaxEnvelopeSize)
 	if err != nil {
 		return nil, fmt.Errorf("peer %s: %w", o.Host(), err)

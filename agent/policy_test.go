@@ -125,7 +125,7 @@ func newClockAgent(t *testing.T, o *etagOrigin, root []byte, dir string, now tim
 	cfg.Listen, cfg.MDNS = "", false
 	cfg.Retries, cfg.RetryBackoff, cfg.RetryBackoffMax = 0, 10*time.Millisecond, 20*time.Millisecond
 	cfg.AllowedTargets = []string{dir + string(filepath.Separator)}
-	cfg.Subscriptions = []config.Subscription{{Product: "app", Channel: "stable"}}
+	cfg.Subscriptions = []manifest.ChannelID{{Product: "app", Channel: "stable"}}
 	if change != nil {
 		change(&cfg)
 	}
@@ -324,8 +324,8 @@ func TestUndeliverableOffersThrottled(t *testing.T) {
 		}
 		v := version.Add(1)
 		json.NewEncoder(w).Encode(peerproto.State{Proto: peerproto.Proto, AgentID: "00000000000000ff", FleetID: fleettls.OpenID, Version: v,
-			Releases:      []peerproto.ReleaseHave{{Product: "app", Channel: "stable", Sequence: 100 + v, Chunks: 1, Have: "AQ==", Fetching: "AA=="}},
-			Subscriptions: []peerproto.Sub{{Product: "app", Channel: "stable"}}})
+			Releases:      []peerproto.ReleaseHave{{ReleaseID: manifest.ChannelID{Product: "app", Channel: "stable"}.Release(100 + v), Chunks: 1, Have: "AQ==", Fetching: "AA=="}},
+			Subscriptions: []manifest.ChannelID{{Product: "app", Channel: "stable"}}})
 	}))
 	t.Cleanup(peer.Close)
 

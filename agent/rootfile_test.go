@@ -10,6 +10,7 @@ import (
 
 	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/store"
+	"github.com/fleetcast/fleetcast/manifest"
 )
 
 // TestRotatedRootUnreadable: an agent whose data_dir/root.json is
@@ -32,7 +33,7 @@ func TestRotatedRootUnreadable(t *testing.T) {
 			cfg := config.Default()
 			cfg.DataDir, cfg.Root, cfg.Origin = filepath.Join(dir, "data"), filepath.Join(dir, "root.json"), "http://127.0.0.1:1/"
 			cfg.Listen, cfg.MDNS = "", false
-			cfg.Subscriptions = []config.Subscription{{Product: "app", Channel: "stable"}}
+			cfg.Subscriptions = []manifest.ChannelID{{Product: "app", Channel: "stable"}}
 			if err := os.WriteFile(cfg.Root, root, 0o644); err != nil {
 				t.Fatal(err)
 			}

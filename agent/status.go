@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/agent/swarm"
@@ -30,12 +29,12 @@ func (a *Agent) Status() peerproto.Status {
 	a.statusMu.Lock()
 	defer a.statusMu.Unlock()
 	for _, s := range a.cfg.Subscriptions {
-		cur := *a.status[s.Key()]
+		cur := *a.status[s.String()]
 		if ss, err := store.LoadState(a.cfg.DataDir, s.Product, s.Channel); err == nil {
 			cur.TrustedSequence, cur.InstalledSequence = ss.Trusted, ss.Installed
 			cur.InstalledVersion, cur.FailedSequence = ss.InstalledVersion, ss.Failed
 		}
-		if p := a.live[s.Key()]; p != nil {
+		if p := a.live[s.String()]; p != nil {
 			cur.Progress = p.Snapshot()
 		}
 		st.Subscriptions = append(st.Subscriptions, cur)
@@ -44,22 +43,22 @@ func (a *Agent) Status() peerproto.Status {
 }
 
 // recordCycle records how a cycle ended and ends its update in progress.
-func (a *Agent) recordCycle(s config.Subscription, start time.Time, out peerproto.Outcome, err error) {
+func (a *Agent) recordCycle(s manifest.ChannelID, start time.Time, out peerproto.Outcome, err error) {
 	a.metrics.cycle(s, out)
 	a.statusMu.Lock()
 	defer a.statusMu.Unlock()
-	delete(a.live, s.Key())
-	cur := a.status[s.Key()]
+	delete(a.live, s.String())
+	cur := a.status[s.String()]
 	cur.LastCheck, cur.LastOutcome, cur.LastError = start, out, ""
 	if err != nil {
 		cur.LastError = err.Error()
 	}
 }
 
-func (a *Agent) recordTransfer(s config.Subscription, seq uint64, tr peerproto.Transfer) {
+func (a *Agent) recordTransfer(s manifest.ChannelID, seq uint64, tr peerproto.Transfer) {
 	a.statusMu.Lock()
 	defer a.statusMu.Unlock()
-	cur := a.status[s.Key()]
+	cur := a.status[s.String()]
 	cur.LastTransfer, cur.LastTransferSequence = &tr, seq
 }
 
@@ -117,10 +116,10 @@ func (a *Agent) serve(ctx context.Context) (stop func(), err error) {
 
 // startProgress makes sub's update to m visible in GET /v1/status; it
 // lasts until recordCycle.
-func (a *Agent) startProgress(sub config.Subscription, m *manifest.Manifest) *swarm.Progress {
+func (a *Agent) startProgress(sub manifest.ChannelID, m *manifest.Manifest) *swarm.Progress {
 	p := swarm.NewProgress(m, a.now(), a.metrics)
 	a.statusMu.Lock()
 	defer a.statusMu.Unlock()
-	a.live[sub.Key()] = p
+	a.live[sub.String()] = p
 	return p
 }

@@ -27,36 +27,27 @@ const MaxSize = 1 << 20
 
 // Config is the agent's configuration (TOML, docs/CONFIG.md).
 type Config struct {
-	DataDir           string         `toml:"data_dir"`             // default per OS (defaultDataDir); made absolute
-	Origin            string         `toml:"origin"`               // required; http or https URL of the origin mirror directory; ends in "/"
-	Root              string         `toml:"root"`                 // required; path of the pinned initial trust root envelope file
-	Listen            string         `toml:"listen"`               // default ":7331"; "" disables the status/peer API
-	PollInterval      time.Duration  `toml:"poll_interval"`        // default 5m; minimum 1s
-	PollJitter        float64        `toml:"poll_jitter"`          // default 0.1 (±10%); 0..0.5
-	OriginConnections int            `toml:"origin_connections"`   // parallel chunk requests to the origin; default 4; 1..64
-	RequestTimeout    time.Duration  `toml:"request_timeout"`      // whole-request timeout for one manifest/root/chunk request; default 2m
-	MinThroughput     int64          `toml:"min_throughput"`       // bytes/s a response body must sustain over ThroughputWindow; default 32768; 0 disables
-	ThroughputWindow  time.Duration  `toml:"throughput_window"`    // default 10s
-	Retries           int            `toml:"retries"`              // retries per request after the first attempt; default 4; 0..20
-	RetryBackoff      time.Duration  `toml:"retry_backoff"`        // first backoff, doubled each retry with full jitter; default 500ms
-	RetryBackoffMax   time.Duration  `toml:"retry_backoff_max"`    // cap of the backoff; default 30s
-	AllowedInstallers []string       `toml:"allowed_installers"`   // default ["file", "archive"]; values from manifest.Installers
-	AllowedTargets    []string       `toml:"allowed_targets"`      // absolute path prefixes; default none
-	CommandTimeout    time.Duration  `toml:"command_timeout"`      // default 10m
-	HealthTimeout     time.Duration  `toml:"health_check_timeout"` // default 1m
-	KeepReleases      int            `toml:"keep_releases"`        // archive installer; default 3; 1..100
-	Subscriptions     []Subscription `toml:"subscription"`         // at least one ([[subscription]] tables)
+	DataDir           string               `toml:"data_dir"`             // default per OS (defaultDataDir); made absolute
+	Origin            string               `toml:"origin"`               // required; http or https URL of the origin mirror directory; ends in "/"
+	Root              string               `toml:"root"`                 // required; path of the pinned initial trust root envelope file
+	Listen            string               `toml:"listen"`               // default ":7331"; "" disables the status/peer API
+	PollInterval      time.Duration        `toml:"poll_interval"`        // default 5m; minimum 1s
+	PollJitter        float64              `toml:"poll_jitter"`          // default 0.1 (±10%); 0..0.5
+	OriginConnections int                  `toml:"origin_connections"`   // parallel chunk requests to the origin; default 4; 1..64
+	RequestTimeout    time.Duration        `toml:"request_timeout"`      // whole-request timeout for one manifest/root/chunk request; default 2m
+	MinThroughput     int64                `toml:"min_throughput"`       // bytes/s a response body must sustain over ThroughputWindow; default 32768; 0 disables
+	ThroughputWindow  time.Duration        `toml:"throughput_window"`    // default 10s
+	Retries           int                  `toml:"retries"`              // retries per request after the first attempt; default 4; 0..20
+	RetryBackoff      time.Duration        `toml:"retry_backoff"`        // first backoff, doubled each retry with full jitter; default 500ms
+	RetryBackoffMax   time.Duration        `toml:"retry_backoff_max"`    // cap of the backoff; default 30s
+	AllowedInstallers []string             `toml:"allowed_installers"`   // default ["file", "archive"]; values from manifest.Installers
+	AllowedTargets    []string             `toml:"allowed_targets"`      // absolute path prefixes; default none
+	CommandTimeout    time.Duration        `toml:"command_timeout"`      // default 10m
+	HealthTimeout     time.Duration        `toml:"health_check_timeout"` // default 1m
+	KeepReleases      int                  `toml:"keep_releases"`        // archive installer; default 3; 1..100
+	Subscriptions     []manifest.ChannelID `toml:"subscription"`         // at least one ([[subscription]] tables); names manifest.ValidName
 	PeerConfig
 }
-
-// Subscription names one product channel the agent follows.
-type Subscription struct {
-	Product string `toml:"product"` // manifest.ValidName
-	Channel string `toml:"channel"` // manifest.ValidName
-}
-
-// Key is "product/channel", the subscription's key in the agent's maps.
-func (s Subscription) Key() string { return s.Product + "/" + s.Channel }
 
 // Default returns the configuration that a file's keys are applied
 // over. Origin, Root and Subscriptions have no default.

@@ -42,7 +42,7 @@ func TestConfigDefaults(t *testing.T) {
 	want := Default()
 	want.Origin = "https://updates.example.com/fleetcast/"
 	want.Root = "/etc/fleetcast/root.json"
-	want.Subscriptions = []Subscription{{"myapp", "stable"}}
+	want.Subscriptions = []manifest.ChannelID{{Product: "myapp", Channel: "stable"}}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("got  %+v\nwant %+v", *c, want)
 	}
@@ -142,7 +142,7 @@ channel = "beta"
 		CommandTimeout:    20 * time.Minute,
 		HealthTimeout:     90 * time.Second,
 		KeepReleases:      100,
-		Subscriptions:     []Subscription{{"a", "stable"}, {"a", "beta"}},
+		Subscriptions:     []manifest.ChannelID{{Product: "a", Channel: "stable"}, {Product: "a", Channel: "beta"}},
 		PeerConfig: PeerConfig{
 			Peers: []string{"198.18.0.5:7331", "[2001:db8::1]:7331"}, MDNS: false, MDNSInterface: "eth1",
 			BrowseInterval: 30 * time.Second, PeerExpiry: 5 * time.Minute,
@@ -449,7 +449,7 @@ func TestConfigValidateNormalizes(t *testing.T) {
 	c.Origin = "http://127.0.0.1:4000"
 	c.Root = "/tmp/x/../root.json"
 	c.DataDir = "/tmp/data/"
-	c.Subscriptions = []Subscription{{"a", "b"}}
+	c.Subscriptions = []manifest.ChannelID{{Product: "a", Channel: "b"}}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -57,21 +57,13 @@ type State struct {
 	Releases []ReleaseHave `json:"releases"`
 	// Subscriptions are the product channels the agent follows: it will
 	// take part in their next releases.
-	Subscriptions []Sub `json:"subscriptions"`
-}
-
-// Sub is a product channel an agent follows.
-type Sub struct {
-	Product string `json:"product"`
-	Channel string `json:"channel"`
+	Subscriptions []manifest.ChannelID `json:"subscriptions"`
 }
 
 // ReleaseHave is one release a peer holds and which of its chunks.
 type ReleaseHave struct {
-	Product  string `json:"product"`
-	Channel  string `json:"channel"`
-	Sequence uint64 `json:"sequence"`
-	Chunks   int    `json:"chunks"`
+	manifest.ReleaseID
+	Chunks int `json:"chunks"`
 	// Have is a bitmap in standard base64: bit i%8 (least significant
 	// first) of byte i/8 is set when chunk i is held and verified.
 	Have string `json:"have"`

@@ -20,9 +20,9 @@ import (
 func validPeerState() State {
 	return State{Proto: Proto, AgentID: "0123456789abcdef", FleetID: "open", Version: 7,
 		Releases: []ReleaseHave{
-			{Product: "app", Channel: "stable", Sequence: 3, Chunks: 10,
+			{ReleaseID: manifest.ChannelID{Product: "app", Channel: "stable"}.Release(3), Chunks: 10,
 				Have: EncodeBitmap(bitsOf(10, 0, 1, 9)), Fetching: EncodeBitmap(bitsOf(10, 2))},
-			{Product: "tool", Channel: "beta", Sequence: 1, Chunks: 1,
+			{ReleaseID: manifest.ChannelID{Product: "tool", Channel: "beta"}.Release(1), Chunks: 1,
 				Have: EncodeBitmap(bitsOf(1, 0)), Fetching: EncodeBitmap(bitsOf(1))},
 		}}
 }
@@ -177,7 +177,7 @@ func TestParsePeerStateFields(t *testing.T) {
 func manyReleases(n int) []ReleaseHave {
 	out := make([]ReleaseHave, n)
 	for i := range out {
-		out[i] = ReleaseHave{Product: "app", Channel: "stable", Sequence: uint64(i + 1), Chunks: 1, Have: "AQ==", Fetching: "AA=="}
+		out[i] = ReleaseHave{ReleaseID: manifest.ChannelID{Product: "app", Channel: "stable"}.Release(uint64(i + 1)), Chunks: 1, Have: "AQ==", Fetching: "AA=="}
 	}
 	return out
 }

@@ -15,20 +15,10 @@ import (
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
-// relKey names one release in the store.
-type RelKey struct {
-	Product, Channel string
-	Seq              uint64
-}
-
-func (k RelKey) String() string {
-	return k.Product + "/" + k.Channel + "/" + strconv.FormatUint(k.Seq, 10)
-}
-
 // heldRelease is what the store holds of one release: its manifest (as
 // verified when it was stored) and which chunks are present and verified.
 type heldRelease struct {
-	key      RelKey
+	key      manifest.ReleaseID
 	dir      string
 	m        *manifest.Manifest
 	offsets  []int64
@@ -44,7 +34,7 @@ type heldRelease struct {
 // for news (docs/SPEC.md §8, "state"). It is safe for concurrent use.
 type Holdings struct {
 	mu       sync.Mutex
-	rels     map[RelKey]*heldRelease
+	rels     map[manifest.ReleaseID]*heldRelease
 	byDigest map[manifest.Digest][]chunkRef
 	version  uint64
 	changed  chan struct{} // closed and replaced at every change
@@ -59,7 +49,7 @@ type chunkRef struct {
 func NewHoldings() *Holdings {
 	// The version starts from the clock, so that it grows across restarts
 	// and a follower's after= from before a restart is not held for nothing.
-	return &Holdings{rels: make(map[RelKey]*heldRelease), byDigest: make(map[manifest.Digest][]chunkRef),
+	return &Holdings{rels: make(map[manifest.ReleaseID]*heldRelease), byDigest: make(map[manifest.Digest][]chunkRef),
 		version: uint64(time.Now().UnixNano()), changed: make(chan struct{})}
 }
 
@@ -76,7 +66,7 @@ func (h *Holdings) Scan(dir string) {
 		if err != nil {
 			continue
 		}
-		key := RelKey{Product: filepath.Base(filepath.Dir(filepath.Dir(d))), Channel: filepath.Base(filepath.Dir(d)), Seq: seq}
+		key := manifest.ChannelID{Product: filepath.Base(filepath.Dir(filepath.Dir(d))), Channel: filepath.Base(filepath.Dir(d))}.Release(seq)
 		if m.Product != key.Product || m.Channel != key.Channel || m.Sequence != seq {
 			continue
 		}
@@ -92,7 +82,7 @@ func (h *Holdings) Scan(dir string) {
 }
 
 // add records a release with the chunks in have (all, if complete).
-func (h *Holdings) Add(key RelKey, dir string, m *manifest.Manifest, have []bool, complete bool) {
+func (h *Holdings) Add(key manifest.ReleaseID, dir string, m *manifest.Manifest, have []bool, complete bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if old := h.rels[key]; old != nil {
@@ -115,7 +105,7 @@ func (h *Holdings) Add(key RelKey, dir string, m *manifest.Manifest, have []bool
 }
 
 // mark records chunks of a release as present and verified.
-func (h *Holdings) Mark(key RelKey, idx ...int) {
+func (h *Holdings) Mark(key manifest.ReleaseID, idx ...int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	r := h.rels[key]
@@ -140,7 +130,7 @@ func (h *Holdings) Mark(key RelKey, idx ...int) {
 
 // fetching records that this agent started (on) or ended a request to the
 // origin for the chunk at idx, so that peers do not ask the origin for it too.
-func (h *Holdings) Fetching(key RelKey, idx int, on bool) {
+func (h *Holdings) Fetching(key manifest.ReleaseID, idx int, on bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if r := h.rels[key]; r != nil && idx >= 0 && idx < len(r.fetching) && r.fetching[idx] != on {
@@ -150,7 +140,7 @@ func (h *Holdings) Fetching(key RelKey, idx int, on bool) {
 }
 
 // unmark forgets chunks that failed a re-check.
-func (h *Holdings) Unmark(key RelKey, idx ...int) {
+func (h *Holdings) Unmark(key manifest.ReleaseID, idx ...int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	r := h.rels[key]
@@ -177,7 +167,7 @@ func (h *Holdings) Unmark(key RelKey, idx ...int) {
 }
 
 // completed records that a release's artifact is in place.
-func (h *Holdings) Completed(key RelKey) {
+func (h *Holdings) Completed(key manifest.ReleaseID) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if r := h.rels[key]; r != nil {
@@ -187,7 +177,7 @@ func (h *Holdings) Completed(key RelKey) {
 }
 
 // drop forgets a release, before its directory is removed.
-func (h *Holdings) Drop(key RelKey) {
+func (h *Holdings) Drop(key manifest.ReleaseID) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if r := h.rels[key]; r != nil {
@@ -262,7 +252,7 @@ func (h *Holdings) Snapshot() (uint64, []peerproto.ReleaseHave) {
 		if len(r.have) == 0 {
 			continue // an empty artifact: nothing to share
 		}
-		out = append(out, peerproto.ReleaseHave{Product: r.key.Product, Channel: r.key.Channel, Sequence: r.key.Seq,
+		out = append(out, peerproto.ReleaseHave{ReleaseID: r.key,
 			Chunks: len(r.have), Have: peerproto.EncodeBitmap(r.have), Fetching: peerproto.EncodeBitmap(r.fetching)})
 	}
 	slices.SortFunc(out, func(a, b peerproto.ReleaseHave) int {
@@ -272,7 +262,7 @@ func (h *Holdings) Snapshot() (uint64, []peerproto.ReleaseHave) {
 }
 
 // has reports whether the release is held (its manifest, at least).
-func (h *Holdings) Has(key RelKey) (dir string, ok bool) {
+func (h *Holdings) Has(key manifest.ReleaseID) (dir string, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if r := h.rels[key]; r != nil {

@@ -58,7 +58,7 @@ func checkHoldings(t *testing.T, h *Holdings) {
 		t.Fatalf("snapshot has %d releases, holdings %d", len(snap), len(h.rels))
 	}
 	for _, s := range snap {
-		r := h.rels[RelKey{Product: s.Product, Channel: s.Channel, Seq: s.Sequence}]
+		r := h.rels[s.ReleaseID]
 		if r == nil {
 			t.Errorf("snapshot lists %s/%s/%d, not held", s.Product, s.Channel, s.Sequence)
 			continue
@@ -91,7 +91,7 @@ func TestHoldingsIndex(t *testing.T) {
 	m1 := handManifest("app", 1, manifest.Chunk{SHA256: a, Size: 10}, manifest.Chunk{SHA256: b, Size: 20},
 		manifest.Chunk{SHA256: a, Size: 10}, manifest.Chunk{SHA256: c, Size: 5})
 	m2 := handManifest("app", 2, manifest.Chunk{SHA256: d, Size: 7}, manifest.Chunk{SHA256: a, Size: 10})
-	k1, k2 := RelKey{Product: "app", Channel: "stable", Seq: 1}, RelKey{Product: "app", Channel: "stable", Seq: 2}
+	k1, k2 := manifest.ChannelID{Product: "app", Channel: "stable"}.Release(1), manifest.ChannelID{Product: "app", Channel: "stable"}.Release(2)
 	dir1, dir2 := "/store/app/stable/1", "/store/app/stable/2"
 	part1 := func(off int64, size int64) Location {
 		return Location{Path: filepath.Join(dir1, PartFile), Offset: off, Size: size}
@@ -162,8 +162,8 @@ func TestHoldingsIndex(t *testing.T) {
 func TestHoldingsSnapshotOrder(t *testing.T) {
 	h := NewHoldings()
 	one := manifest.Chunk{SHA256: manifest.Sum([]byte("x")), Size: 1}
-	for _, k := range []RelKey{{"b", "stable", 2}, {"a", "stable", 10}, {"a", "beta", 1}, {"a", "stable", 9}} {
-		h.Add(k, "/d", handManifest(k.Product, k.Seq, one), nil, true)
+	for _, k := range []manifest.ReleaseID{manifest.ChannelID{Product: "b", Channel: "stable"}.Release(2), manifest.ChannelID{Product: "a", Channel: "stable"}.Release(10), manifest.ChannelID{Product: "a", Channel: "beta"}.Release(1), manifest.ChannelID{Product: "a", Channel: "stable"}.Release(9)} {
+		h.Add(k, "/d", handManifest(k.Product, k.Sequence, one), nil, true)
 	}
 	v, snap := h.Snapshot()
 	if v != h.version {
@@ -171,7 +171,7 @@ func TestHoldingsSnapshotOrder(t *testing.T) {
 	}
 	var got []string
 	for _, r := range snap {
-		got = append(got, RelKey{Product: r.Product, Channel: r.Channel, Seq: r.Sequence}.String())
+		got = append(got, r.ReleaseID.String())
 	}
 	if want := []string{"a/beta/1", "a/stable/9", "a/stable/10", "b/stable/2"}; !slices.Equal(got, want) {
 		t.Errorf("snapshot order %v, want %v", got, want)
@@ -200,7 +200,7 @@ func receive[T any](t *testing.T, ch <-chan T, what string) T {
 }
 
 func TestHoldingsWait(t *testing.T) {
-	k := RelKey{Product: "app", Channel: "stable", Seq: 1}
+	k := manifest.ChannelID{Product: "app", Channel: "stable"}.Release(1)
 	m := handManifest("app", 1, manifest.Chunk{SHA256: manifest.Sum([]byte("x")), Size: 1})
 	t.Run("newer already", func(t *testing.T) {
 		h := NewHoldings()

@@ -149,7 +149,7 @@ func (s *Store) Remove(product, channel string, keep ...uint64) error {
 			continue
 		}
 		if s.Held != nil {
-			s.Held.Drop(RelKey{Product: product, Channel: channel, Seq: seq}) // peers stop asking before the files go
+			s.Held.Drop(manifest.ChannelID{Product: product, Channel: channel}.Release(seq)) // peers stop asking before the files go
 		}
 		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
 	}

@@ -40,7 +40,7 @@ type Source interface {
 // ends with the last chunk.
 type assembly struct {
 	m       *manifest.Manifest
-	key     store.RelKey
+	key     manifest.ReleaseID
 	dir     string
 	f       *os.File
 	j       *store.Journal
@@ -113,7 +113,7 @@ func Assemble(ctx context.Context, s *store.Store, m *manifest.Manifest, dir str
 }
 
 func openAssembly(s *store.Store, m *manifest.Manifest, dir string, src Source, conns int, log *slog.Logger) (*assembly, error) {
-	a := &assembly{m: m, key: store.RelKey{Product: m.Product, Channel: m.Channel, Seq: m.Sequence}, dir: dir, src: src,
+	a := &assembly{m: m, key: m.ID(), dir: dir, src: src,
 		conns: max(conns, 1), held: s.Held, log: log, reasons: make(map[string]int64)}
 	a.cond = sync.NewCond(&a.mu)
 	a.offsets = make([]int64, len(m.Chunks))

@@ -13,7 +13,6 @@ import (
 
 	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
-	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
@@ -36,9 +35,9 @@ const (
 // swarmView is what a scheduler needs of the peers: peerManager, or an
 // in-memory fleet in tests. Its methods are safe for concurrent use.
 type View interface {
-	Snapshot(key store.RelKey) []Holder // the usable peers taking part in a release
-	Usable() int                        // usable peers in all
-	Wake() <-chan struct{}              // closed at the next change
+	Snapshot(key manifest.ReleaseID) []Holder // the usable peers taking part in a release
+	Usable() int                              // usable peers in all
+	Wake() <-chan struct{}                    // closed at the next change
 	Ban(addr, reason string)
 }
 
@@ -97,7 +96,7 @@ type jobState struct {
 type sched struct {
 	a       *assembly
 	pm      View // nil: origin only
-	key     store.RelKey
+	key     manifest.ReleaseID
 	self    string
 	grace   time.Duration
 	maxWait time.Duration // longest a chunk nobody fetches waits for others before the origin: twice grace
@@ -127,7 +126,7 @@ type sched struct {
 	wakeCh     chan struct{}
 }
 
-func newSched(a *assembly, jobs []*job, sw *Config, key store.RelKey) *sched {
+func newSched(a *assembly, jobs []*job, sw *Config, key manifest.ReleaseID) *sched {
 	s := &sched{a: a, key: key, state: make(map[*job]*jobState, len(jobs)),
 		remaining: len(jobs), inflight: make(map[string]int), pauseUntil: make(map[string]time.Time),
 		fails: make(map[string]int), pauseBase: time.Second,

@@ -12,7 +12,6 @@ import (
 
 	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
-	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/internal/releasetest"
 	"github.com/fleetcast/fleetcast/manifest"
 )
@@ -91,7 +90,7 @@ func (f *memFleet) add(addr string, m *manifest.Manifest, have func(i int) bool,
 	f.holders = append(f.holders, Holder{Addr: addr, ID: fmt.Sprintf("%016x", len(f.holders)+1), Bits: b, Fetching: none, Progress: when, Fetch: src})
 }
 
-func (f *memFleet) Snapshot(store.RelKey) []Holder {
+func (f *memFleet) Snapshot(manifest.ReleaseID) []Holder {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []Holder
@@ -103,7 +102,7 @@ func (f *memFleet) Snapshot(store.RelKey) []Holder {
 	return out
 }
 
-func (f *memFleet) Usable() int { return len(f.Snapshot(store.RelKey{})) }
+func (f *memFleet) Usable() int { return len(f.Snapshot(manifest.ReleaseID{})) }
 
 func (f *memFleet) Wake() <-chan struct{} { return f.ch }
 
@@ -321,7 +320,7 @@ func TestSwarmRarestFirst(t *testing.T) {
 	for i, c := range m.Chunks {
 		jobs = append(jobs, &job{chunk: c, indexes: []int{i}})
 	}
-	s := newSched(a, jobs, swarmConf(f, time.Second), store.RelKey{})
+	s := newSched(a, jobs, swarmConf(f, time.Second), manifest.ReleaseID{})
 	s.refreshLocked()
 	for range 20 {
 		if tk := s.pickPeerLocked(); tk == nil || tk.j.indexes[0] != rare || tk.peer.Addr != "p1" {
@@ -339,7 +338,7 @@ func TestSwarmWaitsForParticipants(t *testing.T) {
 	other := &relKeyFleet{memFleet: f, n: 1}
 	a := &assembly{m: m}
 	jobs := []*job{{chunk: m.Chunks[0], indexes: []int{0}}}
-	s := newSched(a, jobs, &Config{View: other, Self: "00000000000000ff", Grace: time.Hour, PerPeer: 2}, store.RelKey{})
+	s := newSched(a, jobs, &Config{View: other, Self: "00000000000000ff", Grace: time.Hour, PerPeer: 2}, manifest.ReleaseID{})
 	s.refreshLocked()
 	if tk := s.pickOriginLocked(); tk != nil {
 		t.Fatalf("picked %+v at once; want to wait for peers to take part", tk)
@@ -372,7 +371,7 @@ func BenchmarkSchedPicks(b *testing.B) {
 					m.Chunks[i].SHA256[0], m.Chunks[i].SHA256[1], m.Chunks[i].SHA256[2] = byte(i), byte(i>>8), byte(i>>16)
 					jobs[i] = &job{chunk: m.Chunks[i], indexes: []int{i}}
 				}
-				s := newSched(&assembly{m: m}, jobs, nil, store.RelKey{})
+				s := newSched(&assembly{m: m}, jobs, nil, manifest.ReleaseID{})
 				for range n {
 					s.mu.Lock()
 					t := s.pickOriginLocked()
@@ -404,7 +403,7 @@ func BenchmarkSchedPicksSwarm(b *testing.B) {
 					m.Chunks[i].SHA256[0], m.Chunks[i].SHA256[1], m.Chunks[i].SHA256[2] = byte(i), byte(i>>8), byte(i>>16)
 					jobs[i] = &job{chunk: m.Chunks[i], indexes: []int{i}}
 				}
-				s := newSched(&assembly{m: m}, jobs, swarmConf(f, time.Hour), store.RelKey{})
+				s := newSched(&assembly{m: m}, jobs, swarmConf(f, time.Hour), manifest.ReleaseID{})
 				s.refreshLocked()
 				for {
 					s.mu.Lock()

@@ -41,11 +41,10 @@ const (
 
 // release is the channel's latest release as the origin holds it.
 type release struct {
-	product, channel string
-	sequence         uint64
-	envelope         []byte // the signed envelope, served as it is
-	nChunks          int
-	sizes            map[manifest.Digest]int64 // chunk digest -> size
+	id       manifest.ReleaseID
+	envelope []byte // the signed envelope, served as it is
+	nChunks  int
+	sizes    map[manifest.Digest]int64 // chunk digest -> size
 }
 
 // loadRelease reads the channel's latest manifest from the origin directory,
@@ -72,7 +71,7 @@ func loadRelease(origin, product, channel string) (*release, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	r := &release{product: m.Product, channel: m.Channel, sequence: m.Sequence, envelope: env,
+	r := &release{id: m.ID(), envelope: env,
 		nChunks: len(m.Chunks), sizes: make(map[manifest.Digest]int64, len(m.Chunks))}
 	for _, c := range m.Chunks {
 		r.sizes[c.SHA256] = c.Size
@@ -103,7 +102,7 @@ type peer struct {
 // version is the state version: the sequence held plus one (1 for none).
 func (p *peer) version() uint64 {
 	if rel := p.rel.Load(); rel != nil {
-		return rel.sequence + 1
+		return rel.id.Sequence + 1
 	}
 	return 1
 }
@@ -113,9 +112,9 @@ func (p *peer) version() uint64 {
 func (p *peer) follow(ctx context.Context) {
 	for {
 		if rel, err := loadRelease(p.origin, p.product, p.channel); err == nil {
-			if cur := p.rel.Load(); cur == nil || cur.sequence != rel.sequence {
+			if cur := p.rel.Load(); cur == nil || cur.id.Sequence != rel.id.Sequence {
 				p.rel.Store(rel)
-				p.log.Info("claiming release", slog.Uint64("sequence", rel.sequence), slog.Int("chunks", rel.nChunks))
+				p.log.Info("claiming release", slog.Uint64("sequence", rel.id.Sequence), slog.Int("chunks", rel.nChunks))
 			}
 		}
 		select {
@@ -158,9 +157,9 @@ func (p *peer) serveState(w http.ResponseWriter, r *http.Request) {
 	}
 	p.log.Debug("state asked", slog.String("remote", r.RemoteAddr))
 	st := peerproto.State{Proto: peerproto.Proto, AgentID: p.agentID, FleetID: p.fleetID, Version: p.version(),
-		Releases: []peerproto.ReleaseHave{}, Subscriptions: []peerproto.Sub{}}
+		Releases: []peerproto.ReleaseHave{}, Subscriptions: []manifest.ChannelID{}}
 	if rel := p.rel.Load(); rel != nil { // claims every chunk, fetches none
-		st.Releases = append(st.Releases, peerproto.ReleaseHave{Product: rel.product, Channel: rel.channel, Sequence: rel.sequence,
+		st.Releases = append(st.Releases, peerproto.ReleaseHave{ReleaseID: rel.id,
 			Chunks: rel.nChunks, Have: bitmap(rel.nChunks, true), Fetching: bitmap(rel.nChunks, false)})
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -170,7 +169,7 @@ func (p *peer) serveState(w http.ResponseWriter, r *http.Request) {
 func (p *peer) serveManifest(w http.ResponseWriter, r *http.Request) {
 	seq, err := strconv.ParseUint(r.PathValue("sequence"), 10, 64)
 	rel := p.rel.Load()
-	if err != nil || rel == nil || r.PathValue("product") != rel.product || r.PathValue("channel") != rel.channel || seq != rel.sequence {
+	if err != nil || rel == nil || r.PathValue("product") != rel.id.Product || r.PathValue("channel") != rel.id.Channel || seq != rel.id.Sequence {
 		http.NotFound(w, r)
 		return
 	}
