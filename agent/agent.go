@@ -27,7 +27,6 @@ import (
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/agent/swarm"
-	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
 )
 
@@ -52,9 +51,7 @@ type Agent struct {
 	offersMu    sync.Mutex
 	offersTried map[offerKey]time.Time // peers' newer releases asked for, and when
 
-	statusMu sync.Mutex
-	status   map[string]*peerproto.SubscriptionStatus
-	live     map[string]*swarm.Progress // updates in progress, by subscription key
+	channels []*channel // one per subscription, in the configuration's order
 
 	metrics *metrics
 }
@@ -95,18 +92,17 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 		Retries: cfg.Retries, Backoff: cfg.RetryBackoff, BackoffMax: cfg.RetryBackoffMax}
 	a := &Agent{
 		cfg: cfg, log: log, now: time.Now, lock: lock, root: root, id: id, fleet: fleet,
-		store:  &store.Store{Dir: filepath.Join(cfg.DataDir, store.ReleasesDir), Held: store.NewHoldings()},
-		status: make(map[string]*peerproto.SubscriptionStatus), offersTried: make(map[offerKey]time.Time),
-		live: make(map[string]*swarm.Progress),
+		store:       &store.Store{Dir: filepath.Join(cfg.DataDir, store.ReleasesDir), Held: store.NewHoldings()},
+		offersTried: make(map[offerKey]time.Time),
+	}
+	for _, s := range cfg.Subscriptions {
+		a.channels = append(a.channels, newChannel(cfg.DataDir, s))
 	}
 	a.store.Held.Scan(a.store.Dir)
 	a.srv = newPeerServer(a)
-	a.metrics = newMetrics(a)
+	a.metrics = newMetrics(cfg.Subscriptions, &agentCollector{channels: a.channels, status: a.Status})
 	a.origin = fetch.New(base, p, fetch.Options{Conns: cfg.OriginConnections,
 		Rejected: func() { a.metrics.ChunkRejected(swarm.SourceOrigin) }}, log)
-	for _, s := range cfg.Subscriptions {
-		a.status[s.String()] = &peerproto.SubscriptionStatus{Product: s.Product, Channel: s.Channel}
-	}
 	log.Info("agent ready", slog.String("agent_id", id), slog.String("fleet_id", fleet.ID()),
 		slog.String("data_dir", cfg.DataDir), slog.String("origin", cfg.Origin),
 		slog.Uint64("root_version", root.Version), slog.Int("subscriptions", len(cfg.Subscriptions)))
@@ -129,8 +125,8 @@ func (a *Agent) Once(ctx context.Context) error {
 // retry_after whatever the poll does.
 func (a *Agent) once(ctx context.Context) (retrySoon bool, err error) {
 	var errs []error
-	for _, s := range a.cfg.Subscriptions {
-		out, err := a.runCycle(ctx, s)
+	for _, ch := range a.channels {
+		out, err := a.runCycle(ctx, ch)
 		if err != nil {
 			errs = append(errs, err)
 			retrySoon = retrySoon || out != peerproto.Deferred
@@ -139,12 +135,13 @@ func (a *Agent) once(ctx context.Context) (retrySoon bool, err error) {
 	return retrySoon, errors.Join(errs...)
 }
 
-func (a *Agent) runCycle(ctx context.Context, s manifest.ChannelID) (peerproto.Outcome, error) {
+func (a *Agent) runCycle(ctx context.Context, ch *channel) (peerproto.Outcome, error) {
 	start := a.now()
-	out, err := a.cycle(ctx, s)
-	a.recordCycle(s, start, out, err)
+	out, err := ch.run(ctx, a)
+	a.metrics.cycle(ch.id, out)
+	ch.ended(start, out, err)
 	if err != nil && out != peerproto.Deferred { // a deferred cycle logged what it waits for
-		a.log.Error("update cycle failed", slog.String("product", s.Product), slog.String("channel", s.Channel),
+		a.log.Error("update cycle failed", slog.String("product", ch.id.Product), slog.String("channel", ch.id.Channel),
 			slog.String("outcome", string(out)), slog.String("reason", err.Error()))
 	}
 	return out, err

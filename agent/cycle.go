@@ -20,69 +20,64 @@ import (
 	"github.com/fleetcast/fleetcast/signing"
 )
 
-// cycle brings one subscription up to date: fetch and verify the channel's
-// latest manifest, assemble its artifact, install it.
-func (a *Agent) cycle(ctx context.Context, sub manifest.ChannelID) (peerproto.Outcome, error) {
-	log := a.log.With(slog.String("product", sub.Product), slog.String("channel", sub.Channel))
-	st, err := store.LoadState(a.cfg.DataDir, sub.Product, sub.Channel)
-	if err != nil {
-		return peerproto.Failed, err
-	}
-	env, fresh, err := a.latest(ctx, sub, &st, log)
+// run brings the channel up to date: fetch and verify its latest manifest,
+// assemble the artifact, install it.
+func (c *cycle) run(ctx context.Context) (peerproto.Outcome, error) {
+	env, fresh, err := c.latest(ctx)
 	if err != nil || env == nil {
 		if err != nil {
 			return peerproto.Failed, err
 		}
 		return peerproto.UpToDate, nil
 	}
-	v, err := a.verify(ctx, sub, env, fresh, log)
+	v, err := c.verify(ctx, env, fresh)
 	if err != nil {
 		return peerproto.Failed, err
 	}
 	switch {
-	case v.Sequence < st.Trusted:
-		return peerproto.Failed, manifest.CheckSequence(v.Manifest, st.Trusted)
-	case v.Sequence == st.Installed:
-		a.upToDate(sub, &st, v, log)
-		return peerproto.UpToDate, a.saveValidators(sub, &st, fresh)
-	case v.Sequence == st.Failed:
-		log.Warn("latest release failed its health check, or was refused by its installer, before; not tried again: waiting for a newer one",
-			slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version), slog.String("reason", st.FailedReason))
-		return peerproto.KnownBad, a.saveValidators(sub, &st, fresh)
+	case v.Sequence < c.st.Trusted:
+		return peerproto.Failed, manifest.CheckSequence(v.Manifest, c.st.Trusted)
+	case v.Sequence == c.st.Installed:
+		c.upToDate(v)
+		return peerproto.UpToDate, c.saveValidators(fresh)
+	case v.Sequence == c.st.Failed:
+		c.log.Warn("latest release failed its health check, or was refused by its installer, before; not tried again: waiting for a newer one",
+			slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version), slog.String("reason", c.st.FailedReason))
+		return peerproto.KnownBad, c.saveValidators(fresh)
 	}
-	if err := a.cfg.Allow(v.Install); err != nil {
-		return peerproto.Failed, fmt.Errorf("%s/%s sequence %d (version %s): %w", sub.Product, sub.Channel, v.Sequence, v.Version, err)
+	if err := c.cfg.Allow(v.Install); err != nil {
+		return peerproto.Failed, fmt.Errorf("%s sequence %d (version %s): %w", c.id, v.Sequence, v.Version, err)
 	}
-	if err := a.trust(sub, &st, v, env, log); err != nil {
+	if err := c.trust(v, env); err != nil {
 		return peerproto.Failed, err
 	}
-	return a.update(ctx, sub, &st, v, fresh, log)
+	return c.update(ctx, v, fresh)
 }
 
 // upToDate logs that the installed sequence is the latest, or, when the
 // manifest names another release than the one installed under that
 // sequence, that it is ignored: a sequence is installed once, and the
 // publisher never signs two releases with one sequence.
-func (a *Agent) upToDate(sub manifest.ChannelID, st *store.State, v *manifest.Verified, log *slog.Logger) {
-	differs := a.installedDiffers(sub, st, v)
+func (c *cycle) upToDate(v *manifest.Verified) {
+	differs := c.installedDiffers(v)
 	if differs == "" {
-		log.Info("up to date", slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version))
+		c.log.Info("up to date", slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version))
 		return
 	}
-	log.Warn("manifest for the installed sequence names another release than the one installed; a sequence is installed once: ignored",
+	c.log.Warn("manifest for the installed sequence names another release than the one installed; a sequence is installed once: ignored",
 		slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version),
-		slog.String("installed_version", st.InstalledVersion), slog.String("differs", differs))
+		slog.String("installed_version", c.st.InstalledVersion), slog.String("differs", differs))
 }
 
 // installedDiffers says in what v differs from the release installed under
 // its sequence: "version", "artifact", "install" (its instructions), or ""
 // for none. A manifest signed again (another expiry, another signature) of
 // the same release differs in none.
-func (a *Agent) installedDiffers(sub manifest.ChannelID, st *store.State, v *manifest.Verified) string {
-	if v.Version != st.InstalledVersion {
+func (c *cycle) installedDiffers(v *manifest.Verified) string {
+	if v.Version != c.st.InstalledVersion {
 		return "version"
 	}
-	m, err := store.LoadManifest(a.store.ReleaseDir(sub.Product, sub.Channel, st.Installed))
+	m, err := store.LoadManifest(c.store.ReleaseDir(c.id.Release(c.st.Installed)))
 	switch {
 	case err != nil:
 		return "" // no stored manifest to compare with; the version matches
@@ -107,14 +102,14 @@ type freshManifest struct {
 // manifest still verifies (it has not expired, nor has the root), and
 // everything it named was handled; when the trusted release is not installed
 // yet (an interrupted cycle), it returns the stored envelope.
-func (a *Agent) latest(ctx context.Context, sub manifest.ChannelID, st *store.State, log *slog.Logger) ([]byte, *freshManifest, error) {
-	if a.pm() == nil {
-		return a.latestFromOrigin(ctx, sub, st, log)
+func (c *cycle) latest(ctx context.Context) ([]byte, *freshManifest, error) {
+	if c.pm() == nil {
+		return c.latestFromOrigin(ctx)
 	}
-	if env := a.latestFromPeers(ctx, sub, st, log); env != nil {
+	if env := c.latestFromPeers(ctx); env != nil {
 		return env, nil, nil
 	}
-	return a.latestRace(ctx, sub, st, log)
+	return c.latestRace(ctx)
 }
 
 // latestFromOrigin is latest without peers: a conditional GET. A 304 is
@@ -123,72 +118,72 @@ func (a *Agent) latest(ctx context.Context, sub manifest.ChannelID, st *store.St
 // agent on an expired release forever without an error. When it does not,
 // the validators are dropped and the manifest is fetched whole, so the
 // outcome is that of a fresh response.
-func (a *Agent) latestFromOrigin(ctx context.Context, sub manifest.ChannelID, st *store.State, log *slog.Logger) ([]byte, *freshManifest, error) {
-	resp, err := a.origin.Manifest(ctx, sub.Product, sub.Channel, st.ETag, st.LastModified)
+func (c *cycle) latestFromOrigin(ctx context.Context) ([]byte, *freshManifest, error) {
+	resp, err := c.origin.Manifest(ctx, c.id, c.st.ETag, c.st.LastModified)
 	if errors.Is(err, fetch.ErrNotModified) {
-		env, stale := a.trustedEnvelope(sub, st)
+		env, stale := c.trustedEnvelope()
 		if stale == nil {
-			if st.Trusted == st.Installed || st.Trusted == st.Failed {
-				log.Debug("manifest not modified", slog.Uint64("installed", st.Installed))
+			if c.st.Trusted == c.st.Installed || c.st.Trusted == c.st.Failed {
+				c.log.Debug("manifest not modified", slog.Uint64("installed", c.st.Installed))
 				return nil, nil, nil
 			}
 			return env, nil, nil
 		}
-		log.Warn("origin says the manifest is unchanged, but the trusted one no longer verifies; fetching it whole",
-			slog.Uint64("trusted", st.Trusted), slog.String("reason", stale.Error()))
-		if st.ETag != "" || st.LastModified != "" {
-			st.ETag, st.LastModified = "", ""
-			if err := store.SaveState(a.cfg.DataDir, sub.Product, sub.Channel, *st); err != nil {
+		c.log.Warn("origin says the manifest is unchanged, but the trusted one no longer verifies; fetching it whole",
+			slog.Uint64("trusted", c.st.Trusted), slog.String("reason", stale.Error()))
+		if c.st.ETag != "" || c.st.LastModified != "" {
+			c.st.ETag, c.st.LastModified = "", ""
+			if err := c.save(); err != nil {
 				return nil, nil, err
 			}
 		}
-		resp, err = a.origin.Manifest(ctx, sub.Product, sub.Channel, "", "")
+		resp, err = c.origin.Manifest(ctx, c.id, "", "")
 		if errors.Is(err, fetch.ErrNotModified) {
-			return nil, nil, fmt.Errorf("%s/%s: origin answered 304 Not Modified to a request without validators, for a trusted manifest that no longer verifies: %w",
-				sub.Product, sub.Channel, stale)
+			return nil, nil, fmt.Errorf("%s: origin answered 304 Not Modified to a request without validators, for a trusted manifest that no longer verifies: %w",
+				c.id, stale)
 		}
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s/%s: %w", sub.Product, sub.Channel, err)
+		return nil, nil, fmt.Errorf("%s: %w", c.id, err)
 	}
-	log.Info("fetched manifest from origin", slog.Int("bytes", len(resp.Body)), slog.String("etag", clip.String(resp.ETag, 64)))
-	return resp.Body, a.validators(resp, log), nil
+	c.log.Info("fetched manifest from origin", slog.Int("bytes", len(resp.Body)), slog.String("etag", clip.String(resp.ETag, 64)))
+	return resp.Body, c.validators(resp), nil
 }
 
 // trustedEnvelope reads the stored envelope of the trusted sequence and
 // verifies it against the current root now, as a fresh response would be;
 // the error says why it is no longer current (missing, expired, root
 // expired, no longer signed by the root's keys).
-func (a *Agent) trustedEnvelope(sub manifest.ChannelID, st *store.State) ([]byte, error) {
-	if st.Trusted == 0 {
+func (c *cycle) trustedEnvelope() ([]byte, error) {
+	if c.st.Trusted == 0 {
 		return nil, errors.New("no trusted manifest")
 	}
-	dir := a.store.ReleaseDir(sub.Product, sub.Channel, st.Trusted)
+	dir := c.store.ReleaseDir(c.id.Release(c.st.Trusted))
 	env, err := store.ReadLimited(filepath.Join(dir, store.ManifestFile), signing.MaxEnvelopeSize)
 	if err != nil {
-		return nil, fmt.Errorf("trusted manifest, sequence %d: %w", st.Trusted, err)
+		return nil, fmt.Errorf("trusted manifest, sequence %d: %w", c.st.Trusted, err)
 	}
-	v, err := manifest.Verify(env, a.currentRoot(), a.now())
+	v, err := manifest.Verify(env, c.currentRoot(), c.now())
 	if err != nil {
 		return nil, err
 	}
-	if v.Product != sub.Product || v.Channel != sub.Channel || v.Sequence != st.Trusted {
+	if v.ChannelID() != c.id || v.Sequence != c.st.Trusted {
 		return nil, fmt.Errorf("stored manifest of sequence %d is %s/%s sequence %d: %w",
-			st.Trusted, v.Product, v.Channel, v.Sequence, manifest.ErrInvalid)
+			c.st.Trusted, v.Product, v.Channel, v.Sequence, manifest.ErrInvalid)
 	}
 	return env, nil
 }
 
 // validators returns the response's validators to remember, without those
 // longer than maxValidator.
-func (a *Agent) validators(resp *fetch.ManifestResponse, log *slog.Logger) *freshManifest {
+func (c *cycle) validators(resp *fetch.ManifestResponse) *freshManifest {
 	f := &freshManifest{etag: resp.ETag, lastModified: resp.LastModified}
 	if len(f.etag) > store.MaxValidator {
-		log.Warn("origin's ETag not kept", slog.Int("bytes", len(f.etag)), slog.Int("limit", store.MaxValidator))
+		c.log.Warn("origin's ETag not kept", slog.Int("bytes", len(f.etag)), slog.Int("limit", store.MaxValidator))
 		f.etag = ""
 	}
 	if len(f.lastModified) > store.MaxValidator {
-		log.Warn("origin's Last-Modified not kept", slog.Int("bytes", len(f.lastModified)), slog.Int("limit", store.MaxValidator))
+		c.log.Warn("origin's Last-Modified not kept", slog.Int("bytes", len(f.lastModified)), slog.Int("limit", store.MaxValidator))
 		f.lastModified = ""
 	}
 	return f
@@ -197,24 +192,24 @@ func (a *Agent) validators(resp *fetch.ManifestResponse, log *slog.Logger) *fres
 // verify follows the root chain (for a freshly fetched manifest) and checks
 // the envelope: signatures, threshold, expiry, and that it is the
 // subscription's product and channel.
-func (a *Agent) verify(ctx context.Context, sub manifest.ChannelID, env []byte, fresh *freshManifest, log *slog.Logger) (*manifest.Verified, error) {
-	root := a.currentRoot()
+func (c *cycle) verify(ctx context.Context, env []byte, fresh *freshManifest) (*manifest.Verified, error) {
+	root := c.currentRoot()
 	if fresh != nil {
 		var err error
-		if root, err = a.followRoots(ctx, log); err != nil {
+		if root, err = c.followRoots(ctx, c.log); err != nil {
 			return nil, err
 		}
 	}
-	v, err := manifest.Verify(env, root, a.now())
+	v, err := manifest.Verify(env, root, c.now())
 	if err != nil {
-		log.Error("manifest refused", slog.String("reason", err.Error()))
-		return nil, fmt.Errorf("%s/%s: %w", sub.Product, sub.Channel, err)
+		c.log.Error("manifest refused", slog.String("reason", err.Error()))
+		return nil, fmt.Errorf("%s: %w", c.id, err)
 	}
-	if v.Product != sub.Product || v.Channel != sub.Channel {
-		return nil, fmt.Errorf("%s/%s: origin served a manifest for %s/%s: %w; not trusted",
-			sub.Product, sub.Channel, v.Product, v.Channel, manifest.ErrInvalid)
+	if v.ChannelID() != c.id {
+		return nil, fmt.Errorf("%s: origin served a manifest for %s/%s: %w; not trusted",
+			c.id, v.Product, v.Channel, manifest.ErrInvalid)
 	}
-	log.Info("manifest verified", slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version),
+	c.log.Info("manifest verified", slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version),
 		slog.Uint64("root_version", root.Version), slog.Any("signed_by", v.SignedBy))
 	return v, nil
 }
@@ -256,68 +251,68 @@ func (a *Agent) currentRoot() *signing.Root {
 // trust records a newly verified sequence as the highest trusted, with its
 // envelope in the store, before anything is fetched for it: from here on a
 // restart cannot be talked into an older release.
-func (a *Agent) trust(sub manifest.ChannelID, st *store.State, v *manifest.Verified, env []byte, log *slog.Logger) error {
-	dir := a.store.ReleaseDir(sub.Product, sub.Channel, v.Sequence)
-	if _, err := os.Stat(filepath.Join(dir, store.ManifestFile)); err != nil || v.Sequence > st.Trusted {
-		if err := a.store.SaveManifest(sub.Product, sub.Channel, v.Sequence, env); err != nil {
+func (c *cycle) trust(v *manifest.Verified, env []byte) error {
+	dir := c.store.ReleaseDir(c.id.Release(v.Sequence))
+	if _, err := os.Stat(filepath.Join(dir, store.ManifestFile)); err != nil || v.Sequence > c.st.Trusted {
+		if err := c.store.SaveManifest(c.id.Release(v.Sequence), env); err != nil {
 			return err
 		}
 	}
-	if v.Sequence > st.Trusted {
-		log.Info("new release trusted", slog.Uint64("sequence", v.Sequence), slog.Uint64("previous_trusted", st.Trusted))
-		st.Trusted = v.Sequence
-		st.ClearRetry()
-		return store.SaveState(a.cfg.DataDir, sub.Product, sub.Channel, *st)
+	if v.Sequence > c.st.Trusted {
+		c.log.Info("new release trusted", slog.Uint64("sequence", v.Sequence), slog.Uint64("previous_trusted", c.st.Trusted))
+		c.st.Trusted = v.Sequence
+		c.st.ClearRetry()
+		return c.save()
 	}
 	return nil
 }
 
 // update assembles and installs a trusted release.
-func (a *Agent) update(ctx context.Context, sub manifest.ChannelID, st *store.State, v *manifest.Verified, fresh *freshManifest, log *slog.Logger) (peerproto.Outcome, error) {
-	log = log.With(slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version))
-	if st.Waiting(v.Sequence, a.now()) {
-		return a.deferred(sub, st, v, fresh, log)
+func (c *cycle) update(ctx context.Context, v *manifest.Verified, fresh *freshManifest) (peerproto.Outcome, error) {
+	c.log = c.log.With(slog.Uint64("sequence", v.Sequence), slog.String("version", v.Version)) // the rest of the cycle is about v
+	if c.st.Waiting(v.Sequence, c.now()) {
+		return c.deferred(v, fresh)
 	}
-	dir := a.store.ReleaseDir(sub.Product, sub.Channel, v.Sequence)
-	prog := a.startProgress(sub, v.Manifest)
-	if !a.store.Complete(sub.Product, sub.Channel, v.Sequence) {
+	dir := c.store.ReleaseDir(c.id.Release(v.Sequence))
+	prog := c.ch.startProgress(v.Manifest, c.now(), c.metrics)
+	if !c.store.Complete(c.id.Release(v.Sequence)) {
 		start := time.Now()
-		log.Info("assembling release", slog.Int64("bytes", v.Artifact.Size), slog.Int("chunks", len(v.Chunks)))
+		c.log.Info("assembling release", slog.Int64("bytes", v.Artifact.Size), slog.Int("chunks", len(v.Chunks)))
 		var sw *swarm.Config
-		if a.pm() != nil {
-			sw = a.pm().swarm()
+		if c.pm() != nil {
+			sw = c.pm().swarm()
 		}
-		tr, err := swarm.Assemble(ctx, a.store, v.Manifest, dir, a.origin, a.cfg.OriginConnections, sw, prog, log)
+		tr, err := swarm.Assemble(ctx, c.store, v.Manifest, dir, c.origin, c.cfg.OriginConnections, sw, prog, c.log)
 		tr.Seconds = time.Since(start).Seconds()
-		a.recordTransfer(sub, v.Sequence, tr)
+		c.ch.transferred(v.Sequence, tr)
 		if err != nil {
-			log.Error("assembly failed", slog.String("reason", err.Error()))
-			return peerproto.Failed, fmt.Errorf("%s/%s sequence %d: %w", sub.Product, sub.Channel, v.Sequence, err)
+			c.log.Error("assembly failed", slog.String("reason", err.Error()))
+			return peerproto.Failed, fmt.Errorf("%s sequence %d: %w", c.id, v.Sequence, err)
 		}
-		a.metrics.fetchTime(sub, tr.Seconds)
-		log.Info("artifact verified", slog.Int64("origin_bytes", tr.Origin), slog.Int64("origin_chunks", tr.OriginChunks),
+		c.metrics.fetchTime(c.id, tr.Seconds)
+		c.log.Info("artifact verified", slog.Int64("origin_bytes", tr.Origin), slog.Int64("origin_chunks", tr.OriginChunks),
 			slog.Int64("peer_bytes", tr.Peer), slog.Int64("peer_chunks", tr.PeerChunks), slog.Any("origin_reasons", tr.OriginReasons),
 			slog.Int64("reused_local_bytes", tr.ReusedLocal), slog.Int64("resumed_bytes", tr.Resumed),
 			slog.Int64("duplicate_bytes", tr.Duplicate), slog.Float64("seconds", tr.Seconds))
 	}
 	prog.StartInstall()
 	installStart := time.Now()
-	res := a.install(ctx, sub, st, v, log)
-	a.metrics.installTime(sub, time.Since(installStart).Seconds())
+	res := c.install(ctx, v)
+	c.metrics.installTime(c.id, time.Since(installStart).Seconds())
 	if res == nil {
-		st.Installed, st.InstalledVersion = v.Sequence, v.Version
-		st.ClearRetry()
-		a.rememberValidators(st, fresh)
-		if err := store.SaveState(a.cfg.DataDir, sub.Product, sub.Channel, *st); err != nil {
+		c.st.Installed, c.st.InstalledVersion = v.Sequence, v.Version
+		c.st.ClearRetry()
+		c.rememberValidators(fresh)
+		if err := c.save(); err != nil {
 			return peerproto.Failed, err
 		}
-		if err := a.store.Remove(sub.Product, sub.Channel, v.Sequence); err != nil {
-			log.Warn("could not remove old releases from the store", slog.String("reason", err.Error()))
+		if err := c.store.Remove(c.id, v.Sequence); err != nil {
+			c.log.Warn("could not remove old releases from the store", slog.String("reason", err.Error()))
 		}
-		log.Info("release installed")
+		c.log.Info("release installed")
 		return peerproto.Updated, nil
 	}
-	return a.installFailed(sub, st, v, fresh, res, log)
+	return c.installFailed(v, fresh, res)
 }
 
 // installFailure is what an installer's error means for the release.
@@ -350,33 +345,33 @@ func classifyInstall(err error) installFailure {
 // installFailed records what an installer's error means for the release
 // and returns the cycle's outcome and error, which says whether and when
 // the release is tried again.
-func (a *Agent) installFailed(sub manifest.ChannelID, st *store.State, v *manifest.Verified, fresh *freshManifest, res error, log *slog.Logger) (peerproto.Outcome, error) {
-	release := fmt.Sprintf("%s/%s sequence %d", sub.Product, sub.Channel, v.Sequence)
+func (c *cycle) installFailed(v *manifest.Verified, fresh *freshManifest, res error) (peerproto.Outcome, error) {
+	release := fmt.Sprintf("%s sequence %d", c.id, v.Sequence)
 	switch classifyInstall(res) {
 	case failedHealth:
-		log.Error("release failed its health check; not tried again", slog.String("reason", res.Error()))
-		st.Failed, st.FailedReason = v.Sequence, res.Error()
-		return peerproto.HealthFailed, a.saveFailure(sub, st, fresh, fmt.Errorf("%s: %w; it will not be tried again", release, res))
+		c.log.Error("release failed its health check; not tried again", slog.String("reason", res.Error()))
+		c.st.Failed, c.st.FailedReason = v.Sequence, res.Error()
+		return peerproto.HealthFailed, c.saveFailure(fresh, fmt.Errorf("%s: %w; it will not be tried again", release, res))
 	case failedRefused:
 		cause := unswitched(res)
-		log.Error("release refused by its installer, nothing was switched; not tried again until a newer sequence", slog.String("reason", cause.Error()))
-		st.Failed, st.FailedReason = v.Sequence, cause.Error()
-		return peerproto.Refused, a.saveFailure(sub, st, fresh, fmt.Errorf("%s (version %s) refused by its installer, nothing was switched: %w; not tried again until a newer sequence",
+		c.log.Error("release refused by its installer, nothing was switched; not tried again until a newer sequence", slog.String("reason", cause.Error()))
+		c.st.Failed, c.st.FailedReason = v.Sequence, cause.Error()
+		return peerproto.Refused, c.saveFailure(fresh, fmt.Errorf("%s (version %s) refused by its installer, nothing was switched: %w; not tried again until a newer sequence",
 			release, v.Version, cause))
 	case failedNoSpace:
 		cause := unswitched(res)
-		st.NoSpace(v.Sequence, cause.Error(), a.now(), a.cfg.PollInterval)
-		log.Error("release does not fit on its target's file system; what was written is removed; backing off",
-			slog.Time("retry_after", st.RetryAfter), slog.Int("attempts", st.RetryCount), slog.String("reason", cause.Error()))
-		return peerproto.Failed, a.saveFailure(sub, st, fresh, fmt.Errorf("%s: %w; attempt %d, not tried again before %s: free space on the target's file system, or wait for a newer release",
-			release, cause, st.RetryCount, st.RetryAfter.Format(time.RFC3339)))
+		c.st.NoSpace(v.Sequence, cause.Error(), c.now(), c.cfg.PollInterval)
+		c.log.Error("release does not fit on its target's file system; what was written is removed; backing off",
+			slog.Time("retry_after", c.st.RetryAfter), slog.Int("attempts", c.st.RetryCount), slog.String("reason", cause.Error()))
+		return peerproto.Failed, c.saveFailure(fresh, fmt.Errorf("%s: %w; attempt %d, not tried again before %s: free space on the target's file system, or wait for a newer release",
+			release, cause, c.st.RetryCount, c.st.RetryAfter.Format(time.RFC3339)))
 	case failedUnsafeTarget:
 		cause := unswitched(res)
-		log.Error("install target is not as fleetcast made it: repair the path the reason names (or move it away); the same release is installed on the next cycle after that",
+		c.log.Error("install target is not as fleetcast made it: repair the path the reason names (or move it away); the same release is installed on the next cycle after that",
 			slog.String("target", v.Install.Target), slog.String("reason", cause.Error()))
 		return peerproto.Failed, fmt.Errorf("%s: %w; nothing was switched; not a verdict on the release: it is tried again every cycle, and installs once that path is repaired", release, cause)
 	}
-	log.Error("install failed", slog.String("reason", res.Error()))
+	c.log.Error("install failed", slog.String("reason", res.Error()))
 	return peerproto.Failed, fmt.Errorf("%s: %w", release, res)
 }
 
@@ -394,9 +389,9 @@ func unswitched(err error) error {
 // saveFailure saves st with the manifest's validators (the manifest was
 // handled: what follows is decided by st) and returns err, joined with
 // any error saving it.
-func (a *Agent) saveFailure(sub manifest.ChannelID, st *store.State, fresh *freshManifest, err error) error {
-	a.rememberValidators(st, fresh)
-	if serr := store.SaveState(a.cfg.DataDir, sub.Product, sub.Channel, *st); serr != nil {
+func (c *cycle) saveFailure(fresh *freshManifest, err error) error {
+	c.rememberValidators(fresh)
+	if serr := c.save(); serr != nil {
 		return errors.Join(err, serr)
 	}
 	return err
@@ -404,34 +399,34 @@ func (a *Agent) saveFailure(sub manifest.ChannelID, st *store.State, fresh *fres
 
 // deferred is the cycle of a release that did not fit on its target's file
 // system, while it waits for its backoff: it installs nothing.
-func (a *Agent) deferred(sub manifest.ChannelID, st *store.State, v *manifest.Verified, fresh *freshManifest, log *slog.Logger) (peerproto.Outcome, error) {
-	log.Info("waiting before retrying a release that did not fit on its target's file system",
-		slog.Time("retry_after", st.RetryAfter), slog.Int("attempts", st.RetryCount), slog.String("reason", st.RetryReason))
-	return peerproto.Deferred, a.saveFailure(sub, st, fresh, fmt.Errorf("%s/%s sequence %d (version %s): %w (attempts so far: %d; the last: %s); not tried again before %s: free space on it, or wait for a newer release",
-		sub.Product, sub.Channel, v.Sequence, v.Version, installers.ErrNoSpace, st.RetryCount, st.RetryReason, st.RetryAfter.Format(time.RFC3339)))
+func (c *cycle) deferred(v *manifest.Verified, fresh *freshManifest) (peerproto.Outcome, error) {
+	c.log.Info("waiting before retrying a release that did not fit on its target's file system",
+		slog.Time("retry_after", c.st.RetryAfter), slog.Int("attempts", c.st.RetryCount), slog.String("reason", c.st.RetryReason))
+	return peerproto.Deferred, c.saveFailure(fresh, fmt.Errorf("%s sequence %d (version %s): %w (attempts so far: %d; the last: %s); not tried again before %s: free space on it, or wait for a newer release",
+		c.id, v.Sequence, v.Version, installers.ErrNoSpace, c.st.RetryCount, c.st.RetryReason, c.st.RetryAfter.Format(time.RFC3339)))
 }
 
 // install hands the verified artifact to its installer. It runs to its end
 // even when ctx is cancelled, so that a shutdown never cuts a command or a
 // health check in half (each has its own timeout).
-func (a *Agent) install(ctx context.Context, sub manifest.ChannelID, st *store.State, v *manifest.Verified, log *slog.Logger) error {
-	stateDir := store.InstallerDir(a.cfg.DataDir, sub.Product, sub.Channel)
+func (c *cycle) install(ctx context.Context, v *manifest.Verified) error {
+	stateDir := store.InstallerDir(c.cfg.DataDir, c.id)
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return err
 	}
 	req := &installers.Request{
-		Product: sub.Product, Channel: sub.Channel,
+		ChannelID: c.id,
 		New: installers.Release{Sequence: v.Sequence, Version: v.Version,
-			Artifact: a.store.ArtifactPath(sub.Product, sub.Channel, v.Sequence), Install: v.Install},
-		Previous:       a.previous(sub, st, log),
+			Artifact: c.store.ArtifactPath(c.id.Release(v.Sequence)), Install: v.Install},
+		Previous:       c.previous(),
 		StateDir:       stateDir,
-		CommandTimeout: a.cfg.CommandTimeout,
-		HealthTimeout:  a.cfg.HealthTimeout,
-		KeepReleases:   a.cfg.KeepReleases,
-		AllowedTargets: a.cfg.AllowedTargets,
-		Log:            log,
+		CommandTimeout: c.cfg.CommandTimeout,
+		HealthTimeout:  c.cfg.HealthTimeout,
+		KeepReleases:   c.cfg.KeepReleases,
+		AllowedTargets: c.cfg.AllowedTargets,
+		Log:            c.log,
 	}
-	log.Info("installing", slog.String("installer", v.Install.Installer), slog.String("target", v.Install.Target))
+	c.log.Info("installing", slog.String("installer", v.Install.Installer), slog.String("target", v.Install.Target))
 	_, err := runInstaller(context.WithoutCancel(ctx), req)
 	return err
 }
@@ -442,31 +437,31 @@ func (a *Agent) install(ctx context.Context, sub manifest.ChannelID, st *store.S
 var runInstaller = installers.Install
 
 // previous is the installed release, to roll back to, if the store has it.
-func (a *Agent) previous(sub manifest.ChannelID, st *store.State, log *slog.Logger) *installers.Release {
-	if st.Installed == 0 || !a.store.Complete(sub.Product, sub.Channel, st.Installed) {
+func (c *cycle) previous() *installers.Release {
+	if c.st.Installed == 0 || !c.store.Complete(c.id.Release(c.st.Installed)) {
 		return nil
 	}
-	m, err := store.LoadManifest(a.store.ReleaseDir(sub.Product, sub.Channel, st.Installed))
+	m, err := store.LoadManifest(c.store.ReleaseDir(c.id.Release(c.st.Installed)))
 	if err != nil {
-		log.Warn("installed release's manifest unreadable; no rollback target", slog.String("reason", err.Error()))
+		c.log.Warn("installed release's manifest unreadable; no rollback target", slog.String("reason", err.Error()))
 		return nil
 	}
-	return &installers.Release{Sequence: st.Installed, Version: m.Version,
-		Artifact: a.store.ArtifactPath(sub.Product, sub.Channel, st.Installed), Install: m.Install}
+	return &installers.Release{Sequence: c.st.Installed, Version: m.Version,
+		Artifact: c.store.ArtifactPath(c.id.Release(c.st.Installed)), Install: m.Install}
 }
 
-func (a *Agent) rememberValidators(st *store.State, fresh *freshManifest) {
+func (c *cycle) rememberValidators(fresh *freshManifest) {
 	if fresh != nil {
-		st.ETag, st.LastModified = fresh.etag, fresh.lastModified
+		c.st.ETag, c.st.LastModified = fresh.etag, fresh.lastModified
 	}
 }
 
 // saveValidators remembers the manifest response's validators once the
 // manifest it named is handled, so the next poll is a cheap 304.
-func (a *Agent) saveValidators(sub manifest.ChannelID, st *store.State, fresh *freshManifest) error {
-	if fresh == nil || (fresh.etag == st.ETag && fresh.lastModified == st.LastModified) {
+func (c *cycle) saveValidators(fresh *freshManifest) error {
+	if fresh == nil || (fresh.etag == c.st.ETag && fresh.lastModified == c.st.LastModified) {
 		return nil
 	}
-	a.rememberValidators(st, fresh)
-	return store.SaveState(a.cfg.DataDir, sub.Product, sub.Channel, *st)
+	c.rememberValidators(fresh)
+	return c.save()
 }

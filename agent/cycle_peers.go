@@ -21,28 +21,28 @@ const maxOffers = 3
 // envelope is then handled exactly as one from the origin. A peer that
 // sends a malformed or badly signed envelope is banned; one signed under a
 // root this agent has not followed yet is left to the origin.
-func (a *Agent) latestFromPeers(ctx context.Context, sub manifest.ChannelID, st *store.State, log *slog.Logger) []byte {
+func (c *cycle) latestFromPeers(ctx context.Context) []byte {
 	tried := 0
-	for _, o := range a.offers(sub, st) {
+	for _, o := range c.offers(c.id, *c.st) {
 		if tried == maxOffers {
 			break
 		}
 		tried++
-		key := sub.Release(o.seq)
-		a.offerTried(key, o.addr)
+		key := c.id.Release(o.seq)
+		c.offerTried(key, o.addr)
 		env, err := fetchPeerManifest(ctx, o.fetch, key)
 		if err == nil {
-			err = a.checkOffer(env, key)
+			err = c.checkOffer(env, key)
 		}
 		if err == nil {
-			log.Info("fetched manifest from peer", slog.String("peer", o.addr), slog.Uint64("sequence", o.seq), slog.Int("bytes", len(env)))
+			c.log.Info("fetched manifest from peer", slog.String("peer", o.addr), slog.Uint64("sequence", o.seq), slog.Int("bytes", len(env)))
 			return env
 		}
-		log.Warn("manifest from peer refused", slog.String("peer", o.addr), slog.Uint64("sequence", o.seq), slog.String("reason", err.Error()))
+		c.log.Warn("manifest from peer refused", slog.String("peer", o.addr), slog.Uint64("sequence", o.seq), slog.String("reason", err.Error()))
 		if bannable(err) {
-			a.pm().Ban(o.addr, err.Error())
+			c.pm().Ban(o.addr, err.Error())
 		}
-		a.offerTried(sub.Release(anySequence), o.addr)
+		c.offerTried(c.id.Release(anySequence), o.addr)
 	}
 	return nil
 }
@@ -51,14 +51,15 @@ func (a *Agent) latestFromPeers(ctx context.Context, sub manifest.ChannelID, st 
 // without those already tried within poll_interval, and without any offer
 // of a peer whose offer of this subscription failed within poll_interval: a
 // release no peer delivers, or that this agent refuses, must not start cycle
-// after cycle, nor may a peer that claims ever higher sequences.
-func (a *Agent) offers(sub manifest.ChannelID, st *store.State) []peerOffer {
-	all := a.pm().newest(sub.Product, sub.Channel, max(st.Trusted, st.Failed))
+// after cycle, nor may a peer that claims ever higher sequences. Newer is
+// above what st trusts or saw fail.
+func (a *Agent) offers(id manifest.ChannelID, st store.State) []peerOffer {
+	all := a.pm().newest(id, max(st.Trusted, st.Failed))
 	a.offersMu.Lock()
 	defer a.offersMu.Unlock()
 	now := a.now()
 	recent := func(seq uint64, addr string) bool {
-		t, ok := a.offersTried[offerKey{sub.Release(seq), addr}]
+		t, ok := a.offersTried[offerKey{id.Release(seq), addr}]
 		return ok && now.Sub(t) <= a.cfg.PollInterval
 	}
 	out := all[:0]
@@ -96,7 +97,7 @@ func (a *Agent) offerTried(key manifest.ReleaseID, addr string) {
 // latestRace asks the origin for the latest manifest while it keeps
 // watching the peers: an origin that is down (connect timeouts, retries)
 // must not keep the agent from a release that its peers hold.
-func (a *Agent) latestRace(ctx context.Context, sub manifest.ChannelID, st *store.State, log *slog.Logger) ([]byte, *freshManifest, error) {
+func (c *cycle) latestRace(ctx context.Context) ([]byte, *freshManifest, error) {
 	type result struct {
 		env   []byte
 		fresh *freshManifest
@@ -105,28 +106,30 @@ func (a *Agent) latestRace(ctx context.Context, sub manifest.ChannelID, st *stor
 	octx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan result, 1)
-	stOrigin := *st
+	stOrigin := *c.st // the origin's side changes its own copy, taken back if it wins
+	oc := *c
+	oc.st = &stOrigin
 	go func() {
-		env, fresh, err := a.latestFromOrigin(octx, sub, &stOrigin, log)
+		env, fresh, err := oc.latestFromOrigin(octx)
 		done <- result{env, fresh, err}
 	}()
 	for {
 		select {
 		case r := <-done:
-			*st = stOrigin
+			*c.st = stOrigin
 			return r.env, r.fresh, r.err
 		case <-ctx.Done():
 			<-done
-			return nil, nil, fmt.Errorf("%s/%s: %w", sub.Product, sub.Channel, context.Cause(ctx))
-		case <-a.pm().Wake():
+			return nil, nil, fmt.Errorf("%s: %w", c.id, context.Cause(ctx))
+		case <-c.pm().Wake():
 		}
-		if len(a.offers(sub, st)) == 0 {
+		if len(c.offers(c.id, *c.st)) == 0 {
 			continue
 		}
-		if env := a.latestFromPeers(ctx, sub, st, log); env != nil {
+		if env := c.latestFromPeers(ctx); env != nil {
 			cancel()
 			<-done
-			log.Info("took the manifest from a peer while the origin did not answer")
+			c.log.Info("took the manifest from a peer while the origin did not answer")
 			return env, nil, nil
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/fleetcast/fleetcast/agent/peerproto"
-	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/agent/swarm"
 	"github.com/fleetcast/fleetcast/manifest"
 )
@@ -41,7 +40,9 @@ type metrics struct {
 	installSecs  *prometheus.HistogramVec // product, channel
 }
 
-func newMetrics(a *Agent) *metrics {
+// newMetrics makes the registry of an agent that follows subs; state
+// reports what is read at scrape time.
+func newMetrics(subs []manifest.ChannelID, state prometheus.Collector) *metrics {
 	sub := []string{"product", "channel"}
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
@@ -63,8 +64,8 @@ func newMetrics(a *Agent) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 16)}, sub),
 	}
 	m.reg.MustRegister(m.bytes, m.verified, m.rejected, m.originChunks, m.updates, m.fetchSecs, m.installSecs,
-		&agentCollector{a: a}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m.preset(a.cfg.Subscriptions)
+		state, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.preset(subs)
 	return m
 }
 
@@ -140,7 +141,8 @@ func (m *metrics) installTime(s manifest.ChannelID, seconds float64) {
 // the peers, the subscriptions' state files, the upload and origin
 // counters.
 type agentCollector struct {
-	a *Agent
+	channels []*channel
+	status   func() peerproto.Status // the peers and the counters, as GET /v1/status has them
 }
 
 var (
@@ -172,42 +174,37 @@ func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
-	a := c.a
-	c.collectPeers(ch)
-	for _, s := range a.cfg.Subscriptions {
-		c.collectSubscription(ch, s)
+	st := c.status()
+	c.collectPeers(ch, st.Peers)
+	for _, sub := range c.channels {
+		collectChannel(ch, sub)
 	}
-	ch <- prometheus.MustNewConstMetric(descUploaded, prometheus.CounterValue, float64(a.srv.uploaded.Load()))
-	ch <- prometheus.MustNewConstMetric(descUploadedChunks, prometheus.CounterValue, float64(a.srv.served.Load()))
-	ch <- prometheus.MustNewConstMetric(descOriginBytes, prometheus.CounterValue, float64(a.origin.Bytes()))
-	ch <- prometheus.MustNewConstMetric(descRootVersion, prometheus.GaugeValue, float64(a.currentRoot().Version))
+	ch <- prometheus.MustNewConstMetric(descUploaded, prometheus.CounterValue, float64(st.UploadedBytes))
+	ch <- prometheus.MustNewConstMetric(descUploadedChunks, prometheus.CounterValue, float64(st.UploadedChunks))
+	ch <- prometheus.MustNewConstMetric(descOriginBytes, prometheus.CounterValue, float64(st.OriginBytes))
+	ch <- prometheus.MustNewConstMetric(descRootVersion, prometheus.GaugeValue, float64(st.RootVersion))
 }
 
-// collectSubscription reports whether s has an update in progress and,
-// from its state file, the sequences installed and trusted.
-func (c *agentCollector) collectSubscription(ch chan<- prometheus.Metric, s manifest.ChannelID) {
-	c.a.statusMu.Lock()
+// collectChannel reports whether sub has an update in progress and the
+// sequences installed and trusted, as its state file was last read or
+// written.
+func collectChannel(ch chan<- prometheus.Metric, sub *channel) {
 	in := 0.0
-	if c.a.live[s.String()] != nil {
+	if sub.updating() {
 		in = 1
 	}
-	c.a.statusMu.Unlock()
-	ch <- prometheus.MustNewConstMetric(descInProgress, prometheus.GaugeValue, in, s.Product, s.Channel)
-	st, err := store.LoadState(c.a.cfg.DataDir, s.Product, s.Channel)
+	ch <- prometheus.MustNewConstMetric(descInProgress, prometheus.GaugeValue, in, sub.id.Product, sub.id.Channel)
+	st, err := sub.loaded()
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(descInstalled, err)
 		return
 	}
-	ch <- prometheus.MustNewConstMetric(descInstalled, prometheus.GaugeValue, float64(st.Installed), s.Product, s.Channel)
-	ch <- prometheus.MustNewConstMetric(descTrusted, prometheus.GaugeValue, float64(st.Trusted), s.Product, s.Channel)
+	ch <- prometheus.MustNewConstMetric(descInstalled, prometheus.GaugeValue, float64(st.Installed), sub.id.Product, sub.id.Channel)
+	ch <- prometheus.MustNewConstMetric(descTrusted, prometheus.GaugeValue, float64(st.Trusted), sub.id.Product, sub.id.Channel)
 }
 
 // collectPeers counts the peers as GET /v1/status lists them.
-func (c *agentCollector) collectPeers(ch chan<- prometheus.Metric) {
-	var peers []peerproto.PeerStatus
-	if c.a.pm() != nil {
-		peers = c.a.pm().status()
-	}
+func (c *agentCollector) collectPeers(ch chan<- prometheus.Metric, peers []peerproto.PeerStatus) {
 	banned := 0
 	for _, p := range peers {
 		if p.Banned {

@@ -135,7 +135,7 @@ func TestMetricsPeerChunkRejected(t *testing.T) {
 	t.Cleanup(peer.Close)
 	cfg := config.Default()
 	a := &Agent{cfg: &cfg, log: slog.New(slog.DiscardHandler), fleet: fleettls.Open()}
-	a.metrics = newMetrics(a)
+	a.metrics = newMetrics(nil, &agentCollector{status: a.Status})
 	pm := newPeerManager(a, nil)
 	_, err := pm.fetcher(peer.Listener.Addr().String()).Chunk(context.Background(), c, make([]byte, c.Size))
 	if !errors.Is(err, manifest.ErrMismatch) {

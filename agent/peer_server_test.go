@@ -55,7 +55,7 @@ func newPeerFixture(t *testing.T, fleet *fleettls.Fleet, maxUploads int, uploadR
 	s, src := &store.Store{Dir: filepath.Join(t.TempDir(), store.ReleasesDir)}, releasetest.NewSource()
 	f := &peerFixture{data1: releasetest.Data(21, 300<<10), data2: releasetest.Data(22, 300<<10)}
 	f.m1 = releasetest.Release(t, 1, f.data1, src)
-	dir1 := s.ReleaseDir("app", "stable", 1)
+	dir1 := s.ReleaseDir(manifest.ChannelID{Product: "app", Channel: "stable"}.Release(1))
 	if err := os.MkdirAll(dir1, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func newPeerFixture(t *testing.T, fleet *fleettls.Fleet, maxUploads int, uploadR
 		t.Fatal(err)
 	}
 	f.m2 = releasetest.Release(t, 2, f.data2, src)
-	dir2 := s.ReleaseDir("app", "stable", 2)
+	dir2 := s.ReleaseDir(manifest.ChannelID{Product: "app", Channel: "stable"}.Release(2))
 	if err := os.MkdirAll(dir2, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -89,10 +89,10 @@ func (a *Agent) peerNews(ctx context.Context) <-chan struct{} {
 	}
 	go func() {
 		for {
-			for _, s := range a.cfg.Subscriptions {
-				st, err := store.LoadState(a.cfg.DataDir, s.Product, s.Channel)
-				if err == nil && len(a.offers(s, &st)) > 0 {
-					a.log.Info("a peer holds a newer release", slog.String("product", s.Product), slog.String("channel", s.Channel))
+			for _, sub := range a.channels {
+				st, err := sub.loaded()
+				if err == nil && len(a.offers(sub.id, st)) > 0 {
+					a.log.Info("a peer holds a newer release", slog.String("product", sub.id.Product), slog.String("channel", sub.id.Channel))
 					close(ch)
 					return
 				}

@@ -76,8 +76,8 @@ type peerManager struct {
 	log     *slog.Logger
 	refused *warnLimiter // warnings of peers refused at the TLS handshake
 
-	subscribed map[string]bool // product/channel: the releases kept of peers' states
-	lastHeard  atomic.Int64    // unix nanoseconds of the last answer of any peer of the fleet
+	subscribed map[manifest.ChannelID]bool // the channels whose releases are kept of peers' states
+	lastHeard  atomic.Int64                // unix nanoseconds of the last answer of any peer of the fleet
 
 	follows sync.WaitGroup // one goroutine per peer followed; run waits for them
 
@@ -97,11 +97,11 @@ func newPeerManager(a *Agent, src peerSource) *peerManager {
 		cancels:    make(map[string]context.CancelFunc),
 		bannedIDs:  make(map[string]time.Time),
 		changed:    make(chan struct{}),
-		subscribed: make(map[string]bool),
+		subscribed: make(map[manifest.ChannelID]bool),
 		refused:    newWarnLimiter(refusalWarnEvery),
 	}
 	for _, s := range a.cfg.Subscriptions {
-		pm.subscribed[s.String()] = true
+		pm.subscribed[s] = true
 	}
 	if a.cfg.DownloadRate > 0 {
 		pm.limit = fetch.Limiter(a.cfg.DownloadRate)
@@ -275,7 +275,7 @@ func (pm *peerManager) update(v *peerView, st *peerproto.State, maps []peerproto
 	rels := make(map[manifest.ReleaseID]*peerRelease, len(st.Releases))
 	for i, r := range st.Releases {
 		key := r.ReleaseID
-		if !pm.subscribed[key.Product+"/"+key.Channel] {
+		if !pm.subscribed[key.ChannelID] {
 			continue // not this agent's business: not kept
 		}
 		pr := &peerRelease{bits: maps[i].Have, fetching: maps[i].Fetching, count: peerproto.BitCount(maps[i].Have), progress: now}
@@ -432,7 +432,7 @@ func (pm *peerManager) Snapshot(key manifest.ReleaseID) []swarm.Holder {
 
 // newest returns the peers that hold a release of the product channel newer
 // than seq, best first (highest sequence, then most chunks).
-func (pm *peerManager) newest(product, channel string, seq uint64) []peerOffer {
+func (pm *peerManager) newest(id manifest.ChannelID, seq uint64) []peerOffer {
 	now := time.Now()
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
@@ -442,7 +442,7 @@ func (pm *peerManager) newest(product, channel string, seq uint64) []peerOffer {
 			continue
 		}
 		for k, r := range v.rels {
-			if k.Product == product && k.Channel == channel && k.Sequence > seq {
+			if k.ChannelID == id && k.Sequence > seq {
 				out = append(out, peerOffer{addr: v.addr, seq: k.Sequence, count: r.count, fetch: v.fetch})
 			}
 		}

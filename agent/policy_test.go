@@ -149,7 +149,7 @@ func (c *clockAgent) once(t *testing.T) (peerproto.SubscriptionStatus, error) {
 
 func (c *clockAgent) state(t *testing.T) store.State {
 	t.Helper()
-	st, err := store.LoadState(c.cfg.DataDir, "app", "stable")
+	st, err := store.LoadState(c.cfg.DataDir, manifest.ChannelID{Product: "app", Channel: "stable"})
 	if err != nil {
 		t.Fatalf("state: %v", err)
 	}
@@ -298,10 +298,10 @@ func TestStateStaysReadable(t *testing.T) {
 	dir := t.TempDir()
 	long := strings.Repeat("<&>", store.MaxStateSize)
 	in := store.State{Trusted: 7, Installed: 6, InstalledVersion: "1.0", Failed: 7, FailedReason: long, ETag: long, LastModified: long}
-	if err := store.SaveState(dir, "app", "stable", in); err != nil {
+	if err := store.SaveState(dir, manifest.ChannelID{Product: "app", Channel: "stable"}, in); err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.LoadState(dir, "app", "stable")
+	st, err := store.LoadState(dir, manifest.ChannelID{Product: "app", Channel: "stable"})
 	if err != nil {
 		t.Fatal(err)
 	}

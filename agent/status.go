@@ -13,9 +13,6 @@ import (
 	"time"
 
 	"github.com/fleetcast/fleetcast/agent/peerproto"
-	"github.com/fleetcast/fleetcast/agent/store"
-	"github.com/fleetcast/fleetcast/agent/swarm"
-	"github.com/fleetcast/fleetcast/manifest"
 )
 
 // Status returns a snapshot of the agent's state.
@@ -26,40 +23,10 @@ func (a *Agent) Status() peerproto.Status {
 	if a.pm() != nil {
 		st.Peers = a.pm().status()
 	}
-	a.statusMu.Lock()
-	defer a.statusMu.Unlock()
-	for _, s := range a.cfg.Subscriptions {
-		cur := *a.status[s.String()]
-		if ss, err := store.LoadState(a.cfg.DataDir, s.Product, s.Channel); err == nil {
-			cur.TrustedSequence, cur.InstalledSequence = ss.Trusted, ss.Installed
-			cur.InstalledVersion, cur.FailedSequence = ss.InstalledVersion, ss.Failed
-		}
-		if p := a.live[s.String()]; p != nil {
-			cur.Progress = p.Snapshot()
-		}
-		st.Subscriptions = append(st.Subscriptions, cur)
+	for _, ch := range a.channels {
+		st.Subscriptions = append(st.Subscriptions, ch.snapshot())
 	}
 	return st
-}
-
-// recordCycle records how a cycle ended and ends its update in progress.
-func (a *Agent) recordCycle(s manifest.ChannelID, start time.Time, out peerproto.Outcome, err error) {
-	a.metrics.cycle(s, out)
-	a.statusMu.Lock()
-	defer a.statusMu.Unlock()
-	delete(a.live, s.String())
-	cur := a.status[s.String()]
-	cur.LastCheck, cur.LastOutcome, cur.LastError = start, out, ""
-	if err != nil {
-		cur.LastError = err.Error()
-	}
-}
-
-func (a *Agent) recordTransfer(s manifest.ChannelID, seq uint64, tr peerproto.Transfer) {
-	a.statusMu.Lock()
-	defer a.statusMu.Unlock()
-	cur := a.status[s.String()]
-	cur.LastTransfer, cur.LastTransferSequence = &tr, seq
 }
 
 // serve starts the status, metrics and peer API on listen, over TLS when the fleet
@@ -112,14 +79,4 @@ func (a *Agent) serve(ctx context.Context) (stop func(), err error) {
 			a.log.Error("peer discovery stopped", slog.String("reason", err.Error()))
 		}
 	}, nil
-}
-
-// startProgress makes sub's update to m visible in GET /v1/status; it
-// lasts until recordCycle.
-func (a *Agent) startProgress(sub manifest.ChannelID, m *manifest.Manifest) *swarm.Progress {
-	p := swarm.NewProgress(m, a.now(), a.metrics)
-	a.statusMu.Lock()
-	defer a.statusMu.Unlock()
-	a.live[sub.String()] = p
-	return p
 }

@@ -73,7 +73,7 @@ func request(t *testing.T, newRel Release, prev *Release, stateDir string) *Requ
 	if tg := newRel.Install.Target; tg != "" {
 		allowed = []string{filepath.Dir(tg)}
 	}
-	return &Request{Product: "myapp", Channel: "stable", New: newRel, Previous: prev,
+	return &Request{ChannelID: manifest.ChannelID{Product: "myapp", Channel: "stable"}, New: newRel, Previous: prev,
 		StateDir: stateDir, AllowedTargets: allowed, Log: testLogger(t)}
 }
 

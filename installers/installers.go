@@ -107,7 +107,7 @@ type Release struct {
 
 // Request is one install.
 type Request struct {
-	Product, Channel string
+	manifest.ChannelID // the subscription: Product and Channel
 	New              Release
 	// Previous is the release fleetcast installed before (its artifact
 	// still present), or nil. The file and archive installers use it for

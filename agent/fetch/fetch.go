@@ -121,8 +121,8 @@ type ManifestResponse struct {
 
 // Manifest GETs the channel's latest manifest, conditionally on the
 // validators of the last one seen; ErrNotModified when unchanged.
-func (o *Client) Manifest(ctx context.Context, product, channel, etag, lastModified string) (*ManifestResponse, error) {
-	rel := manifest.LatestPath(product, channel)
+func (o *Client) Manifest(ctx context.Context, ch manifest.ChannelID, etag, lastModified string) (*ManifestResponse, error) {
+	rel := manifest.LatestPath(ch.Product, ch.Channel)
 	var out *ManifestResponse
 	err := o.retry(ctx, rel, func(a *attempt) error {
 		req, err := o.request(a.ctx, rel)

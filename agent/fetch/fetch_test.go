@@ -133,11 +133,11 @@ func TestFetchManifestConditional(t *testing.T) {
 		w.Header().Set("ETag", `"v1"`)
 		w.Write(body)
 	}), testPolicy())
-	resp, err := o.Manifest(context.Background(), "app", "stable", "", "")
+	resp, err := o.Manifest(context.Background(), manifest.ChannelID{Product: "app", Channel: "stable"}, "", "")
 	if err != nil || !bytes.Equal(resp.Body, body) || resp.ETag != `"v1"` {
 		t.Fatalf("first fetch = %+v, %v", resp, err)
 	}
-	if _, err := o.Manifest(context.Background(), "app", "stable", resp.ETag, ""); !errors.Is(err, ErrNotModified) {
+	if _, err := o.Manifest(context.Background(), manifest.ChannelID{Product: "app", Channel: "stable"}, resp.ETag, ""); !errors.Is(err, ErrNotModified) {
 		t.Fatalf("conditional fetch error = %v, want ErrNotModified", err)
 	}
 }
@@ -189,12 +189,12 @@ func TestFetchManifestReplacedWithinASecond(t *testing.T) {
 	}
 	o := newTestClient(t, http.StripPrefix("/mirror/", http.FileServer(http.Dir(dir))), testPolicy())
 	write("one")
-	first, err := o.Manifest(context.Background(), "app", "stable", "", "")
+	first, err := o.Manifest(context.Background(), manifest.ChannelID{Product: "app", Channel: "stable"}, "", "")
 	if err != nil || string(first.Body) != "one" {
 		t.Fatalf("first fetch = %+v, %v", first, err)
 	}
 	write("two")
-	second, err := o.Manifest(context.Background(), "app", "stable", first.ETag, first.LastModified)
+	second, err := o.Manifest(context.Background(), manifest.ChannelID{Product: "app", Channel: "stable"}, first.ETag, first.LastModified)
 	if err != nil || string(second.Body) != "two" {
 		t.Fatalf("second fetch = %+v, %v; want the replaced manifest", second, err)
 	}
@@ -209,7 +209,7 @@ func TestFetchManifestTooLarge(t *testing.T) {
 			}
 		}
 	}), Policy{Timeout: 10 * time.Second, Window: time.Second})
-	_, err := o.Manifest(context.Background(), "app", "stable", "", "")
+	_, err := o.Manifest(context.Background(), manifest.ChannelID{Product: "app", Channel: "stable"}, "", "")
 	if !errors.Is(err, ErrTooLong) {
 		t.Fatalf("error = %v, want ErrTooLong", err)
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -61,18 +60,6 @@ func serve(t *testing.T, kind string, h http.Handler, fleet *fleettls.Fleet) str
 func withTimeout(c *Client, d time.Duration) *Client {
 	c.Timeout = d
 	return c
-}
-
-// deadAddr returns an address nothing listens on.
-func deadAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 func TestFetch(t *testing.T) {

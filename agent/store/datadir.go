@@ -13,6 +13,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/internal/atomicfile"
 	"github.com/fleetcast/fleetcast/internal/filelock"
+	"github.com/fleetcast/fleetcast/manifest"
 )
 
 // The data directory (docs/SPEC.md section 7): its lock, the agent's id, its
@@ -66,8 +67,7 @@ func Lock(dir string) (*os.File, error) {
 // peersFile keeps the peers seen recently, in data_dir.
 const PeersFile = "peers.json"
 
-// installerDir is the installers' private state directory of a
-// subscription.
-func InstallerDir(dataDir, product, channel string) string {
-	return filepath.Join(dataDir, "installer", product, channel)
+// InstallerDir is the installers' private state directory of a channel.
+func InstallerDir(dataDir string, ch manifest.ChannelID) string {
+	return filepath.Join(dataDir, "installer", ch.Product, ch.Channel)
 }

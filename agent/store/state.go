@@ -11,6 +11,7 @@ import (
 	"github.com/fleetcast/fleetcast/internal/atomicfile"
 	"github.com/fleetcast/fleetcast/internal/clip"
 	"github.com/fleetcast/fleetcast/internal/strictjson"
+	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
 )
 
@@ -104,12 +105,15 @@ func (st *State) ClearRetry() {
 	st.RetrySequence, st.RetryAfter, st.RetryCount, st.RetryReason = 0, time.Time{}, 0, ""
 }
 
-func StatePath(dataDir, product, channel string) string {
-	return filepath.Join(dataDir, "state", product, channel+".json")
+// StatePath is the path of a channel's state file.
+func StatePath(dataDir string, ch manifest.ChannelID) string {
+	return filepath.Join(dataDir, "state", ch.Product, ch.Channel+".json")
 }
 
-func LoadState(dataDir, product, channel string) (State, error) {
-	p := StatePath(dataDir, product, channel)
+// LoadState reads a channel's state file; a channel without one has the
+// zero State.
+func LoadState(dataDir string, ch manifest.ChannelID) (State, error) {
+	p := StatePath(dataDir, ch)
 	b, err := ReadLimited(p, MaxStateSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return State{}, nil
@@ -124,7 +128,7 @@ func LoadState(dataDir, product, channel string) (State, error) {
 	return st, nil
 }
 
-// decodeState parses a state file strictly (docs/SPEC.md, §0). Fields
+// DecodeState parses a state file strictly (docs/SPEC.md, §0). Fields
 // missing from it are zero: files of older agents lack the retry fields.
 func DecodeState(b []byte) (State, error) {
 	var st State
@@ -132,8 +136,9 @@ func DecodeState(b []byte) (State, error) {
 	return st, err
 }
 
-func SaveState(dataDir, product, channel string, st State) error {
-	p := StatePath(dataDir, product, channel)
+// SaveState writes a channel's state file atomically.
+func SaveState(dataDir string, ch manifest.ChannelID, st State) error {
+	p := StatePath(dataDir, ch)
 	b, err := EncodeState(st)
 	if err != nil {
 		return fmt.Errorf("state: %w", err)

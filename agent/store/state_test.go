@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fleetcast/fleetcast/manifest"
 )
 
 // TestStateFileCompatible: the state file of an older agent loads; one
@@ -89,17 +91,17 @@ func TestStateFileBounded(t *testing.T) {
 			RetrySequence: 1<<64 - 1, RetryAfter: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.FixedZone("", -23*3600-59*60)),
 			RetryCount: -1 << 63, RetryReason: long}
 		dir := t.TempDir()
-		if err := SaveState(dir, "app", "stable", st); err != nil {
+		if err := SaveState(dir, manifest.ChannelID{Product: "app", Channel: "stable"}, st); err != nil {
 			t.Fatal(err)
 		}
-		fi, err := os.Stat(StatePath(dir, "app", "stable"))
+		fi, err := os.Stat(StatePath(dir, manifest.ChannelID{Product: "app", Channel: "stable"}))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if fi.Size() > MaxStateSize {
 			t.Errorf("fill %q: state file of %d bytes; limit %d", fill, fi.Size(), MaxStateSize)
 		}
-		got, err := LoadState(dir, "app", "stable")
+		got, err := LoadState(dir, manifest.ChannelID{Product: "app", Channel: "stable"})
 		if err != nil {
 			t.Fatalf("fill %q: %v", fill, err)
 		}

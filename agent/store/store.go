@@ -48,26 +48,27 @@ const (
 // a few times (a chunk re-verified after a crash is appended again).
 const MaxJournal = 4 * 4 * manifest.MaxChunks
 
-// store is the agent's chunk store under dataDir.
+// Store is the agent's chunk store under dataDir.
 type Store struct {
 	Dir  string    // dataDir/releases
 	Held *Holdings // what the peer API serves; nil: nothing is served
 }
 
-func (s *Store) ReleaseDir(product, channel string, seq uint64) string {
-	return filepath.Join(s.Dir, product, channel, strconv.FormatUint(seq, 10))
+// ReleaseDir is the directory of release r: releases/<product>/<channel>/<sequence>.
+func (s *Store) ReleaseDir(r manifest.ReleaseID) string {
+	return filepath.Join(s.Dir, r.Product, r.Channel, strconv.FormatUint(r.Sequence, 10))
 }
 
-// saveManifest keeps the signed envelope with the release, before any chunk.
-func (s *Store) SaveManifest(product, channel string, seq uint64, envelope []byte) error {
-	dir := s.ReleaseDir(product, channel, seq)
+// SaveManifest keeps the signed envelope with the release, before any chunk.
+func (s *Store) SaveManifest(r manifest.ReleaseID, envelope []byte) error {
+	dir := s.ReleaseDir(r)
 	if err := atomicfile.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
 	return atomicfile.WriteFile(filepath.Join(dir, ManifestFile), envelope, 0o644)
 }
 
-// loadManifest reads a held release's manifest WITHOUT checking signatures:
+// LoadManifest reads a held release's manifest WITHOUT checking signatures:
 // callers use it only to find chunks, each verified again on use, or for a
 // release verified when it was stored.
 func LoadManifest(dir string) (*manifest.Manifest, error) {
@@ -82,18 +83,18 @@ func LoadManifest(dir string) (*manifest.Manifest, error) {
 	return manifest.Decode(env.Payload)
 }
 
-// complete reports whether the release's whole artifact is in the store.
-func (s *Store) Complete(product, channel string, seq uint64) bool {
-	_, err := os.Stat(filepath.Join(s.ReleaseDir(product, channel, seq), ArtifactFile))
+// Complete reports whether the release's whole artifact is in the store.
+func (s *Store) Complete(r manifest.ReleaseID) bool {
+	_, err := os.Stat(s.ArtifactPath(r))
 	return err == nil
 }
 
-// artifactPath is the path of a complete release's artifact.
-func (s *Store) ArtifactPath(product, channel string, seq uint64) string {
-	return filepath.Join(s.ReleaseDir(product, channel, seq), ArtifactFile)
+// ArtifactPath is the path of a complete release's artifact.
+func (s *Store) ArtifactPath(r manifest.ReleaseID) string {
+	return filepath.Join(s.ReleaseDir(r), ArtifactFile)
 }
 
-// location is where a chunk's bytes can be read in the store.
+// Location is where a chunk's bytes can be read in the store.
 type Location struct {
 	Path   string
 	Offset int64
@@ -132,9 +133,9 @@ func (s *Store) Index(exclude string) map[manifest.Digest]Location {
 	return idx
 }
 
-// remove deletes every release of a subscription except those in keep.
-func (s *Store) Remove(product, channel string, keep ...uint64) error {
-	dir := filepath.Join(s.Dir, product, channel)
+// Remove deletes every release of a channel except those in keep.
+func (s *Store) Remove(ch manifest.ChannelID, keep ...uint64) error {
+	dir := filepath.Join(s.Dir, ch.Product, ch.Channel)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -149,7 +150,7 @@ func (s *Store) Remove(product, channel string, keep ...uint64) error {
 			continue
 		}
 		if s.Held != nil {
-			s.Held.Drop(manifest.ChannelID{Product: product, Channel: channel}.Release(seq)) // peers stop asking before the files go
+			s.Held.Drop(ch.Release(seq)) // peers stop asking before the files go
 		}
 		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
 	}

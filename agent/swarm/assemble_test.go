@@ -21,7 +21,7 @@ func newTestStore(t *testing.T) *store.Store {
 
 func assembleRelease(t *testing.T, s *store.Store, m *manifest.Manifest, src Source) (peerproto.Transfer, error) {
 	t.Helper()
-	dir := s.ReleaseDir(m.Product, m.Channel, m.Sequence)
+	dir := s.ReleaseDir(m.ID())
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +31,7 @@ func assembleRelease(t *testing.T, s *store.Store, m *manifest.Manifest, src Sou
 
 func checkArtifact(t *testing.T, s *store.Store, m *manifest.Manifest, want []byte) {
 	t.Helper()
-	got, err := os.ReadFile(s.ArtifactPath(m.Product, m.Channel, m.Sequence))
+	got, err := os.ReadFile(s.ArtifactPath(m.ID()))
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("artifact: %d bytes, %v; want the release's %d bytes", len(got), err, len(want))
 	}
@@ -49,7 +49,7 @@ func TestAssembleFromSource(t *testing.T) {
 	if tr.Origin != int64(len(data)) || tr.ReusedLocal != 0 || tr.Resumed != 0 {
 		t.Errorf("transfer %+v: want all %d bytes from the source", tr, len(data))
 	}
-	if _, err := os.Stat(filepath.Join(s.ReleaseDir("app", "stable", 1), store.HaveFile)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(s.ReleaseDir(manifest.ChannelID{Product: "app", Channel: "stable"}.Release(1)), store.HaveFile)); !os.IsNotExist(err) {
 		t.Errorf("journal left after commit: %v", err)
 	}
 }
@@ -110,7 +110,7 @@ func TestAssembleRefetchesDamagedBytes(t *testing.T) {
 	data := releasetest.Data(5, 300<<10)
 	m := releasetest.Release(t, 1, data, src)
 	// Complete the journal for every chunk, then damage one byte behind its back.
-	dir := s.ReleaseDir("app", "stable", 1)
+	dir := s.ReleaseDir(manifest.ChannelID{Product: "app", Channel: "stable"}.Release(1))
 	os.MkdirAll(dir, 0o755)
 	releasetest.WriteManifest(t, dir, m)
 	part := filepath.Join(dir, store.PartFile)
@@ -143,7 +143,7 @@ func TestAssembleSourceErrorLeavesNoArtifact(t *testing.T) {
 	if _, err := assembleRelease(t, s, m, src); err == nil || !errors.Is(err, src.Fail) {
 		t.Fatalf("error = %v, want the source's", err)
 	}
-	if s.Complete("app", "stable", 1) {
+	if s.Complete(manifest.ChannelID{Product: "app", Channel: "stable"}.Release(1)) {
 		t.Fatal("release marked complete after a failed assembly")
 	}
 }

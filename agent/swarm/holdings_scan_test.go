@@ -23,7 +23,7 @@ func TestHoldingsScan(t *testing.T) {
 	}
 	// Release 2 is partial: every other chunk is in artifact.part and the journal.
 	m2 := releasetest.Release(t, 2, data2, src)
-	dir2 := s.ReleaseDir("app", "stable", 2)
+	dir2 := s.ReleaseDir(manifest.ChannelID{Product: "app", Channel: "stable"}.Release(2))
 	if err := os.MkdirAll(dir2, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -45,10 +45,10 @@ func TestHoldingsScan(t *testing.T) {
 	j.Close()
 	// What scan must skip: a damaged manifest, a manifest in the wrong
 	// directory, a directory that is not a sequence.
-	bad := s.ReleaseDir("app", "stable", 3)
+	bad := s.ReleaseDir(manifest.ChannelID{Product: "app", Channel: "stable"}.Release(3))
 	os.MkdirAll(bad, 0o755)
 	os.WriteFile(filepath.Join(bad, store.ManifestFile), []byte("{"), 0o644)
-	wrong := s.ReleaseDir("app", "stable", 4)
+	wrong := s.ReleaseDir(manifest.ChannelID{Product: "app", Channel: "stable"}.Release(4))
 	os.MkdirAll(wrong, 0o755)
 	releasetest.WriteManifest(t, wrong, m1)
 	notSeq := filepath.Join(s.Dir, "app", "stable", "tmp")

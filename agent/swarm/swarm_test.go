@@ -118,7 +118,7 @@ func (f *memFleet) Ban(addr, reason string) {
 func swarmAssemble(t *testing.T, m *manifest.Manifest, origin Source, sw *Config) peerproto.Transfer {
 	t.Helper()
 	s := newTestStore(t)
-	dir := s.ReleaseDir(m.Product, m.Channel, m.Sequence)
+	dir := s.ReleaseDir(m.ID())
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
