@@ -99,7 +99,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 		a.channels = append(a.channels, newChannel(cfg.DataDir, s))
 	}
 	a.store.Held.Scan(a.store.Dir)
-	a.srv = newPeerServer(a)
+	a.srv = newPeerServer(cfg, id, fleet, a.store.Held, log)
 	a.metrics = newMetrics(cfg.Subscriptions, &agentCollector{channels: a.channels, status: a.Status})
 	a.origin = fetch.New(base, p, fetch.Options{Conns: cfg.OriginConnections,
 		Rejected: func() { a.metrics.ChunkRejected(swarm.SourceOrigin) }}, log)

@@ -42,7 +42,7 @@ func TestPeerFetchNamesPeerTimeout(t *testing.T) {
 	cfg := config.Default()
 	cfg.PeerTimeout, cfg.RequestTimeout, cfg.MinThroughput = 200*time.Millisecond, time.Hour, 0
 	a := &Agent{cfg: &cfg, fleet: fleettls.Open(), log: slog.New(slog.DiscardHandler)}
-	o := newPeerManager(a, nil).fetcher(strings.TrimPrefix(peer.URL, "http://"))
+	o := newPeerManager(a.peerOptions(), nil).fetcher(strings.TrimPrefix(peer.URL, "http://"))
 	_, err := o.Chunk(context.Background(), c, make([]byte, c.Size))
 	const want = "no complete response within peer_timeout 200ms"
 	if err == nil || strings.Count(err.Error(), want) != 1 || strings.Contains(err.Error(), "request_timeout") {

@@ -136,7 +136,7 @@ func TestMetricsPeerChunkRejected(t *testing.T) {
 	cfg := config.Default()
 	a := &Agent{cfg: &cfg, log: slog.New(slog.DiscardHandler), fleet: fleettls.Open()}
 	a.metrics = newMetrics(nil, &agentCollector{status: a.Status})
-	pm := newPeerManager(a, nil)
+	pm := newPeerManager(a.peerOptions(), nil)
 	_, err := pm.fetcher(peer.Listener.Addr().String()).Chunk(context.Background(), c, make([]byte, c.Size))
 	if !errors.Is(err, manifest.ErrMismatch) {
 		t.Fatalf("fetch from a lying peer: %v; want %v", err, manifest.ErrMismatch)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
@@ -30,7 +32,11 @@ import (
 // peerServer answers other agents (docs/SPEC.md §8) from the store's
 // holdings. Every handler checks that the caller is of this agent's fleet.
 type peerServer struct {
-	a        *Agent
+	cfg      *config.Config
+	id       string          // this agent's
+	fleet    *fleettls.Fleet // this agent's
+	held     *store.Holdings // what is served
+	log      *slog.Logger
 	uploads  chan struct{} // one token per chunk request being served
 	polls    chan struct{} // one token per state request being held
 	limit    *rate.Limiter // upload_rate, or nil
@@ -38,10 +44,12 @@ type peerServer struct {
 	served   atomic.Int64 // chunks
 }
 
-func newPeerServer(a *Agent) *peerServer {
-	s := &peerServer{a: a, uploads: make(chan struct{}, a.cfg.MaxUploads), polls: make(chan struct{}, maxLongPolls)}
-	if a.cfg.UploadRate > 0 {
-		s.limit = fetch.Limiter(a.cfg.UploadRate)
+// newPeerServer serves held as agent id of fleet, with cfg's limits.
+func newPeerServer(cfg *config.Config, id string, fleet *fleettls.Fleet, held *store.Holdings, log *slog.Logger) *peerServer {
+	s := &peerServer{cfg: cfg, id: id, fleet: fleet, held: held, log: log,
+		uploads: make(chan struct{}, cfg.MaxUploads), polls: make(chan struct{}, maxLongPolls)}
+	if cfg.UploadRate > 0 {
+		s.limit = fetch.Limiter(cfg.UploadRate)
 	}
 	return s
 }
@@ -60,9 +68,9 @@ func (s *peerServer) register(mux *http.ServeMux) {
 func (s *peerServer) guard(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(peerproto.ProtoHeader, peerproto.Proto)
-		w.Header().Set(peerproto.AgentHeader, s.a.id)
-		w.Header().Set(peerproto.FleetHeader, s.a.fleet.ID())
-		if !s.a.fleet.PeerAuthenticated(r) {
+		w.Header().Set(peerproto.AgentHeader, s.id)
+		w.Header().Set(peerproto.FleetHeader, s.fleet.ID())
+		if !s.fleet.PeerAuthenticated(r) {
 			http.Error(w, "not a member of this fleet", http.StatusForbidden)
 			return
 		}
@@ -82,18 +90,15 @@ func (s *peerServer) state(w http.ResponseWriter, r *http.Request) {
 		select {
 		case s.polls <- struct{}{}:
 			ctx, cancel := context.WithTimeout(r.Context(), peerproto.LongPoll*time.Second)
-			s.a.store.Held.Wait(ctx, v)
+			s.held.Wait(ctx, v)
 			cancel()
 			<-s.polls
 		default: // too many held: answer at once, the caller asks again
 		}
 	}
-	v, rels := s.a.store.Held.Snapshot()
-	st := peerproto.State{Proto: peerproto.Proto, AgentID: s.a.id, FleetID: s.a.fleet.ID(), Version: v, Releases: rels,
-		Subscriptions: make([]manifest.ChannelID, 0, len(s.a.cfg.Subscriptions))}
-	for _, sub := range s.a.cfg.Subscriptions {
-		st.Subscriptions = append(st.Subscriptions, manifest.ChannelID{Product: sub.Product, Channel: sub.Channel})
-	}
+	v, rels := s.held.Snapshot()
+	st := peerproto.State{Proto: peerproto.Proto, AgentID: s.id, FleetID: s.fleet.ID(), Version: v, Releases: rels,
+		Subscriptions: slices.Clone(s.cfg.Subscriptions)}
 	if len(st.Releases) > peerproto.MaxReleases {
 		st.Releases = st.Releases[len(st.Releases)-peerproto.MaxReleases:]
 	}
@@ -110,7 +115,7 @@ func (s *peerServer) manifest(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad release name", http.StatusBadRequest)
 		return
 	}
-	dir, ok := s.a.store.Held.Has(key)
+	dir, ok := s.held.Has(key)
 	if !ok {
 		http.NotFound(w, r)
 		return
@@ -150,7 +155,7 @@ func (s *peerServer) chunk(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.FormatInt(loc.Size, 10))
 	// A reader that stalls must not hold an upload slot for ever.
-	if d := s.a.cfg.PeerTimeout; d > 0 {
+	if d := s.cfg.PeerTimeout; d > 0 {
 		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
 	}
 	var out io.Writer = w
@@ -161,14 +166,14 @@ func (s *peerServer) chunk(w http.ResponseWriter, r *http.Request) {
 	s.uploaded.Add(n)
 	if err == nil {
 		s.served.Add(1)
-		s.a.log.Debug("served chunk to peer", slog.String("chunk", d.String()), slog.String("peer", r.RemoteAddr))
+		s.log.Debug("served chunk to peer", slog.String("chunk", d.String()), slog.String("peer", r.RemoteAddr))
 	}
 }
 
 // open finds and opens a held chunk. A release completed between the
 // lookup and the open moved its bytes from artifact.part to artifact.
 func (s *peerServer) open(d manifest.Digest) (*os.File, store.Location, error) {
-	loc, ok := s.a.store.Held.Lookup(d)
+	loc, ok := s.held.Lookup(d)
 	if !ok {
 		return nil, loc, os.ErrNotExist
 	}

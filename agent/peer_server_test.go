@@ -33,7 +33,7 @@ import (
 // peerFixture is a peer server over a store that holds release 1 of "app"
 // complete and release 2 partial (its even chunks), served by httptest.
 type peerFixture struct {
-	a            *Agent
+	store        *store.Store
 	srv          *peerServer
 	ts           *httptest.Server
 	client       *http.Client
@@ -79,8 +79,8 @@ func newPeerFixture(t *testing.T, fleet *fleettls.Fleet, maxUploads int, uploadR
 	}
 
 	cfg := &config.Config{PeerConfig: config.PeerConfig{MaxUploads: maxUploads, UploadRate: uploadRate}}
-	f.a = &Agent{cfg: cfg, log: slog.New(slog.DiscardHandler), store: s, id: testPeerID, fleet: fleet}
-	f.srv = newPeerServer(f.a)
+	f.store = s
+	f.srv = newPeerServer(cfg, testPeerID, fleet, s.Held, slog.New(slog.DiscardHandler))
 	mux := http.NewServeMux()
 	f.srv.register(mux)
 	f.ts = httptest.NewUnstartedServer(mux)
@@ -162,7 +162,7 @@ func TestPeerServerState(t *testing.T) {
 	if st.AgentID != testPeerID || st.FleetID != fleettls.OpenID {
 		t.Errorf("state of agent %q fleet %q", st.AgentID, st.FleetID)
 	}
-	v, rels := f.a.store.Held.Snapshot()
+	v, rels := f.store.Held.Snapshot()
 	if st.Version != v || len(st.Releases) != 2 {
 		t.Fatalf("state version %d with %d releases, want version %d with releases 1 and 2", st.Version, len(st.Releases), v)
 	}
@@ -214,7 +214,7 @@ func TestPeerServerStateLongPoll(t *testing.T) {
 		t.Fatalf("after=%d answered before any change: %v %s", v, r.err, r.body)
 	default:
 	}
-	f.a.store.Held.Mark(manifest.ChannelID{Product: "app", Channel: "stable"}.Release(2), 1)
+	f.store.Held.Mark(manifest.ChannelID{Product: "app", Channel: "stable"}.Release(2), 1)
 	var r result
 	select {
 	case r = <-ch:
@@ -242,7 +242,7 @@ func TestPeerServerStateManyReleases(t *testing.T) {
 	f := newPeerFixture(t, fleettls.Open(), 4, 0)
 	one := manifest.Chunk{SHA256: manifest.Sum([]byte("x")), Size: 1}
 	for i := range peerproto.MaxReleases + 6 {
-		f.a.store.Held.Add(manifest.ChannelID{Product: "zz", Channel: "stable"}.Release(uint64(i+1)), t.TempDir(), &manifest.Manifest{Product: "zz", Channel: "stable", Sequence: uint64(i + 1), Chunks: []manifest.Chunk{one}}, nil, true)
+		f.store.Held.Add(manifest.ChannelID{Product: "zz", Channel: "stable"}.Release(uint64(i+1)), t.TempDir(), &manifest.Manifest{Product: "zz", Channel: "stable", Sequence: uint64(i + 1), Chunks: []manifest.Chunk{one}}, nil, true)
 	}
 	st := parseStateResponse(t, peerproto.StatePath, f, f.client)
 	if len(st.Releases) != peerproto.MaxReleases || st.Releases[len(st.Releases)-1].Sequence != peerproto.MaxReleases+6 {
@@ -253,7 +253,7 @@ func TestPeerServerStateManyReleases(t *testing.T) {
 func TestPeerServerManifest(t *testing.T) {
 	f := newPeerFixture(t, fleettls.Open(), 4, 0)
 	for _, seq := range []string{"1", "2"} {
-		want, err := os.ReadFile(filepath.Join(f.a.store.Dir, "app", "stable", seq, store.ManifestFile))
+		want, err := os.ReadFile(filepath.Join(f.store.Dir, "app", "stable", seq, store.ManifestFile))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/discovery"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/store"
+	"github.com/fleetcast/fleetcast/agent/swarm"
 )
 
 // startPeering starts discovery and the peer manager on the listener's
@@ -29,7 +30,7 @@ func (a *Agent) startPeering(ctx context.Context, ln net.Listener) (wait func() 
 	if err != nil {
 		return nil, err
 	}
-	a.peerMgr.Store(newPeerManager(a, d))
+	a.peerMgr.Store(newPeerManager(a.peerOptions(), d))
 	var wg sync.WaitGroup
 	var derr error
 	wg.Go(func() {
@@ -110,4 +111,10 @@ func (a *Agent) peerNews(ctx context.Context) <-chan struct{} {
 		}
 	}()
 	return ch
+}
+
+// peerOptions is what the agent gives its peer manager.
+func (a *Agent) peerOptions() peerOptions {
+	return peerOptions{cfg: a.cfg, self: a.id, fleet: a.fleet, log: a.log,
+		rejected: func() { a.metrics.ChunkRejected(swarm.SourcePeer) }}
 }

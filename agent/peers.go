@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/discovery"
 	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
@@ -46,8 +47,8 @@ type peerView struct {
 	// guarded by peerManager.mu
 	id, fleet   string
 	rels        map[manifest.ReleaseID]*peerRelease
-	subs        map[string]bool // product/channel it follows
-	lastState   time.Time       // last state response
+	subs        map[manifest.ChannelID]bool // the channels it follows
+	lastState   time.Time                   // last state response
 	bannedUntil time.Time
 	banReason   string
 	foreign     bool   // another fleet or protocol: ignored
@@ -69,7 +70,7 @@ type peerRelease struct {
 // peerManager follows every peer's state feed, keeps their views, and bans
 // peers that send bad data. Schedulers read its views through snapshot.
 type peerManager struct {
-	a       *Agent
+	peerOptions
 	src     peerSource
 	client  *http.Client
 	limit   *rate.Limiter // download_rate, or nil
@@ -88,11 +89,23 @@ type peerManager struct {
 	changed   chan struct{}        // closed and replaced at every change
 }
 
-func newPeerManager(a *Agent, src peerSource) *peerManager {
+// peerOptions is what a peer manager needs of its agent.
+type peerOptions struct {
+	cfg      *config.Config
+	self     string          // this agent's id
+	fleet    *fleettls.Fleet // this agent's
+	log      *slog.Logger
+	rejected func() // a peer sent a chunk that failed its check; may be nil
+}
+
+func newPeerManager(o peerOptions, src peerSource) *peerManager {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = a.cfg.PerPeer + 2
-	pm := &peerManager{a: a, src: src, log: a.log,
-		client:     &http.Client{Transport: a.fleet.Transport(tr)},
+	tr.MaxIdleConnsPerHost = o.cfg.PerPeer + 2
+	if o.rejected == nil {
+		o.rejected = func() {}
+	}
+	pm := &peerManager{peerOptions: o, src: src,
+		client:     &http.Client{Transport: o.fleet.Transport(tr)},
 		peers:      make(map[string]*peerView),
 		cancels:    make(map[string]context.CancelFunc),
 		bannedIDs:  make(map[string]time.Time),
@@ -100,11 +113,11 @@ func newPeerManager(a *Agent, src peerSource) *peerManager {
 		subscribed: make(map[manifest.ChannelID]bool),
 		refused:    newWarnLimiter(refusalWarnEvery),
 	}
-	for _, s := range a.cfg.Subscriptions {
+	for _, s := range o.cfg.Subscriptions {
 		pm.subscribed[s] = true
 	}
-	if a.cfg.DownloadRate > 0 {
-		pm.limit = fetch.Limiter(a.cfg.DownloadRate)
+	if o.cfg.DownloadRate > 0 {
+		pm.limit = fetch.Limiter(o.cfg.DownloadRate)
 	}
 	return pm
 }
@@ -164,14 +177,14 @@ func (pm *peerManager) sync(ctx context.Context) {
 // fetcher makes the client for a peer's chunks and manifests: one attempt,
 // peer_timeout, the minimum throughput, and download_rate.
 func (pm *peerManager) fetcher(addr string) *fetch.Client {
-	cfg := pm.a.cfg
-	base := &url.URL{Scheme: pm.a.fleet.Scheme(), Host: addr, Path: "/v1/peer/"}
+	cfg := pm.cfg
+	base := &url.URL{Scheme: pm.fleet.Scheme(), Host: addr, Path: "/v1/peer/"}
 	p := fetch.Policy{Timeout: cfg.PeerTimeout, TimeoutKey: "peer_timeout", MinRate: cfg.MinThroughput, Window: cfg.ThroughputWindow}
 	return fetch.New(base, p, fetch.Options{HTTP: pm.client, What: "peer", Limit: pm.limit,
 		ChunkPath: func(d manifest.Digest) string {
 			return strings.TrimPrefix(peerproto.ChunkPath, "/v1/peer/") + d.String()
 		},
-		Rejected: func() { pm.a.metrics.ChunkRejected(swarm.SourcePeer) }}, pm.log)
+		Rejected: pm.rejected}, pm.log)
 }
 
 // follow long-polls a peer's state until ctx is done.
@@ -194,10 +207,10 @@ func (pm *peerManager) follow(ctx context.Context, v *peerView) {
 				wait = fetch.Backoff(200*time.Millisecond, 30*time.Second, fails-settleTries)
 			}
 			pm.logStateError(v.addr, fails, err)
-		case st.AgentID == pm.a.id:
+		case st.AgentID == pm.self:
 			pm.mark(v, func() { v.self = true })
 			return
-		case st.FleetID != pm.a.fleet.ID():
+		case st.FleetID != pm.fleet.ID():
 			pm.src.Seen(v.addr, st.AgentID, st.FleetID)
 			pm.mark(v, func() { v.foreign, v.id, v.fleet = true, st.AgentID, st.FleetID })
 			wait = time.Minute
@@ -228,7 +241,7 @@ func (pm *peerManager) follow(ctx context.Context, v *peerView) {
 func (pm *peerManager) fetchState(ctx context.Context, addr string, after uint64) (*peerproto.State, []peerproto.Bits, error) {
 	ctx, cancel := context.WithTimeout(ctx, (peerproto.LongPoll+10)*time.Second)
 	defer cancel()
-	u := url.URL{Scheme: pm.a.fleet.Scheme(), Host: addr, Path: peerproto.StatePath}
+	u := url.URL{Scheme: pm.fleet.Scheme(), Host: addr, Path: peerproto.StatePath}
 	if after > 0 {
 		u.RawQuery = "after=" + strconv.FormatUint(after, 10)
 	}
@@ -291,9 +304,9 @@ func (pm *peerManager) update(v *peerView, st *peerproto.State, maps []peerproto
 		rels[key] = pr
 	}
 	v.rels = rels
-	v.subs = make(map[string]bool, len(st.Subscriptions))
+	v.subs = make(map[manifest.ChannelID]bool, len(st.Subscriptions))
 	for _, sub := range st.Subscriptions {
-		v.subs[sub.Product+"/"+sub.Channel] = true
+		v.subs[sub] = true
 	}
 	pm.bumpLocked()
 }
@@ -341,7 +354,7 @@ func (pm *peerManager) Ban(addr, reason string) {
 	if v == nil {
 		return
 	}
-	v.bannedUntil, v.banReason = time.Now().Add(pm.a.cfg.BanDuration), reason
+	v.bannedUntil, v.banReason = time.Now().Add(pm.cfg.BanDuration), reason
 	if v.id != "" {
 		pm.bannedIDs[v.id] = v.bannedUntil
 	}
@@ -351,7 +364,7 @@ func (pm *peerManager) Ban(addr, reason string) {
 	}
 	v.rels = nil
 	pm.log.Warn("peer banned", slog.String("peer", addr), slog.String("agent", v.id),
-		slog.Duration("for", pm.a.cfg.BanDuration), slog.String("reason", reason))
+		slog.Duration("for", pm.cfg.BanDuration), slog.String("reason", reason))
 	pm.bumpLocked()
 }
 
@@ -394,7 +407,7 @@ func (pm *peerManager) Usable() int {
 			n++
 		}
 	}
-	if last := pm.lastHeard.Load(); n == 0 && last != 0 && now.Sub(time.Unix(0, last)) < pm.a.cfg.PeerExpiry {
+	if last := pm.lastHeard.Load(); n == 0 && last != 0 && now.Sub(time.Unix(0, last)) < pm.cfg.PeerExpiry {
 		n = 1
 	}
 	return n
@@ -402,8 +415,8 @@ func (pm *peerManager) Usable() int {
 
 // swarm is the scheduler's configuration for assemblies with these peers.
 func (pm *peerManager) swarm() *swarm.Config {
-	c := pm.a.cfg
-	return &swarm.Config{View: pm, Self: pm.a.id, Grace: c.OriginGrace, PerPeer: c.PerPeer, Conns: c.PeerConnections, MinRate: c.MinThroughput}
+	c := pm.cfg
+	return &swarm.Config{View: pm, Self: pm.self, Grace: c.OriginGrace, PerPeer: c.PerPeer, Conns: c.PeerConnections, MinRate: c.MinThroughput}
 }
 
 // snapshot returns the usable peers that take part in a release: those
@@ -420,7 +433,7 @@ func (pm *peerManager) Snapshot(key manifest.ReleaseID) []swarm.Holder {
 		}
 		if r := v.rels[key]; r != nil {
 			out = append(out, swarm.Holder{Addr: v.addr, ID: v.id, Bits: r.bits, Fetching: r.fetching, Progress: r.progress, Fetch: v.fetch})
-		} else if v.subs[key.Product+"/"+key.Channel] {
+		} else if v.subs[key.ChannelID] {
 			// It follows the channel, so it will take part: it holds
 			// nothing yet (nil bitmaps) and has made no progress.
 			out = append(out, swarm.Holder{Addr: v.addr, ID: v.id, Fetch: v.fetch})
