@@ -74,8 +74,7 @@ type peerManager struct {
 	src     peerSource
 	client  *http.Client
 	limit   *rate.Limiter // download_rate, or nil
-	log     *slog.Logger
-	refused *warnLimiter // warnings of peers refused at the TLS handshake
+	refused *warnLimiter  // warnings of peers refused at the TLS handshake
 
 	subscribed map[manifest.ChannelID]bool // the channels whose releases are kept of peers' states
 	lastHeard  atomic.Int64                // unix nanoseconds of the last answer of any peer of the fleet
