@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"bytes"
@@ -73,7 +73,7 @@ func demoInstall() manifest.Install {
 
 // startAgents writes every agent's configuration and starts the agents.
 func (d *demo) startAgents(ctx context.Context) error {
-	addrs, err := demoFreeAddrs(d.opts.agents)
+	addrs, err := demoFreeAddrs(d.opts.Agents)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -107,7 +107,7 @@ func (d *demo) startOrigin(context.Context) error {
 	if err != nil {
 		return fmt.Errorf("origin: %w", err)
 	}
-	bps := d.opts.originMbit * 1e6 / 8
+	bps := d.opts.OriginMbit * 1e6 / 8
 	o := &demoOrigin{url: "http://" + ln.Addr().String() + "/", limiter: rate.NewLimiter(rate.Limit(bps), demoOriginBurst)}
 	files := http.FileServer(http.Dir(d.path("origin")))
 	o.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -116,7 +116,7 @@ func (d *demo) startOrigin(context.Context) error {
 	go o.srv.Serve(ln)
 	d.origin = o
 	fmt.Fprintf(d.out, "origin %s limited to %g Mbit/s, like a branch office's WAN link (%s/s for all agents together)\n",
-		o.url, d.opts.originMbit, units.FormatBytes(int64(bps)))
+		o.url, d.opts.OriginMbit, units.FormatBytes(int64(bps)))
 	return nil
 }
 
@@ -157,7 +157,7 @@ func (w *demoLimitedWriter) Write(p []byte) (int, error) {
 func (d *demo) writeReleases(context.Context) error {
 	r1, r2 := d.path("release-1", demoArtifact), d.path("release-2", demoArtifact)
 	rng := rand.NewChaCha8(demoSeed)
-	if err := demoWriteFile(r1, io.LimitReader(rng, d.opts.size)); err != nil {
+	if err := demoWriteFile(r1, io.LimitReader(rng, d.opts.Size)); err != nil {
 		return fmt.Errorf("write release 1: %w", err)
 	}
 	f, err := os.Open(r1)
@@ -168,7 +168,7 @@ func (d *demo) writeReleases(context.Context) error {
 	if err := demoWriteFile(r2, f); err != nil {
 		return fmt.Errorf("write release 2: %w", err)
 	}
-	if err := demoOverwriteMiddle(r2, d.opts.size, rng); err != nil {
+	if err := demoOverwriteMiddle(r2, d.opts.Size, rng); err != nil {
 		return fmt.Errorf("write release 2: %w", err)
 	}
 	return nil

@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"bytes"
@@ -35,7 +35,7 @@ func (d *demo) release(ctx context.Context, seq int) error {
 		seq, m.Version, units.FormatBytes(m.Artifact.Size), res.Chunks, units.FormatBytes(res.NewBytes), demoSecs(res.Duration))
 	if seq > 1 {
 		fmt.Fprintf(d.out, "  %s changed in the middle of the file: agents fetch only the chunks around the change\n",
-			units.FormatBytes(min(demoChange, d.opts.size/4)))
+			units.FormatBytes(min(demoChange, d.opts.Size/4)))
 	}
 	rows, err := d.watch(ctx, uint64(seq), start, sentBefore)
 	if err != nil {
