@@ -26,15 +26,15 @@ import (
 
 // Limits of the demo: enough to show the point, small enough for one machine.
 const (
-	MinAgents   = 2
-	MaxAgents   = 16
-	demoMinSize = 256 << 10
-	demoMaxSize = 1 << 30
-	demoMinRate = 1.0 // Mbit/s
+	MinAgents = 2
+	MaxAgents = 16
+	minSize   = 256 << 10
+	maxSize   = 1 << 30
+	minRate   = 1.0 // Mbit/s
 )
 
-// errDemoTimeout is the cause of a demo stopped by --timeout.
-var errDemoTimeout = errors.New("the demo took longer than --timeout")
+// errTimeout is the cause of a demo stopped by --timeout.
+var errTimeout = errors.New("the demo took longer than --timeout")
 
 // Options are the settings of one run, the flags of "fleetcast demo".
 type Options struct {
@@ -51,10 +51,10 @@ func (o Options) Validate() error {
 	switch {
 	case o.Agents < MinAgents || o.Agents > MaxAgents:
 		return fmt.Errorf("--agents %d: want %d to %d", o.Agents, MinAgents, MaxAgents)
-	case o.Size < demoMinSize || o.Size > demoMaxSize:
-		return fmt.Errorf("--size %d bytes: want %s to %s", o.Size, units.FormatBytes(demoMinSize), units.FormatBytes(demoMaxSize))
-	case !(o.OriginMbit >= demoMinRate) || o.OriginMbit > 1e6:
-		return fmt.Errorf("--origin-rate %v: want %v to 1000000 Mbit/s", o.OriginMbit, demoMinRate)
+	case o.Size < minSize || o.Size > maxSize:
+		return fmt.Errorf("--size %d bytes: want %s to %s", o.Size, units.FormatBytes(minSize), units.FormatBytes(maxSize))
+	case !(o.OriginMbit >= minRate) || o.OriginMbit > 1e6:
+		return fmt.Errorf("--origin-rate %v: want %v to 1000000 Mbit/s", o.OriginMbit, minRate)
 	case o.Timeout <= 0:
 		return fmt.Errorf("--timeout %v: want a positive duration, e.g. 2m", o.Timeout)
 	}
@@ -69,8 +69,8 @@ type demo struct {
 	dir    string
 	start  time.Time
 	key    *signing.PrivateKey
-	origin *demoOrigin
-	agents []*demoAgent
+	origin *originServer
+	agents []*agent
 	status *statusclient.Client
 }
 
@@ -83,7 +83,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 	if err := opts.Validate(); err != nil {
 		return err
 	}
-	runCtx, cancel := context.WithTimeoutCause(ctx, opts.Timeout, errDemoTimeout)
+	runCtx, cancel := context.WithTimeoutCause(ctx, opts.Timeout, errTimeout)
 	defer cancel()
 	d, err := newDemo(opts, out)
 	if err != nil {
@@ -91,7 +91,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 	}
 	err = d.run(runCtx)
 	d.shutdown()
-	interrupted := ctx.Err() != nil && !errors.Is(context.Cause(runCtx), errDemoTimeout)
+	interrupted := ctx.Err() != nil && !errors.Is(context.Cause(runCtx), errTimeout)
 	return d.finish(err, interrupted)
 }
 
@@ -100,7 +100,7 @@ func newDemo(opts Options, out io.Writer) (*demo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create the demo directory: %w", err)
 	}
-	return &demo{opts: opts, out: out, tty: demoTerminal(out), dir: dir, start: time.Now()}, nil
+	return &demo{opts: opts, out: out, tty: isTerminal(out), dir: dir, start: time.Now()}, nil
 }
 
 // run is the whole demo: set up, two releases, check the installed files.
@@ -112,16 +112,16 @@ func (d *demo) run(ctx context.Context) error {
 		d.releaseStep(1), d.releaseStep(2), d.verifyInstalled}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {
-			return demoCtxErr(ctx, err)
+			return ctxErr(ctx, err)
 		}
 	}
 	return nil
 }
 
-// demoCtxErr says why the demo stopped when its context ended.
-func demoCtxErr(ctx context.Context, err error) error {
-	if errors.Is(context.Cause(ctx), errDemoTimeout) {
-		return fmt.Errorf("%w: %w", errDemoTimeout, err)
+// ctxErr says why the demo stopped when its context ended.
+func ctxErr(ctx context.Context, err error) error {
+	if errors.Is(context.Cause(ctx), errTimeout) {
+		return fmt.Errorf("%w: %w", errTimeout, err)
 	}
 	return err
 }
