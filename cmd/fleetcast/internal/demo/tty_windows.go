@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"io"
@@ -8,9 +8,9 @@ import (
 	"golang.org/x/term"
 )
 
-// demoTerminal reports whether w is a console, and turns on its handling of
+// isTerminal reports whether w is a console, and turns on its handling of
 // escape codes for the demo's live view; false if that fails.
-func demoTerminal(w io.Writer) bool {
+func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok || !term.IsTerminal(int(f.Fd())) {
 		return false

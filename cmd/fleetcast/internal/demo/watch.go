@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -16,13 +16,13 @@ import (
 // Watch settings: how often the agents are asked, how often a progress
 // line is printed when stdout is not a terminal, the bar's width.
 const (
-	demoPollEvery     = 250 * time.Millisecond
-	demoProgressEvery = time.Second
-	demoBarWidth      = 20
+	pollEvery     = 250 * time.Millisecond
+	progressEvery = time.Second
+	barWidth      = 20
 )
 
-// demoRow is what the demo knows of one agent during one release.
-type demoRow struct {
+// row is what the demo knows of one agent during one release.
+type row struct {
 	name                 string
 	phase                string
 	pct                  int // -1: unknown
@@ -33,7 +33,7 @@ type demoRow struct {
 }
 
 // update folds in one status answer for release seq, published at start.
-func (r *demoRow) update(res statusclient.Result, seq uint64, start time.Time) {
+func (r *row) update(res statusclient.Result, seq uint64, start time.Time) {
 	if res.Err != nil {
 		r.lastErr = res.Err.Error()
 		return
@@ -49,7 +49,7 @@ func (r *demoRow) update(res statusclient.Result, seq uint64, start time.Time) {
 	}
 	if tr := sub.LastTransfer; tr != nil && sub.LastTransferSequence == seq {
 		r.tr = tr
-		r.origin, r.peer, r.reused = tr.Origin, tr.Peer, demoReused(tr)
+		r.origin, r.peer, r.reused = tr.Origin, tr.Peer, reusedBytes(tr)
 	}
 	p := sub.Progress
 	switch {
@@ -59,7 +59,7 @@ func (r *demoRow) update(res statusclient.Result, seq uint64, start time.Time) {
 		}
 		r.phase, r.pct = "installed", 100
 	case p != nil && p.Sequence == seq:
-		r.phase, r.pct = p.Phase, demoPercent(p.DoneBytes, p.TotalBytes)
+		r.phase, r.pct = p.Phase, percent(p.DoneBytes, p.TotalBytes)
 		r.origin, r.peer, r.reused = p.OriginBytes, p.PeerBytes, p.ReusedBytes
 	case sub.TrustedSequence >= seq:
 		r.phase, r.pct = "fetching", -1
@@ -68,18 +68,18 @@ func (r *demoRow) update(res statusclient.Result, seq uint64, start time.Time) {
 	}
 }
 
-// demoReused is what the agent did not fetch: chunks already in its
+// reusedBytes is what the agent did not fetch: chunks already in its
 // store, verified by an interrupted attempt, or repeated in the artifact.
-func demoReused(tr *peerproto.Transfer) int64 { return tr.ReusedLocal + tr.Resumed + tr.Duplicate }
+func reusedBytes(tr *peerproto.Transfer) int64 { return tr.ReusedLocal + tr.Resumed + tr.Duplicate }
 
-func demoPercent(done, total int64) int {
+func percent(done, total int64) int {
 	if total <= 0 {
 		return -1
 	}
 	return int(min(100, max(0, done*100/total)))
 }
 
-func demoAllInstalled(rows []demoRow) bool {
+func allInstalled(rows []row) bool {
 	for _, r := range rows {
 		if r.installed == 0 {
 			return false
@@ -90,13 +90,13 @@ func demoAllInstalled(rows []demoRow) bool {
 
 // watch polls the agents until each has installed release seq, showing
 // the rollout, and returns what each did.
-func (d *demo) watch(ctx context.Context, seq uint64, start time.Time, sentBefore int64) ([]demoRow, error) {
-	rows := make([]demoRow, len(d.agents))
+func (d *demo) watch(ctx context.Context, seq uint64, start time.Time, sentBefore int64) ([]row, error) {
+	rows := make([]row, len(d.agents))
 	for i, a := range d.agents {
-		rows[i] = demoRow{name: a.name, phase: "waiting", pct: -1}
+		rows[i] = row{name: a.name, phase: "waiting", pct: -1}
 	}
-	v := &demoView{w: d.out, tty: d.tty, start: start, last: make([]string, len(rows))}
-	tick := time.NewTicker(demoPollEvery)
+	v := &view{w: d.out, tty: d.tty, start: start, last: make([]string, len(rows))}
+	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
 	for {
 		if err := d.checkAgentsRunning(); err != nil {
@@ -107,19 +107,19 @@ func (d *demo) watch(ctx context.Context, seq uint64, start time.Time, sentBefor
 			rows[i].update(results[i], seq, start)
 		}
 		v.render(rows, d.origin.sent.Load()-sentBefore)
-		if demoAllInstalled(rows) {
+		if allInstalled(rows) {
 			return rows, nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("release %d is not installed on every agent after %v: %s", seq, time.Since(start).Round(time.Second), demoPending(rows))
+			return nil, fmt.Errorf("release %d is not installed on every agent after %v: %s", seq, time.Since(start).Round(time.Second), pending(rows))
 		case <-tick.C:
 		}
 	}
 }
 
-// demoPending says where the agents without the release are.
-func demoPending(rows []demoRow) string {
+// pending says where the agents without the release are.
+func pending(rows []row) string {
 	var s []string
 	for _, r := range rows {
 		if r.installed == 0 {
@@ -133,10 +133,10 @@ func demoPending(rows []demoRow) string {
 	return strings.Join(s, "; ")
 }
 
-// demoView prints the rollout: on a terminal, one line per agent redrawn
+// view prints the rollout: on a terminal, one line per agent redrawn
 // in place; elsewhere, a line per change of phase and a progress line at
-// most every demoProgressEvery, without escape codes.
-type demoView struct {
+// most every progressEvery, without escape codes.
+type view struct {
 	w            io.Writer
 	tty          bool
 	start        time.Time
@@ -145,7 +145,7 @@ type demoView struct {
 	lastProgress time.Time
 }
 
-func (v *demoView) render(rows []demoRow, originSent int64) {
+func (v *view) render(rows []row, originSent int64) {
 	if v.tty {
 		v.redraw(rows, originSent)
 		return
@@ -153,7 +153,7 @@ func (v *demoView) render(rows []demoRow, originSent int64) {
 	v.logChanges(rows, originSent)
 }
 
-func (v *demoView) redraw(rows []demoRow, originSent int64) {
+func (v *view) redraw(rows []row, originSent int64) {
 	var b strings.Builder
 	if v.drawn > 0 {
 		fmt.Fprintf(&b, "\x1b[%dA", v.drawn)
@@ -169,7 +169,7 @@ func (v *demoView) redraw(rows []demoRow, originSent int64) {
 	io.WriteString(v.w, b.String())
 }
 
-func (v *demoView) logChanges(rows []demoRow, originSent int64) {
+func (v *view) logChanges(rows []row, originSent int64) {
 	now := time.Now()
 	for i, r := range rows {
 		if r.phase == v.last[i] {
@@ -178,19 +178,19 @@ func (v *demoView) logChanges(rows []demoRow, originSent int64) {
 		v.last[i] = r.phase
 		if r.phase == "installed" {
 			fmt.Fprintf(v.w, "  %s: installed after %s (from peers %s, from origin %s, reused %s)\n", r.name,
-				demoSecs(r.installed), units.FormatBytes(r.peer), units.FormatBytes(r.origin), units.FormatBytes(r.reused))
+				secs(r.installed), units.FormatBytes(r.peer), units.FormatBytes(r.origin), units.FormatBytes(r.reused))
 		} else {
 			fmt.Fprintf(v.w, "  %s: %s\n", r.name, r.phase)
 		}
 	}
-	if now.Sub(v.lastProgress) >= demoProgressEvery && !demoAllInstalled(rows) {
+	if now.Sub(v.lastProgress) >= progressEvery && !allInstalled(rows) {
 		v.lastProgress = now
 		fmt.Fprintln(v.w, v.fleetLine(rows, originSent))
 	}
 }
 
 // fleetLine is the rollout at a glance.
-func (v *demoView) fleetLine(rows []demoRow, originSent int64) string {
+func (v *view) fleetLine(rows []row, originSent int64) string {
 	n, peer := 0, int64(0)
 	for _, r := range rows {
 		if r.installed != 0 {
@@ -198,19 +198,19 @@ func (v *demoView) fleetLine(rows []demoRow, originSent int64) string {
 		}
 		peer += r.peer
 	}
-	return fmt.Sprintf("  [%s] %d/%d installed; origin sent %s, peers moved %s", demoSecs(time.Since(v.start)),
+	return fmt.Sprintf("  [%s] %d/%d installed; origin sent %s, peers moved %s", secs(time.Since(v.start)),
 		n, len(rows), units.FormatBytes(originSent), units.FormatBytes(peer))
 }
 
 // line is one agent on the terminal: name, phase, bar, bytes by source.
-func (r demoRow) line() string {
-	bar, pct := strings.Repeat(".", demoBarWidth), "  ?%"
+func (r row) line() string {
+	bar, pct := strings.Repeat(".", barWidth), "  ?%"
 	if r.pct >= 0 {
-		full := r.pct * demoBarWidth / 100
-		bar, pct = strings.Repeat("#", full)+strings.Repeat(".", demoBarWidth-full), fmt.Sprintf("%3d%%", r.pct)
+		full := r.pct * barWidth / 100
+		bar, pct = strings.Repeat("#", full)+strings.Repeat(".", barWidth-full), fmt.Sprintf("%3d%%", r.pct)
 	}
 	return fmt.Sprintf("  %-7s %-10s [%s] %s  peers %9s  origin %9s  reused %9s", r.name, r.phase, bar, pct,
 		units.FormatBytes(r.peer), units.FormatBytes(r.origin), units.FormatBytes(r.reused))
 }
 
-func demoSecs(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) }
+func secs(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) }

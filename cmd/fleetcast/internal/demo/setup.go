@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -28,20 +28,20 @@ import (
 // so that a small --size still has enough chunks to share among agents and
 // a 64 KiB change touches a small part of it.
 const (
-	demoProduct  = "demo-app"
-	demoChannel  = "stable"
-	demoArtifact = "demo-app.bin"
-	demoChange   = 64 << 10 // bytes changed in the middle of release 2
-	// demoOriginBurst is the origin limiter's bucket: 64 KiB, so that the rate
+	product      = "demo-app"
+	channel      = "stable"
+	artifactName = "demo-app.bin"
+	changeSize   = 64 << 10 // bytes changed in the middle of release 2
+	// originBurst is the origin limiter's bucket: 64 KiB, so that the rate
 	// holds at the scale of one chunk.
-	demoOriginBurst = 64 << 10
+	originBurst = 64 << 10
 )
 
-// demoSeed seeds the release's content: the same at every run, so chunk
+// seed seeds the release's content: the same at every run, so chunk
 // boundaries and the delta are too.
-var demoSeed = [32]byte{'f', 'l', 'e', 'e', 't', 'c', 'a', 's', 't', '-', 'd', 'e', 'm', 'o'}
+var seed = [32]byte{'f', 'l', 'e', 'e', 't', 'c', 'a', 's', 't', '-', 'd', 'e', 'm', 'o'}
 
-var demoChunking = manifest.Chunking{Algorithm: manifest.ChunkingFastCDC, Min: 32 << 10, Avg: 128 << 10, Max: 512 << 10}
+var chunking = manifest.Chunking{Algorithm: manifest.ChunkingFastCDC, Min: 32 << 10, Avg: 128 << 10, Max: 512 << 10}
 
 func (d *demo) path(elem ...string) string { return filepath.Join(append([]string{d.dir}, elem...)...) }
 
@@ -88,14 +88,14 @@ func (d *demo) makeFleet(context.Context) error {
 		return err
 	}
 	d.status = statusclient.New(fleet)
-	d.status.Timeout = demoStatusTimeout
+	d.status.Timeout = statusTimeout
 	fmt.Fprintf(d.out, "fleet secret: agents talk to each other over mutual TLS (fleet %s)\n", fleet.ID())
 	return nil
 }
 
-// demoOrigin serves the origin directory on loopback through one shared
+// originServer serves the origin directory on loopback through one shared
 // rate limiter, and counts the bytes it sends.
-type demoOrigin struct {
+type originServer struct {
 	srv     *http.Server
 	url     string
 	limiter *rate.Limiter
@@ -107,37 +107,37 @@ func (d *demo) startOrigin(context.Context) error {
 	if err != nil {
 		return fmt.Errorf("origin: %w", err)
 	}
-	bps := d.opts.originMbit * 1e6 / 8
-	o := &demoOrigin{url: "http://" + ln.Addr().String() + "/", limiter: rate.NewLimiter(rate.Limit(bps), demoOriginBurst)}
+	bps := d.opts.OriginMbit * 1e6 / 8
+	o := &originServer{url: "http://" + ln.Addr().String() + "/", limiter: rate.NewLimiter(rate.Limit(bps), originBurst)}
 	files := http.FileServer(http.Dir(d.path("origin")))
 	o.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		files.ServeHTTP(&demoLimitedWriter{ResponseWriter: w, ctx: r.Context(), o: o}, r)
+		files.ServeHTTP(&limitedWriter{ResponseWriter: w, ctx: r.Context(), o: o}, r)
 	})}
 	go o.srv.Serve(ln)
 	d.origin = o
 	fmt.Fprintf(d.out, "origin %s limited to %g Mbit/s, like a branch office's WAN link (%s/s for all agents together)\n",
-		o.url, d.opts.originMbit, units.FormatBytes(int64(bps)))
+		o.url, d.opts.OriginMbit, units.FormatBytes(int64(bps)))
 	return nil
 }
 
-func (o *demoOrigin) close() {
+func (o *originServer) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	o.srv.Shutdown(ctx)
 }
 
-// demoLimitedWriter writes a response at most a burst at a time, each when the
+// limitedWriter writes a response at most a burst at a time, each when the
 // origin's limiter allows it. It has no ReadFrom, so io.Copy comes here.
-type demoLimitedWriter struct {
+type limitedWriter struct {
 	http.ResponseWriter
 	ctx context.Context
-	o   *demoOrigin
+	o   *originServer
 }
 
-func (w *demoLimitedWriter) Write(p []byte) (int, error) {
+func (w *limitedWriter) Write(p []byte) (int, error) {
 	done := 0
 	for done < len(p) {
-		n := min(len(p)-done, demoOriginBurst)
+		n := min(len(p)-done, originBurst)
 		if err := w.o.limiter.WaitN(w.ctx, n); err != nil {
 			return done, err
 		}
@@ -152,12 +152,12 @@ func (w *demoLimitedWriter) Write(p []byte) (int, error) {
 }
 
 // writeReleases writes release 1 (a fixed pseudo-random sequence, the same
-// at every run) and release 2, the same with demoChange bytes in the middle
+// at every run) and release 2, the same with changeSize bytes in the middle
 // replaced.
 func (d *demo) writeReleases(context.Context) error {
-	r1, r2 := d.path("release-1", demoArtifact), d.path("release-2", demoArtifact)
-	rng := rand.NewChaCha8(demoSeed)
-	if err := demoWriteFile(r1, io.LimitReader(rng, d.opts.size)); err != nil {
+	r1, r2 := d.path("release-1", artifactName), d.path("release-2", artifactName)
+	rng := rand.NewChaCha8(seed)
+	if err := writeFile(r1, io.LimitReader(rng, d.opts.Size)); err != nil {
 		return fmt.Errorf("write release 1: %w", err)
 	}
 	f, err := os.Open(r1)
@@ -165,16 +165,16 @@ func (d *demo) writeReleases(context.Context) error {
 		return err
 	}
 	defer f.Close()
-	if err := demoWriteFile(r2, f); err != nil {
+	if err := writeFile(r2, f); err != nil {
 		return fmt.Errorf("write release 2: %w", err)
 	}
-	if err := demoOverwriteMiddle(r2, d.opts.size, rng); err != nil {
+	if err := overwriteMiddle(r2, d.opts.Size, rng); err != nil {
 		return fmt.Errorf("write release 2: %w", err)
 	}
 	return nil
 }
 
-func demoWriteFile(path string, r io.Reader) error {
+func writeFile(path string, r io.Reader) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
@@ -186,8 +186,8 @@ func demoWriteFile(path string, r io.Reader) error {
 	return errors.Join(err, f.Close())
 }
 
-func demoOverwriteMiddle(path string, size int64, rng io.Reader) error {
-	change := make([]byte, min(demoChange, size/4))
+func overwriteMiddle(path string, size int64, rng io.Reader) error {
+	change := make([]byte, min(changeSize, size/4))
 	if _, err := io.ReadFull(rng, change); err != nil {
 		return err
 	}
@@ -201,9 +201,9 @@ func demoOverwriteMiddle(path string, size int64, rng io.Reader) error {
 
 // publish signs and publishes release seq (1 or 2) with the demo key.
 func (d *demo) publish(ctx context.Context, seq int) (*publisher.Result, error) {
-	res, err := publisher.Publish(ctx, publisher.Origin{Dir: d.path("origin")}, d.path(fmt.Sprintf("release-%d", seq), demoArtifact),
-		publisher.Options{Product: demoProduct, Channel: demoChannel, Version: fmt.Sprintf("1.0.%d", seq-1),
-			Expires: 24 * time.Hour, Install: demoInstall(), Chunking: demoChunking, Keys: []*signing.PrivateKey{d.key}})
+	res, err := publisher.Publish(ctx, publisher.Origin{Dir: d.path("origin")}, d.path(fmt.Sprintf("release-%d", seq), artifactName),
+		publisher.Options{Product: product, Channel: channel, Version: fmt.Sprintf("1.0.%d", seq-1),
+			Expires: 24 * time.Hour, Install: copyInstall(), Chunking: chunking, Keys: []*signing.PrivateKey{d.key}})
 	if err != nil {
 		return nil, fmt.Errorf("publish release %d: %w", seq, err)
 	}

@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"bytes"
@@ -20,11 +20,11 @@ import (
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
-// demoStopTimeout is how long a stopping agent may take before it is killed.
-const demoStopTimeout = 15 * time.Second
+// stopTimeout is how long a stopping agent may take before it is killed.
+const stopTimeout = 15 * time.Second
 
-// demoAgent is one `fleetcast agent` child process.
-type demoAgent struct {
+// agent is one `fleetcast agent` child process.
+type agent struct {
 	name, dir, addr string
 	cmd             *exec.Cmd
 	log             *os.File
@@ -32,28 +32,28 @@ type demoAgent struct {
 	waitErr         error         // set before done is closed
 }
 
-// demoAgentConfig is the agent configuration the demo writes (docs/CONFIG.md).
-type demoAgentConfig struct {
-	DataDir           string             `toml:"data_dir"`
-	Origin            string             `toml:"origin"`
-	Root              string             `toml:"root"`
-	Listen            string             `toml:"listen"`
-	PollInterval      string             `toml:"poll_interval"`
-	MinThroughput     int                `toml:"min_throughput"`
-	AllowedInstallers []string           `toml:"allowed_installers"`
-	MDNS              bool               `toml:"mdns"`
-	Peers             []string           `toml:"peers"`
-	BrowseInterval    string             `toml:"browse_interval"`
-	FleetSecretFile   string             `toml:"fleet_secret_file"`
-	Subscription      []demoSubscription `toml:"subscription"`
+// agentConfig is the agent configuration the demo writes (docs/CONFIG.md).
+type agentConfig struct {
+	DataDir           string         `toml:"data_dir"`
+	Origin            string         `toml:"origin"`
+	Root              string         `toml:"root"`
+	Listen            string         `toml:"listen"`
+	PollInterval      string         `toml:"poll_interval"`
+	MinThroughput     int            `toml:"min_throughput"`
+	AllowedInstallers []string       `toml:"allowed_installers"`
+	MDNS              bool           `toml:"mdns"`
+	Peers             []string       `toml:"peers"`
+	BrowseInterval    string         `toml:"browse_interval"`
+	FleetSecretFile   string         `toml:"fleet_secret_file"`
+	Subscription      []subscription `toml:"subscription"`
 }
 
-type demoSubscription struct {
+type subscription struct {
 	Product string `toml:"product"`
 	Channel string `toml:"channel"`
 }
 
-const demoConfigHeader = `# fleetcast demo agent (docs/CONFIG.md). Written by "fleetcast demo":
+const configHeader = `# fleetcast demo agent (docs/CONFIG.md). Written by "fleetcast demo":
 # poll every second, static peers on loopback, no mDNS. min_throughput is 0
 # because the demo origin's rate is shared by every agent's connections.
 # "command" is allowed because the demo installs by copying the artifact
@@ -62,28 +62,28 @@ const demoConfigHeader = `# fleetcast demo agent (docs/CONFIG.md). Written by "f
 
 `
 
-// demoInstall copies the artifact into the agent's working directory.
-func demoInstall() manifest.Install {
-	cmd := []string{"cp", "{artifact}", demoArtifact}
+// copyInstall copies the artifact into the agent's working directory.
+func copyInstall() manifest.Install {
+	cmd := []string{"cp", "{artifact}", artifactName}
 	if runtime.GOOS == "windows" {
-		cmd = []string{"cmd", "/c", "copy", "/y", "{artifact}", demoArtifact}
+		cmd = []string{"cmd", "/c", "copy", "/y", "{artifact}", artifactName}
 	}
 	return manifest.Install{Installer: manifest.InstallerCommand, Command: cmd}
 }
 
 // startAgents writes every agent's configuration and starts the agents.
 func (d *demo) startAgents(ctx context.Context) error {
-	addrs, err := demoFreeAddrs(d.opts.agents)
+	addrs, err := freeAddrs(d.opts.Agents)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(d.out, demoPeerNote())
+	fmt.Fprintln(d.out, peerNote())
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find this program to start agents: %w", err)
 	}
 	for i, addr := range addrs {
-		a := &demoAgent{name: fmt.Sprintf("agent%d", i+1), dir: d.path(fmt.Sprintf("agent%d", i+1)), addr: addr}
+		a := &agent{name: fmt.Sprintf("agent%d", i+1), dir: d.path(fmt.Sprintf("agent%d", i+1)), addr: addr}
 		if err := d.writeAgentConfig(a, addrs); err != nil {
 			return err
 		}
@@ -98,18 +98,18 @@ func (d *demo) startAgents(ctx context.Context) error {
 
 // writeAgentConfig writes a's configuration and checks that the agent
 // accepts it.
-func (d *demo) writeAgentConfig(a *demoAgent, addrs []string) error {
+func (d *demo) writeAgentConfig(a *agent, addrs []string) error {
 	var peers []string
 	for _, p := range addrs {
 		if p != a.addr {
 			peers = append(peers, p)
 		}
 	}
-	cfg := demoAgentConfig{DataDir: "data", Origin: d.origin.url, Root: d.path("root.json"), Listen: a.addr,
+	cfg := agentConfig{DataDir: "data", Origin: d.origin.url, Root: d.path("root.json"), Listen: a.addr,
 		PollInterval: "1s", AllowedInstallers: []string{manifest.InstallerCommand}, Peers: peers, BrowseInterval: "500ms",
-		FleetSecretFile: d.path("fleet.secret"), Subscription: []demoSubscription{{demoProduct, demoChannel}}}
+		FleetSecretFile: d.path("fleet.secret"), Subscription: []subscription{{product, channel}}}
 	var buf bytes.Buffer
-	buf.WriteString(demoConfigHeader)
+	buf.WriteString(configHeader)
 	if err := toml.NewEncoder(&buf).Encode(cfg); err != nil {
 		return fmt.Errorf("%s configuration: %w", a.name, err)
 	}
@@ -126,9 +126,9 @@ func (d *demo) writeAgentConfig(a *demoAgent, addrs []string) error {
 	return nil
 }
 
-func (a *demoAgent) configPath() string { return filepath.Join(a.dir, "agent.toml") }
+func (a *agent) configPath() string { return filepath.Join(a.dir, "agent.toml") }
 
-func (a *demoAgent) start(self string) error {
+func (a *agent) start(self string) error {
 	f, err := os.Create(filepath.Join(a.dir, "agent.log"))
 	if err != nil {
 		return err
@@ -148,7 +148,7 @@ func (a *demoAgent) start(self string) error {
 }
 
 // exited reports whether the agent's process has ended, and how.
-func (a *demoAgent) exited() (bool, error) {
+func (a *agent) exited() (bool, error) {
 	select {
 	case <-a.done:
 		if a.waitErr == nil {
@@ -161,8 +161,8 @@ func (a *demoAgent) exited() (bool, error) {
 }
 
 // stop asks the agent to stop (SIGTERM; a kill where there is no such
-// signal) and waits for it, killing it after demoStopTimeout.
-func (a *demoAgent) stop() {
+// signal) and waits for it, killing it after stopTimeout.
+func (a *agent) stop() {
 	if a.cmd == nil || a.cmd.Process == nil {
 		return
 	}
@@ -171,7 +171,7 @@ func (a *demoAgent) stop() {
 	}
 	select {
 	case <-a.done:
-	case <-time.After(demoStopTimeout):
+	case <-time.After(stopTimeout):
 		a.cmd.Process.Kill()
 		<-a.done
 	}
@@ -190,9 +190,9 @@ func (d *demo) stopAgents() {
 	fmt.Fprintf(d.out, "stopped %d agents\n", len(d.agents))
 }
 
-// demoFreeAddrs returns n distinct free 127.0.0.1 ports, holding them
+// freeAddrs returns n distinct free 127.0.0.1 ports, holding them
 // all open until each is known so that none is returned twice.
-func demoFreeAddrs(n int) ([]string, error) {
+func freeAddrs(n int) ([]string, error) {
 	var lns []net.Listener
 	defer func() {
 		for _, ln := range lns {
@@ -211,12 +211,12 @@ func demoFreeAddrs(n int) ([]string, error) {
 	return addrs, nil
 }
 
-// demoPeerNote says how the agents find each other, and why. The demo
+// peerNote says how the agents find each other, and why. The demo
 // never turns mDNS on: it would send beyond loopback unless loopback has
 // multicast, and even then the agent advertises only non-loopback
 // addresses, so agents listening on 127.0.0.1 cannot be found that way.
-func demoPeerNote() string {
-	name, multicast := demoLoopbackMulticast()
+func peerNote() string {
+	name, multicast := loopbackMulticast()
 	if !multicast {
 		return "mDNS: loopback has no multicast here; agents use a static peer list instead (each lists the others)"
 	}
@@ -224,9 +224,9 @@ func demoPeerNote() string {
 		"so mDNS cannot find agents on 127.0.0.1; agents use a static peer list instead (each lists the others)", name)
 }
 
-// demoLoopbackMulticast returns the loopback interface's name and whether it
+// loopbackMulticast returns the loopback interface's name and whether it
 // has the MULTICAST flag.
-func demoLoopbackMulticast() (string, bool) {
+func loopbackMulticast() (string, bool) {
 	ifaces, err := net.Interfaces()
 	if err != nil {
 		return "", false

@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 	"github.com/fleetcast/fleetcast/agent/statusclient"
 )
 
-// demoStatusTimeout bounds one status request of the demo's live view.
-const demoStatusTimeout = 2 * time.Second
+// statusTimeout bounds one status request of the demo's live view.
+const statusTimeout = 2 * time.Second
 
 // gather reads every agent's status at once, in the order of d.agents.
 func (d *demo) gather(ctx context.Context) []statusclient.Result {
@@ -41,7 +41,7 @@ func (d *demo) waitForPeers(ctx context.Context) error {
 		if err := d.checkAgentsRunning(); err != nil {
 			return err
 		}
-		if ready, why := demoPeersReady(d.agents, d.gather(ctx)); ready {
+		if ready, why := peersReady(d.agents, d.gather(ctx)); ready {
 			fmt.Fprintf(d.out, "every agent follows its %d peers after %v\n", len(d.agents)-1, time.Since(start).Round(100*time.Millisecond))
 			return nil
 		} else if ctx.Err() != nil {
@@ -54,8 +54,8 @@ func (d *demo) waitForPeers(ctx context.Context) error {
 	}
 }
 
-// demoPeersReady reports whether every agent follows every other, or why not.
-func demoPeersReady(agents []*demoAgent, results []statusclient.Result) (bool, string) {
+// peersReady reports whether every agent follows every other, or why not.
+func peersReady(agents []*agent, results []statusclient.Result) (bool, string) {
 	for i, r := range results {
 		if r.Err != nil {
 			return false, fmt.Sprintf("%s: %v", agents[i].name, r.Err)

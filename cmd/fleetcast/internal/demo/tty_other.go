@@ -1,6 +1,6 @@
 //go:build !windows
 
-package main
+package demo
 
 import (
 	"io"
@@ -9,9 +9,9 @@ import (
 	"golang.org/x/term"
 )
 
-// demoTerminal reports whether w is a terminal that understands the cursor
+// isTerminal reports whether w is a terminal that understands the cursor
 // movements of the demo's live view.
-func demoTerminal(w io.Writer) bool {
+func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd())) && os.Getenv("TERM") != "dumb"
 }
