@@ -338,14 +338,14 @@ func (pm *peerManager) bumpLocked() {
 	pm.changed = make(chan struct{})
 }
 
-// wake returns a channel closed at the next change of any view.
+// Wake returns a channel closed at the next change of any view.
 func (pm *peerManager) Wake() <-chan struct{} {
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
 	return pm.changed
 }
 
-// ban ignores a peer for ban_duration.
+// Ban ignores a peer for ban_duration.
 func (pm *peerManager) Ban(addr, reason string) {
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
@@ -393,7 +393,7 @@ func (pm *peerManager) settled() (bool, int) {
 	return true, len(pm.peers)
 }
 
-// usable counts the peers that may be asked for chunks now, or soon: those
+// Usable counts the peers that may be asked for chunks now, or soon: those
 // of this fleet, not banned, including those not reached yet; and 1 if
 // there are none but some peer answered within peer_expiry (it may be back).
 func (pm *peerManager) Usable() int {
@@ -418,7 +418,7 @@ func (pm *peerManager) swarm() *swarm.Config {
 	return &swarm.Config{View: pm, Self: pm.self, Grace: c.OriginGrace, PerPeer: c.PerPeer, Conns: c.PeerConnections, MinRate: c.MinThroughput}
 }
 
-// snapshot returns the usable peers that take part in a release: those
+// Snapshot returns the usable peers that take part in a release: those
 // whose state lists it, whatever they hold of it, and those that follow its
 // channel and will start on it soon.
 func (pm *peerManager) Snapshot(key manifest.ReleaseID) []swarm.Holder {

@@ -401,7 +401,7 @@ func retryable(err error) bool {
 	return true
 }
 
-// backoff is full-jitter exponential backoff: uniform in [0, min(max, base*2^n)].
+// Backoff is full-jitter exponential backoff: uniform in [0, min(max, base*2^n)].
 func Backoff(base, maxWait time.Duration, n int) time.Duration {
 	d := base << min(n, 30)
 	if d <= 0 || d > maxWait {
