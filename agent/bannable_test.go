@@ -19,6 +19,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/internal/origintest"
 	"github.com/fleetcast/fleetcast/internal/releasetest"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
@@ -160,9 +161,9 @@ func TestPeerBannedForAlteredManifest(t *testing.T) {
 	t.Cleanup(peer.Close)
 	peerAddr := strings.TrimPrefix(peer.URL, "http://")
 
-	o := newETagOrigin(t)
-	o.publish(t, key, root, "1.0", now, time.Hour, in)
-	a := newClockAgent(t, o, root, dir, now, func(c *config.Config) {
+	o := origintest.New(t, t.TempDir())
+	publishRelease(t, o.Dir(), key, root, "1.0", now, time.Hour, in)
+	a := newClockAgent(t, o.URL(), root, dir, now, func(c *config.Config) {
 		c.Listen, c.PollInterval, c.BanDuration = net.JoinHostPort("127.0.0.1", liveFreePort(t)), time.Hour, time.Hour
 		c.Peers = []string{peerAddr}
 	})

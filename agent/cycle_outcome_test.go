@@ -21,6 +21,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/installers"
+	"github.com/fleetcast/fleetcast/internal/origintest"
 	"github.com/fleetcast/fleetcast/internal/releasetest"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
@@ -192,10 +193,11 @@ type tarFile struct {
 	body []byte
 }
 
-// publishData publishes data as release version of app/stable on o.
-func (o *etagOrigin) publishData(t *testing.T, key *signing.PrivateKey, root, data []byte, version string, now time.Time, in manifest.Install) *manifest.Manifest {
+// publishData publishes data as release version of app/stable into the
+// origin directory dir, valid for an hour.
+func publishData(t *testing.T, dir string, key *signing.PrivateKey, root, data []byte, version string, now time.Time, in manifest.Install) *manifest.Manifest {
 	t.Helper()
-	return publishApp(t, o.dir, key, root, data, version, in, now, time.Hour)
+	return publishApp(t, dir, key, root, data, version, in, now, time.Hour)
 }
 
 // TestRefusedIsNotHealthFailed: a release its installer refuses (an unsafe
@@ -231,14 +233,14 @@ func TestRefusedIsNotHealthFailed(t *testing.T) {
 			peerproto.HealthFailed, installers.ErrHealthCheck, "it will not be tried again", "refused", "not tried again"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := newETagOrigin(t)
+			o := origintest.New(t, t.TempDir())
 			key := liveKey(t)
 			now := time.Now()
 			root := signedRoot(t, key, now.Add(24*time.Hour))
 			dir := t.TempDir()
 			target := filepath.Join(dir, "app")
-			o.publishData(t, key, root, tc.data(t), "1.0", now, tc.install(target))
-			a := newClockAgent(t, o, root, dir, now, func(c *config.Config) { c.AllowedInstallers = []string{"file", "archive", "command"} })
+			publishData(t, o.Dir(), key, root, tc.data(t), "1.0", now, tc.install(target))
+			a := newClockAgent(t, o.URL(), root, dir, now, func(c *config.Config) { c.AllowedInstallers = []string{"file", "archive", "command"} })
 			logs := a.capture()
 			st, err := a.once(t)
 			if st.LastOutcome != tc.want || !errors.Is(err, tc.wantIs) {
@@ -256,9 +258,7 @@ func TestRefusedIsNotHealthFailed(t *testing.T) {
 			if _, err := os.Lstat(filepath.Join(dir, "evil")); err == nil {
 				t.Errorf("the archive wrote outside its release directory")
 			}
-			o.mu.Lock()
-			o.etag = `"other"` // a full response, not a 304: the manifest is judged again
-			o.mu.Unlock()
+			o.SetETag(`"other"`) // a full response, not a 304: the manifest is judged again
 			if st, err := a.once(t); st.LastOutcome != peerproto.KnownBad || err != nil {
 				t.Errorf("second cycle: outcome %q, error %v; want %q", st.LastOutcome, err, peerproto.KnownBad)
 			}
@@ -294,14 +294,14 @@ func gathered(t *testing.T, a *Agent) map[string]*dto.MetricFamily {
 // with fails the cycle, says what to repair, and the same release is tried
 // again every cycle (it is not marked failed); once repaired, it installs.
 func TestUnsafeTargetRetried(t *testing.T) {
-	o := newETagOrigin(t)
+	o := origintest.New(t, t.TempDir())
 	key := liveKey(t)
 	now := time.Now()
 	root := signedRoot(t, key, now.Add(24*time.Hour))
 	dir := t.TempDir()
 	target := filepath.Join(dir, "app")
-	o.publishData(t, key, root, []byte("app"), "1.0", now, manifest.Install{Installer: "file", Target: target, Mode: "0644"})
-	a := newClockAgent(t, o, root, dir, now, nil)
+	publishData(t, o.Dir(), key, root, []byte("app"), "1.0", now, manifest.Install{Installer: "file", Target: target, Mode: "0644"})
+	a := newClockAgent(t, o.URL(), root, dir, now, nil)
 	logs := a.capture()
 	unsafe := &installers.Error{Step: "install", Err: fmt.Errorf("%w: %s is a symlink to /etc", installers.ErrUnsafeTarget, target)}
 	stub := newStubInstaller(t, unsafe, unsafe)
@@ -407,16 +407,16 @@ func TestNoSpaceState(t *testing.T) {
 // before retry_after, restarts included; the deferred cycles say what they
 // wait for, until when; the wait doubles; an install ends it.
 func TestNoSpaceDeferred(t *testing.T) {
-	o := newETagOrigin(t)
+	o := origintest.New(t, t.TempDir())
 	key := liveKey(t)
 	now := time.Now().UTC()
 	root := signedRoot(t, key, now.Add(24*time.Hour))
 	dir := t.TempDir()
 	target := filepath.Join(dir, "app")
-	o.publishData(t, key, root, []byte("app"), "1.0", now, manifest.Install{Installer: "file", Target: target, Mode: "0644"})
+	publishData(t, o.Dir(), key, root, []byte("app"), "1.0", now, manifest.Install{Installer: "file", Target: target, Mode: "0644"})
 	full := &installers.Error{Step: "install", Err: fmt.Errorf("write %s: %w (1 MiB free)", target, installers.ErrNoSpace)}
 	stub := newStubInstaller(t, full, full)
-	a := newClockAgent(t, o, root, dir, now, nil)
+	a := newClockAgent(t, o.URL(), root, dir, now, nil)
 	poll := a.cfg.PollInterval
 
 	st, err := a.once(t)
@@ -471,19 +471,19 @@ func TestNoSpaceDeferred(t *testing.T) {
 // TestNoSpaceNewerSequence: a newer sequence is not held back by the
 // backoff of one that did not fit.
 func TestNoSpaceNewerSequence(t *testing.T) {
-	o := newETagOrigin(t)
+	o := origintest.New(t, t.TempDir())
 	key := liveKey(t)
 	now := time.Now().UTC()
 	root := signedRoot(t, key, now.Add(24*time.Hour))
 	dir := t.TempDir()
 	in := manifest.Install{Installer: "file", Target: filepath.Join(dir, "app"), Mode: "0644"}
-	o.publishData(t, key, root, bytes.Repeat([]byte("big"), 1000), "1.0", now, in)
+	publishData(t, o.Dir(), key, root, bytes.Repeat([]byte("big"), 1000), "1.0", now, in)
 	stub := newStubInstaller(t, &installers.Error{Step: "install", Err: installers.ErrNoSpace})
-	a := newClockAgent(t, o, root, dir, now, nil)
+	a := newClockAgent(t, o.URL(), root, dir, now, nil)
 	if st, err := a.once(t); st.LastOutcome != peerproto.Failed || !errors.Is(err, installers.ErrNoSpace) {
 		t.Fatalf("first cycle: outcome %q, error %v", st.LastOutcome, err)
 	}
-	o.publishData(t, key, root, []byte("small"), "1.1", now, in)
+	publishData(t, o.Dir(), key, root, []byte("small"), "1.1", now, in)
 	if st, err := a.once(t); st.LastOutcome != peerproto.Updated || err != nil || stub.called() != 2 {
 		t.Fatalf("cycle with sequence 2: outcome %q, error %v, %d installs; want %q", st.LastOutcome, err, stub.called(), peerproto.Updated)
 	}
@@ -526,17 +526,17 @@ func TestInstalledSequenceOtherRelease(t *testing.T) {
 		{"signed again", func(m *manifest.Manifest) { m.Expires = m.Expires.Add(time.Hour) }, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := newETagOrigin(t)
+			o := origintest.New(t, t.TempDir())
 			key := liveKey(t)
 			now := time.Now()
 			root := signedRoot(t, key, now.Add(24*time.Hour))
 			dir := t.TempDir()
-			o.publishData(t, key, root, []byte("app"), "1.0", now, manifest.Install{Installer: "file", Target: filepath.Join(dir, "app"), Mode: "0644"})
-			a := newClockAgent(t, o, root, dir, now, nil)
+			publishData(t, o.Dir(), key, root, []byte("app"), "1.0", now, manifest.Install{Installer: "file", Target: filepath.Join(dir, "app"), Mode: "0644"})
+			a := newClockAgent(t, o.URL(), root, dir, now, nil)
 			if st, err := a.once(t); st.LastOutcome != peerproto.Updated || err != nil {
 				t.Fatalf("first cycle: %q, %v", st.LastOutcome, err)
 			}
-			resign(t, filepath.Join(o.dir, filepath.FromSlash(manifest.LatestPath("app", "stable"))), key, tc.change)
+			resign(t, filepath.Join(o.Dir(), filepath.FromSlash(manifest.LatestPath("app", "stable"))), key, tc.change)
 			logs := a.capture()
 			if st, err := a.once(t); st.LastOutcome != peerproto.UpToDate || err != nil {
 				t.Fatalf("cycle with the other manifest: %q, %v; want %q", st.LastOutcome, err, peerproto.UpToDate)
@@ -594,14 +594,14 @@ func resign(t *testing.T, path string, key *signing.PrivateKey, change func(*man
 // root (mount); skipped otherwise, unless FLEETCAST_REQUIRE_NETNS=1.
 func TestNoSpaceOnFullTarget(t *testing.T) {
 	dir := smallTmpfs(t, "2m")
-	o := newETagOrigin(t)
+	o := origintest.New(t, t.TempDir())
 	key := liveKey(t)
 	now := time.Now().UTC()
 	root := signedRoot(t, key, now.Add(24*time.Hour))
 	target := filepath.Join(dir, "app")
 	data := tarGz(t, tarFile{"bin/app", releasetest.Data(11, 3<<20)})
-	o.publishData(t, key, root, data, "1.0", now, manifest.Install{Installer: "archive", Target: target})
-	a := newClockAgent(t, o, root, dir, now, nil)
+	publishData(t, o.Dir(), key, root, data, "1.0", now, manifest.Install{Installer: "archive", Target: target})
+	a := newClockAgent(t, o.URL(), root, dir, now, nil)
 	st, err := a.once(t)
 	if st.LastOutcome != peerproto.Failed || !errors.Is(err, installers.ErrNoSpace) {
 		t.Fatalf("first cycle: outcome %q, error %v; want %q wrapping ErrNoSpace", st.LastOutcome, err, peerproto.Failed)
@@ -663,13 +663,13 @@ func TestUnsafeTargetArchive(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("symlinks")
 	}
-	o := newETagOrigin(t)
+	o := origintest.New(t, t.TempDir())
 	key := liveKey(t)
 	now := time.Now()
 	root := signedRoot(t, key, now.Add(24*time.Hour))
 	dir, outside := t.TempDir(), t.TempDir()
 	target := filepath.Join(dir, "app")
-	o.publishData(t, key, root, tarGz(t, tarFile{"bin/app", []byte("app")}), "1.0", now, manifest.Install{Installer: "archive", Target: target})
+	publishData(t, o.Dir(), key, root, tarGz(t, tarFile{"bin/app", []byte("app")}), "1.0", now, manifest.Install{Installer: "archive", Target: target})
 	if err := os.MkdirAll(target, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -677,7 +677,7 @@ func TestUnsafeTargetArchive(t *testing.T) {
 	if err := os.Symlink(outside, releases); err != nil {
 		t.Fatal(err)
 	}
-	a := newClockAgent(t, o, root, dir, now, nil)
+	a := newClockAgent(t, o.URL(), root, dir, now, nil)
 	for cycle := 1; cycle <= 2; cycle++ {
 		st, err := a.once(t)
 		if st.LastOutcome != peerproto.Failed || !errors.Is(err, installers.ErrUnsafeTarget) || !strings.Contains(err.Error(), "tried again every cycle") {

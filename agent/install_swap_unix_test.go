@@ -3,49 +3,19 @@
 package agent
 
 import (
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/internal/origintest"
 	"github.com/fleetcast/fleetcast/internal/releasetest"
 	"github.com/fleetcast/fleetcast/internal/treetest"
 	"github.com/fleetcast/fleetcast/manifest"
 )
-
-// gatedOrigin serves an origin directory and holds every chunk response
-// until open is closed; started is closed when the first chunk is asked.
-type gatedOrigin struct {
-	dir     string
-	srv     *httptest.Server
-	open    chan struct{}
-	started chan struct{}
-	once    sync.Once
-}
-
-func newGatedOrigin(t *testing.T) *gatedOrigin {
-	o := &gatedOrigin{dir: filepath.Join(t.TempDir(), "origin"), open: make(chan struct{}), started: make(chan struct{})}
-	files := http.FileServer(http.Dir(o.dir))
-	o.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/chunks/") {
-			o.once.Do(func() { close(o.started) })
-			select {
-			case <-o.open:
-			case <-r.Context().Done():
-				return
-			}
-		}
-		files.ServeHTTP(w, r)
-	}))
-	t.Cleanup(o.srv.Close)
-	return o
-}
 
 // TestInstallTargetSwappedDuringDownload: the target's directory passes
 // the allowed_targets check when the cycle starts, then is swapped for a
@@ -82,15 +52,16 @@ func TestInstallTargetSwappedDuringDownload(t *testing.T) {
 			if tc.installer == "archive" {
 				target = filepath.Join(sub, "app")
 			}
-			o := newGatedOrigin(t)
+			o := origintest.New(t, t.TempDir())
+			gate := o.Hold(0)
 			key := liveKey(t)
-			publishApp(t, o.dir, key, liveRoot(t, key), tc.artifact(t), "1.0",
+			publishApp(t, o.Dir(), key, liveRoot(t, key), tc.artifact(t), "1.0",
 				manifest.Install{Installer: tc.installer, Target: target}, time.Time{}, 0)
-			l := startLiveAgent(t, &liveOrigin{srv: o.srv}, key, target, func(c *config.Config) {
+			l := startLiveAgent(t, o.URL(), key, target, func(c *config.Config) {
 				c.AllowedTargets = []string{allowed}
 			})
 			select {
-			case <-o.started:
+			case <-gate.Held():
 			case <-time.After(20 * time.Second):
 				t.Fatal("the agent asked for no chunk within 20 s")
 			}
@@ -101,7 +72,7 @@ func TestInstallTargetSwappedDuringDownload(t *testing.T) {
 			if err := os.Symlink(outside, sub); err != nil {
 				t.Fatal(err)
 			}
-			close(o.open)
+			gate.Open()
 			st := l.waitStatus(t, "failed install", func(st peerproto.SubscriptionStatus) bool { return st.LastOutcome != "" })
 			if st.InstalledSequence != 0 || !strings.Contains(st.LastError, "unsafe target") {
 				t.Errorf("status after the swap: outcome %q, installed %d, error %q; want a refusal as an unsafe target",

@@ -1,18 +1,14 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,89 +22,22 @@ import (
 )
 
 // A real agent (New, Run) against a real origin directory written by
-// publisher.Publish and served by httptest, with its status and metrics API
+// publisher.Publish and served by origintest, with its status and metrics API
 // on a loopback port: the fixture of progress_test.go and metrics_test.go.
 
-// liveOrigin serves an origin directory; chunk responses can be held back
-// and corrupted.
-type liveOrigin struct {
-	dir   string
-	srv   *httptest.Server
-	files http.Handler
-
-	mu      sync.Mutex
-	gate    chan struct{}  // when set, each chunk response waits for a token or its closing
-	corrupt map[string]int // chunk file name → responses still to corrupt
-}
-
-func newLiveOrigin(t *testing.T) *liveOrigin {
-	t.Helper()
-	o := &liveOrigin{dir: filepath.Join(t.TempDir(), "origin"), corrupt: make(map[string]int)}
-	o.files = http.FileServer(http.Dir(o.dir))
-	o.srv = httptest.NewServer(http.HandlerFunc(o.serve))
-	t.Cleanup(o.srv.Close)
-	return o
-}
-
-func (o *liveOrigin) serve(w http.ResponseWriter, r *http.Request) {
-	if !strings.HasPrefix(r.URL.Path, "/chunks/") {
-		o.files.ServeHTTP(w, r)
-		return
-	}
-	o.mu.Lock()
-	gate := o.gate
-	name := filepath.Base(r.URL.Path)
-	corrupt := o.corrupt[name] > 0
-	if corrupt {
-		o.corrupt[name]--
-	}
-	o.mu.Unlock()
-	if gate != nil {
-		select {
-		case <-gate:
-		case <-r.Context().Done():
-			return
-		}
-	}
-	body, err := os.ReadFile(filepath.Join(o.dir, filepath.FromSlash(r.URL.Path)))
-	if err != nil {
-		http.NotFound(w, r)
-		return
-	}
-	if corrupt {
-		body = bytes.Clone(body)
-		body[len(body)/2] ^= 1
-	}
-	w.Write(body)
-}
-
-// hold makes chunk responses wait for release or open; it returns the gate.
-func (o *liveOrigin) hold() chan struct{} {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.gate = make(chan struct{})
-	return o.gate
-}
-
-// corruptChunk makes the next n responses for chunk c carry a flipped byte.
-func (o *liveOrigin) corruptChunk(c manifest.Chunk, n int) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.corrupt[filepath.Base(manifest.ChunkPath(c.SHA256))] = n
-}
-
-// liveRelease is what publish put on the origin.
+// liveRelease is what publishLive put on the origin.
 type liveRelease struct {
 	m    *manifest.Manifest
 	data []byte
 }
 
-// publish writes a root (on first use) and a release of size random bytes,
-// installed by the file installer at target.
-func (o *liveOrigin) publish(t *testing.T, key *signing.PrivateKey, size int, target string) liveRelease {
+// publishLive writes a root (on first use) and a release of size random
+// bytes into the origin directory dir, installed by the file installer at
+// target.
+func publishLive(t *testing.T, dir string, key *signing.PrivateKey, size int, target string) liveRelease {
 	t.Helper()
 	data := releasetest.Data(7, size)
-	m := publishApp(t, o.dir, key, liveRoot(t, key), data, "1.0", manifest.Install{Installer: "file", Target: target, Mode: "0644"}, time.Time{}, 0)
+	m := publishApp(t, dir, key, liveRoot(t, key), data, "1.0", manifest.Install{Installer: "file", Target: target, Mode: "0644"}, time.Time{}, 0)
 	return liveRelease{m: m, data: data}
 }
 
@@ -154,9 +83,10 @@ type liveAgent struct {
 	target string // where the release is installed
 }
 
-// startLiveAgent runs an agent subscribed to app/stable of o until the test
-// ends. Its artifact target is target; change adjusts the configuration.
-func startLiveAgent(t *testing.T, o *liveOrigin, key *signing.PrivateKey, target string, change func(*config.Config)) *liveAgent {
+// startLiveAgent runs an agent subscribed to app/stable of the origin at
+// URL origin until the test ends. Its artifact target is target; change
+// adjusts the configuration.
+func startLiveAgent(t *testing.T, origin string, key *signing.PrivateKey, target string, change func(*config.Config)) *liveAgent {
 	t.Helper()
 	dir := t.TempDir()
 	rootFile := filepath.Join(dir, "root.json")
@@ -165,7 +95,7 @@ func startLiveAgent(t *testing.T, o *liveOrigin, key *signing.PrivateKey, target
 	}
 	port := liveFreePort(t)
 	cfg := config.Default()
-	cfg.DataDir, cfg.Root, cfg.Origin = filepath.Join(dir, "data"), rootFile, o.srv.URL+"/"
+	cfg.DataDir, cfg.Root, cfg.Origin = filepath.Join(dir, "data"), rootFile, origin
 	cfg.Listen, cfg.MDNS, cfg.PollInterval = net.JoinHostPort("127.0.0.1", port), false, time.Hour
 	cfg.OriginConnections, cfg.RetryBackoff, cfg.RetryBackoffMax = 1, 10*time.Millisecond, 20*time.Millisecond
 	cfg.AllowedTargets = []string{filepath.Dir(target) + string(filepath.Separator)}

@@ -15,6 +15,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/swarm"
+	"github.com/fleetcast/fleetcast/internal/origintest"
 	"github.com/fleetcast/fleetcast/internal/releasetest"
 	"github.com/fleetcast/fleetcast/manifest"
 
@@ -40,13 +41,13 @@ func TestMetricsAfterUpdate(t *testing.T) {
 		{"corrupt always", retries + 1, peerproto.Failed, retries + 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := newLiveOrigin(t)
+			o := origintest.New(t, t.TempDir())
 			key := liveKey(t)
 			target := filepath.Join(t.TempDir(), "app")
-			rel := o.publish(t, key, 256<<10, target)
+			rel := publishLive(t, o.Dir(), key, 256<<10, target)
 			last := rel.m.Chunks[len(rel.m.Chunks)-1]
-			o.corruptChunk(last, tc.corrupt)
-			l := startLiveAgent(t, o, key, target, func(c *config.Config) { c.Retries = retries })
+			o.Break(origintest.Corrupt, tc.corrupt, last.SHA256)
+			l := startLiveAgent(t, o.URL(), key, target, func(c *config.Config) { c.Retries = retries })
 			st := l.waitStatus(t, "the end of the cycle", cycleDone)
 			if st.LastOutcome != tc.wantOutcome {
 				t.Fatalf("outcome %q (%s); want %q", st.LastOutcome, st.LastError, tc.wantOutcome)
@@ -102,11 +103,11 @@ func TestMetricsAfterUpdate(t *testing.T) {
 // TestMetricsLint checks every metric's name, type and help against the
 // Prometheus conventions.
 func TestMetricsLint(t *testing.T) {
-	o := newLiveOrigin(t)
+	o := origintest.New(t, t.TempDir())
 	key := liveKey(t)
 	target := filepath.Join(t.TempDir(), "app")
-	o.publish(t, key, 64<<10, target)
-	l := startLiveAgent(t, o, key, target, nil)
+	publishLive(t, o.Dir(), key, 64<<10, target)
+	l := startLiveAgent(t, o.URL(), key, target, nil)
 	l.waitStatus(t, "the end of the cycle", cycleDone)
 	mfs, err := l.a.metrics.reg.Gather()
 	if err != nil {

@@ -2,8 +2,6 @@ package agent
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -14,7 +12,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,84 +20,22 @@ import (
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/store"
+	"github.com/fleetcast/fleetcast/internal/origintest"
 	"github.com/fleetcast/fleetcast/internal/releasetest"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/signing"
 )
 
 // Real agents (New, Once) against an origin directory written by
-// publisher.Publish, served by httptest with an ETag on the channel's
-// manifest, and a clock the test sets.
+// publisher.Publish, served by origintest (with an ETag on the channel's
+// manifest), and a clock the test sets.
 
-// etagOrigin serves an origin directory; the channel's manifest.json gets an
-// ETag (the file's SHA-256, or etag when set) and conditional GETs are
-// answered 304 when it matches, or always when always304 is set.
-type etagOrigin struct {
-	dir   string
-	srv   *httptest.Server
-	files http.Handler
-
-	mu          sync.Mutex
-	etag        string
-	always304   bool
-	ifNoneMatch []string // If-None-Match of each manifest request
-	notModified int      // 304 answers to manifest requests
-}
-
-func newETagOrigin(t *testing.T) *etagOrigin {
+// publishRelease writes root (on first use) and release version of
+// app/stable into the origin directory dir, created at now and valid for
+// expires, with install instructions in.
+func publishRelease(t *testing.T, dir string, key *signing.PrivateKey, root []byte, version string, now time.Time, expires time.Duration, in manifest.Install) *manifest.Manifest {
 	t.Helper()
-	o := &etagOrigin{dir: filepath.Join(t.TempDir(), "origin")}
-	o.files = http.FileServer(http.Dir(o.dir))
-	o.srv = httptest.NewServer(http.HandlerFunc(o.serve))
-	t.Cleanup(o.srv.Close)
-	return o
-}
-
-func (o *etagOrigin) serve(w http.ResponseWriter, r *http.Request) {
-	if !strings.HasSuffix(r.URL.Path, "/manifest.json") {
-		o.files.ServeHTTP(w, r)
-		return
-	}
-	body, err := os.ReadFile(filepath.Join(o.dir, filepath.FromSlash(r.URL.Path)))
-	if err != nil {
-		http.NotFound(w, r)
-		return
-	}
-	sum := sha256.Sum256(body)
-	o.mu.Lock()
-	etag := o.etag
-	if etag == "" {
-		etag = `"` + hex.EncodeToString(sum[:]) + `"`
-	}
-	o.ifNoneMatch = append(o.ifNoneMatch, r.Header.Get("If-None-Match"))
-	notModified := o.always304 || r.Header.Get("If-None-Match") == etag
-	if notModified {
-		o.notModified++
-	}
-	o.mu.Unlock()
-	w.Header().Set("ETag", etag)
-	if notModified {
-		w.WriteHeader(http.StatusNotModified)
-		return
-	}
-	w.Write(body)
-}
-
-// counts returns the 304 answers so far and the last request's If-None-Match.
-func (o *etagOrigin) counts() (notModified int, lastIfNoneMatch string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if n := len(o.ifNoneMatch); n > 0 {
-		lastIfNoneMatch = o.ifNoneMatch[n-1]
-	}
-	return o.notModified, lastIfNoneMatch
-}
-
-// publish writes root (on first use) and release version of app/stable,
-// created at now and valid for expires, with install instructions in.
-func (o *etagOrigin) publish(t *testing.T, key *signing.PrivateKey, root []byte, version string, now time.Time, expires time.Duration, in manifest.Install) *manifest.Manifest {
-	t.Helper()
-	return publishApp(t, o.dir, key, root, releasetest.Data(3, 100<<10), version, in, now, expires)
+	return publishApp(t, dir, key, root, releasetest.Data(3, 100<<10), version, in, now, expires)
 }
 
 // clockAgent is an agent without peers whose clock the test sets.
@@ -111,9 +46,10 @@ type clockAgent struct {
 
 func (c *clockAgent) set(t time.Time) { c.clock.Store(t.UnixNano()) }
 
-// newClockAgent makes an agent subscribed to app/stable of o, pinned to
-// root, allowed to install under dir, its clock at now.
-func newClockAgent(t *testing.T, o *etagOrigin, root []byte, dir string, now time.Time, change func(*config.Config)) *clockAgent {
+// newClockAgent makes an agent subscribed to app/stable of the origin at
+// URL origin, pinned to root, allowed to install under dir, its clock at
+// now.
+func newClockAgent(t *testing.T, origin string, root []byte, dir string, now time.Time, change func(*config.Config)) *clockAgent {
 	t.Helper()
 	base := t.TempDir()
 	rootFile := filepath.Join(base, "root.json")
@@ -121,7 +57,7 @@ func newClockAgent(t *testing.T, o *etagOrigin, root []byte, dir string, now tim
 		t.Fatal(err)
 	}
 	cfg := config.Default()
-	cfg.DataDir, cfg.Root, cfg.Origin = filepath.Join(base, "data"), rootFile, o.srv.URL+"/"
+	cfg.DataDir, cfg.Root, cfg.Origin = filepath.Join(base, "data"), rootFile, origin
 	cfg.Listen, cfg.MDNS = "", false
 	cfg.Retries, cfg.RetryBackoff, cfg.RetryBackoffMax = 0, 10*time.Millisecond, 20*time.Millisecond
 	cfg.AllowedTargets = []string{dir + string(filepath.Separator)}
@@ -174,15 +110,15 @@ func TestHealthCheckNeedsCommand(t *testing.T) {
 		{"command allowed", []string{"file", "command"}, peerproto.Updated, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := newETagOrigin(t)
+			o := origintest.New(t, t.TempDir())
 			key := liveKey(t)
 			now := time.Now()
 			root := signedRoot(t, key, now.Add(24*time.Hour))
 			dir := t.TempDir()
 			target, marker := filepath.Join(dir, "app"), filepath.Join(t.TempDir(), "ran")
-			o.publish(t, key, root, "1.2", now, time.Hour, manifest.Install{Installer: "file", Target: target, Mode: "0644",
+			publishRelease(t, o.Dir(), key, root, "1.2", now, time.Hour, manifest.Install{Installer: "file", Target: target, Mode: "0644",
 				HealthCheck: []string{"/bin/sh", "-c", `touch "$0"`, marker}})
-			a := newClockAgent(t, o, root, dir, now, func(c *config.Config) {
+			a := newClockAgent(t, o.URL(), root, dir, now, func(c *config.Config) {
 				if tc.allowed != nil {
 					c.AllowedInstallers = tc.allowed
 				}
@@ -219,35 +155,33 @@ func TestNotModifiedChecksExpiry(t *testing.T) {
 	for _, tc := range []struct {
 		name             string
 		rootTTL, manTTL  time.Duration
-		always304        bool
+		answer           origintest.Revalidation // after the second cycle
 		want             error
 		wantMsg, wantNot string
 	}{
-		{"manifest expired", 48 * time.Hour, time.Hour, false, manifest.ErrExpired, "manifest expired", ""},
-		{"root expired", time.Hour, 48 * time.Hour, false, signing.ErrRootExpired, "trust root expired", ""},
-		{"manifest expired, origin always 304", 48 * time.Hour, time.Hour, true, manifest.ErrExpired,
+		{"manifest expired", 48 * time.Hour, time.Hour, origintest.Honest, manifest.ErrExpired, "manifest expired", ""},
+		{"root expired", time.Hour, 48 * time.Hour, origintest.Honest, signing.ErrRootExpired, "trust root expired", ""},
+		{"manifest expired, origin always 304", 48 * time.Hour, time.Hour, origintest.Always304, manifest.ErrExpired,
 			"origin answered 304 Not Modified to a request without validators", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := newETagOrigin(t)
+			o := origintest.New(t, t.TempDir())
 			key := liveKey(t)
 			now := time.Now()
 			root := signedRoot(t, key, now.Add(tc.rootTTL))
 			dir := t.TempDir()
-			o.publish(t, key, root, "1.0", now, tc.manTTL, manifest.Install{Installer: "file", Target: filepath.Join(dir, "app"), Mode: "0644"})
-			a := newClockAgent(t, o, root, dir, now, nil)
+			publishRelease(t, o.Dir(), key, root, "1.0", now, tc.manTTL, manifest.Install{Installer: "file", Target: filepath.Join(dir, "app"), Mode: "0644"})
+			a := newClockAgent(t, o.URL(), root, dir, now, nil)
 			if st, err := a.once(t); err != nil || st.LastOutcome != peerproto.Updated {
 				t.Fatalf("first cycle: %q, %v", st.LastOutcome, err)
 			}
 			if st, err := a.once(t); err != nil || st.LastOutcome != peerproto.UpToDate {
 				t.Fatalf("second cycle: %q, %v", st.LastOutcome, err)
 			}
-			if n, _ := o.counts(); n != 1 {
+			if n := o.Served().NotModified; n != 1 {
 				t.Fatalf("%d 304 answers after the second cycle; want 1", n)
 			}
-			o.mu.Lock()
-			o.always304 = tc.always304
-			o.mu.Unlock()
+			o.Revalidate(tc.answer)
 
 			a.set(now.Add(2 * time.Hour))
 			st, err := a.once(t)
@@ -261,7 +195,7 @@ func TestNotModifiedChecksExpiry(t *testing.T) {
 				t.Errorf("state %+v; want the validators dropped, sequence 1 still installed", s)
 			}
 			a.once(t)
-			if _, inm := o.counts(); inm != "" {
+			if inm := o.Served().LastIfNoneMatch; inm != "" {
 				t.Errorf("the next cycle sent If-None-Match %q; want a full fetch", inm)
 			}
 		})
@@ -271,14 +205,14 @@ func TestNotModifiedChecksExpiry(t *testing.T) {
 // TestLongValidatorNotStored: an ETag longer than the state file may hold is
 // not stored, and the subscription keeps working.
 func TestLongValidatorNotStored(t *testing.T) {
-	o := newETagOrigin(t)
-	o.etag = `"` + strings.Repeat("a", 100<<10) + `"`
+	o := origintest.New(t, t.TempDir())
+	o.SetETag(`"` + strings.Repeat("a", 100<<10) + `"`)
 	key := liveKey(t)
 	now := time.Now()
 	root := signedRoot(t, key, now.Add(24*time.Hour))
 	dir := t.TempDir()
-	o.publish(t, key, root, "1.0", now, time.Hour, manifest.Install{Installer: "file", Target: filepath.Join(dir, "app"), Mode: "0644"})
-	a := newClockAgent(t, o, root, dir, now, nil)
+	publishRelease(t, o.Dir(), key, root, "1.0", now, time.Hour, manifest.Install{Installer: "file", Target: filepath.Join(dir, "app"), Mode: "0644"})
+	a := newClockAgent(t, o.URL(), root, dir, now, nil)
 	for i, want := range []peerproto.Outcome{peerproto.Updated, peerproto.UpToDate, peerproto.UpToDate} {
 		if st, err := a.once(t); err != nil || st.LastOutcome != want {
 			t.Fatalf("cycle %d: %q, %v; want %q", i+1, st.LastOutcome, err, want)
@@ -286,7 +220,7 @@ func TestLongValidatorNotStored(t *testing.T) {
 		if s := a.state(t); s.ETag != "" || s.Installed != 1 {
 			t.Fatalf("cycle %d: state has a %d-byte ETag, installed %d; want none, 1", i+1, len(s.ETag), s.Installed)
 		}
-		if _, inm := o.counts(); inm != "" {
+		if inm := o.Served().LastIfNoneMatch; inm != "" {
 			t.Fatalf("cycle %d sent an If-None-Match of %d bytes; want none", i+1, len(inm))
 		}
 	}
@@ -329,13 +263,13 @@ func TestUndeliverableOffersThrottled(t *testing.T) {
 	}))
 	t.Cleanup(peer.Close)
 
-	o := newETagOrigin(t)
+	o := origintest.New(t, t.TempDir())
 	key := liveKey(t)
 	now := time.Now()
 	root := signedRoot(t, key, now.Add(24*time.Hour))
 	dir := t.TempDir()
-	o.publish(t, key, root, "1.0", now, time.Hour, manifest.Install{Installer: "file", Target: filepath.Join(dir, "app"), Mode: "0644"})
-	a := newClockAgent(t, o, root, dir, now, func(c *config.Config) {
+	publishRelease(t, o.Dir(), key, root, "1.0", now, time.Hour, manifest.Install{Installer: "file", Target: filepath.Join(dir, "app"), Mode: "0644"})
+	a := newClockAgent(t, o.URL(), root, dir, now, func(c *config.Config) {
 		c.Listen, c.PollInterval = net.JoinHostPort("127.0.0.1", liveFreePort(t)), time.Hour
 		c.Peers = []string{strings.TrimPrefix(peer.URL, "http://")}
 	})
@@ -348,11 +282,7 @@ func TestUndeliverableOffersThrottled(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	manifestGets := func() int {
-		o.mu.Lock()
-		defer o.mu.Unlock()
-		return len(o.ifNoneMatch)
-	}
+	manifestGets := func() int { return o.Served().Manifests }
 	deadline := time.Now().Add(20 * time.Second)
 	for manifestAsks.Load() == 0 || a.Status().Subscriptions[0].InstalledSequence != 1 {
 		if time.Now().After(deadline) {

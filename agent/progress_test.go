@@ -9,6 +9,7 @@ import (
 
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/swarm"
+	"github.com/fleetcast/fleetcast/internal/origintest"
 	"github.com/fleetcast/fleetcast/internal/releasetest"
 )
 
@@ -16,12 +17,12 @@ import (
 // at a time: GET /v1/status shows the update in progress as it grows, and
 // nothing once the release is installed.
 func TestStatusProgress(t *testing.T) {
-	o := newLiveOrigin(t)
+	o := origintest.New(t, t.TempDir())
 	key := liveKey(t)
 	target := filepath.Join(t.TempDir(), "app")
-	rel := o.publish(t, key, 512<<10, target)
-	gate := o.hold()
-	l := startLiveAgent(t, o, key, target, nil)
+	rel := publishLive(t, o.Dir(), key, 512<<10, target)
+	gate := o.Hold(0)
+	l := startLiveAgent(t, o.URL(), key, target, nil)
 	size, chunks := rel.m.Artifact.Size, len(rel.m.Chunks)
 	if chunks < 4 {
 		t.Fatalf("release has %d chunks; the test needs at least 4", chunks)
@@ -35,7 +36,7 @@ func TestStatusProgress(t *testing.T) {
 	}
 	var done int64
 	for i := range 3 {
-		gate <- struct{}{} // one chunk response
+		gate.Pass() // one chunk response
 		st = l.waitStatus(t, "more bytes done", func(s peerproto.SubscriptionStatus) bool { return s.Progress != nil && s.Progress.DoneBytes > done })
 		p = st.Progress
 		want := sumChunks(rel, i+1)
@@ -45,7 +46,7 @@ func TestStatusProgress(t *testing.T) {
 		}
 		done = p.DoneBytes
 	}
-	close(gate)
+	gate.Open()
 
 	st = l.waitStatus(t, "the end of the cycle", cycleDone)
 	if st.LastOutcome != peerproto.Updated || st.Progress != nil || st.InstalledSequence != rel.m.Sequence {

@@ -41,7 +41,7 @@ retry_backoff = "10ms"
 [[subscription]]
 product = %q
 channel = %q
-`, e.origin.srv.URL+"/", e.path("install"), e2eProduct, e2eChannel)))
+`, e.origin.URL(), e.path("install"), e2eProduct, e2eChannel)))
 	if err := os.MkdirAll(target, 0o755); err != nil {
 		t.Fatal(err)
 	}

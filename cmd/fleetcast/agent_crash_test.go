@@ -5,20 +5,19 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fleetcast/fleetcast/internal/origintest"
+	"github.com/fleetcast/fleetcast/manifest"
 )
 
-// crashChunkDelay slows every chunk response so that a kill can land in the
-// middle of the download.
+// crashChunkDelay slows every chunk response (origintest.Origin.Delay) so
+// that a kill can land in the middle of the download.
 const crashChunkDelay = 10 * time.Millisecond
 
 // crashOriginConnections is the agent's default origin_connections: at most
@@ -28,50 +27,8 @@ const crashOriginConnections = 4
 // crashChunkFlags make small chunks, so a 3 MiB release has dozens of them.
 var crashChunkFlags = []string{"--chunk-min", "16384", "--chunk-avg", "32768", "--chunk-max", "131072"}
 
-// crashOrigin serves an origin directory, optionally slowing chunk
-// responses, and records which chunks were requested.
-type crashOrigin struct {
-	srv   *httptest.Server
-	delay atomic.Int64 // time.Duration per chunk response
-
-	mu     sync.Mutex
-	chunks map[string]int // chunk path -> requests since reset
-}
-
-func crashServe(t *testing.T, dir string) *crashOrigin {
-	o := &crashOrigin{chunks: make(map[string]int)}
-	files := http.FileServer(http.Dir(dir))
-	o.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/chunks/") {
-			o.mu.Lock()
-			o.chunks[r.URL.Path]++
-			o.mu.Unlock()
-			if d := time.Duration(o.delay.Load()); d > 0 {
-				timer := time.NewTimer(d)
-				select {
-				case <-r.Context().Done():
-					timer.Stop()
-					return
-				case <-timer.C:
-				}
-			}
-		}
-		files.ServeHTTP(w, r)
-	}))
-	t.Cleanup(o.srv.Close)
-	return o
-}
-
-// take returns the chunk requests since the last take and forgets them.
-func (o *crashOrigin) take() map[string]int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	got := o.chunks
-	o.chunks = make(map[string]int)
-	return got
-}
-
-// crashConfig writes agent.toml for product app/stable.
+// crashConfig writes agent.toml for product app/stable of the origin at
+// URL origin.
 func crashConfig(t *testing.T, c *cli, origin, dataDir, allowed string) string {
 	t.Helper()
 	cfg := fmt.Sprintf(`data_dir = %q
@@ -85,7 +42,7 @@ retry_backoff = "10ms"
 [[subscription]]
 product = "app"
 channel = "stable"
-`, dataDir, origin+"/", c.path("root.json"), allowed)
+`, dataDir, origin, c.path("root.json"), allowed)
 	c.write("agent.toml", []byte(cfg))
 	return c.path("agent.toml")
 }
@@ -255,8 +212,8 @@ func TestAgentCrashAtManyPoints(t *testing.T) {
 	target := filepath.Join(optDir, "app")
 	dataDir := c.path("data")
 	rel1, rel2 := randomBytes(301, 3<<20), randomBytes(302, 3<<20)
-	o := crashServe(t, c.path("origin"))
-	config := crashConfig(t, c, o.srv.URL, dataDir, optDir+"/")
+	o := origintest.New(t, c.path("origin"))
+	config := crashConfig(t, c, o.URL(), dataDir, optDir+"/")
 
 	crashPublish(t, c, "1.0", target, rel1)
 	c.ok("root", "publish", "--origin", "origin", "root.json")
@@ -272,8 +229,8 @@ func TestAgentCrashAtManyPoints(t *testing.T) {
 	}
 
 	crashPublish(t, c, "2.0", target, rel2)
-	o.delay.Store(int64(crashChunkDelay))
-	o.take()
+	o.Delay(crashChunkDelay)
+	o.Take()
 
 	// One uninterrupted update gives its duration D and chunk count.
 	restore()
@@ -283,7 +240,7 @@ func TestAgentCrashAtManyPoints(t *testing.T) {
 		t.Fatalf("uninterrupted update: exit %d\n%s", code, a.stderr.String())
 	}
 	d := time.Since(start)
-	nChunks := len(o.take())
+	nChunks := len(o.Take().Chunks)
 	if n, what := crashWhich(target, rel1, rel2); n != 2 {
 		t.Fatalf("uninterrupted update left the target with %s\n%s", what, a.stderr.String())
 	}
@@ -320,7 +277,7 @@ func TestAgentCrashAtManyPoints(t *testing.T) {
 	for k, p := range points {
 		t.Run(fmt.Sprintf("kill%02d", k), func(t *testing.T) {
 			restore()
-			o.take()
+			o.Take()
 			a := crashStartAgent(t, c, config, p.killOn)
 			how := "at " + p.at.Round(time.Millisecond).String()
 			if p.killOn == "" {
@@ -330,7 +287,7 @@ func TestAgentCrashAtManyPoints(t *testing.T) {
 				how = "on log " + p.killOn
 			}
 			code := a.wait(t)
-			first := o.take()
+			first := o.Take().Chunks
 			n, what := crashWhich(target, rel1, rel2)
 			t.Logf("kill %s: exit %d, target release %d, %d chunks requested, last log: %s",
 				how, code, n, len(first), a.lastMsg())
@@ -346,7 +303,7 @@ func TestAgentCrashAtManyPoints(t *testing.T) {
 			if code := b.wait(t); code != 0 {
 				t.Fatalf("restarted agent: exit %d\n%s", code, b.stderr.String())
 			}
-			second := o.take()
+			second := o.Take().Chunks
 			if n, what := crashWhich(target, rel1, rel2); n != 2 {
 				t.Fatalf("restarted agent left the target with %s\n%s", what, b.stderr.String())
 			}
@@ -361,18 +318,18 @@ func TestAgentCrashAtManyPoints(t *testing.T) {
 
 // crashCheckRefetch wants every chunk fetched in one of the two runs, and
 // at most origin_connections (those in flight at the kill) in both.
-func crashCheckRefetch(t *testing.T, first, second map[string]int, nChunks int) {
+func crashCheckRefetch(t *testing.T, first, second map[manifest.Digest]int, nChunks int) {
 	t.Helper()
-	union := make(map[string]bool)
-	var repeated []string
-	for p := range first {
-		union[p] = true
+	union := make(map[manifest.Digest]bool)
+	var repeated []manifest.Digest
+	for d := range first {
+		union[d] = true
 	}
-	for p := range second {
-		if union[p] {
-			repeated = append(repeated, p)
+	for d := range second {
+		if union[d] {
+			repeated = append(repeated, d)
 		}
-		union[p] = true
+		union[d] = true
 	}
 	if len(union) > nChunks {
 		t.Errorf("%d distinct chunks requested over both runs; the release has %d", len(union), nChunks)
@@ -437,8 +394,8 @@ func TestAgentFullDisk(t *testing.T) {
 		dataDir := c.path("data")
 		crashMountTmpfs(t, dataDir, "8m")
 		rel1, rel2 := randomBytes(401, 2<<20), randomBytes(402, 12<<20)
-		o := crashServe(t, c.path("origin"))
-		config := crashConfig(t, c, o.srv.URL, dataDir, optDir+"/")
+		o := origintest.New(t, c.path("origin"))
+		config := crashConfig(t, c, o.URL(), dataDir, optDir+"/")
 		crashPublish(t, c, "1.0", target, rel1)
 		c.ok("root", "publish", "--origin", "origin", "root.json")
 		c.ok("agent", "--config", config, "--once")
@@ -470,8 +427,8 @@ func TestAgentFullDisk(t *testing.T) {
 			t.Fatal(err)
 		}
 		rel := randomBytes(502, 6<<20)
-		o := crashServe(t, c.path("origin"))
-		config := crashConfig(t, c, o.srv.URL, c.path("data"), optDir+"/")
+		o := origintest.New(t, c.path("origin"))
+		config := crashConfig(t, c, o.URL(), c.path("data"), optDir+"/")
 		crashPublish(t, c, "1.0", target, rel)
 		c.ok("root", "publish", "--origin", "origin", "root.json")
 		r := c.run("agent", "--config", config, "--once")

@@ -4,26 +4,23 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/fleetcast/fleetcast/internal/origintest"
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
 // End-to-end tests of "fleetcast agent --once": the real binary against an
 // origin directory written by the real "fleetcast publish", served over HTTP
-// by a test server whose middleware can misbehave.
+// by origintest, which can misbehave.
 
 const (
 	e2eConns   = 4
@@ -31,184 +28,11 @@ const (
 	e2eChannel = "stable"
 )
 
-// Body faults the test origin can apply to chunk responses.
-const (
-	faultNone          = ""
-	faultTruncate      = "truncate"       // honest Content-Length, body cut short, connection closed
-	faultLongDeclared  = "long-declared"  // Content-Length and body one byte longer than the chunk
-	faultShortDeclared = "short-declared" // Content-Length one byte short of the chunk (body cut to match)
-	faultChunkedExtra  = "chunked-extra"  // no Content-Length, extra bytes after the chunk
-	faultChunkedShort  = "chunked-short"  // no Content-Length, body ends early
-)
-
-// testOrigin serves an origin directory and records what it served.
-type testOrigin struct {
-	t   *testing.T
-	dir string
-	srv *httptest.Server
-	fs  http.Handler
-
-	mu         sync.Mutex
-	reqs       map[string]int // chunk path -> requests
-	chunkReqs  int
-	chunkBytes int64  // chunk body bytes written
-	corrupt    string // digest of a chunk whose body gets a flipped byte
-	fault      string // applied to every chunk response
-	manifest   []byte // served as the channel's manifest.json when set
-	noCache    bool   // ignore If-None-Match: always send the whole manifest
-	hangFrom   int    // the hangFrom-th chunk request and later ones block until release
-	release    chan struct{}
-}
-
-func newTestOrigin(t *testing.T, dir string) *testOrigin {
-	o := &testOrigin{t: t, dir: dir, fs: http.FileServer(http.Dir(dir)), reqs: make(map[string]int), release: make(chan struct{})}
-	o.srv = httptest.NewServer(http.HandlerFunc(o.serve))
-	t.Cleanup(func() {
-		o.unblock()
-		o.srv.Close()
-	})
-	return o
-}
-
-func (o *testOrigin) unblock() {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	select {
-	case <-o.release:
-	default:
-		close(o.release)
-	}
-}
-
-func (o *testOrigin) set(f func(o *testOrigin)) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	f(o)
-}
-
-// counts returns the chunk requests and chunk body bytes served so far and
-// resets the counters.
-func (o *testOrigin) counts() (reqs int, byPath map[string]int, n int64) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	reqs, byPath, n = o.chunkReqs, o.reqs, o.chunkBytes
-	o.chunkReqs, o.reqs, o.chunkBytes = 0, make(map[string]int), 0
-	return reqs, byPath, n
-}
-
-func (o *testOrigin) chunkRequests() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.chunkReqs
-}
-
-func (o *testOrigin) serve(w http.ResponseWriter, r *http.Request) {
-	latest := "/" + manifest.LatestPath(e2eProduct, e2eChannel)
-	if r.URL.Path == latest {
-		o.serveManifest(w, r)
-		return
-	}
-	if !strings.HasPrefix(r.URL.Path, "/chunks/") {
-		o.fs.ServeHTTP(w, r)
-		return
-	}
-	o.mu.Lock()
-	o.chunkReqs++
-	o.reqs[r.URL.Path]++
-	n := o.chunkReqs
-	hang := o.hangFrom > 0 && n >= o.hangFrom
-	corrupt := o.corrupt != "" && strings.HasSuffix(r.URL.Path, o.corrupt)
-	fault := o.fault
-	release := o.release
-	o.mu.Unlock()
-	if hang {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-			return
-		}
-	}
-	body, err := os.ReadFile(filepath.Join(o.dir, filepath.FromSlash(r.URL.Path)))
-	if err != nil {
-		http.NotFound(w, r)
-		return
-	}
-	if corrupt {
-		body = bytes.Clone(body)
-		body[len(body)/2] ^= 0x01
-	}
-	o.writeChunk(w, body, fault)
-}
-
-// serveManifest serves the channel's manifest with an ETag of its content
-// (FileServer's Last-Modified has one-second resolution, too coarse for
-// publishes a few milliseconds apart), or the override.
-func (o *testOrigin) serveManifest(w http.ResponseWriter, r *http.Request) {
-	o.mu.Lock()
-	override, noCache := o.manifest, o.noCache
-	o.mu.Unlock()
-	body := override
-	if body == nil {
-		var err error
-		if body, err = os.ReadFile(filepath.Join(o.dir, filepath.FromSlash(manifest.LatestPath(e2eProduct, e2eChannel)))); err != nil {
-			http.NotFound(w, r)
-			return
-		}
-	}
-	sum := sha256.Sum256(body)
-	etag := `"` + hex.EncodeToString(sum[:]) + `"`
-	w.Header().Set("ETag", etag)
-	if !noCache && r.Header.Get("If-None-Match") == etag {
-		w.WriteHeader(http.StatusNotModified)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(body)
-}
-
-func (o *testOrigin) writeChunk(w http.ResponseWriter, body []byte, fault string) {
-	write := func(b []byte) {
-		n, _ := w.Write(b)
-		o.mu.Lock()
-		o.chunkBytes += int64(n)
-		o.mu.Unlock()
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/octet-stream")
-	switch fault {
-	case faultNone:
-		h.Set("Content-Length", fmt.Sprint(len(body)))
-		write(body)
-	case faultTruncate:
-		h.Set("Content-Length", fmt.Sprint(len(body)))
-		write(body[:len(body)/2])
-		w.(http.Flusher).Flush()
-		panic(http.ErrAbortHandler) // close the connection mid-body
-	case faultLongDeclared:
-		h.Set("Content-Length", fmt.Sprint(len(body)+1))
-		write(append(bytes.Clone(body), 'x'))
-	case faultShortDeclared:
-		h.Set("Content-Length", fmt.Sprint(len(body)-1))
-		write(body[:len(body)-1])
-	case faultChunkedExtra:
-		w.WriteHeader(http.StatusOK)
-		w.(http.Flusher).Flush() // no Content-Length: chunked transfer encoding
-		write(body)
-		write([]byte("trailing garbage"))
-	case faultChunkedShort:
-		w.WriteHeader(http.StatusOK)
-		w.(http.Flusher).Flush()
-		write(body[:len(body)-100])
-	default:
-		panic("unknown fault " + fault)
-	}
-}
-
 // agentEnv is one machine: a CLI dir with keys, root and origin, a served
 // origin and an agent configuration.
 type agentEnv struct {
 	*cli
-	origin *testOrigin
+	origin *origintest.Origin
 	target string
 	config string
 	seq    int
@@ -220,7 +44,7 @@ func newAgentEnv(t *testing.T) *agentEnv {
 	setupRoot(t, c, []string{"a"}, "1")
 	c.ok("root", "publish", "--origin", "origin", "root.json")
 	e := &agentEnv{cli: c, target: c.path(filepath.Join("install", "app"))}
-	e.origin = newTestOrigin(t, c.path("origin"))
+	e.origin = origintest.New(t, c.path("origin"))
 	e.writeConfig("")
 	return e
 }
@@ -241,7 +65,7 @@ request_timeout = "20s"
 [[subscription]]
 product = %q
 channel = %q
-`, e.origin.srv.URL+"/", e.path("install")+string(filepath.Separator), e2eConns, extra, e2eProduct, e2eChannel)
+`, e.origin.URL(), e.path("install")+string(filepath.Separator), e2eConns, extra, e2eProduct, e2eChannel)
 	e.write("agent.toml", []byte(cfg))
 	e.config = e.path("agent.toml")
 }
@@ -405,8 +229,8 @@ func TestAgentFirstInstallThenUpToDate(t *testing.T) {
 	if st := e.state(); st.Installed != 1 || st.Trusted != 1 || st.Failed != 0 {
 		t.Errorf("state %+v, want trusted and installed 1", st)
 	}
-	reqs, _, n := e.origin.counts()
-	if want := len(e.chunksOf(1)); reqs != want || n != int64(len(rel)) {
+	s := e.origin.Take()
+	if reqs, n, want := s.ChunkRequests(), s.ChunkBytes, len(e.chunksOf(1)); reqs != want || n != int64(len(rel)) {
 		t.Errorf("first install fetched %d chunks, %d bytes; want %d chunks, %d bytes", reqs, n, want, len(rel))
 	}
 
@@ -414,7 +238,7 @@ func TestAgentFirstInstallThenUpToDate(t *testing.T) {
 	if strings.Contains(log, "release installed") {
 		t.Errorf("second --once installed again:\n%s", log)
 	}
-	if reqs, _, _ := e.origin.counts(); reqs != 0 {
+	if reqs := e.origin.Take().ChunkRequests(); reqs != 0 {
 		t.Errorf("second --once made %d chunk requests, want 0", reqs)
 	}
 	e.wantTarget(rel)
@@ -430,7 +254,7 @@ func TestAgentDeltaUpdate(t *testing.T) {
 	e.publish(v1, "", "720h")
 	e.onceWant(0, "release installed")
 	e.wantTarget(v1)
-	e.origin.counts()
+	e.origin.Take()
 
 	v2 := bytes.Clone(v1)
 	copy(v2[size/2:], randomBytes(3, size/100)) // 1% changed, in one place
@@ -440,7 +264,8 @@ func TestAgentDeltaUpdate(t *testing.T) {
 	if st := e.state(); st.Installed != 2 || st.Trusted != 2 {
 		t.Errorf("state %+v, want installed 2", st)
 	}
-	reqs, _, n := e.origin.counts()
+	s := e.origin.Take()
+	reqs, n := s.ChunkRequests(), s.ChunkBytes
 	t.Logf("update with 1%% changed: origin served %d chunks, %d bytes = %.1f%% of the %d-byte artifact", reqs, n, 100*float64(n)/size, size)
 	if n >= size/10 {
 		t.Errorf("update fetched %d bytes from the origin, want < 10%% of %d", n, size)
@@ -469,22 +294,23 @@ func TestAgentHealthCheckRollback(t *testing.T) {
 	if st := e.state(); st.Installed != 1 || st.Failed != 2 || st.Trusted != 2 {
 		t.Errorf("state %+v, want installed 1, failed 2, trusted 2", st)
 	}
-	e.origin.counts()
+	e.origin.Take()
 
 	// KnownBad is not an error: Once returns nil and the agent exits 0,
 	// whether the origin answers 304 (the failed manifest's ETag was saved)
 	// or sends the manifest again.
 	for _, noCache := range []bool{false, true} {
-		e.origin.set(func(o *testOrigin) { o.noCache = noCache })
-		want := []string{}
+		answer, want := origintest.Honest, []string{}
 		if noCache {
+			answer = origintest.Never304
 			want = append(want, "failed its health check, or was refused by its installer, before")
 		}
+		e.origin.Revalidate(answer)
 		log = e.onceWant(0, want...)
 		if strings.Contains(log, "installing") {
 			t.Errorf("known-bad release installed again (noCache %v):\n%s", noCache, log)
 		}
-		if reqs, _, _ := e.origin.counts(); reqs != 0 {
+		if reqs := e.origin.Take().ChunkRequests(); reqs != 0 {
 			t.Errorf("known-bad cycle made %d chunk requests, want 0 (noCache %v)", reqs, noCache)
 		}
 		e.wantTarget(v1)
@@ -501,19 +327,19 @@ func TestAgentRefusesReplayedManifest(t *testing.T) {
 	e.publish(v2, "", "720h")
 	e.onceWant(0, "release installed")
 	e.wantTarget(v2)
-	e.origin.counts()
+	e.origin.Take()
 
 	old, err := os.ReadFile(e.path(filepath.Join("origin", filepath.FromSlash(manifest.HistoryPath(e2eProduct, e2eChannel, 1)))))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.origin.set(func(o *testOrigin) { o.manifest = old })
+	e.origin.Replace(manifest.LatestPath(e2eProduct, e2eChannel), old)
 	e.onceWant(1, "rollback")
 	e.wantTarget(v2)
 	if st := e.state(); st.Installed != 2 || st.Trusted != 2 {
 		t.Errorf("state %+v after replay, want installed and trusted 2", st)
 	}
-	if reqs, _, _ := e.origin.counts(); reqs != 0 {
+	if reqs := e.origin.Take().ChunkRequests(); reqs != 0 {
 		t.Errorf("replayed manifest caused %d chunk requests, want 0", reqs)
 	}
 }
@@ -544,7 +370,7 @@ func TestAgentRefusesExpiredManifest(t *testing.T) {
 	if st := e.state(); st.Installed != 0 || st.Trusted != 0 {
 		t.Errorf("state %+v after expired manifest, want nothing trusted or installed", st)
 	}
-	if reqs, _, _ := e.origin.counts(); reqs != 0 {
+	if reqs := e.origin.Take().ChunkRequests(); reqs != 0 {
 		t.Errorf("expired manifest caused %d chunk requests, want 0", reqs)
 	}
 }
@@ -554,26 +380,27 @@ func TestAgentCorruptChunk(t *testing.T) {
 	rel := randomBytes(9, 2<<20)
 	e.publish(rel, "", "720h")
 	chunks := e.chunksOf(1)
-	bad := chunks[len(chunks)-1].SHA256.String() // last, so that others are verified first
-	e.origin.set(func(o *testOrigin) { o.corrupt = bad })
+	bad := chunks[len(chunks)-1].SHA256 // last, so that others are verified first
+	e.origin.Break(origintest.Corrupt, origintest.Always, bad)
 
-	log := e.onceWant(1, manifest.ErrMismatch.Error(), bad)
+	log := e.onceWant(1, manifest.ErrMismatch.Error(), bad.String())
 	e.wantTarget(nil)
 	if st := e.state(); st.Installed != 0 {
 		t.Errorf("state %+v after corrupt chunk, want nothing installed", st)
 	}
-	_, first, _ := e.origin.counts()
-	if n := first["/"+manifest.ChunkPath(chunks[len(chunks)-1].SHA256)]; n != 2 {
+	first := e.origin.Take().Chunks
+	if n := first[bad]; n != 2 {
 		t.Errorf("corrupt chunk requested %d times, want 2 (retries = 1)", n)
 	}
 	if strings.Contains(log, "whole-file check failed") {
 		t.Errorf("a chunk the origin served corrupt was reported as a whole-file check failure:\n%s", log)
 	}
 
-	e.origin.set(func(o *testOrigin) { o.corrupt = "" })
+	e.origin.Mend()
 	log = e.onceWant(0, "release installed", "resuming release from the store")
 	e.wantTarget(rel)
-	reqs, second, n := e.origin.counts()
+	s := e.origin.Take()
+	reqs, second, n := s.ChunkRequests(), s.Chunks, s.ChunkBytes
 	resumed := logInt(t, log, "resuming release from the store", "verified_bytes")
 	t.Logf("second run: %d chunk requests, %d bytes; %d bytes resumed from the first run", reqs, n, resumed)
 	if resumed == 0 || resumed+n != int64(len(rel)) {
@@ -581,8 +408,8 @@ func TestAgentCorruptChunk(t *testing.T) {
 	}
 	// Chunks fetched again: at most those in flight when the first run gave up.
 	again := 0
-	for p := range second {
-		if first[p] > 0 && !strings.HasSuffix(p, bad) {
+	for d := range second {
+		if first[d] > 0 && d != bad {
 			again++
 		}
 	}
@@ -595,33 +422,37 @@ func TestAgentRefusesBadLengths(t *testing.T) {
 	e := newAgentEnv(t)
 	rel := randomBytes(10, 512<<10)
 	e.publish(rel, "", "720h")
-	for _, tc := range []struct{ fault, want string }{
-		{faultTruncate, "response cut short: "},
-		{faultLongDeclared, "response too long: Content-Length "},
-		{faultShortDeclared, "response cut short: Content-Length "}, // declared length short of the chunk's
-		{faultChunkedExtra, "response too long: more than the "},
-		{faultChunkedShort, "response cut short: "},
+	for _, tc := range []struct {
+		fault origintest.Fault
+		want  string
+	}{
+		{origintest.Truncate, "response cut short: "},
+		{origintest.LongDeclared, "response too long: Content-Length "},
+		{origintest.ShortDeclared, "response cut short: Content-Length "}, // declared length short of the chunk's
+		{origintest.ChunkedExtra, "response too long: more than the "},
+		{origintest.ChunkedShort, "response cut short: "},
 	} {
-		t.Run(tc.fault, func(t *testing.T) {
+		t.Run(tc.fault.String(), func(t *testing.T) {
 			// A fresh agent (own data dir) against the same origin.
 			e.writeConfig("")
 			data := fmt.Sprintf("data-%s", tc.fault)
 			cfg, _ := os.ReadFile(e.config)
-			e.write("agent-"+tc.fault+".toml", bytes.Replace(cfg, []byte(`data_dir = "data"`), []byte(`data_dir = "`+data+`"`), 1))
+			e.write("agent-"+tc.fault.String()+".toml", bytes.Replace(cfg, []byte(`data_dir = "data"`), []byte(`data_dir = "`+data+`"`), 1))
 			sub := *e
 			sub.cli = &cli{t: t, dir: e.dir, env: e.env}
-			sub.config = e.path("agent-" + tc.fault + ".toml")
-			e.origin.set(func(o *testOrigin) { o.fault = tc.fault })
-			e.origin.counts()
+			sub.config = e.path("agent-" + tc.fault.String() + ".toml")
+			e.origin.Mend()
+			e.origin.Break(tc.fault, origintest.Always)
+			e.origin.Take()
 			sub.onceWant(1, tc.want, "update cycle failed")
 			sub.wantTarget(nil)
-			if reqs, _, _ := e.origin.counts(); reqs == 0 {
+			if reqs := e.origin.Take().ChunkRequests(); reqs == 0 {
 				t.Errorf("no chunk requests: the fault was never exercised")
 			}
 		})
 	}
 	// The same origin, served correctly, installs.
-	e.origin.set(func(o *testOrigin) { o.fault = faultNone })
+	e.origin.Mend()
 	e.onceWant(0, "release installed")
 	e.wantTarget(rel)
 }
@@ -631,8 +462,8 @@ func TestAgentResumesAfterKill(t *testing.T) {
 	rel := randomBytes(11, 2<<20)
 	e.publish(rel, "", "720h")
 	nchunks := len(e.chunksOf(1))
-	hangFrom := nchunks / 2
-	e.origin.set(func(o *testOrigin) { o.hangFrom = hangFrom })
+	hangFrom := nchunks / 2 // the first chunk request held
+	gate := e.origin.Hold(hangFrom - 1)
 
 	var log bytes.Buffer
 	cmd := e.agentCmd(&log)
@@ -641,7 +472,7 @@ func TestAgentResumesAfterKill(t *testing.T) {
 	}
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
-	for deadline := time.Now().Add(15 * time.Second); e.origin.chunkRequests() < hangFrom; {
+	for deadline := time.Now().Add(15 * time.Second); e.origin.Served().ChunkRequests() < hangFrom; {
 		select {
 		case err := <-waited:
 			t.Fatalf("agent exited (%v) before request %d hung:\n%s", err, hangFrom, log.String())
@@ -649,7 +480,7 @@ func TestAgentResumesAfterKill(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
-			t.Fatalf("origin saw %d chunk requests, want %d", e.origin.chunkRequests(), hangFrom)
+			t.Fatalf("origin saw %d chunk requests, want %d", e.origin.Served().ChunkRequests(), hangFrom)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -657,13 +488,13 @@ func TestAgentResumesAfterKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-waited
-	e.origin.unblock()
-	first, _, _ := e.origin.counts()
+	gate.Open()
+	first := e.origin.Take().ChunkRequests()
 	e.wantTarget(nil)
 
 	out := e.onceWant(0, "release installed", "resuming release from the store")
 	e.wantTarget(rel)
-	second, _, _ := e.origin.counts()
+	second := e.origin.Take().ChunkRequests()
 	t.Logf("%d chunks: %d requests before the kill, %d after", nchunks, first, second)
 	if total := first + second; total > nchunks+e2eConns {
 		t.Errorf("%d chunk requests across both runs, want at most %d chunks + %d connections\n%s", total, nchunks, e2eConns, out)

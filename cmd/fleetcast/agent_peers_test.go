@@ -5,17 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/fleetcast/fleetcast/internal/origintest"
 	"github.com/fleetcast/fleetcast/internal/testlog"
 )
 
@@ -61,33 +60,6 @@ func (a *loopAgent) status(scheme string) (loopStatus, error) {
 	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
-// originCounter serves an origin directory and counts the chunk bytes sent.
-type originCounter struct {
-	srv   *httptest.Server
-	bytes atomic.Int64
-}
-
-func serveCounted(t *testing.T, dir string) *originCounter {
-	o := &originCounter{}
-	files := http.FileServer(http.Dir(dir))
-	o.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		files.ServeHTTP(&countingWriter{ResponseWriter: w, n: &o.bytes}, r)
-	}))
-	t.Cleanup(o.srv.Close)
-	return o
-}
-
-type countingWriter struct {
-	http.ResponseWriter
-	n *atomic.Int64
-}
-
-func (w *countingWriter) Write(p []byte) (int, error) {
-	n, err := w.ResponseWriter.Write(p)
-	w.n.Add(int64(n))
-	return n, err
-}
-
 // TestAgentPeersOnLoopback runs three real agents on loopback that know each
 // other from static peer lists (no multicast), behind one slow origin: all
 // install the release, the origin sends about one copy, and the rest moves
@@ -112,7 +84,7 @@ func TestAgentPeersOnLoopback(t *testing.T) {
 			t.Errorf("%s lists %d peers, want 2: %+v", a.name, len(st.Peers), st.Peers)
 		}
 	}
-	ratio := float64(origin.bytes.Load()) / float64(len(data))
+	ratio := float64(origin.Served().Bytes) / float64(len(data))
 	t.Logf("origin sent %.2fx the artifact; peers moved %d bytes", ratio, peerBytes)
 	if ratio > 1.2 {
 		t.Errorf("origin sent %.2fx the artifact to 3 agents; want about 1x", ratio)
@@ -134,17 +106,17 @@ func TestAgentPeersOnLoopback(t *testing.T) {
 // startLoopFleet starts three agents on loopback that know each other from
 // static peer lists and share a fleet secret, behind one counting origin
 // serving c's "origin" directory, and waits until each follows the other two.
-func startLoopFleet(t *testing.T, c *cli) ([]*loopAgent, *originCounter) {
+func startLoopFleet(t *testing.T, c *cli) ([]*loopAgent, *origintest.Origin) {
 	t.Helper()
 	return startLoopFleetOf(t, c, fleetcastBin, fleetcastBin, fleetcastBin)
 }
 
 // startLoopFleetOf is startLoopFleet with one agent per binary given.
-func startLoopFleetOf(t *testing.T, c *cli, bins ...string) ([]*loopAgent, *originCounter) {
+func startLoopFleetOf(t *testing.T, c *cli, bins ...string) ([]*loopAgent, *origintest.Origin) {
 	t.Helper()
 	setupRoot(t, c, []string{"a"}, "1")
 	c.ok("root", "publish", "--origin", "origin", "root.json")
-	origin := serveCounted(t, c.path("origin"))
+	origin := origintest.New(t, c.path("origin"))
 	c.ok("fleet-secret", "fleet.secret")
 
 	var ports []int
@@ -175,7 +147,7 @@ allowed_installers = ["command"]
 [[subscription]]
 product = "app"
 channel = "stable"
-`, name, origin.srv.URL+"/", port, strings.Join(peers, ", "))
+`, name, origin.URL(), port, strings.Join(peers, ", "))
 		c.write(name+".toml", []byte(cfg))
 		agents = append(agents, startLoopAgentOf(t, c, bins[i], name, port))
 	}

@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"runtime"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fleetcast/fleetcast/internal/origintest"
 )
 
 // TestAgentRunsAndStopsOnSIGTERM runs the agent in the foreground, as the
@@ -30,8 +31,7 @@ func TestAgentRunsAndStopsOnSIGTERM(t *testing.T) {
 	target := c.path("target/app")
 	c.ok("publish", "--origin", "origin", "--root", "root.json", "--key", "a.key", "--product", "app",
 		"--channel", "stable", "--version", "1.0", "--installer", "file", "--target", target, "app.bin")
-	srv := httptest.NewServer(http.FileServer(http.Dir(c.path("origin"))))
-	defer srv.Close()
+	origin := origintest.New(t, c.path("origin"))
 
 	port := freePort(t)
 	c.write("agent.toml", []byte(fmt.Sprintf(`data_dir = "data"
@@ -44,7 +44,7 @@ allowed_targets = [%q]
 [[subscription]]
 product = "app"
 channel = "stable"
-`, srv.URL+"/", port, c.path("target")+"/")))
+`, origin.URL(), port, c.path("target")+"/")))
 
 	cmd := exec.Command(fleetcastBin, "agent", "--config", "agent.toml")
 	cmd.Dir = c.dir

@@ -160,7 +160,7 @@ func TestCompatPeers(t *testing.T) {
 			t.Errorf("%s took %d bytes from its peer and gave %d: want chunks swapped both ways", a.name, tr.Peer, st.UploadedBytes)
 		}
 	}
-	if ratio := float64(origin.bytes.Load()) / float64(len(data)); ratio > 1.3 {
+	if ratio := float64(origin.Served().Bytes) / float64(len(data)); ratio > 1.3 {
 		t.Errorf("origin sent %.2fx the artifact to an old and a new agent; want about 1x", ratio)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/fleetcast/fleetcast/internal/netlab"
+	"github.com/fleetcast/fleetcast/internal/origintest"
 )
 
 // TestSwarmNetns runs real agents on hosts of a namespaced LAN (package
@@ -52,8 +53,8 @@ type swarm struct {
 	c       *cli
 	lab     *netlab.Lab
 	origin  *netlab.Host
-	srv     *http.Server
-	target  string // the install target directory every agent sees (its own copy bind-mounted)
+	srv     *origintest.Origin // served on the origin host
+	target  string             // the install target directory every agent sees (its own copy bind-mounted)
 	agents  []*swarmAgent
 	hostile *swarmHostile
 }
@@ -227,9 +228,7 @@ func newSwarm(t *testing.T) *swarm {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.srv = &http.Server{Handler: http.FileServer(http.Dir(c.path("origin")))}
-	go s.srv.Serve(ln)
-	t.Cleanup(func() { s.srv.Close() })
+	s.srv = origintest.New(t, c.path("origin"), origintest.Listener(ln))
 	return s
 }
 
