@@ -1,3 +1,6 @@
+// Package config is the agent's configuration (docs/CONFIG.md): Config, its
+// Default, the strict TOML decoding of Load and Parse, Validate, which names
+// every bad key, and the local install policy (Allow, Warnings).
 package config
 
 import (
@@ -82,8 +85,8 @@ func Default() Config {
 }
 
 // defaultDataDir is the per-OS default of data_dir. It is a switch
-// rather than per-OS files because the whole of the configuration lives in
-// this file.
+// rather than per-OS files because it is the configuration's one per-OS
+// value.
 func defaultDataDir() string {
 	switch runtime.GOOS {
 	case "windows":
