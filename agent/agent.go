@@ -59,11 +59,15 @@ type Agent struct {
 }
 
 // New prepares an agent: it creates the data directory, takes its lock (one
-// agent per data directory), and loads the trust root.
+// agent per data directory), and loads the trust root. It runs with a
+// normalized copy of cfg (config.Config.Normalized), which it validates;
+// cfg itself is not changed.
 func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
-	if err := cfg.Validate(); err != nil {
+	c := cfg.Normalized()
+	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	cfg = &c
 	base, err := url.Parse(cfg.Origin)
 	if err != nil {
 		return nil, fmt.Errorf("config: origin: %w", err)
