@@ -357,7 +357,8 @@ func (c *Config) checkSubscriptions(add adder) {
 
 // Warnings lists what the configuration allows that an operator may not
 // mean to: an allowed_targets prefix that is a file system root or a
-// system-wide directory. `fleetcast agent` logs them at start.
+// system-wide directory. `fleetcast agent` logs them at start
+// (agent.NewFromFile).
 func (c *Config) Warnings() []string {
 	var out []string
 	for _, p := range c.AllowedTargets {
