@@ -56,12 +56,41 @@ type Agent struct {
 	metrics *metrics
 }
 
-// New prepares an agent: it creates the data directory, takes its lock (one
-// agent per data directory), and loads the trust root.
+// New prepares an agent with a Config built in code (tests): it validates a
+// normalized copy of cfg (config.Config.Normalized; cfg itself is not
+// changed) and opens the agent with it, as NewFromFile does.
+//
+// A configuration is validated once on its way to a running agent, where it
+// becomes a Config: by config.Load for a file (NewFromFile), by New for one
+// built in code. open, which both call, trusts its Config.
 func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
-	if err := cfg.Validate(); err != nil {
+	c := cfg.Normalized()
+	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	return open(&c, log)
+}
+
+// NewFromFile prepares an agent with the configuration file at path, which
+// config.Load reads, normalizes and validates (the agent does not check it
+// again). It logs the configuration's Warnings, then opens the agent: it
+// creates the data directory, takes its lock (one agent per data directory),
+// and loads the trust root.
+func NewFromFile(path string, log *slog.Logger) (*Agent, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range cfg.Warnings() {
+		log.Warn("configuration allows more than it may mean to", slog.String("config", path), slog.String("warning", w))
+	}
+	return open(cfg, log)
+}
+
+// open prepares an agent with cfg, a normalized and validated Config: it
+// creates the data directory, takes its lock (one agent per data
+// directory), and loads the trust root.
+func open(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	base, err := url.Parse(cfg.Origin)
 	if err != nil {
 		return nil, fmt.Errorf("config: origin: %w", err)

@@ -1,3 +1,11 @@
+// Package config is the agent's configuration (docs/CONFIG.md): Config, its
+// Default, the strict TOML decoding of Load and Parse, Validate, which names
+// every bad key, and the local install policy (Allow, Warnings).
+//
+// Load and Parse turn a file into a Config in one pass: decoded over
+// Default, normalized (Normalized), validated once. Validate only reads its
+// Config; a Config built in code is normalized and validated by whoever
+// takes it (agent.New).
 package config
 
 import (
@@ -73,8 +81,8 @@ func Default() Config {
 }
 
 // defaultDataDir is the per-OS default of data_dir. It is a switch
-// rather than per-OS files because the whole of the configuration lives in
-// this file.
+// rather than per-OS files because it is the configuration's one per-OS
+// value.
 func defaultDataDir() string {
 	switch runtime.GOOS {
 	case "windows":
@@ -88,9 +96,9 @@ func defaultDataDir() string {
 	return "/var/lib/fleetcast"
 }
 
-// Parse decodes a TOML configuration over Default and validates
-// it. Unknown keys are an error, as is a relative data_dir or root (only
-// Load knows what they are relative to).
+// Parse decodes a TOML configuration over Default, normalizes it and
+// validates it. Unknown keys are an error, as is a relative data_dir or root
+// (only Load knows what they are relative to).
 func Parse(data []byte) (*Config, error) {
 	return parse(data, "")
 }
@@ -115,7 +123,10 @@ func Load(path string) (*Config, error) {
 }
 
 // parse is Parse, or Load's parsing of the file at the
-// absolute path file.
+// absolute path file. It is where a configuration file becomes a Config:
+// decoded over Default, its relative paths resolved against the file's
+// directory, normalized (Normalized), then checked, once (check); what it
+// returns is what it checked.
 func parse(data []byte, file string) (*Config, error) {
 	c, err := decode(data)
 	if err == nil {
@@ -123,6 +134,7 @@ func parse(data []byte, file string) (*Config, error) {
 			c.DataDir = relativeTo(filepath.Dir(file), c.DataDir)
 			c.Root = relativeTo(filepath.Dir(file), c.Root)
 		}
+		*c = c.Normalized()
 		err = c.check()
 	}
 	switch {
@@ -142,9 +154,28 @@ func relativeTo(dir, path string) string {
 	return filepath.Join(dir, path)
 }
 
-// Validate cleans DataDir and Root, makes Origin end in "/", and checks every
-// field. The error names each bad key and its value:
-// `config: poll_interval "0s": must be at least 1s`.
+// Normalized returns a copy of c in the form that Parse and Load return:
+// data_dir and root cleaned (filepath.Clean), origin ending in "/". It
+// changes only values that Validate accepts, into values it accepts, so c and
+// its copy pass or fail Validate alike, with the same message. The copy
+// shares c's slices.
+func (c Config) Normalized() Config {
+	for _, p := range []*string{&c.DataDir, &c.Root} {
+		if passes(func(add adder) { checkPath("", *p, add) }) {
+			*p = filepath.Clean(*p)
+		}
+	}
+	if !strings.HasSuffix(c.Origin, "/") && passes(func(add adder) { checkOrigin(c.Origin, add) }) {
+		c.Origin += "/"
+	}
+	return c
+}
+
+// Validate checks every field of c and reports every problem in one error
+// that names each bad key and its value:
+// `config: poll_interval "0s": must be at least 1s; retries 21: must be
+// between 0 and 20`. It only reads c: Normalized is what changes a Config.
+// Parse and Load have run it on what they return.
 func (c *Config) Validate() error {
 	if err := c.check(); err != nil {
 		return fmt.Errorf("config: %w", err)
@@ -168,7 +199,7 @@ func (c *Config) check() error {
 		bad = append(bad, key+" "+fmt.Sprintf(format, args...))
 	}
 	c.checkPaths(add)
-	c.checkOrigin(add)
+	checkOrigin(c.Origin, add)
 	c.checkNumbers(add)
 	c.checkPolicy(add)
 	c.checkSubscriptions(add)
@@ -183,22 +214,16 @@ func (c *Config) check() error {
 // wrong.
 type adder func(key string, value any, format string, args ...any)
 
+// passes reports whether check finds no problem.
+func passes(check func(adder)) bool {
+	ok := true
+	check(func(string, any, string, ...any) { ok = false })
+	return ok
+}
+
 func (c *Config) checkPaths(add adder) {
-	for _, p := range []struct {
-		key   string
-		value *string
-	}{{"data_dir", &c.DataDir}, {"root", &c.Root}} {
-		switch {
-		case *p.value == "":
-			add(p.key, *p.value, "required")
-		case !validText(*p.value):
-			add(p.key, *p.value, "control characters or invalid UTF-8")
-		case !filepath.IsAbs(*p.value):
-			add(p.key, *p.value, "must be an absolute path (a relative one is allowed in a config file, relative to the file)")
-		default:
-			*p.value = filepath.Clean(*p.value)
-		}
-	}
+	checkPath("data_dir", c.DataDir, add)
+	checkPath("root", c.Root, add)
 	if c.Listen != "" {
 		_, port, err := net.SplitHostPort(c.Listen)
 		if err != nil || !validText(c.Listen) {
@@ -209,27 +234,39 @@ func (c *Config) checkPaths(add adder) {
 	}
 }
 
-func (c *Config) checkOrigin(add adder) {
-	if c.Origin == "" {
-		add("origin", c.Origin, "required: the http or https URL of the origin mirror")
+// checkPath checks the value of data_dir or root, the key.
+func checkPath(key, value string, add adder) {
+	switch {
+	case value == "":
+		add(key, value, "required")
+	case !validText(value):
+		add(key, value, "control characters or invalid UTF-8")
+	case !filepath.IsAbs(value):
+		add(key, value, "must be an absolute path (a relative one is allowed in a config file, relative to the file)")
+	}
+}
+
+// checkOrigin checks the value of origin. One without a final "/" passes:
+// Normalized adds it.
+func checkOrigin(origin string, add adder) {
+	if origin == "" {
+		add("origin", origin, "required: the http or https URL of the origin mirror")
 		return
 	}
-	u, err := url.Parse(c.Origin)
+	u, err := url.Parse(origin)
 	switch {
-	case !validText(c.Origin) || strings.ContainsFunc(c.Origin, unicode.IsSpace):
-		add("origin", c.Origin, "control characters, spaces or invalid UTF-8")
+	case !validText(origin) || strings.ContainsFunc(origin, unicode.IsSpace):
+		add("origin", origin, "control characters, spaces or invalid UTF-8")
 	case err != nil:
-		add("origin", c.Origin, "not a URL: %v", errors.Unwrap(err))
+		add("origin", origin, "not a URL: %v", errors.Unwrap(err))
 	case u.Scheme != "http" && u.Scheme != "https":
-		add("origin", c.Origin, "want an http or https URL")
+		add("origin", origin, "want an http or https URL")
 	case u.Opaque != "" || u.Hostname() == "":
-		add("origin", c.Origin, "want a URL with a host, such as https://updates.example.com/fleetcast/")
+		add("origin", origin, "want a URL with a host, such as https://updates.example.com/fleetcast/")
 	case u.User != nil:
-		add("origin", c.Origin, "must not contain a user name or password")
-	case strings.ContainsAny(c.Origin, "?#"):
-		add("origin", c.Origin, "must not have a query or fragment")
-	case !strings.HasSuffix(c.Origin, "/"):
-		c.Origin += "/"
+		add("origin", origin, "must not contain a user name or password")
+	case strings.ContainsAny(origin, "?#"):
+		add("origin", origin, "must not have a query or fragment")
 	}
 }
 
@@ -311,7 +348,8 @@ func (c *Config) checkSubscriptions(add adder) {
 
 // Warnings lists what the configuration allows that an operator may not
 // mean to: an allowed_targets prefix that is a file system root or a
-// system-wide directory. `fleetcast agent` logs them at start.
+// system-wide directory. `fleetcast agent` logs them at start
+// (agent.NewFromFile).
 func (c *Config) Warnings() []string {
 	var out []string
 	for _, p := range c.AllowedTargets {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetcast/fleetcast/internal/clip"
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
@@ -443,18 +444,138 @@ func TestLoadConfig(t *testing.T) {
 	}
 }
 
-func TestConfigValidateNormalizes(t *testing.T) {
+// codeConfigs are configurations built in code, as agent.New may be given
+// them: not normalized, some invalid. Each call builds them afresh, so that
+// two calls share no slice.
+func codeConfigs() map[string]Config {
+	valid := func() Config {
+		c := Default()
+		c.Origin, c.Root, c.DataDir = "http://127.0.0.1:4000", "/tmp/x/../root.json", "/tmp/data/"
+		c.AllowedTargets = []string{"/opt/a/", "/srv/../b"}
+		c.Subscriptions = []manifest.ChannelID{{Product: "a", Channel: "b"}}
+		c.Peers = []string{"198.18.0.5:7331"}
+		return c
+	}
+	out := map[string]Config{"default": Default(), "not normalized": valid()}
+	for name, edit := range map[string]func(*Config){
+		"relative paths":  func(c *Config) { c.DataDir, c.Root = "state/", "keys/../root.json" },
+		"control in path": func(c *Config) { c.Root = "/r\x00/../root.json" },
+		"origin ftp":      func(c *Config) { c.Origin = "ftp://example.com" },
+		"origin no host":  func(c *Config) { c.Origin = "https:///x" },
+		"origin query":    func(c *Config) { c.Origin = "https://example.com/x?a" },
+		"numbers":         func(c *Config) { c.Retries, c.KeepReleases, c.PollInterval = 99, 0, time.Millisecond },
+		"policy":          func(c *Config) { c.AllowedInstallers, c.AllowedTargets = []string{"file", "file"}, []string{"opt/x"} },
+		"subscriptions": func(c *Config) {
+			c.Subscriptions = []manifest.ChannelID{{Product: "a", Channel: "b"}, {Product: "a", Channel: "b"}, {Product: "A", Channel: ""}}
+		},
+		"peers":             func(c *Config) { c.Peers, c.MDNSInterface = []string{"h:0", "x"}, "e\x00" },
+		"peer bounds":       func(c *Config) { c.BrowseInterval, c.PeerExpiry, c.PerPeer = 50*time.Millisecond, 0, 17 },
+		"expiry and browse": func(c *Config) { c.PeerExpiry = c.BrowseInterval },
+	} {
+		c := valid()
+		edit(&c)
+		out[name] = c
+	}
+	return out
+}
+
+// TestConfigValidateDoesNotModify: Validate only reads its Config, valid or
+// not, normalized or not.
+func TestConfigValidateDoesNotModify(t *testing.T) {
 	skipWindows(t)
-	c := Default()
-	c.Origin = "http://127.0.0.1:4000"
-	c.Root = "/tmp/x/../root.json"
-	c.DataDir = "/tmp/data/"
-	c.Subscriptions = []manifest.ChannelID{{Product: "a", Channel: "b"}}
-	if err := c.Validate(); err != nil {
+	example, err := Load(filepath.Join("testdata", "agent.toml"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Origin != "http://127.0.0.1:4000/" || c.Root != "/tmp/root.json" || c.DataDir != "/tmp/data" {
-		t.Errorf("got origin %q, root %q, data_dir %q", c.Origin, c.Root, c.DataDir)
+	for name, c := range codeConfigs() {
+		t.Run(name, func(t *testing.T) {
+			err := c.Validate()
+			if want := codeConfigs()[name]; !reflect.DeepEqual(c, want) {
+				t.Errorf("Validate (%v) changed the config:\nbefore %+v\nafter  %+v", err, want, c)
+			}
+		})
+	}
+	want := *example
+	want.AllowedInstallers, want.Subscriptions = slices.Clone(want.AllowedInstallers), slices.Clone(want.Subscriptions)
+	if err := example.Validate(); err != nil || !reflect.DeepEqual(*example, want) {
+		t.Errorf("Validate of what Load returned: %v; config before %+v\nafter %+v", err, want, *example)
+	}
+}
+
+// TestConfigNormalized: Normalized cleans data_dir and root and ends origin
+// in "/", on a copy, and only when the value is valid, so that a Config and
+// its normalized copy get the same answer from Validate.
+func TestConfigNormalized(t *testing.T) {
+	skipWindows(t)
+	configs := codeConfigs()
+	c := configs["not normalized"]
+	n := c.Normalized()
+	if n.Origin != "http://127.0.0.1:4000/" || n.Root != "/tmp/root.json" || n.DataDir != "/tmp/data" {
+		t.Errorf("got origin %q, root %q, data_dir %q", n.Origin, n.Root, n.DataDir)
+	}
+	if !reflect.DeepEqual(c, codeConfigs()["not normalized"]) {
+		t.Errorf("Normalized changed its receiver: %+v", c)
+	}
+	if n2 := n.Normalized(); !reflect.DeepEqual(n2, n) {
+		t.Errorf("Normalized twice differs:\nonce  %+v\ntwice %+v", n, n2)
+	}
+	for name, c := range configs {
+		t.Run(name, func(t *testing.T) {
+			n := c.Normalized()
+			err, nerr := c.Validate(), n.Validate()
+			if fmt.Sprint(err) != fmt.Sprint(nerr) {
+				t.Errorf("Validate: %v\nValidate of Normalized: %v", err, nerr)
+			}
+		})
+	}
+	for name, field := range map[string]func(Config) []string{
+		"relative paths":  func(c Config) []string { return []string{c.DataDir, c.Root} },
+		"control in path": func(c Config) []string { return []string{c.Root} },
+		"origin ftp":      func(c Config) []string { return []string{c.Origin} },
+		"origin no host":  func(c Config) []string { return []string{c.Origin} },
+		"origin query":    func(c Config) []string { return []string{c.Origin} },
+	} {
+		c := configs[name]
+		if got, want := field(c.Normalized()), field(c); !slices.Equal(got, want) {
+			t.Errorf("%s: Normalized changed an invalid value: %q to %q", name, want, got)
+		}
+	}
+}
+
+// TestParseConfigInvalidPeers: the peer keys' bounds, which discovery does
+// not check again.
+func TestParseConfigInvalidPeers(t *testing.T) {
+	skipWindows(t)
+	for _, tc := range []struct {
+		name, data, err string
+	}{
+		{"browse_interval zero", `browse_interval = "0s"`, `config: browse_interval "0s": must be more than 0s`},
+		{"browse_interval small", `browse_interval = "99ms"`, `config: browse_interval "99ms": must be at least 100ms`},
+		{"peer_expiry equal", "browse_interval = \"1m\"\npeer_expiry = \"1m\"", `config: peer_expiry "1m0s": must be more than browse_interval (1m0s)`},
+		{"peer_expiry zero", `peer_expiry = "0s"`, `config: peer_expiry "0s": must be more than 0s; peer_expiry "0s": must be more than browse_interval (10s)`},
+		{"mdns_interface control", `mdns_interface = "eth\u0000"`, `config: mdns_interface "eth\x00": want an interface name`},
+		{"mdns_interface long", `mdns_interface = "` + strings.Repeat("e", 65) + `"`, `config: mdns_interface "` + clip.String(strings.Repeat("e", 65), 64) + `": want an interface name`},
+		{"peers no port", `peers = ["host"]`, `config: peers "host": want host:port`},
+		{"peers no host", `peers = [":7331"]`, `config: peers ":7331": want host:port`},
+		{"peers port 0", `peers = ["h:0"]`, `config: peers "h:0": port "0": want a number from 1 to 65535`},
+		{"peers port big", `peers = ["h:65536"]`, `config: peers "h:65536": port "65536": want a number from 1 to 65535`},
+		{"peers too many", "peers = [" + strings.Repeat(`"h:1",`, maxStaticPeers+1) + "]", `config: peers 257: at most 256 static peers`},
+		{"peer_connections", "peer_connections = 0", "config: peer_connections 0: must be between 1 and 64"},
+		{"peer_requests_per_peer", "peer_requests_per_peer = 17", "config: peer_requests_per_peer 17: must be between 1 and 16"},
+		{"max_uploads", "max_uploads = 1025", "config: max_uploads 1025: must be between 1 and 1024"},
+		{"upload_rate small", "upload_rate = 1000", "config: upload_rate 1000: must be 0 (unlimited) or at least 65536 bytes/s"},
+		{"download_rate negative", "download_rate = -1", "config: download_rate -1: must be at least 0 bytes/s (0 means unlimited)"},
+		{"peer_timeout", `peer_timeout = "0s"`, `config: peer_timeout "0s": must be more than 0s`},
+		{"ban_duration", `ban_duration = "-1s"`, `config: ban_duration "-1s": must be more than 0s`},
+		{"origin_grace", `origin_grace = "-1s"`, `config: origin_grace "-1s": must be at least 0s`},
+		{"fleet_secret_file", `fleet_secret_file = "/s\u0001"`, `config: fleet_secret_file "/s\x01": control characters or invalid UTF-8`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(tc.data + "\n" + minimal))
+			if err == nil || err.Error() != tc.err {
+				t.Errorf("got %v (config %+v)\nwant %s", err, c, tc.err)
+			}
+		})
 	}
 }
 

@@ -69,10 +69,13 @@ type Peer struct {
 	LastSeen time.Time `json:"last_seen"`
 }
 
-// Config configures a Discovery.
+// Config configures a Discovery. Its values come from the agent's
+// configuration, which config.Validate has checked, naming the keys
+// (browse_interval, peer_expiry, mdns_interface, peers): New does not check
+// those bounds again. It checks only what discovery alone knows (see New).
 type Config struct {
 	MDNS           bool             // advertise and browse
-	Interface      string           // "" = let the OS choose / all; else the interface name to use for both
+	Interface      string           // "" = let the OS choose / all; else the interface name to use for both; valid text of at most 64 bytes
 	BrowseInterval time.Duration    // e.g. 10s; at least 100ms
 	Expiry         time.Duration    // a peer not heard from for this long is dropped (mdns and remembered only); more than BrowseInterval
 	Static         []string         // host:port; never expire
@@ -84,25 +87,6 @@ type Config struct {
 // peers expiring after 2 minutes and nothing remembered.
 func DefaultConfig() Config {
 	return Config{MDNS: true, BrowseInterval: 10 * time.Second, Expiry: 2 * time.Minute}
-}
-
-// Validate reports the first invalid field of c, by name.
-func (c Config) Validate() error {
-	if c.BrowseInterval < 100*time.Millisecond {
-		return fmt.Errorf("discovery config BrowseInterval: %v is less than 100ms", c.BrowseInterval)
-	}
-	if c.Expiry <= c.BrowseInterval {
-		return fmt.Errorf("discovery config Expiry: %v must be longer than BrowseInterval %v", c.Expiry, c.BrowseInterval)
-	}
-	if strings.ContainsAny(c.Interface, " /\x00") || len(c.Interface) > 64 {
-		return fmt.Errorf("discovery config Interface: %q is not an interface name", c.Interface)
-	}
-	for _, s := range c.Static {
-		if _, err := normalizeAddr(s); err != nil {
-			return fmt.Errorf("discovery config Static: %w", err)
-		}
-	}
-	return nil
 }
 
 // normalizeAddr checks host:port and writes IP literals canonically, so that
@@ -142,14 +126,28 @@ type Discovery struct {
 	mdnsState mdnsState // owned by Run
 }
 
-// New validates cfg and self and loads remembered peers from cfg.StateFile.
+// New checks what discovery alone knows of cfg, validates self, and loads
+// remembered peers from cfg.StateFile. Of cfg it refuses an interface name
+// with a space or a "/" (discovery writes it into link-local addresses, as
+// their zone) and a static address it cannot parse as its table's key (a
+// port written with a leading zero, for instance); cfg's bounds are the
+// caller's (Config).
+//
 // A remembered peer counts as seen at load time, so it has one Expiry to be
 // confirmed. A state file that cannot be read or is malformed or too large
 // is logged at warn level and ignored (it is rewritten later): a lost peer
 // cache costs only a slower start.
 func New(cfg Config, self Self, log *slog.Logger) (*Discovery, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
+	if strings.ContainsAny(cfg.Interface, " /") {
+		return nil, fmt.Errorf("discovery config Interface: %q is not an interface name", cfg.Interface)
+	}
+	static := make([]string, len(cfg.Static))
+	for i, s := range cfg.Static {
+		addr, err := normalizeAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("discovery config Static: %w", err)
+		}
+		static[i] = addr
 	}
 	if err := self.Validate(); err != nil {
 		return nil, err
@@ -163,8 +161,7 @@ func New(cfg Config, self Self, log *slog.Logger) (*Discovery, error) {
 		d.now = time.Now
 	}
 	now := d.now()
-	for _, s := range cfg.Static {
-		addr, _ := normalizeAddr(s)
+	for _, addr := range static {
 		d.peers[addr] = &Peer{Addr: addr, Source: SourceStatic, LastSeen: now}
 	}
 	d.browsed = make(chan struct{})

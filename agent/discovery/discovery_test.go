@@ -78,11 +78,11 @@ func TestNewValidates(t *testing.T) {
 		edit func(*Config, *Self)
 		err  string
 	}{
-		{"browse interval", func(c *Config, s *Self) { c.BrowseInterval = 0 }, "BrowseInterval"},
-		{"expiry", func(c *Config, s *Self) { c.Expiry = c.BrowseInterval }, "Expiry"},
 		{"static", func(c *Config, s *Self) { c.Static = []string{"host-without-port"} }, "Static"},
 		{"static port", func(c *Config, s *Self) { c.Static = []string{"h:0"} }, "Static"},
 		{"interface", func(c *Config, s *Self) { c.Interface = "a/b" }, "Interface"},
+		{"interface space", func(c *Config, s *Self) { c.Interface = "eth 0" }, "Interface"},
+		{"static leading zero", func(c *Config, s *Self) { c.Static = []string{"h:07331"} }, "Static"},
 		{"agent id", func(c *Config, s *Self) { s.AgentID = "x" }, "AgentID"},
 		{"fleet id", func(c *Config, s *Self) { s.FleetID = "" }, "FleetID"},
 		{"proto", func(c *Config, s *Self) { s.Proto = "" }, "Proto"},

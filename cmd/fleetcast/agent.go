@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/fleetcast/fleetcast/agent"
-	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/service"
 )
 
@@ -36,14 +35,7 @@ func cmdAgent(args []string, env *cliEnv) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := config.Load(*configPath)
-	if err != nil {
-		return err
-	}
-	for _, w := range cfg.Warnings() {
-		log.Warn("configuration allows more than it may mean to", slog.String("config", *configPath), slog.String("warning", w))
-	}
-	a, err := agent.New(cfg, log)
+	a, err := agent.NewFromFile(*configPath, log)
 	if err != nil {
 		return err
 	}
