@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/fleetcast/fleetcast/internal/units"
+	"github.com/fleetcast/fleetcast/tools/internal/benchrun"
 )
 
 type config struct {
@@ -38,12 +39,8 @@ type config struct {
 
 // sample is one timed run of one system.
 type sample struct {
-	wall     time.Duration // whole command
+	benchrun.Sample
 	verified time.Duration // agent only: "artifact verified" seconds= (assembly and verification)
-	cpu      time.Duration // user + system CPU of the child
-	user     time.Duration
-	sys      time.Duration
-	maxRSS   int64 // bytes; 0 when unknown
 }
 
 var (
@@ -160,7 +157,7 @@ func run(cfg config) error {
 			}
 			for name, m := range ms {
 				fmt.Fprintf(os.Stderr, "run %d %-34s wall %7.3fs verified %7.3fs cpu %6.3fs (user %.3f sys %.3f) rss %s\n",
-					i+1, name, m.wall.Seconds(), m.verified.Seconds(), m.cpu.Seconds(), m.user.Seconds(), m.sys.Seconds(), rss(m.maxRSS))
+					i+1, name, m.Wall.Seconds(), m.verified.Seconds(), m.CPU().Seconds(), m.User.Seconds(), m.Sys.Seconds(), rss(m.MaxRSS))
 				b.samples[name] = append(b.samples[name], m)
 			}
 		}
@@ -204,14 +201,14 @@ func medianOf(ms []sample, key func(sample) time.Duration) time.Duration {
 func peakRSS(ms []sample) int64 {
 	var p int64
 	for _, m := range ms {
-		p = max(p, m.maxRSS)
+		p = max(p, m.MaxRSS)
 	}
 	return p
 }
 
 func printTable(cfg config, samples map[string][]sample, d delta) {
-	wall := func(m sample) time.Duration { return m.wall }
-	cpu := func(m sample) time.Duration { return m.cpu }
+	wall := func(m sample) time.Duration { return m.Wall }
+	cpu := func(m sample) time.Duration { return m.CPU() }
 	curl := medianOf(samples[nameCurl], wall)
 	curlSync := medianOf(samples[nameCurlSync], wall)
 	agent := samples[nameAgent]
@@ -241,11 +238,11 @@ func printTable(cfg config, samples map[string][]sample, d delta) {
 	fmt.Println()
 	fmt.Print("Per run (s): curl")
 	for _, m := range samples[nameCurl] {
-		fmt.Printf(" %.3f", m.wall.Seconds())
+		fmt.Printf(" %.3f", m.Wall.Seconds())
 	}
 	fmt.Print("; curl+fsync")
 	for _, m := range samples[nameCurlSync] {
-		fmt.Printf(" %.3f", m.wall.Seconds())
+		fmt.Printf(" %.3f", m.Wall.Seconds())
 	}
 	fmt.Print("; agent verified")
 	for _, m := range agent {
@@ -253,18 +250,18 @@ func printTable(cfg config, samples map[string][]sample, d delta) {
 	}
 	fmt.Print("; agent installed")
 	for _, m := range agent {
-		fmt.Printf(" %.3f", m.wall.Seconds())
+		fmt.Printf(" %.3f", m.Wall.Seconds())
 	}
 	fmt.Print("; agent CPU user/sys")
 	for _, m := range agent {
-		fmt.Printf(" %.2f/%.2f", m.user.Seconds(), m.sys.Seconds())
+		fmt.Printf(" %.2f/%.2f", m.User.Seconds(), m.Sys.Seconds())
 	}
 	fmt.Println(".")
 	fmt.Println()
 	fmt.Printf("Delta update (release 2: %s changed in %d places, over installed release 1): origin_bytes=%d of %d "+
 		"(%.2f%% of the artifact, %d chunks), to verified %.3f s, to installed %.3f s, peak RSS %s.\n",
 		rss(d.changed), d.places, d.originBytes, cfg.size, 100*float64(d.originBytes)/float64(cfg.size), d.originChunks,
-		d.m.verified.Seconds(), d.m.wall.Seconds(), rss(d.m.maxRSS))
+		d.m.verified.Seconds(), d.m.Wall.Seconds(), rss(d.m.MaxRSS))
 }
 
 func rss(n int64) string {

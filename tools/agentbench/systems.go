@@ -4,7 +4,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/fleetcast/fleetcast/tools/internal/benchrun"
 	"github.com/fleetcast/fleetcast/tools/internal/product"
 )
 
@@ -148,25 +148,6 @@ func (b *bench) warm() error {
 	})
 }
 
-// timed runs a command and reports its wall time, CPU time and peak RSS,
-// and what it wrote to stderr.
-func timed(name string, args ...string) (sample, []byte, error) {
-	cmd := exec.Command(name, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	err := cmd.Run()
-	m := sample{wall: time.Since(start)}
-	if err != nil {
-		return m, out.Bytes(), fmt.Errorf("%s %v: %v\n%s", name, args, err, out.Bytes())
-	}
-	ps := cmd.ProcessState
-	m.user, m.sys = ps.UserTime(), ps.SystemTime()
-	m.cpu = m.user + m.sys
-	m.maxRSS = maxRSS(ps)
-	return m, out.Bytes(), nil
-}
-
 func checkSize(path string, want int64) error {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -185,29 +166,30 @@ func (b *bench) runCurl() (map[string]sample, error) {
 	out := b.path("curl.out")
 	defer os.Remove(out)
 	start := time.Now()
-	m, _, err := timed("curl", "-s", "-S", "-f", "-o", out, b.url+"artifact.bin")
+	m, _, err := benchrun.Timed("curl", "-s", "-S", "-f", "-o", out, b.url+"artifact.bin")
 	if err != nil {
 		return nil, err
 	}
-	s, _, err := timed("sync", out)
+	s, _, err := benchrun.Timed("sync", out)
 	if err != nil {
 		return nil, err
 	}
 	ms := m
-	ms.wall = time.Since(start)
-	ms.user, ms.sys, ms.cpu = m.user+s.user, m.sys+s.sys, m.cpu+s.cpu
-	ms.maxRSS = max(m.maxRSS, s.maxRSS)
+	ms.Wall = time.Since(start)
+	ms.User, ms.Sys = m.User+s.User, m.Sys+s.Sys
+	ms.MaxRSS = max(m.MaxRSS, s.MaxRSS)
 	if err := checkSize(out, b.cfg.size); err != nil {
 		return nil, err
 	}
-	return map[string]sample{nameCurl: m, nameCurlSync: ms}, nil
+	return map[string]sample{nameCurl: {Sample: m}, nameCurlSync: {Sample: ms}}, nil
 }
 
 var verifiedLine = regexp.MustCompile(`msg="artifact verified".* origin_bytes=(\d+) origin_chunks=(\d+) .*seconds=([0-9.eE+-]+)`)
 
 // agentOnce runs one update cycle and parses its "artifact verified" line.
 func (b *bench) agentOnce() (m sample, originBytes, originChunks int64, err error) {
-	m, log, err := timed(b.fleet, "agent", "--config", b.path("agent.toml"), "--once")
+	var log []byte
+	m.Sample, log, err = benchrun.Timed(b.fleet, "agent", "--config", b.path("agent.toml"), "--once")
 	if err != nil {
 		return m, 0, 0, err
 	}
@@ -297,7 +279,7 @@ func (b *bench) runDelta() (delta, error) {
 		return d, fmt.Errorf("updating to release 2: %w", err)
 	}
 	fmt.Fprintf(os.Stderr, "delta: origin_bytes=%d origin_chunks=%d verified %.3fs installed %.3fs rss %s\n",
-		d.originBytes, d.originChunks, d.m.verified.Seconds(), d.m.wall.Seconds(), rss(d.m.maxRSS))
+		d.originBytes, d.originChunks, d.m.verified.Seconds(), d.m.Wall.Seconds(), rss(d.m.MaxRSS))
 	return d, nil
 }
 

@@ -17,9 +17,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"time"
 
 	"github.com/fleetcast/fleetcast/internal/units"
+	"github.com/fleetcast/fleetcast/tools/internal/benchrun"
 )
 
 type config struct {
@@ -29,12 +29,6 @@ type config struct {
 	fleet    string
 	keep     bool
 	noCasync bool
-}
-
-// measurement is one timed run of one system.
-type measurement struct {
-	wall   time.Duration
-	maxRSS int64 // bytes; 0 when unknown
 }
 
 func main() {
@@ -95,7 +89,7 @@ func run(cfg config) error {
 			if err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)
 			}
-			fmt.Fprintf(os.Stderr, "run %d %-36s %8.3fs  rss %s\n", i+1, s.name, m.wall.Seconds(), rss(m.maxRSS))
+			fmt.Fprintf(os.Stderr, "run %d %-36s %8.3fs  rss %s\n", i+1, s.name, m.Wall.Seconds(), rss(m.MaxRSS))
 			b.samples[s.name] = append(b.samples[s.name], m)
 		}
 	}
@@ -105,29 +99,29 @@ func run(cfg config) error {
 
 type system struct {
 	name string
-	run  func() (measurement, error)
+	run  func() (benchrun.Sample, error)
 }
 
-func median(ms []measurement) measurement {
+func median(ms []benchrun.Sample) benchrun.Sample {
 	s := slices.Clone(ms)
-	slices.SortFunc(s, func(a, b measurement) int { return int(a.wall - b.wall) })
+	slices.SortFunc(s, func(a, b benchrun.Sample) int { return int(a.Wall - b.Wall) })
 	out := s[len(s)/2]
 	for _, m := range ms {
-		out.maxRSS = max(out.maxRSS, m.maxRSS)
+		out.MaxRSS = max(out.MaxRSS, m.MaxRSS)
 	}
 	return out
 }
 
-func printTable(cfg config, systems []system, samples map[string][]measurement) {
-	floor := max(median(samples[systems[0].name]).wall, median(samples[systems[1].name]).wall)
+func printTable(cfg config, systems []system, samples map[string][]benchrun.Sample) {
+	floor := max(median(samples[systems[0].name]).Wall, median(samples[systems[1].name]).Wall)
 	fmt.Printf("Artifact %s of random bytes, %d runs each (median wall time, peak RSS of any run), %d CPUs, GOOS=%s.\n\n",
 		rss(cfg.size), cfg.runs, runtime.NumCPU(), runtime.GOOS)
 	fmt.Println("| system | wall time | MB/s | ratio to max(floors) | peak RSS |")
 	fmt.Println("|---|---:|---:|---:|---:|")
 	for _, s := range systems {
 		m := median(samples[s.name])
-		fmt.Printf("| %s | %.3f s | %.0f | %.2fx | %s |\n", s.name, m.wall.Seconds(),
-			float64(cfg.size)/1e6/m.wall.Seconds(), m.wall.Seconds()/floor.Seconds(), rss(m.maxRSS))
+		fmt.Printf("| %s | %.3f s | %.0f | %.2fx | %s |\n", s.name, m.Wall.Seconds(),
+			float64(cfg.size)/1e6/m.Wall.Seconds(), m.Wall.Seconds()/floor.Seconds(), rss(m.MaxRSS))
 	}
 }
 
