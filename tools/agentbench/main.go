@@ -150,7 +150,7 @@ func run(cfg config) error {
 	}
 	for i := 0; i < cfg.runs; i++ { // interleave systems so drift hits all alike
 		for _, s := range systems {
-			settle()
+			benchrun.Settle()
 			ms, err := s.run()
 			if err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)
@@ -162,7 +162,7 @@ func run(cfg config) error {
 			}
 		}
 	}
-	settle()
+	benchrun.Settle()
 	d, err := b.runDelta()
 	if err != nil {
 		return fmt.Errorf("delta update: %w", err)
@@ -182,12 +182,6 @@ const (
 	nameAgent     = "fleetcast agent --once"
 	nameAgentVeri = "agent, to verified artifact"
 )
-
-// settle flushes what earlier runs left dirty (and the discards of their
-// deleted files) so that no run pays for another's writeback.
-func settle() {
-	syscall.Sync()
-}
 
 func medianOf(ms []sample, key func(sample) time.Duration) time.Duration {
 	v := make([]time.Duration, len(ms))

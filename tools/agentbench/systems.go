@@ -273,7 +273,7 @@ func (b *bench) runDelta() (delta, error) {
 	if err := b.warm(); err != nil {
 		return d, err
 	}
-	settle()
+	benchrun.Settle()
 	d.m, d.originBytes, d.originChunks, err = b.agentOnce()
 	if err != nil {
 		return d, fmt.Errorf("updating to release 2: %w", err)

@@ -51,12 +51,6 @@ func main() {
 	}
 }
 
-// settle flushes what earlier runs left dirty (and the discards of their
-// deleted files) so that every system starts from a quiet disk.
-func settle() {
-	exec.Command("sync").Run()
-}
-
 func fatal(err error) {
 	fmt.Fprintln(os.Stderr, "publishbench:", err)
 	os.Exit(1)
@@ -84,7 +78,7 @@ func run(cfg config) error {
 	}
 	for i := 0; i < cfg.runs; i++ { // interleave systems so drift hits all alike
 		for _, s := range systems {
-			settle()
+			benchrun.Settle()
 			m, err := s.run()
 			if err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)
