@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -32,7 +31,7 @@ func (b *bench) prepare() error {
 			return fmt.Errorf("%w (run from the repository, or pass -fleetcast)", err)
 		}
 	}
-	if err := writeRandom(b.path("artifact.bin"), b.cfg.size); err != nil {
+	if err := benchrun.WriteArtifact(b.path("artifact.bin"), b.cfg.size, rand.Reader); err != nil {
 		return err
 	}
 	steps := [][]string{
@@ -46,27 +45,6 @@ func (b *bench) prepare() error {
 		}
 	}
 	return nil
-}
-
-func writeRandom(path string, size int64) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriterSize(f, 4<<20)
-	if _, err := io.CopyN(w, rand.Reader, size); err != nil {
-		f.Close()
-		return err
-	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // timed runs a command and reports its wall time and peak RSS; its output
