@@ -157,7 +157,7 @@ func run(cfg config) error {
 			}
 			for name, m := range ms {
 				fmt.Fprintf(os.Stderr, "run %d %-34s wall %7.3fs verified %7.3fs cpu %6.3fs (user %.3f sys %.3f) rss %s\n",
-					i+1, name, m.Wall.Seconds(), m.verified.Seconds(), m.CPU().Seconds(), m.User.Seconds(), m.Sys.Seconds(), rss(m.MaxRSS))
+					i+1, name, m.Wall.Seconds(), m.verified.Seconds(), m.CPU().Seconds(), m.User.Seconds(), m.Sys.Seconds(), benchrun.MiB(m.MaxRSS))
 				b.samples[name] = append(b.samples[name], m)
 			}
 		}
@@ -183,36 +183,20 @@ const (
 	nameAgentVeri = "agent, to verified artifact"
 )
 
-func medianOf(ms []sample, key func(sample) time.Duration) time.Duration {
-	v := make([]time.Duration, len(ms))
-	for i, m := range ms {
-		v[i] = key(m)
-	}
-	slices.Sort(v)
-	return v[len(v)/2]
-}
-
-func peakRSS(ms []sample) int64 {
-	var p int64
-	for _, m := range ms {
-		p = max(p, m.MaxRSS)
-	}
-	return p
-}
-
 func printTable(cfg config, samples map[string][]sample, d delta) {
 	wall := func(m sample) time.Duration { return m.Wall }
 	cpu := func(m sample) time.Duration { return m.CPU() }
-	curl := medianOf(samples[nameCurl], wall)
-	curlSync := medianOf(samples[nameCurlSync], wall)
+	rss := func(m sample) int64 { return m.MaxRSS }
+	curl := benchrun.Median(samples[nameCurl], wall)
+	curlSync := benchrun.Median(samples[nameCurlSync], wall)
 	agent := samples[nameAgent]
-	agentInst := medianOf(agent, wall)
-	agentVeri := medianOf(agent, func(m sample) time.Duration { return m.verified })
+	agentInst := benchrun.Median(agent, wall)
+	agentVeri := benchrun.Median(agent, func(m sample) time.Duration { return m.verified })
 	mbs := func(t time.Duration) float64 { return float64(cfg.size) / 1e6 / t.Seconds() }
 
 	fmt.Printf("Artifact %s of random bytes from nginx on 127.0.0.1 (page cache), %d runs each, interleaved "+
 		"(median wall time, peak RSS of any run), origin_connections = %d, %d CPUs, GOOS=%s.\n\n",
-		rss(cfg.size), cfg.runs, cfg.conns, runtime.NumCPU(), runtime.GOOS)
+		benchrun.MiB(cfg.size), cfg.runs, cfg.conns, runtime.NumCPU(), runtime.GOOS)
 	fmt.Println("| system | time (median) | MB/s | throughput ratio to its baseline | CPU user+sys (median) | peak RSS |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|")
 	row := func(name string, t time.Duration, ratio string, cpuT time.Duration, peak int64) {
@@ -220,15 +204,15 @@ func printTable(cfg config, samples map[string][]sample, d delta) {
 		if cpuT > 0 {
 			c = fmt.Sprintf("%.2f s", cpuT.Seconds())
 		}
-		fmt.Printf("| %s | %.3f s | %.0f | %s | %s | %s |\n", name, t.Seconds(), mbs(t), ratio, c, rss(peak))
+		fmt.Printf("| %s | %.3f s | %.0f | %s | %s | %s |\n", name, t.Seconds(), mbs(t), ratio, c, benchrun.MiB(peak))
 	}
-	row(nameCurl, curl, "baseline", medianOf(samples[nameCurl], cpu), peakRSS(samples[nameCurl]))
-	row(nameCurlSync, curlSync, "baseline", medianOf(samples[nameCurlSync], cpu), peakRSS(samples[nameCurlSync]))
+	row(nameCurl, curl, "baseline", benchrun.Median(samples[nameCurl], cpu), benchrun.Peak(samples[nameCurl], rss))
+	row(nameCurlSync, curlSync, "baseline", benchrun.Median(samples[nameCurlSync], cpu), benchrun.Peak(samples[nameCurlSync], rss))
 	row(nameAgentVeri+" (`seconds=` of \"artifact verified\")", agentVeri,
 		fmt.Sprintf("%.2fx of curl -o; %.2fx of curl -o + fsync (it includes the store's fsync)",
 			curl.Seconds()/agentVeri.Seconds(), curlSync.Seconds()/agentVeri.Seconds()), 0, 0)
 	row(nameAgent+", to installed (whole process)", agentInst,
-		fmt.Sprintf("%.2fx of curl -o + fsync; %.2fx of curl -o", curlSync.Seconds()/agentInst.Seconds(), curl.Seconds()/agentInst.Seconds()), medianOf(agent, cpu), peakRSS(agent))
+		fmt.Sprintf("%.2fx of curl -o + fsync; %.2fx of curl -o", curlSync.Seconds()/agentInst.Seconds(), curl.Seconds()/agentInst.Seconds()), benchrun.Median(agent, cpu), benchrun.Peak(agent, rss))
 	fmt.Println()
 	fmt.Print("Per run (s): curl")
 	for _, m := range samples[nameCurl] {
@@ -254,13 +238,6 @@ func printTable(cfg config, samples map[string][]sample, d delta) {
 	fmt.Println()
 	fmt.Printf("Delta update (release 2: %s changed in %d places, over installed release 1): origin_bytes=%d of %d "+
 		"(%.2f%% of the artifact, %d chunks), to verified %.3f s, to installed %.3f s, peak RSS %s.\n",
-		rss(d.changed), d.places, d.originBytes, cfg.size, 100*float64(d.originBytes)/float64(cfg.size), d.originChunks,
-		d.m.verified.Seconds(), d.m.Wall.Seconds(), rss(d.m.MaxRSS))
-}
-
-func rss(n int64) string {
-	if n == 0 {
-		return "n/a"
-	}
-	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+		benchrun.MiB(d.changed), d.places, d.originBytes, cfg.size, 100*float64(d.originBytes)/float64(cfg.size), d.originChunks,
+		d.m.verified.Seconds(), d.m.Wall.Seconds(), benchrun.MiB(d.m.MaxRSS))
 }

@@ -73,7 +73,7 @@ func (b *bench) prepare() error {
 	if err := benchrun.WriteArtifact(b.artifact(), b.cfg.size, random); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "wrote %s of random bytes in %.1fs\n", rss(b.cfg.size), time.Since(start).Seconds())
+	fmt.Fprintf(os.Stderr, "wrote %s of random bytes in %.1fs\n", benchrun.MiB(b.cfg.size), time.Since(start).Seconds())
 	if err := b.publish("1", b.artifact()); err != nil {
 		return err
 	}
@@ -258,7 +258,7 @@ func (b *bench) runDelta() (delta, error) {
 		return d, fmt.Errorf("updating to release 2: %w", err)
 	}
 	fmt.Fprintf(os.Stderr, "delta: origin_bytes=%d origin_chunks=%d verified %.3fs installed %.3fs rss %s\n",
-		d.originBytes, d.originChunks, d.m.verified.Seconds(), d.m.Wall.Seconds(), rss(d.m.MaxRSS))
+		d.originBytes, d.originChunks, d.m.verified.Seconds(), d.m.Wall.Seconds(), benchrun.MiB(d.m.MaxRSS))
 	return d, nil
 }
 

@@ -16,7 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
+	"time"
 
 	"github.com/fleetcast/fleetcast/internal/units"
 	"github.com/fleetcast/fleetcast/tools/internal/benchrun"
@@ -83,7 +83,7 @@ func run(cfg config) error {
 			if err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)
 			}
-			fmt.Fprintf(os.Stderr, "run %d %-36s %8.3fs  rss %s\n", i+1, s.name, m.Wall.Seconds(), rss(m.MaxRSS))
+			fmt.Fprintf(os.Stderr, "run %d %-36s %8.3fs  rss %s\n", i+1, s.name, m.Wall.Seconds(), benchrun.MiB(m.MaxRSS))
 			b.samples[s.name] = append(b.samples[s.name], m)
 		}
 	}
@@ -96,34 +96,20 @@ type system struct {
 	run  func() (benchrun.Sample, error)
 }
 
-func median(ms []benchrun.Sample) benchrun.Sample {
-	s := slices.Clone(ms)
-	slices.SortFunc(s, func(a, b benchrun.Sample) int { return int(a.Wall - b.Wall) })
-	out := s[len(s)/2]
-	for _, m := range ms {
-		out.MaxRSS = max(out.MaxRSS, m.MaxRSS)
-	}
-	return out
-}
-
 func printTable(cfg config, systems []system, samples map[string][]benchrun.Sample) {
-	floor := max(median(samples[systems[0].name]).Wall, median(samples[systems[1].name]).Wall)
+	wall := func(m benchrun.Sample) time.Duration { return m.Wall }
+	rss := func(m benchrun.Sample) int64 { return m.MaxRSS }
+	floor := max(benchrun.Median(samples[systems[0].name], wall), benchrun.Median(samples[systems[1].name], wall))
 	fmt.Printf("Artifact %s of random bytes, %d runs each (median wall time, peak RSS of any run), %d CPUs, GOOS=%s.\n\n",
-		rss(cfg.size), cfg.runs, runtime.NumCPU(), runtime.GOOS)
+		benchrun.MiB(cfg.size), cfg.runs, runtime.NumCPU(), runtime.GOOS)
 	fmt.Println("| system | wall time | MB/s | ratio to max(floors) | peak RSS |")
 	fmt.Println("|---|---:|---:|---:|---:|")
 	for _, s := range systems {
-		m := median(samples[s.name])
-		fmt.Printf("| %s | %.3f s | %.0f | %.2fx | %s |\n", s.name, m.Wall.Seconds(),
-			float64(cfg.size)/1e6/m.Wall.Seconds(), m.Wall.Seconds()/floor.Seconds(), rss(m.MaxRSS))
+		ms := samples[s.name]
+		t := benchrun.Median(ms, wall)
+		fmt.Printf("| %s | %.3f s | %.0f | %.2fx | %s |\n", s.name, t.Seconds(),
+			float64(cfg.size)/1e6/t.Seconds(), t.Seconds()/floor.Seconds(), benchrun.MiB(benchrun.Peak(ms, rss)))
 	}
-}
-
-func rss(n int64) string {
-	if n == 0 {
-		return "n/a"
-	}
-	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }
 
 func (b *bench) path(name string) string { return filepath.Join(b.work, name) }
