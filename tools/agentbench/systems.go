@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/fleetcast/fleetcast/tools/internal/benchrun"
-	"github.com/fleetcast/fleetcast/tools/internal/product"
 )
 
 // bench holds the prepared origin, keys and agent configuration.
@@ -45,12 +44,9 @@ func (b *bench) fleetcast(args ...string) error {
 // and publishes it as release 1 of app/stable.
 func (b *bench) prepare() error {
 	b.samples = map[string][]sample{}
-	b.fleet = b.cfg.fleet
-	if b.fleet == "" {
-		b.fleet = b.path("fleetcast")
-		if err := product.Build(context.Background(), "cmd/fleetcast", b.fleet); err != nil {
-			return fmt.Errorf("%w (run from the repository, or pass -fleetcast)", err)
-		}
+	var err error
+	if b.fleet, err = benchrun.Fleetcast(context.Background(), b.cfg.fleet, b.work); err != nil {
+		return err
 	}
 	origin := b.path("origin")
 	if err := os.MkdirAll(origin, 0o755); err != nil {

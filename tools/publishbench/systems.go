@@ -11,7 +11,6 @@ import (
 
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/tools/internal/benchrun"
-	"github.com/fleetcast/fleetcast/tools/internal/product"
 )
 
 // bench holds the prepared artifact and key.
@@ -24,12 +23,9 @@ type bench struct {
 
 func (b *bench) prepare() error {
 	b.samples = map[string][]benchrun.Sample{}
-	b.fleet = b.cfg.fleet
-	if b.fleet == "" {
-		b.fleet = b.path("fleetcast")
-		if err := product.Build(context.Background(), "cmd/fleetcast", b.fleet); err != nil {
-			return fmt.Errorf("%w (run from the repository, or pass -fleetcast)", err)
-		}
+	var err error
+	if b.fleet, err = benchrun.Fleetcast(context.Background(), b.cfg.fleet, b.work); err != nil {
+		return err
 	}
 	if err := benchrun.WriteArtifact(b.path("artifact.bin"), b.cfg.size, rand.Reader); err != nil {
 		return err

@@ -1,6 +1,8 @@
 // Package benchrun is what the bench commands (agentbench, publishbench)
-// share to time the systems they compare: a command run once with its wall
-// time, CPU time and peak RSS.
+// share to time the systems they compare: the fleetcast binary they run,
+// the artifact they write, a command run once with its wall time, CPU time
+// and peak RSS, the sync that settles the disk between runs, and the
+// median and peak over the runs that their reports print.
 package benchrun
 
 import (
