@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/fleetcast/fleetcast/internal/units"
+	"github.com/fleetcast/fleetcast/tools/internal/benchrun"
 )
 
 type config struct {
@@ -38,12 +39,8 @@ type config struct {
 
 // sample is one timed run of one system.
 type sample struct {
-	wall     time.Duration // whole command
+	benchrun.Sample
 	verified time.Duration // agent only: "artifact verified" seconds= (assembly and verification)
-	cpu      time.Duration // user + system CPU of the child
-	user     time.Duration
-	sys      time.Duration
-	maxRSS   int64 // bytes; 0 when unknown
 }
 
 var (
@@ -153,19 +150,19 @@ func run(cfg config) error {
 	}
 	for i := 0; i < cfg.runs; i++ { // interleave systems so drift hits all alike
 		for _, s := range systems {
-			settle()
+			benchrun.Settle()
 			ms, err := s.run()
 			if err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)
 			}
 			for name, m := range ms {
 				fmt.Fprintf(os.Stderr, "run %d %-34s wall %7.3fs verified %7.3fs cpu %6.3fs (user %.3f sys %.3f) rss %s\n",
-					i+1, name, m.wall.Seconds(), m.verified.Seconds(), m.cpu.Seconds(), m.user.Seconds(), m.sys.Seconds(), rss(m.maxRSS))
+					i+1, name, m.Wall.Seconds(), m.verified.Seconds(), m.CPU().Seconds(), m.User.Seconds(), m.Sys.Seconds(), benchrun.MiB(m.MaxRSS))
 				b.samples[name] = append(b.samples[name], m)
 			}
 		}
 	}
-	settle()
+	benchrun.Settle()
 	d, err := b.runDelta()
 	if err != nil {
 		return fmt.Errorf("delta update: %w", err)
@@ -186,42 +183,20 @@ const (
 	nameAgentVeri = "agent, to verified artifact"
 )
 
-// settle flushes what earlier runs left dirty (and the discards of their
-// deleted files) so that no run pays for another's writeback.
-func settle() {
-	syscall.Sync()
-}
-
-func medianOf(ms []sample, key func(sample) time.Duration) time.Duration {
-	v := make([]time.Duration, len(ms))
-	for i, m := range ms {
-		v[i] = key(m)
-	}
-	slices.Sort(v)
-	return v[len(v)/2]
-}
-
-func peakRSS(ms []sample) int64 {
-	var p int64
-	for _, m := range ms {
-		p = max(p, m.maxRSS)
-	}
-	return p
-}
-
 func printTable(cfg config, samples map[string][]sample, d delta) {
-	wall := func(m sample) time.Duration { return m.wall }
-	cpu := func(m sample) time.Duration { return m.cpu }
-	curl := medianOf(samples[nameCurl], wall)
-	curlSync := medianOf(samples[nameCurlSync], wall)
+	wall := func(m sample) time.Duration { return m.Wall }
+	cpu := func(m sample) time.Duration { return m.CPU() }
+	rss := func(m sample) int64 { return m.MaxRSS }
+	curl := benchrun.Median(samples[nameCurl], wall)
+	curlSync := benchrun.Median(samples[nameCurlSync], wall)
 	agent := samples[nameAgent]
-	agentInst := medianOf(agent, wall)
-	agentVeri := medianOf(agent, func(m sample) time.Duration { return m.verified })
+	agentInst := benchrun.Median(agent, wall)
+	agentVeri := benchrun.Median(agent, func(m sample) time.Duration { return m.verified })
 	mbs := func(t time.Duration) float64 { return float64(cfg.size) / 1e6 / t.Seconds() }
 
 	fmt.Printf("Artifact %s of random bytes from nginx on 127.0.0.1 (page cache), %d runs each, interleaved "+
 		"(median wall time, peak RSS of any run), origin_connections = %d, %d CPUs, GOOS=%s.\n\n",
-		rss(cfg.size), cfg.runs, cfg.conns, runtime.NumCPU(), runtime.GOOS)
+		benchrun.MiB(cfg.size), cfg.runs, cfg.conns, runtime.NumCPU(), runtime.GOOS)
 	fmt.Println("| system | time (median) | MB/s | throughput ratio to its baseline | CPU user+sys (median) | peak RSS |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|")
 	row := func(name string, t time.Duration, ratio string, cpuT time.Duration, peak int64) {
@@ -229,23 +204,23 @@ func printTable(cfg config, samples map[string][]sample, d delta) {
 		if cpuT > 0 {
 			c = fmt.Sprintf("%.2f s", cpuT.Seconds())
 		}
-		fmt.Printf("| %s | %.3f s | %.0f | %s | %s | %s |\n", name, t.Seconds(), mbs(t), ratio, c, rss(peak))
+		fmt.Printf("| %s | %.3f s | %.0f | %s | %s | %s |\n", name, t.Seconds(), mbs(t), ratio, c, benchrun.MiB(peak))
 	}
-	row(nameCurl, curl, "baseline", medianOf(samples[nameCurl], cpu), peakRSS(samples[nameCurl]))
-	row(nameCurlSync, curlSync, "baseline", medianOf(samples[nameCurlSync], cpu), peakRSS(samples[nameCurlSync]))
+	row(nameCurl, curl, "baseline", benchrun.Median(samples[nameCurl], cpu), benchrun.Peak(samples[nameCurl], rss))
+	row(nameCurlSync, curlSync, "baseline", benchrun.Median(samples[nameCurlSync], cpu), benchrun.Peak(samples[nameCurlSync], rss))
 	row(nameAgentVeri+" (`seconds=` of \"artifact verified\")", agentVeri,
 		fmt.Sprintf("%.2fx of curl -o; %.2fx of curl -o + fsync (it includes the store's fsync)",
 			curl.Seconds()/agentVeri.Seconds(), curlSync.Seconds()/agentVeri.Seconds()), 0, 0)
 	row(nameAgent+", to installed (whole process)", agentInst,
-		fmt.Sprintf("%.2fx of curl -o + fsync; %.2fx of curl -o", curlSync.Seconds()/agentInst.Seconds(), curl.Seconds()/agentInst.Seconds()), medianOf(agent, cpu), peakRSS(agent))
+		fmt.Sprintf("%.2fx of curl -o + fsync; %.2fx of curl -o", curlSync.Seconds()/agentInst.Seconds(), curl.Seconds()/agentInst.Seconds()), benchrun.Median(agent, cpu), benchrun.Peak(agent, rss))
 	fmt.Println()
 	fmt.Print("Per run (s): curl")
 	for _, m := range samples[nameCurl] {
-		fmt.Printf(" %.3f", m.wall.Seconds())
+		fmt.Printf(" %.3f", m.Wall.Seconds())
 	}
 	fmt.Print("; curl+fsync")
 	for _, m := range samples[nameCurlSync] {
-		fmt.Printf(" %.3f", m.wall.Seconds())
+		fmt.Printf(" %.3f", m.Wall.Seconds())
 	}
 	fmt.Print("; agent verified")
 	for _, m := range agent {
@@ -253,23 +228,16 @@ func printTable(cfg config, samples map[string][]sample, d delta) {
 	}
 	fmt.Print("; agent installed")
 	for _, m := range agent {
-		fmt.Printf(" %.3f", m.wall.Seconds())
+		fmt.Printf(" %.3f", m.Wall.Seconds())
 	}
 	fmt.Print("; agent CPU user/sys")
 	for _, m := range agent {
-		fmt.Printf(" %.2f/%.2f", m.user.Seconds(), m.sys.Seconds())
+		fmt.Printf(" %.2f/%.2f", m.User.Seconds(), m.Sys.Seconds())
 	}
 	fmt.Println(".")
 	fmt.Println()
 	fmt.Printf("Delta update (release 2: %s changed in %d places, over installed release 1): origin_bytes=%d of %d "+
 		"(%.2f%% of the artifact, %d chunks), to verified %.3f s, to installed %.3f s, peak RSS %s.\n",
-		rss(d.changed), d.places, d.originBytes, cfg.size, 100*float64(d.originBytes)/float64(cfg.size), d.originChunks,
-		d.m.verified.Seconds(), d.m.wall.Seconds(), rss(d.m.maxRSS))
-}
-
-func rss(n int64) string {
-	if n == 0 {
-		return "n/a"
-	}
-	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+		benchrun.MiB(d.changed), d.places, d.originBytes, cfg.size, 100*float64(d.originBytes)/float64(cfg.size), d.originChunks,
+		d.m.verified.Seconds(), d.m.Wall.Seconds(), benchrun.MiB(d.m.MaxRSS))
 }

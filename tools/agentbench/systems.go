@@ -3,8 +3,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -17,7 +15,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/fleetcast/fleetcast/tools/internal/product"
+	"github.com/fleetcast/fleetcast/tools/internal/benchrun"
 )
 
 // bench holds the prepared origin, keys and agent configuration.
@@ -46,12 +44,9 @@ func (b *bench) fleetcast(args ...string) error {
 // and publishes it as release 1 of app/stable.
 func (b *bench) prepare() error {
 	b.samples = map[string][]sample{}
-	b.fleet = b.cfg.fleet
-	if b.fleet == "" {
-		b.fleet = b.path("fleetcast")
-		if err := product.Build(context.Background(), "cmd/fleetcast", b.fleet); err != nil {
-			return fmt.Errorf("%w (run from the repository, or pass -fleetcast)", err)
-		}
+	var err error
+	if b.fleet, err = benchrun.Fleetcast(context.Background(), b.cfg.fleet, b.work); err != nil {
+		return err
 	}
 	origin := b.path("origin")
 	if err := os.MkdirAll(origin, 0o755); err != nil {
@@ -68,10 +63,13 @@ func (b *bench) prepare() error {
 		}
 	}
 	start := time.Now()
-	if err := writeRandom(b.artifact(), b.cfg.size); err != nil {
+	// A seeded ChaCha8 stream: fast, and the same file for the same size
+	// every time.
+	random := rand.NewChaCha8([32]byte{'a', 'g', 'e', 'n', 't'})
+	if err := benchrun.WriteArtifact(b.artifact(), b.cfg.size, random); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "wrote %s of random bytes in %.1fs\n", rss(b.cfg.size), time.Since(start).Seconds())
+	fmt.Fprintf(os.Stderr, "wrote %s of random bytes in %.1fs\n", benchrun.MiB(b.cfg.size), time.Since(start).Seconds())
 	if err := b.publish("1", b.artifact()); err != nil {
 		return err
 	}
@@ -106,29 +104,6 @@ channel = "stable"
 `, q(b.path("data")), q(b.url), q(b.path("root.json")), b.cfg.conns, q(b.path("target")+"/"))
 }
 
-// writeRandom writes size bytes from a seeded ChaCha8 stream (fast, and the
-// same file for the same size every time).
-func writeRandom(path string, size int64) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriterSize(f, 4<<20)
-	if _, err := io.CopyN(w, rand.NewChaCha8([32]byte{'a', 'g', 'e', 'n', 't'}), size); err != nil {
-		f.Close()
-		return err
-	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
 // warm reads every file of the origin once, so that nginx serves all
 // systems from the page cache: the origin is local, its disk is not what
 // is measured.
@@ -146,25 +121,6 @@ func (b *bench) warm() error {
 		_, err = io.CopyBuffer(io.Discard, f, buf)
 		return err
 	})
-}
-
-// timed runs a command and reports its wall time, CPU time and peak RSS,
-// and what it wrote to stderr.
-func timed(name string, args ...string) (sample, []byte, error) {
-	cmd := exec.Command(name, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	err := cmd.Run()
-	m := sample{wall: time.Since(start)}
-	if err != nil {
-		return m, out.Bytes(), fmt.Errorf("%s %v: %v\n%s", name, args, err, out.Bytes())
-	}
-	ps := cmd.ProcessState
-	m.user, m.sys = ps.UserTime(), ps.SystemTime()
-	m.cpu = m.user + m.sys
-	m.maxRSS = maxRSS(ps)
-	return m, out.Bytes(), nil
 }
 
 func checkSize(path string, want int64) error {
@@ -185,29 +141,30 @@ func (b *bench) runCurl() (map[string]sample, error) {
 	out := b.path("curl.out")
 	defer os.Remove(out)
 	start := time.Now()
-	m, _, err := timed("curl", "-s", "-S", "-f", "-o", out, b.url+"artifact.bin")
+	m, _, err := benchrun.Timed("curl", "-s", "-S", "-f", "-o", out, b.url+"artifact.bin")
 	if err != nil {
 		return nil, err
 	}
-	s, _, err := timed("sync", out)
+	s, _, err := benchrun.Timed("sync", out)
 	if err != nil {
 		return nil, err
 	}
 	ms := m
-	ms.wall = time.Since(start)
-	ms.user, ms.sys, ms.cpu = m.user+s.user, m.sys+s.sys, m.cpu+s.cpu
-	ms.maxRSS = max(m.maxRSS, s.maxRSS)
+	ms.Wall = time.Since(start)
+	ms.User, ms.Sys = m.User+s.User, m.Sys+s.Sys
+	ms.MaxRSS = max(m.MaxRSS, s.MaxRSS)
 	if err := checkSize(out, b.cfg.size); err != nil {
 		return nil, err
 	}
-	return map[string]sample{nameCurl: m, nameCurlSync: ms}, nil
+	return map[string]sample{nameCurl: {Sample: m}, nameCurlSync: {Sample: ms}}, nil
 }
 
 var verifiedLine = regexp.MustCompile(`msg="artifact verified".* origin_bytes=(\d+) origin_chunks=(\d+) .*seconds=([0-9.eE+-]+)`)
 
 // agentOnce runs one update cycle and parses its "artifact verified" line.
 func (b *bench) agentOnce() (m sample, originBytes, originChunks int64, err error) {
-	m, log, err := timed(b.fleet, "agent", "--config", b.path("agent.toml"), "--once")
+	var log []byte
+	m.Sample, log, err = benchrun.Timed(b.fleet, "agent", "--config", b.path("agent.toml"), "--once")
 	if err != nil {
 		return m, 0, 0, err
 	}
@@ -291,13 +248,13 @@ func (b *bench) runDelta() (delta, error) {
 	if err := b.warm(); err != nil {
 		return d, err
 	}
-	settle()
+	benchrun.Settle()
 	d.m, d.originBytes, d.originChunks, err = b.agentOnce()
 	if err != nil {
 		return d, fmt.Errorf("updating to release 2: %w", err)
 	}
 	fmt.Fprintf(os.Stderr, "delta: origin_bytes=%d origin_chunks=%d verified %.3fs installed %.3fs rss %s\n",
-		d.originBytes, d.originChunks, d.m.verified.Seconds(), d.m.wall.Seconds(), rss(d.m.maxRSS))
+		d.originBytes, d.originChunks, d.m.verified.Seconds(), d.m.Wall.Seconds(), benchrun.MiB(d.m.MaxRSS))
 	return d, nil
 }
 

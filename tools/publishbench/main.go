@@ -16,10 +16,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"time"
 
 	"github.com/fleetcast/fleetcast/internal/units"
+	"github.com/fleetcast/fleetcast/tools/internal/benchrun"
 )
 
 type config struct {
@@ -29,12 +29,6 @@ type config struct {
 	fleet    string
 	keep     bool
 	noCasync bool
-}
-
-// measurement is one timed run of one system.
-type measurement struct {
-	wall   time.Duration
-	maxRSS int64 // bytes; 0 when unknown
 }
 
 func main() {
@@ -55,12 +49,6 @@ func main() {
 	if err := run(cfg); err != nil {
 		fatal(err)
 	}
-}
-
-// settle flushes what earlier runs left dirty (and the discards of their
-// deleted files) so that every system starts from a quiet disk.
-func settle() {
-	exec.Command("sync").Run()
 }
 
 func fatal(err error) {
@@ -90,12 +78,12 @@ func run(cfg config) error {
 	}
 	for i := 0; i < cfg.runs; i++ { // interleave systems so drift hits all alike
 		for _, s := range systems {
-			settle()
+			benchrun.Settle()
 			m, err := s.run()
 			if err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)
 			}
-			fmt.Fprintf(os.Stderr, "run %d %-36s %8.3fs  rss %s\n", i+1, s.name, m.wall.Seconds(), rss(m.maxRSS))
+			fmt.Fprintf(os.Stderr, "run %d %-36s %8.3fs  rss %s\n", i+1, s.name, m.Wall.Seconds(), benchrun.MiB(m.MaxRSS))
 			b.samples[s.name] = append(b.samples[s.name], m)
 		}
 	}
@@ -105,37 +93,23 @@ func run(cfg config) error {
 
 type system struct {
 	name string
-	run  func() (measurement, error)
+	run  func() (benchrun.Sample, error)
 }
 
-func median(ms []measurement) measurement {
-	s := slices.Clone(ms)
-	slices.SortFunc(s, func(a, b measurement) int { return int(a.wall - b.wall) })
-	out := s[len(s)/2]
-	for _, m := range ms {
-		out.maxRSS = max(out.maxRSS, m.maxRSS)
-	}
-	return out
-}
-
-func printTable(cfg config, systems []system, samples map[string][]measurement) {
-	floor := max(median(samples[systems[0].name]).wall, median(samples[systems[1].name]).wall)
+func printTable(cfg config, systems []system, samples map[string][]benchrun.Sample) {
+	wall := func(m benchrun.Sample) time.Duration { return m.Wall }
+	rss := func(m benchrun.Sample) int64 { return m.MaxRSS }
+	floor := max(benchrun.Median(samples[systems[0].name], wall), benchrun.Median(samples[systems[1].name], wall))
 	fmt.Printf("Artifact %s of random bytes, %d runs each (median wall time, peak RSS of any run), %d CPUs, GOOS=%s.\n\n",
-		rss(cfg.size), cfg.runs, runtime.NumCPU(), runtime.GOOS)
+		benchrun.MiB(cfg.size), cfg.runs, runtime.NumCPU(), runtime.GOOS)
 	fmt.Println("| system | wall time | MB/s | ratio to max(floors) | peak RSS |")
 	fmt.Println("|---|---:|---:|---:|---:|")
 	for _, s := range systems {
-		m := median(samples[s.name])
-		fmt.Printf("| %s | %.3f s | %.0f | %.2fx | %s |\n", s.name, m.wall.Seconds(),
-			float64(cfg.size)/1e6/m.wall.Seconds(), m.wall.Seconds()/floor.Seconds(), rss(m.maxRSS))
+		ms := samples[s.name]
+		t := benchrun.Median(ms, wall)
+		fmt.Printf("| %s | %.3f s | %.0f | %.2fx | %s |\n", s.name, t.Seconds(),
+			float64(cfg.size)/1e6/t.Seconds(), t.Seconds()/floor.Seconds(), benchrun.MiB(benchrun.Peak(ms, rss)))
 	}
-}
-
-func rss(n int64) string {
-	if n == 0 {
-		return "n/a"
-	}
-	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }
 
 func (b *bench) path(name string) string { return filepath.Join(b.work, name) }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -11,7 +10,7 @@ import (
 	"time"
 
 	"github.com/fleetcast/fleetcast/manifest"
-	"github.com/fleetcast/fleetcast/tools/internal/product"
+	"github.com/fleetcast/fleetcast/tools/internal/benchrun"
 )
 
 // bench holds the prepared artifact and key.
@@ -19,19 +18,16 @@ type bench struct {
 	cfg     config
 	work    string
 	fleet   string
-	samples map[string][]measurement
+	samples map[string][]benchrun.Sample
 }
 
 func (b *bench) prepare() error {
-	b.samples = map[string][]measurement{}
-	b.fleet = b.cfg.fleet
-	if b.fleet == "" {
-		b.fleet = b.path("fleetcast")
-		if err := product.Build(context.Background(), "cmd/fleetcast", b.fleet); err != nil {
-			return fmt.Errorf("%w (run from the repository, or pass -fleetcast)", err)
-		}
+	b.samples = map[string][]benchrun.Sample{}
+	var err error
+	if b.fleet, err = benchrun.Fleetcast(context.Background(), b.cfg.fleet, b.work); err != nil {
+		return err
 	}
-	if err := writeRandom(b.path("artifact.bin"), b.cfg.size); err != nil {
+	if err := benchrun.WriteArtifact(b.path("artifact.bin"), b.cfg.size, rand.Reader); err != nil {
 		return err
 	}
 	steps := [][]string{
@@ -47,65 +43,36 @@ func (b *bench) prepare() error {
 	return nil
 }
 
-func writeRandom(path string, size int64) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriterSize(f, 4<<20)
-	if _, err := io.CopyN(w, rand.Reader, size); err != nil {
-		f.Close()
-		return err
-	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+// timed runs a command and reports its wall time and peak RSS; its output
+// only goes into the error when it fails.
+func timed(name string, args ...string) (benchrun.Sample, error) {
+	m, _, err := benchrun.Timed(name, args...)
+	return m, err
 }
 
-// timed runs a command and reports its wall time and peak RSS.
-func timed(name string, args ...string) (measurement, error) {
-	cmd := exec.Command(name, args...)
-	var out limitedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	err := cmd.Run()
-	m := measurement{wall: time.Since(start)}
-	if err != nil {
-		return m, fmt.Errorf("%s %v: %v\n%s", name, args, err, out.b)
-	}
-	m.maxRSS = maxRSS(cmd.ProcessState)
-	return m, nil
-}
-
-func (b *bench) runDD() (measurement, error) {
+func (b *bench) runDD() (benchrun.Sample, error) {
 	defer os.Remove(b.path("copy.bin"))
 	return timed("dd", "if="+b.path("artifact.bin"), "of="+b.path("copy.bin"), "bs=4M", "conv=fsync", "status=none")
 }
 
 // runHash hashes the artifact once, on one goroutine, with the hash that
 // fleetcast uses (manifest.NewHash).
-func (b *bench) runHash() (measurement, error) {
+func (b *bench) runHash() (benchrun.Sample, error) {
 	start := time.Now()
 	f, err := os.Open(b.path("artifact.bin"))
 	if err != nil {
-		return measurement{}, err
+		return benchrun.Sample{}, err
 	}
 	defer f.Close()
 	h := manifest.NewHash()
 	if _, err := io.CopyBuffer(h, f, make([]byte, 4<<20)); err != nil {
-		return measurement{}, err
+		return benchrun.Sample{}, err
 	}
 	h.Sum(nil)
-	return measurement{wall: time.Since(start)}, nil
+	return benchrun.Sample{Wall: time.Since(start)}, nil
 }
 
-func (b *bench) runPublish() (measurement, error) {
+func (b *bench) runPublish() (benchrun.Sample, error) {
 	origin := b.path("origin")
 	os.RemoveAll(origin)
 	defer os.RemoveAll(origin)
@@ -114,20 +81,10 @@ func (b *bench) runPublish() (measurement, error) {
 		"--product", "bench", "--channel", "stable", "--version", version, "--target", "/opt/bench/artifact", b.path("artifact.bin"))
 }
 
-func (b *bench) runCasync() (measurement, error) {
+func (b *bench) runCasync() (benchrun.Sample, error) {
 	store := b.path("store.castr")
 	os.RemoveAll(store)
 	defer os.RemoveAll(store)
 	defer os.Remove(b.path("index.caibx"))
 	return timed("casync", "make", "--store="+store, "--chunk-size=262144:1048576:4194304", b.path("index.caibx"), b.path("artifact.bin"))
-}
-
-// limitedBuffer keeps the first 64 KiB of a command's output for error messages.
-type limitedBuffer struct{ b []byte }
-
-func (l *limitedBuffer) Write(p []byte) (int, error) {
-	if room := 64<<10 - len(l.b); room > 0 {
-		l.b = append(l.b, p[:min(room, len(p))]...)
-	}
-	return len(p), nil
 }
