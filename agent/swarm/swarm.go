@@ -60,6 +60,7 @@ type Config struct {
 	Conns   int           // peer_connections
 	Pause   time.Duration // first pause of a peer after a failure; 0: 1s
 	MinRate int64         // min_throughput, bytes/s: bounds the wait for another agent's origin fetch
+	Clock   Clock         // nil: SystemClock
 }
 
 // task is one request for a job's chunk: from the origin (peer == nil) or
@@ -96,6 +97,7 @@ type jobState struct {
 type sched struct {
 	a       *assembly
 	pm      View // nil: origin only
+	clock   Clock
 	key     manifest.ReleaseID
 	self    string
 	grace   time.Duration
@@ -127,10 +129,14 @@ type sched struct {
 }
 
 func newSched(a *assembly, jobs []*job, sw *Config, key manifest.ReleaseID) *sched {
-	s := &sched{a: a, key: key, state: make(map[*job]*jobState, len(jobs)),
+	var clock Clock = SystemClock{}
+	if sw != nil && sw.Clock != nil {
+		clock = sw.Clock
+	}
+	s := &sched{a: a, key: key, clock: clock, state: make(map[*job]*jobState, len(jobs)),
 		remaining: len(jobs), inflight: make(map[string]int), pauseUntil: make(map[string]time.Time),
 		fails: make(map[string]int), pauseBase: time.Second,
-		wakeCh: make(chan struct{}), started: time.Now()}
+		wakeCh: make(chan struct{}), started: clock.Now()}
 	if sw != nil {
 		s.pm, s.self, s.grace, s.perPeer = sw.View, sw.Self, sw.Grace, sw.PerPeer
 		if sw.Pause > 0 {
@@ -151,16 +157,20 @@ func (s *sched) wakeLocked() {
 	s.wakeCh = make(chan struct{})
 }
 
+// waitTick is the longest a worker waits before it looks again: the rules
+// of origin_grace and of the pauses are measured in time, not only in
+// events.
+const waitTick = 200 * time.Millisecond
+
 // wait blocks until something changes (ch), the peers' views change since
-// the last snapshot (peers), a short tick passes (origin_grace is measured
-// in time), or ctx is done.
+// the last snapshot (peers), a short tick passes on s.clock, or ctx is done.
 func (s *sched) wait(ctx context.Context, ch, peers <-chan struct{}) {
-	t := time.NewTimer(min(200*time.Millisecond, s.pauseBase))
-	defer t.Stop()
+	tick, stop := s.clock.NewTimer(min(waitTick, s.pauseBase))
+	defer stop()
 	select {
 	case <-ch:
 	case <-peers:
-	case <-t.C:
+	case <-tick:
 	case <-ctx.Done():
 	}
 }
@@ -192,13 +202,18 @@ func (s *sched) next(ctx context.Context, peer bool) *task {
 	}
 }
 
+// refreshEvery is how old a snapshot of the peers may grow when they
+// report no change: peers go stale with time alone.
+const refreshEvery = time.Second
+
 // refreshLocked takes a new snapshot of the peers when they changed since
-// the last one, or a second passed (peers go stale with time alone).
+// the last one, or refreshEvery passed.
 func (s *sched) refreshLocked() {
 	if s.pm == nil {
 		return
 	}
-	if s.changed != nil && time.Since(s.refreshed) < time.Second {
+	now := s.clock.Now()
+	if s.changed != nil && now.Sub(s.refreshed) < refreshEvery {
 		select {
 		case <-s.changed:
 		default:
@@ -206,7 +221,7 @@ func (s *sched) refreshLocked() {
 		}
 	}
 	s.changed = s.pm.Wake()
-	s.holders, s.fleet, s.refreshed = s.pm.Snapshot(s.key), s.pm.Usable(), time.Now()
+	s.holders, s.fleet, s.refreshed = s.pm.Snapshot(s.key), s.pm.Usable(), now
 	// A peer's bitmaps must be of this release's chunk count: one that
 	// claims another count for a signed release is lying.
 	want := (len(s.a.m.Chunks) + 7) / 8
@@ -316,7 +331,7 @@ func (s *sched) hasHolderLocked(j *job) bool {
 // the store has (delta, no network) or that this agent should fetch from
 // the origin now.
 func (s *sched) pickOriginLocked() *task {
-	now := time.Now()
+	now := s.clock.Now()
 	for len(s.local) > 0 {
 		j := s.local[0]
 		s.local = s.local[1:]
@@ -455,7 +470,7 @@ func (s *sched) pickPeerLocked() *task {
 	if len(s.holders) == 0 {
 		return nil
 	}
-	now := time.Now()
+	now := s.clock.Now()
 	var best *job
 	bestN, ties := 0, 0
 	n := len(s.pending) - s.head
@@ -586,6 +601,7 @@ func (s *sched) finish(t *task, err error) bool {
 // origin failure pauses the origin, and fails the assembly when no peer can
 // help or the chunk failed three times.
 func (s *sched) failedLocked(t *task, st *jobState, err error) {
+	now := s.clock.Now()
 	if t.peer != nil {
 		if st.failed == nil {
 			st.failed = make(map[string]bool)
@@ -605,10 +621,10 @@ func (s *sched) failedLocked(t *task, st *jobState, err error) {
 			if st.busy[t.peer.Addr]++; st.busy[t.peer.Addr] < maxPeerFails {
 				delete(st.failed, t.peer.Addr)
 			}
-			s.pauseUntil[t.peer.Addr] = time.Now().Add(s.pauseBase)
+			s.pauseUntil[t.peer.Addr] = now.Add(s.pauseBase)
 		default:
 			s.fails[t.peer.Addr]++
-			s.pauseUntil[t.peer.Addr] = time.Now().Add(s.pauseBase << min(s.fails[t.peer.Addr]-1, 5))
+			s.pauseUntil[t.peer.Addr] = now.Add(s.pauseBase << min(s.fails[t.peer.Addr]-1, 5))
 		}
 		return
 	}
@@ -621,7 +637,7 @@ func (s *sched) failedLocked(t *task, st *jobState, err error) {
 		s.failLocked(err)
 		return
 	}
-	s.originOff = time.Now().Add(fetch.Backoff(time.Second, 10*time.Second, st.originFails))
+	s.originOff = now.Add(fetch.Backoff(time.Second, 10*time.Second, st.originFails))
 }
 
 // badData: the peer sent bytes that are not the chunk it claimed to have.

@@ -12,9 +12,13 @@ import (
 
 	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/internal/clocktest"
 	"github.com/fleetcast/fleetcast/internal/releasetest"
 	"github.com/fleetcast/fleetcast/manifest"
 )
+
+// t0 is where the tests' fake clocks start.
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // memPeer is an in-memory peer: it serves chunks from a releasetest.Source, and can
 // be made to corrupt them, fail, hang until cancelled, or answer only once
@@ -23,15 +27,9 @@ type memPeer struct {
 	*releasetest.Source
 	corrupt, fail, hang bool
 	busy                bool          // answer 503
-	after               chan struct{} // if not nil, answer once it is closed
-	gaveUp              atomic.Bool   // waited memPeerAfterWait for after in vain
+	after               chan struct{} // if not nil, answer once it is closed (or the test's context is done)
 	cur, peak           atomic.Int32  // requests in flight, and their most
 }
-
-// memPeerAfterWait bounds a memPeer's wait for its after channel: a bound
-// on failure, not a delay. It then answers, and the test reports what did
-// not happen.
-const memPeerAfterWait = 5 * time.Second
 
 func (p *memPeer) Chunk(ctx context.Context, c manifest.Chunk, buf []byte) ([]byte, error) {
 	n := p.cur.Add(1)
@@ -42,13 +40,11 @@ func (p *memPeer) Chunk(ctx context.Context, c manifest.Chunk, buf []byte) ([]by
 			break
 		}
 	}
-	if p.after != nil && !p.gaveUp.Load() {
+	if p.after != nil {
 		select {
 		case <-p.after:
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(memPeerAfterWait):
-			p.gaveUp.Store(true)
 		}
 	}
 	switch {
@@ -65,13 +61,14 @@ func (p *memPeer) Chunk(ctx context.Context, c manifest.Chunk, buf []byte) ([]by
 	return p.Source.Chunk(ctx, c, buf)
 }
 
-// memFleet is a swarmView over in-memory peers.
+// memFleet is a View over in-memory peers.
 type memFleet struct {
-	mu      sync.Mutex
-	holders []Holder
-	bans    map[string]string
-	onBan   func(addr string) // if not nil, called at each ban
-	ch      chan struct{}
+	mu        sync.Mutex
+	holders   []Holder
+	bans      map[string]string
+	onBan     func(addr string) // if not nil, called at each ban
+	ch        chan struct{}
+	snapshots int // Snapshot calls
 }
 
 func newMemFleet() *memFleet { return &memFleet{bans: map[string]string{}, ch: make(chan struct{})} }
@@ -79,20 +76,54 @@ func newMemFleet() *memFleet { return &memFleet{bans: map[string]string{}, ch: m
 // add makes a peer that holds the chunks of m at the indexes in have (nil:
 // all), with progress at when.
 func (f *memFleet) add(addr string, m *manifest.Manifest, have func(i int) bool, src Source, when time.Time) {
-	bits := make([]bool, len(m.Chunks))
-	for i := range bits {
-		bits[i] = have == nil || have(i)
-	}
-	b, _ := peerproto.DecodeBitmap(peerproto.EncodeBitmap(bits), len(bits))
-	none, _ := peerproto.DecodeBitmap(peerproto.EncodeBitmap(make([]bool, len(bits))), len(bits))
+	b := bitmap(len(m.Chunks), func(i int) bool { return have == nil || have(i) })
+	none := bitmap(len(m.Chunks), func(int) bool { return false })
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.holders = append(f.holders, Holder{Addr: addr, ID: fmt.Sprintf("%016x", len(f.holders)+1), Bits: b, Fetching: none, Progress: when, Fetch: src})
 }
 
+// fetching makes peer addr fetch the chunks at the indexes in set from the
+// origin; it does not report a change.
+func (f *memFleet) fetching(addr string, m *manifest.Manifest, set func(i int) bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range f.holders {
+		if f.holders[i].Addr == addr {
+			f.holders[i].Fetching = bitmap(len(m.Chunks), set)
+		}
+	}
+}
+
+// change closes the channel Wake returned, as the peer manager does when
+// a peer's state changes.
+func (f *memFleet) change() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	close(f.ch)
+	f.ch = make(chan struct{})
+}
+
+func bitmap(n int, set func(i int) bool) []byte {
+	bits := make([]bool, n)
+	for i := range bits {
+		bits[i] = set(i)
+	}
+	b, err := peerproto.DecodeBitmap(peerproto.EncodeBitmap(bits), n)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
 func (f *memFleet) Snapshot(manifest.ReleaseID) []Holder {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.snapshots++
+	return f.unbannedLocked()
+}
+
+func (f *memFleet) unbannedLocked() []Holder {
 	var out []Holder
 	for _, h := range f.holders {
 		if _, banned := f.bans[h.Addr]; !banned {
@@ -102,9 +133,17 @@ func (f *memFleet) Snapshot(manifest.ReleaseID) []Holder {
 	return out
 }
 
-func (f *memFleet) Usable() int { return len(f.Snapshot(manifest.ReleaseID{})) }
+func (f *memFleet) Usable() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.unbannedLocked())
+}
 
-func (f *memFleet) Wake() <-chan struct{} { return f.ch }
+func (f *memFleet) Wake() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ch
+}
 
 func (f *memFleet) Ban(addr, reason string) {
 	f.mu.Lock()
@@ -115,7 +154,20 @@ func (f *memFleet) Ban(addr, reason string) {
 	}
 }
 
-func swarmAssemble(t *testing.T, m *manifest.Manifest, origin Source, sw *Config) peerproto.Transfer {
+// testOriginConns is the origin workers of the tests' assemblies; they
+// have sw.Conns peer workers besides.
+const testOriginConns = 2
+
+// assembling is an assembly running in the background.
+type assembling struct {
+	over context.Context // done once Assemble has returned
+	tr   peerproto.Transfer
+	err  error
+}
+
+// startAssemble assembles m in a new store in the background, with
+// testOriginConns origin workers.
+func startAssemble(ctx context.Context, t *testing.T, m *manifest.Manifest, origin Source, sw *Config) *assembling {
 	t.Helper()
 	s := newTestStore(t)
 	dir := s.ReleaseDir(m.ID())
@@ -123,17 +175,46 @@ func swarmAssemble(t *testing.T, m *manifest.Manifest, origin Source, sw *Config
 		t.Fatal(err)
 	}
 	releasetest.WriteManifest(t, dir, m)
+	over, end := context.WithCancel(context.Background())
+	a := &assembling{over: over}
+	go func() {
+		defer end()
+		a.tr, a.err = Assemble(ctx, s, m, dir, origin, testOriginConns, sw, nil, slog.New(slog.DiscardHandler))
+	}()
+	return a
+}
+
+// wait waits for Assemble to return, and returns what it returned.
+func (a *assembling) wait() (peerproto.Transfer, error) {
+	<-a.over.Done()
+	return a.tr, a.err
+}
+
+// swarmAssemble assembles m while it moves clk on by sw.Pause each time
+// every worker of the assembly waits on it: time passes only while nothing
+// else can happen, as in a simulation, so the pauses and origin_grace are
+// exact and no test waits for them. The 30 s context is a bound on
+// failure.
+func swarmAssemble(t *testing.T, m *manifest.Manifest, origin Source, sw *Config, clk *clocktest.Clock) peerproto.Transfer {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tr, err := Assemble(ctx, s, m, dir, origin, 2, sw, nil, slog.New(slog.DiscardHandler))
+	a := startAssemble(ctx, t, m, origin, sw)
+	for clk.BlockUntil(a.over, testOriginConns+sw.Conns) == nil {
+		clk.Advance(sw.Pause)
+	}
+	tr, err := a.wait()
 	if err != nil {
 		t.Fatalf("assemble: %v", err)
 	}
 	return tr
 }
 
-func swarmConf(f *memFleet, grace time.Duration) *Config {
-	return &Config{View: f, Self: "00000000000000ff", Grace: grace, PerPeer: 2, Conns: 4, Pause: 10 * time.Millisecond}
+// swarmConf is the tests' Config: this agent's ID is 00000000000000ff
+// (memFleet.add numbers its peers' from 1), and it pauses a peer 10 ms
+// after a failure.
+func swarmConf(f View, grace time.Duration, clk Clock) *Config {
+	return &Config{View: f, Self: "00000000000000ff", Grace: grace, PerPeer: 2, Conns: 4, Pause: 10 * time.Millisecond, Clock: clk}
 }
 
 func TestSwarm(t *testing.T) {
@@ -145,12 +226,11 @@ func TestSwarm(t *testing.T) {
 	}
 	tests := []struct {
 		name  string
-		setup func(m *manifest.Manifest, data *releasetest.Source, f *memFleet) []*memPeer
-		grace time.Duration
+		setup func(m *manifest.Manifest, data *releasetest.Source, f *memFleet, now time.Time) []*memPeer
 		check func(t *testing.T, r result)
 	}{{
 		name:  "no peers: everything from the origin",
-		setup: func(*manifest.Manifest, *releasetest.Source, *memFleet) []*memPeer { return nil },
+		setup: func(*manifest.Manifest, *releasetest.Source, *memFleet, time.Time) []*memPeer { return nil },
 		check: func(t *testing.T, r result) {
 			if r.tr.PeerChunks != 0 || r.tr.OriginReasons[ReasonNoPeers] != int64(len(r.m.Chunks)) {
 				t.Errorf("transfer %+v: want every chunk from the origin, reason %s", r.tr, ReasonNoPeers)
@@ -158,10 +238,10 @@ func TestSwarm(t *testing.T) {
 		},
 	}, {
 		name: "two full peers: nothing from the origin, at most per_peer requests each",
-		setup: func(m *manifest.Manifest, data *releasetest.Source, f *memFleet) []*memPeer {
+		setup: func(m *manifest.Manifest, data *releasetest.Source, f *memFleet, now time.Time) []*memPeer {
 			p1, p2 := &memPeer{Source: data}, &memPeer{Source: data}
-			f.add("p1", m, nil, p1, time.Now())
-			f.add("p2", m, nil, p2, time.Now())
+			f.add("p1", m, nil, p1, now)
+			f.add("p2", m, nil, p2, now)
 			return []*memPeer{p1, p2}
 		},
 		check: func(t *testing.T, r result) {
@@ -179,7 +259,7 @@ func TestSwarm(t *testing.T) {
 		},
 	}, {
 		name: "a peer that sends bad chunks is banned, the chunks come from another",
-		setup: func(m *manifest.Manifest, data *releasetest.Source, f *memFleet) []*memPeer {
+		setup: func(m *manifest.Manifest, data *releasetest.Source, f *memFleet, now time.Time) []*memPeer {
 			// The good peer answers once the bad one is banned. Else, on a
 			// loaded machine, the bad peer's first request could still be
 			// under way when the good one had served every other chunk:
@@ -193,8 +273,8 @@ func TestSwarm(t *testing.T) {
 					once.Do(func() { close(banned) })
 				}
 			}
-			f.add("bad", m, nil, &memPeer{Source: data, corrupt: true}, time.Now())
-			f.add("good", m, nil, &memPeer{Source: data, after: banned}, time.Now())
+			f.add("bad", m, nil, &memPeer{Source: data, corrupt: true}, now)
+			f.add("good", m, nil, &memPeer{Source: data, after: banned}, now)
 			return nil
 		},
 		check: func(t *testing.T, r result) {
@@ -207,10 +287,10 @@ func TestSwarm(t *testing.T) {
 		},
 	}, {
 		name: "a peer whose bitmaps do not fit the manifest is banned",
-		setup: func(m *manifest.Manifest, data *releasetest.Source, f *memFleet) []*memPeer {
-			f.add("liar", m, nil, &memPeer{Source: data}, time.Now())
+		setup: func(m *manifest.Manifest, data *releasetest.Source, f *memFleet, now time.Time) []*memPeer {
+			f.add("liar", m, nil, &memPeer{Source: data}, now)
 			f.holders[0].Bits = append(f.holders[0].Bits, 0xff) // claims 8 more chunks
-			f.add("good", m, nil, &memPeer{Source: data}, time.Now())
+			f.add("good", m, nil, &memPeer{Source: data}, now)
 			return nil
 		},
 		check: func(t *testing.T, r result) {
@@ -220,8 +300,8 @@ func TestSwarm(t *testing.T) {
 		},
 	}, {
 		name: "a peer that fails: its chunks come from the origin",
-		setup: func(m *manifest.Manifest, data *releasetest.Source, f *memFleet) []*memPeer {
-			f.add("busy", m, nil, &memPeer{Source: data, fail: true}, time.Now())
+		setup: func(m *manifest.Manifest, data *releasetest.Source, f *memFleet, now time.Time) []*memPeer {
+			f.add("busy", m, nil, &memPeer{Source: data, fail: true}, now)
 			return nil
 		},
 		check: func(t *testing.T, r result) {
@@ -231,9 +311,9 @@ func TestSwarm(t *testing.T) {
 		},
 	}, {
 		name: "a peer that stays busy: asked three times a chunk, then the origin",
-		setup: func(m *manifest.Manifest, data *releasetest.Source, f *memFleet) []*memPeer {
+		setup: func(m *manifest.Manifest, data *releasetest.Source, f *memFleet, now time.Time) []*memPeer {
 			p := &memPeer{Source: data, busy: true}
-			f.add("busy", m, nil, p, time.Now())
+			f.add("busy", m, nil, p, now)
 			return []*memPeer{p}
 		},
 		check: func(t *testing.T, r result) {
@@ -243,9 +323,9 @@ func TestSwarm(t *testing.T) {
 		},
 	}, {
 		name: "end game: a chunk stuck at a hanging peer is asked of another",
-		setup: func(m *manifest.Manifest, data *releasetest.Source, f *memFleet) []*memPeer {
-			f.add("hang", m, func(i int) bool { return i == 0 }, &memPeer{Source: data, hang: true}, time.Now())
-			f.add("good", m, func(i int) bool { return true }, &memPeer{Source: data}, time.Now())
+		setup: func(m *manifest.Manifest, data *releasetest.Source, f *memFleet, now time.Time) []*memPeer {
+			f.add("hang", m, func(i int) bool { return i == 0 }, &memPeer{Source: data, hang: true}, now)
+			f.add("good", m, func(i int) bool { return true }, &memPeer{Source: data}, now)
 			return nil
 		},
 		check: func(t *testing.T, r result) {
@@ -253,41 +333,27 @@ func TestSwarm(t *testing.T) {
 				t.Errorf("transfer %+v: want every chunk from peers", r.tr)
 			}
 		},
-	}, {
-		name:  "rendezvous: this agent fetches its own share at once, the rest after the other stalls",
-		grace: 300 * time.Millisecond,
-		setup: func(m *manifest.Manifest, data *releasetest.Source, f *memFleet) []*memPeer {
-			// A participant that holds nothing and makes no progress.
-			f.add("idle", m, func(int) bool { return false }, &memPeer{Source: data}, time.Now())
-			return nil
-		},
-		check: func(t *testing.T, r result) {
-			mine := int64(0)
-			other := fmt.Sprintf("%016x", 1)
-			for _, c := range distinctChunks(r.m) {
-				if rendezvous("00000000000000ff", c.SHA256) > rendezvous(other, c.SHA256) {
-					mine++
-				}
-			}
-			if r.tr.OriginReasons[ReasonAssigned] != mine || r.tr.OriginReasons[ReasonPeerStalled] != int64(len(distinctChunks(r.m)))-mine {
-				t.Errorf("origin reasons %v: want %d assigned, the rest after the peer stalled", r.tr.OriginReasons, mine)
-			}
-		},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			data := releasetest.NewSource()
 			m := releasetest.Release(t, 1, releasetest.Data(7, 600<<10), data)
+			clk := clocktest.New(t0)
 			f := newMemFleet()
-			peers := tt.setup(m, data, f)
-			origin := releasetest.NewSource()
-			for _, c := range m.Chunks {
-				origin.Add(c.SHA256, data.Get(c.SHA256))
-			}
-			tr := swarmAssemble(t, m, origin, swarmConf(f, tt.grace))
+			peers := tt.setup(m, data, f, clk.Now())
+			tr := swarmAssemble(t, m, originOf(m, data), swarmConf(f, 0, clk), clk)
 			tt.check(t, result{tr: tr, fleet: f, peers: peers, m: m})
 		})
 	}
+}
+
+// originOf is an origin that serves m's chunks from data.
+func originOf(m *manifest.Manifest, data *releasetest.Source) *releasetest.Source {
+	origin := releasetest.NewSource()
+	for _, c := range m.Chunks {
+		origin.Add(c.SHA256, data.Get(c.SHA256))
+	}
+	return origin
 }
 
 func distinctChunks(m *manifest.Manifest) []manifest.Chunk {
@@ -302,6 +368,15 @@ func distinctChunks(m *manifest.Manifest) []manifest.Chunk {
 	return out
 }
 
+// jobsOf makes a job of each chunk of m, as plan does for an empty store.
+func jobsOf(m *manifest.Manifest) []*job {
+	var jobs []*job
+	for i, c := range m.Chunks {
+		jobs = append(jobs, &job{chunk: c, indexes: []int{i}})
+	}
+	return jobs
+}
+
 // TestSwarmRarestFirst: of two pending chunks, the one fewer peers hold is
 // asked for first.
 func TestSwarmRarestFirst(t *testing.T) {
@@ -310,17 +385,13 @@ func TestSwarmRarestFirst(t *testing.T) {
 	if len(m.Chunks) < 3 {
 		t.Fatalf("%d chunks; want at least 3", len(m.Chunks))
 	}
+	clk := clocktest.New(t0)
 	f := newMemFleet()
 	rare := len(m.Chunks) - 1
-	f.add("p1", m, nil, data, time.Now())
-	f.add("p2", m, func(i int) bool { return i != rare }, data, time.Now())
-	f.add("p3", m, func(i int) bool { return i != rare }, data, time.Now())
-	a := &assembly{m: m}
-	var jobs []*job
-	for i, c := range m.Chunks {
-		jobs = append(jobs, &job{chunk: c, indexes: []int{i}})
-	}
-	s := newSched(a, jobs, swarmConf(f, time.Second), manifest.ReleaseID{})
+	f.add("p1", m, nil, data, clk.Now())
+	f.add("p2", m, func(i int) bool { return i != rare }, data, clk.Now())
+	f.add("p3", m, func(i int) bool { return i != rare }, data, clk.Now())
+	s := newSched(&assembly{m: m}, jobsOf(m), swarmConf(f, time.Second, clk), manifest.ReleaseID{})
 	s.refreshLocked()
 	for range 20 {
 		if tk := s.pickPeerLocked(); tk == nil || tk.j.indexes[0] != rare || tk.peer.Addr != "p1" {
@@ -329,23 +400,44 @@ func TestSwarmRarestFirst(t *testing.T) {
 	}
 }
 
+// pick takes a task for an origin worker (peer false) or a peer worker and
+// starts it, as next does, or returns nil; it does not refresh the peers.
+func pick(t *testing.T, s *sched, peer bool) *task {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var tk *task
+	if peer {
+		tk = s.pickPeerLocked()
+	} else {
+		tk = s.pickOriginLocked()
+	}
+	if tk != nil {
+		s.startLocked(t.Context(), tk)
+	}
+	return tk
+}
+
 // TestSwarmWaitsForParticipants: with peers up but none on this release
-// yet, the origin is not asked before origin_grace.
+// yet, the origin is not asked before origin_grace has passed.
 func TestSwarmWaitsForParticipants(t *testing.T) {
+	const grace = time.Hour
 	data := releasetest.NewSource()
 	m := releasetest.Release(t, 1, releasetest.Data(9, 100<<10), data)
-	f := newMemFleet()
-	other := &relKeyFleet{memFleet: f, n: 1}
-	a := &assembly{m: m}
-	jobs := []*job{{chunk: m.Chunks[0], indexes: []int{0}}}
-	s := newSched(a, jobs, &Config{View: other, Self: "00000000000000ff", Grace: time.Hour, PerPeer: 2}, manifest.ReleaseID{})
+	clk := clocktest.New(t0)
+	other := &relKeyFleet{memFleet: newMemFleet(), n: 1}
+	s := newSched(&assembly{m: m}, jobsOf(m)[:1], swarmConf(other, grace, clk), manifest.ReleaseID{})
 	s.refreshLocked()
-	if tk := s.pickOriginLocked(); tk != nil {
+	if tk := pick(t, s, false); tk != nil {
 		t.Fatalf("picked %+v at once; want to wait for peers to take part", tk)
 	}
-	s.started = time.Now().Add(-2 * time.Hour)
-	s.lastPass = time.Time{} // as if originPass had passed
-	if tk := s.pickOriginLocked(); tk == nil || tk.reason != ReasonNoPeers {
+	// A job left to others is looked at again every originPass: the last
+	// look before origin_grace is one originPass before it.
+	clk.Advance(grace - originPass)
+	if tk := pick(t, s, false); tk != nil {
+		t.Fatalf("picked %+v before origin_grace; want to wait for peers to take part", tk)
+	}
+	clk.Advance(originPass)
+	if tk := pick(t, s, false); tk == nil || tk.reason != ReasonNoPeers {
 		t.Fatalf("picked %+v after origin_grace; want the origin, reason %s", tk, ReasonNoPeers)
 	}
 }
@@ -387,7 +479,8 @@ func BenchmarkSchedPicks(b *testing.B) {
 
 // BenchmarkSchedPicksSwarm: with three other agents taking part, this one
 // picks its own share of a release for the origin; the others' chunks are
-// looked at again at most every originPass, not at every pick.
+// looked at again at most every originPass, not at every pick. It runs on
+// the system clock, as the agent does.
 func BenchmarkSchedPicksSwarm(b *testing.B) {
 	for _, n := range []int{1024, manifest.MaxChunks} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
@@ -403,7 +496,7 @@ func BenchmarkSchedPicksSwarm(b *testing.B) {
 					m.Chunks[i].SHA256[0], m.Chunks[i].SHA256[1], m.Chunks[i].SHA256[2] = byte(i), byte(i>>8), byte(i>>16)
 					jobs[i] = &job{chunk: m.Chunks[i], indexes: []int{i}}
 				}
-				s := newSched(&assembly{m: m}, jobs, swarmConf(f, time.Hour), manifest.ReleaseID{})
+				s := newSched(&assembly{m: m}, jobs, swarmConf(f, time.Hour, nil), manifest.ReleaseID{})
 				s.refreshLocked()
 				for {
 					s.mu.Lock()
