@@ -37,7 +37,7 @@ type Agent struct {
 	log    *slog.Logger
 	origin *fetch.Client
 	store  *store.Store
-	now    func() time.Time
+	clock  swarm.Clock // the time for signatures, expiry and backoff, the peer manager and the scheduler
 	lock   *os.File
 
 	rootMu sync.Mutex
@@ -120,7 +120,7 @@ func open(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 	p := fetch.Policy{Timeout: cfg.RequestTimeout, MinRate: cfg.MinThroughput, Window: cfg.ThroughputWindow,
 		Retries: cfg.Retries, Backoff: cfg.RetryBackoff, BackoffMax: cfg.RetryBackoffMax}
 	a := &Agent{
-		cfg: cfg, log: log, now: time.Now, lock: lock, root: root, id: id, fleet: fleet,
+		cfg: cfg, log: log, clock: swarm.SystemClock{}, lock: lock, root: root, id: id, fleet: fleet,
 		store:       &store.Store{Dir: filepath.Join(cfg.DataDir, store.ReleasesDir), Held: store.NewHoldings()},
 		offersTried: make(map[offerKey]time.Time),
 	}
@@ -201,15 +201,18 @@ func (a *Agent) Run(ctx context.Context) error {
 		wait := a.nextPoll(failures)
 		a.log.Debug("next poll", slog.Duration("in", wait))
 		news, stopNews := context.WithCancel(ctx)
+		poll, stopPoll := a.clock.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			stopNews()
+			stopPoll()
 			a.log.Info("agent stopping")
 			return nil
-		case <-time.After(wait):
+		case <-poll:
 		case <-a.peerNews(news):
 		}
 		stopNews()
+		stopPoll()
 	}
 }
 
@@ -227,3 +230,13 @@ func (a *Agent) nextPoll(failures int) time.Duration {
 // pm is the peer manager, or nil when the agent fetches from the origin
 // only (no listen address, or Run has not started it yet).
 func (a *Agent) pm() *peerManager { return a.peerMgr.Load() }
+
+// now is the agent's clock's time.
+func (a *Agent) now() time.Time { return a.clock.Now() }
+
+// after returns a channel that receives once d has passed on the agent's
+// clock. Its timer is not stopped early: for short waits only.
+func (a *Agent) after(d time.Duration) <-chan time.Time {
+	c, _ := a.clock.NewTimer(d)
+	return c
+}

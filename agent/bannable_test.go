@@ -19,6 +19,8 @@ import (
 	"github.com/fleetcast/fleetcast/agent/fetch"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/agent/swarm"
+	"github.com/fleetcast/fleetcast/internal/clocktest"
 	"github.com/fleetcast/fleetcast/internal/origintest"
 	"github.com/fleetcast/fleetcast/internal/releasetest"
 	"github.com/fleetcast/fleetcast/manifest"
@@ -56,7 +58,7 @@ func TestBannable(t *testing.T) {
 	same := func(p []byte) []byte { return p }
 	altered := func(p []byte) []byte { return bytes.Replace(p, []byte(`"1.0"`), []byte(`"6.6"`), 1) }
 	check := func(root *signing.Root, at time.Time, env []byte) error {
-		a := &Agent{root: root, now: func() time.Time { return at }}
+		a := &Agent{root: root, clock: clocktest.New(at)}
 		return a.checkOffer(env, offered)
 	}
 	fetchErr := func(err error) error {
@@ -167,6 +169,7 @@ func TestPeerBannedForAlteredManifest(t *testing.T) {
 		c.Listen, c.PollInterval, c.BanDuration = net.JoinHostPort("127.0.0.1", liveFreePort(t)), time.Hour, time.Hour
 		c.Peers = []string{peerAddr}
 	})
+	a.clock = swarm.SystemClock{} // the peer manager and the scheduler wait for time to pass
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()

@@ -276,14 +276,14 @@ func (c *cycle) update(ctx context.Context, v *manifest.Verified, fresh *freshMa
 	dir := c.store.ReleaseDir(c.id.Release(v.Sequence))
 	prog := c.ch.startProgress(v.Manifest, c.now(), c.metrics)
 	if !c.store.Complete(c.id.Release(v.Sequence)) {
-		start := time.Now()
+		start := c.now()
 		c.log.Info("assembling release", slog.Int64("bytes", v.Artifact.Size), slog.Int("chunks", len(v.Chunks)))
 		var sw *swarm.Config
 		if c.pm() != nil {
 			sw = c.pm().swarm()
 		}
 		tr, err := swarm.Assemble(ctx, c.store, v.Manifest, dir, c.origin, c.cfg.OriginConnections, sw, prog, c.log)
-		tr.Seconds = time.Since(start).Seconds()
+		tr.Seconds = c.now().Sub(start).Seconds()
 		c.ch.transferred(v.Sequence, tr)
 		if err != nil {
 			c.log.Error("assembly failed", slog.String("reason", err.Error()))
@@ -296,9 +296,9 @@ func (c *cycle) update(ctx context.Context, v *manifest.Verified, fresh *freshMa
 			slog.Int64("duplicate_bytes", tr.Duplicate), slog.Float64("seconds", tr.Seconds))
 	}
 	prog.StartInstall()
-	installStart := time.Now()
+	installStart := c.now()
 	res := c.install(ctx, v)
-	c.metrics.installTime(c.id, time.Since(installStart).Seconds())
+	c.metrics.installTime(c.id, c.now().Sub(installStart).Seconds())
 	if res == nil {
 		c.st.Installed, c.st.InstalledVersion = v.Sequence, v.Version
 		c.st.ClearRetry()

@@ -505,9 +505,8 @@ func restartClockAgent(t *testing.T, a *clockAgent) *clockAgent {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	c := &clockAgent{Agent: n}
-	c.clock.Store(a.clock.Load())
-	n.now = func() time.Time { return time.Unix(0, c.clock.Load()) }
+	c := &clockAgent{Agent: n, frozen: a.frozen}
+	n.clock = c.frozen
 	return c
 }
 

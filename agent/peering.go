@@ -54,7 +54,8 @@ func (a *Agent) settle(ctx context.Context) {
 	if a.pm() == nil || (!a.cfg.MDNS && len(a.cfg.Peers) == 0) {
 		return
 	}
-	deadline := time.After(4 * time.Second)
+	deadline, stopDeadline := a.clock.NewTimer(4 * time.Second)
+	defer stopDeadline()
 	select {
 	case <-ctx.Done():
 		return
@@ -62,21 +63,26 @@ func (a *Agent) settle(ctx context.Context) {
 		return
 	case <-a.pm().src.Browsed():
 	}
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
 	for {
 		// Alone after the first browse: the others may have started with
 		// this one, and answer the next browses (or the deadline passes).
 		if done, n := a.pm().settled(); done && n > 0 {
 			return
 		}
+		tick, stop := a.clock.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-deadline:
+		case <-tick:
+		case <-a.pm().Wake():
+		}
+		stop()
 		select {
 		case <-ctx.Done():
 			return
 		case <-deadline:
 			return
-		case <-tick.C:
-		case <-a.pm().Wake():
+		default:
 		}
 	}
 }
@@ -106,7 +112,7 @@ func (a *Agent) peerNews(ctx context.Context) <-chan struct{} {
 			select { // at most a few checks a second, however busy the peers
 			case <-ctx.Done():
 				return
-			case <-time.After(250 * time.Millisecond):
+			case <-a.after(250 * time.Millisecond):
 			}
 		}
 	}()
@@ -115,6 +121,6 @@ func (a *Agent) peerNews(ctx context.Context) <-chan struct{} {
 
 // peerOptions is what the agent gives its peer manager.
 func (a *Agent) peerOptions() peerOptions {
-	return peerOptions{cfg: a.cfg, self: a.id, fleet: a.fleet, log: a.log,
+	return peerOptions{cfg: a.cfg, self: a.id, fleet: a.fleet, log: a.log, clock: a.clock,
 		rejected: func() { a.metrics.ChunkRejected(swarm.SourcePeer) }}
 }

@@ -94,7 +94,8 @@ type peerOptions struct {
 	self     string          // this agent's id
 	fleet    *fleettls.Fleet // this agent's
 	log      *slog.Logger
-	rejected func() // a peer sent a chunk that failed its check; may be nil
+	rejected func()      // a peer sent a chunk that failed its check; may be nil
+	clock    swarm.Clock // nil: the system's
 }
 
 func newPeerManager(o peerOptions, src peerSource) *peerManager {
@@ -102,6 +103,9 @@ func newPeerManager(o peerOptions, src peerSource) *peerManager {
 	tr.MaxIdleConnsPerHost = o.cfg.PerPeer + 2
 	if o.rejected == nil {
 		o.rejected = func() {}
+	}
+	if o.clock == nil {
+		o.clock = swarm.SystemClock{}
 	}
 	pm := &peerManager{peerOptions: o, src: src,
 		client:     &http.Client{Transport: o.fleet.Transport(tr)},
@@ -121,18 +125,21 @@ func newPeerManager(o peerOptions, src peerSource) *peerManager {
 	return pm
 }
 
-// run follows the peers the source lists until ctx is done.
+// run follows the peers the source lists until ctx is done: at once when
+// the source's list changes, and every second (bans end).
 func (pm *peerManager) run(ctx context.Context) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
 	defer pm.follows.Wait() // each follow ends with ctx
 	for {
 		pm.sync(ctx)
+		tick, stop := pm.clock.NewTimer(time.Second)
 		select {
 		case <-ctx.Done():
-			return
 		case <-pm.src.Changed():
-		case <-tick.C:
+		case <-tick:
+		}
+		stop()
+		if ctx.Err() != nil {
+			return
 		}
 	}
 }
@@ -143,7 +150,7 @@ func (pm *peerManager) sync(ctx context.Context) {
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
 	seen := make(map[string]bool, len(listed))
-	now := time.Now()
+	now := pm.clock.Now()
 	for _, p := range listed {
 		seen[p.Addr] = true
 		if v := pm.peers[p.Addr]; v != nil {
@@ -191,7 +198,7 @@ func (pm *peerManager) follow(ctx context.Context, v *peerView) {
 	var after uint64
 	fails := 0
 	for ctx.Err() == nil {
-		asked := time.Now()
+		asked := pm.clock.Now()
 		st, maps, err := pm.fetchState(ctx, v.addr, after)
 		wait := time.Duration(0)
 		switch {
@@ -217,10 +224,10 @@ func (pm *peerManager) follow(ctx context.Context, v *peerView) {
 			fails = 0
 			pm.src.Seen(v.addr, st.AgentID, st.FleetID)
 			switch {
-			case after > 0 && st.Version <= after && time.Since(asked) < (peerproto.LongPoll-1)*time.Second:
+			case after > 0 && st.Version <= after && pm.clock.Now().Sub(asked) < (peerproto.LongPoll-1)*time.Second:
 				wait = time.Second // answered at once with nothing new: not a long-poll
-			case time.Since(asked) < minStateGap:
-				wait = minStateGap - time.Since(asked) // at most a few states a second, whatever it claims
+			case pm.clock.Now().Sub(asked) < minStateGap:
+				wait = minStateGap - pm.clock.Now().Sub(asked) // at most a few states a second, whatever it claims
 			}
 			if st.Version != after {
 				pm.update(v, st, maps)
@@ -228,10 +235,12 @@ func (pm *peerManager) follow(ctx context.Context, v *peerView) {
 			after = st.Version
 		}
 		if wait > 0 {
+			t, stop := pm.clock.NewTimer(wait)
 			select {
 			case <-ctx.Done():
-			case <-time.After(wait):
+			case <-t:
 			}
+			stop()
 		}
 	}
 }
@@ -278,7 +287,7 @@ func newBits(a, b []byte) bool {
 
 // update replaces a peer's view with a new state.
 func (pm *peerManager) update(v *peerView, st *peerproto.State, maps []peerproto.Bits) {
-	now := time.Now()
+	now := pm.clock.Now()
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
 	v.fails, v.lastErr = 0, ""
@@ -320,7 +329,7 @@ func (pm *peerManager) logStateError(addr string, fails int, err error) {
 		}
 		return
 	}
-	if ok, held := pm.refused.allow(addr, time.Now()); ok {
+	if ok, held := pm.refused.allow(addr, pm.clock.Now()); ok {
 		pm.log.Warn("peer refused at the TLS handshake", slog.String("peer", addr), slog.String("reason", err.Error()),
 			slog.Int("refusals_not_logged", held))
 	}
@@ -353,7 +362,7 @@ func (pm *peerManager) Ban(addr, reason string) {
 	if v == nil {
 		return
 	}
-	v.bannedUntil, v.banReason = time.Now().Add(pm.cfg.BanDuration), reason
+	v.bannedUntil, v.banReason = pm.clock.Now().Add(pm.cfg.BanDuration), reason
 	if v.id != "" {
 		pm.bannedIDs[v.id] = v.bannedUntil
 	}
@@ -397,7 +406,7 @@ func (pm *peerManager) settled() (bool, int) {
 // of this fleet, not banned, including those not reached yet; and 1 if
 // there are none but some peer answered within peer_expiry (it may be back).
 func (pm *peerManager) Usable() int {
-	now := time.Now()
+	now := pm.clock.Now()
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
 	n := 0
@@ -415,14 +424,15 @@ func (pm *peerManager) Usable() int {
 // swarm is the scheduler's configuration for assemblies with these peers.
 func (pm *peerManager) swarm() *swarm.Config {
 	c := pm.cfg
-	return &swarm.Config{View: pm, Self: pm.self, Grace: c.OriginGrace, PerPeer: c.PerPeer, Conns: c.PeerConnections, MinRate: c.MinThroughput}
+	return &swarm.Config{View: pm, Self: pm.self, Grace: c.OriginGrace, PerPeer: c.PerPeer, Conns: c.PeerConnections,
+		MinRate: c.MinThroughput, Clock: pm.clock}
 }
 
 // Snapshot returns the usable peers that take part in a release: those
 // whose state lists it, whatever they hold of it, and those that follow its
 // channel and will start on it soon.
 func (pm *peerManager) Snapshot(key manifest.ReleaseID) []swarm.Holder {
-	now := time.Now()
+	now := pm.clock.Now()
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
 	var out []swarm.Holder
@@ -445,7 +455,7 @@ func (pm *peerManager) Snapshot(key manifest.ReleaseID) []swarm.Holder {
 // newest returns the peers that hold a release of the product channel newer
 // than seq, best first (highest sequence, then most chunks).
 func (pm *peerManager) newest(id manifest.ChannelID, seq uint64) []peerOffer {
-	now := time.Now()
+	now := pm.clock.Now()
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
 	var out []peerOffer
@@ -483,7 +493,7 @@ func fetchPeerManifest(ctx context.Context, o *fetch.Client, key manifest.Releas
 
 // status lists the peers followed, for the status API.
 func (pm *peerManager) status() []peerproto.PeerStatus {
-	now := time.Now()
+	now := pm.clock.Now()
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
 	out := []peerproto.PeerStatus{}

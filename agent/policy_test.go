@@ -20,6 +20,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/store"
+	"github.com/fleetcast/fleetcast/agent/swarm"
 	"github.com/fleetcast/fleetcast/internal/origintest"
 	"github.com/fleetcast/fleetcast/internal/releasetest"
 	"github.com/fleetcast/fleetcast/manifest"
@@ -41,10 +42,20 @@ func publishRelease(t *testing.T, dir string, key *signing.PrivateKey, root []by
 // clockAgent is an agent without peers whose clock the test sets.
 type clockAgent struct {
 	*Agent
-	clock atomic.Int64 // Unix nanoseconds
+	frozen *frozenClock
 }
 
-func (c *clockAgent) set(t time.Time) { c.clock.Store(t.UnixNano()) }
+func (c *clockAgent) set(t time.Time) { c.frozen.ns.Store(t.UnixNano()) }
+
+// frozenClock reads the time the test sets; its timers are the system's,
+// so that waits end as they would.
+type frozenClock struct{ ns atomic.Int64 }
+
+func (c *frozenClock) Now() time.Time { return time.Unix(0, c.ns.Load()) }
+
+func (c *frozenClock) NewTimer(d time.Duration) (<-chan time.Time, func() bool) {
+	return swarm.SystemClock{}.NewTimer(d)
+}
 
 // newClockAgent makes an agent subscribed to app/stable of the origin at
 // URL origin, pinned to root, allowed to install under dir, its clock at
@@ -70,9 +81,9 @@ func newClockAgent(t *testing.T, origin string, root []byte, dir string, now tim
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Close() })
-	c := &clockAgent{Agent: a}
+	c := &clockAgent{Agent: a, frozen: &frozenClock{}}
 	c.set(now)
-	a.now = func() time.Time { return time.Unix(0, c.clock.Load()) }
+	a.clock = c.frozen
 	return c
 }
 
@@ -273,6 +284,7 @@ func TestUndeliverableOffersThrottled(t *testing.T) {
 		c.Listen, c.PollInterval = net.JoinHostPort("127.0.0.1", liveFreePort(t)), time.Hour
 		c.Peers = []string{strings.TrimPrefix(peer.URL, "http://")}
 	})
+	a.clock = swarm.SystemClock{} // the peer manager and the scheduler wait for time to pass
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
