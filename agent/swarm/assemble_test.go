@@ -15,11 +15,14 @@ import (
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
-func newTestStore(t *testing.T) *store.Store {
-	return &store.Store{Dir: filepath.Join(t.TempDir(), store.ReleasesDir)}
+// newTestStore is an empty store with holdings, as the agent opens one.
+func newTestStore(t testing.TB) *store.Store {
+	s := &store.Store{Dir: filepath.Join(t.TempDir(), store.ReleasesDir), Held: store.NewHoldings()}
+	s.Held.Scan(s.Dir)
+	return s
 }
 
-func assembleRelease(t *testing.T, s *store.Store, m *manifest.Manifest, src Source) (peerproto.Transfer, error) {
+func assembleRelease(t testing.TB, s *store.Store, m *manifest.Manifest, src Source) (peerproto.Transfer, error) {
 	t.Helper()
 	dir := s.ReleaseDir(m.ID())
 	if err := os.MkdirAll(dir, 0o755); err != nil {
