@@ -119,10 +119,7 @@ func (f *peerFixture) get(t *testing.T, c *http.Client, path string) (*http.Resp
 
 // chunkOf returns chunk i of a release's data.
 func chunkOf(m *manifest.Manifest, data []byte, i int) []byte {
-	var off int64
-	for _, c := range m.Chunks[:i] {
-		off += c.Size
-	}
+	off := m.Offsets()[i]
 	return data[off : off+m.Chunks[i].Size]
 }
 

@@ -88,12 +88,9 @@ func (h *Holdings) Add(key manifest.ReleaseID, dir string, m *manifest.Manifest,
 	if old := h.rels[key]; old != nil {
 		h.dropLocked(old)
 	}
-	r := &heldRelease{key: key, dir: dir, m: m, offsets: make([]int64, len(m.Chunks)),
+	r := &heldRelease{key: key, dir: dir, m: m, offsets: m.Offsets(),
 		have: make([]bool, len(m.Chunks)), fetching: make([]bool, len(m.Chunks)), complete: complete}
-	var off int64
 	for i, c := range m.Chunks {
-		r.offsets[i] = off
-		off += c.Size
 		if complete || (i < len(have) && have[i]) {
 			r.have[i] = true
 			r.count++
@@ -281,15 +278,14 @@ func VerifyJournaled(path string, m *manifest.Manifest, have []bool) []bool {
 	}
 	defer f.Close()
 	var buf []byte
-	var off int64
+	offs := m.Offsets()
 	for i, c := range m.Chunks {
 		if have[i] {
 			buf = slices.Grow(buf[:0], int(c.Size))[:c.Size]
-			if _, err := f.ReadAt(buf, off); err != nil || manifest.Sum(buf) != c.SHA256 {
+			if _, err := f.ReadAt(buf, offs[i]); err != nil || manifest.Sum(buf) != c.SHA256 {
 				have[i] = false
 			}
 		}
-		off += c.Size
 	}
 	return have
 }

@@ -122,12 +122,11 @@ func (s *Store) Index(exclude string) map[manifest.Digest]Location {
 				continue
 			}
 		}
-		var off int64
+		offs := m.Offsets()
 		for i, c := range m.Chunks {
 			if have == nil || have[i] {
-				idx[c.SHA256] = Location{Path: path, Offset: off, Size: c.Size}
+				idx[c.SHA256] = Location{Path: path, Offset: offs[i], Size: c.Size}
 			}
-			off += c.Size
 		}
 	}
 	return idx

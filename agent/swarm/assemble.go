@@ -116,12 +116,7 @@ func openAssembly(s *store.Store, m *manifest.Manifest, dir string, src Source, 
 	a := &assembly{m: m, key: m.ID(), dir: dir, src: src,
 		conns: max(conns, 1), held: s.Held, log: log, reasons: make(map[string]int64)}
 	a.cond = sync.NewCond(&a.mu)
-	a.offsets = make([]int64, len(m.Chunks))
-	var off int64
-	for i, c := range m.Chunks {
-		a.offsets[i] = off
-		off += c.Size
-	}
+	a.offsets = m.Offsets()
 	path := filepath.Join(dir, store.PartFile)
 	fi, statErr := os.Stat(path)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
