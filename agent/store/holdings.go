@@ -29,9 +29,10 @@ type heldRelease struct {
 }
 
 // holdings is the live, in-memory view of the chunk store that the peer API
-// serves from: every release held and its present chunks, an index by
-// digest, and a version that grows with every change so that peers can wait
-// for news (docs/SPEC.md §8, "state"). It is safe for concurrent use.
+// serves from and assemblies find local copies in: every release held and
+// its present chunks, an index by digest, and a version that grows with
+// every change so that peers can wait for news (docs/SPEC.md §8, "state").
+// It is safe for concurrent use.
 type Holdings struct {
 	mu       sync.Mutex
 	rels     map[manifest.ReleaseID]*heldRelease

@@ -48,7 +48,7 @@ type assembly struct {
 	src     Source
 	conns   int
 	swarm   *Config         // nil: no peers
-	held    *store.Holdings // nil: not served to peers
+	held    *store.Holdings // the store's index: copies to reuse, and where peers see this release
 	prog    *Progress       // nil: not reported
 	log     *slog.Logger
 
@@ -81,7 +81,7 @@ func Assemble(ctx context.Context, s *store.Store, m *manifest.Manifest, dir str
 		log.Info("resuming release from the store", slog.Int64("verified_bytes", tr.Resumed))
 	}
 	for round := 0; ; round++ {
-		err = a.fill(ctx, s.Index(dir))
+		err = a.fill(ctx)
 		if err == nil || !errors.Is(err, errWholeFile) || round > 0 {
 			break
 		}
@@ -106,9 +106,7 @@ func Assemble(ctx context.Context, s *store.Store, m *manifest.Manifest, dir str
 	if err := a.commit(); err != nil {
 		return tr, err
 	}
-	if a.held != nil {
-		a.held.Completed(a.key)
-	}
+	a.held.Completed(a.key)
 	return tr, nil
 }
 
@@ -140,9 +138,7 @@ func openAssembly(s *store.Store, m *manifest.Manifest, dir string, src Source, 
 		f.Close()
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	if a.held != nil {
-		a.held.Add(a.key, dir, m, a.have, false)
-	}
+	a.held.Add(a.key, dir, m, a.have, false)
 	return a, nil
 }
 
@@ -169,16 +165,15 @@ type job struct {
 	local   *store.Location // where the store already holds it, if anywhere
 }
 
-// plan lists the missing chunks in artifact order, one job per digest.
-func (a *assembly) plan(idx map[manifest.Digest]store.Location) []*job {
+// plan lists the missing chunks in artifact order, one job per digest,
+// each with where the store holds a copy, if it does: in another release,
+// complete or partial, or at another offset of this one (the holdings list
+// this release's chunks too).
+func (a *assembly) plan() []*job {
 	byDigest := make(map[manifest.Digest]*job)
 	var jobs []*job
 	for i, c := range a.m.Chunks {
 		if a.have[i] {
-			if _, ok := idx[c.SHA256]; !ok {
-				// Repeats of this chunk are copied from here.
-				idx[c.SHA256] = store.Location{Path: a.f.Name(), Offset: a.offsets[i], Size: c.Size}
-			}
 			continue
 		}
 		if j := byDigest[c.SHA256]; j != nil {
@@ -186,7 +181,7 @@ func (a *assembly) plan(idx map[manifest.Digest]store.Location) []*job {
 			continue
 		}
 		j := &job{chunk: c, indexes: []int{i}}
-		if loc, ok := idx[c.SHA256]; ok && loc.Size == c.Size {
+		if loc, ok := a.held.Lookup(c.SHA256); ok && loc.Size == c.Size {
 			j.local = &loc
 		}
 		byDigest[c.SHA256] = j
@@ -198,7 +193,7 @@ func (a *assembly) plan(idx map[manifest.Digest]store.Location) []*job {
 // fill fetches every missing chunk, from the store, peers and the origin as
 // the scheduler decides, while the prefix hasher runs, and returns the
 // first error or the whole-file verdict.
-func (a *assembly) fill(ctx context.Context, idx map[manifest.Digest]store.Location) error {
+func (a *assembly) fill(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	a.mu.Lock()
@@ -207,7 +202,7 @@ func (a *assembly) fill(ctx context.Context, idx map[manifest.Digest]store.Locat
 	hashed := make(chan error, 1)
 	go func() { hashed <- a.hashPrefix(ctx) }()
 
-	s := newSched(a, a.plan(idx), a.swarm, a.key)
+	s := newSched(a, a.plan(), a.swarm, a.key)
 	var wg sync.WaitGroup
 	worker := func(peer bool) {
 		defer wg.Done()
@@ -269,10 +264,8 @@ func (a *assembly) run(t *task, s *sched, buf []byte) error {
 	case t.peer != nil:
 		b, err = t.peer.Fetch.Chunk(t.ctx, j.chunk, buf)
 	default:
-		if a.held != nil {
-			a.held.Fetching(a.key, j.indexes[0], true)
-			defer a.held.Fetching(a.key, j.indexes[0], false)
-		}
+		a.held.Fetching(a.key, j.indexes[0], true)
+		defer a.held.Fetching(a.key, j.indexes[0], false)
 		b, err = a.src.Chunk(t.ctx, j.chunk, buf)
 	}
 	cancelled := t.ctx.Err() != nil
@@ -333,9 +326,7 @@ func (a *assembly) put(j *job, b []byte) error {
 	a.cond.Broadcast()
 	a.mu.Unlock()
 	a.prog.Placed(j.chunk.Size*int64(len(j.indexes)), len(j.indexes))
-	if a.held != nil {
-		a.held.Mark(a.key, j.indexes...)
-	}
+	a.held.Mark(a.key, j.indexes...)
 	return nil
 }
 
@@ -423,9 +414,7 @@ func (a *assembly) recheck() (int, error) {
 		b := buf[:c.Size]
 		if _, err := a.f.ReadAt(b, a.offsets[i]); err != nil || manifest.Sum(b) != c.SHA256 {
 			a.have[i] = false
-			if a.held != nil {
-				a.held.Unmark(a.key, i)
-			}
+			a.held.Unmark(a.key, i)
 			bad++
 			continue
 		}

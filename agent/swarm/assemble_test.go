@@ -15,11 +15,9 @@ import (
 	"github.com/fleetcast/fleetcast/manifest"
 )
 
-// newTestStore is an empty store with holdings, as the agent opens one.
+// newTestStore is an empty store, opened as the agent opens its own.
 func newTestStore(t testing.TB) *store.Store {
-	s := &store.Store{Dir: filepath.Join(t.TempDir(), store.ReleasesDir), Held: store.NewHoldings()}
-	s.Held.Scan(s.Dir)
-	return s
+	return store.Open(filepath.Join(t.TempDir(), store.ReleasesDir))
 }
 
 func assembleRelease(t testing.TB, s *store.Store, m *manifest.Manifest, src Source) (peerproto.Transfer, error) {
@@ -173,4 +171,87 @@ func TestAssembleEmptyArtifact(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkArtifact(t, s, m, nil)
+}
+
+// writePartial stores m in s as an interrupted assembly leaves it: every
+// byte of data in artifact.part, and the chunks at the indexes in have in
+// the journal.
+func writePartial(t *testing.T, s *store.Store, m *manifest.Manifest, data []byte, have []int) {
+	t.Helper()
+	dir := s.ReleaseDir(m.ID())
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	releasetest.WriteManifest(t, dir, m)
+	if err := os.WriteFile(filepath.Join(dir, store.PartFile), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j, err := store.OpenJournal(filepath.Join(dir, store.HaveFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if err := j.Add(have...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAssembleCopiesFromPartialRelease: a release is assembled from the
+// journaled chunks of another, partial one that the store's holdings found
+// when it was opened; chunks not journaled there come from the origin,
+// although their bytes are in its artifact.part.
+func TestAssembleCopiesFromPartialRelease(t *testing.T) {
+	dir, src := t.TempDir(), releasetest.NewSource()
+	data := releasetest.Data(13, 600<<10)
+	m1 := releasetest.Release(t, 1, data, src)
+	m1.Channel = "beta" // another channel's release, left half done
+	var even []int
+	for i := 0; i < len(m1.Chunks); i += 2 {
+		even = append(even, i)
+	}
+	writePartial(t, store.Open(filepath.Join(dir, store.ReleasesDir)), m1, data, even)
+
+	s := store.Open(filepath.Join(dir, store.ReleasesDir))
+	m2 := releasetest.Release(t, 2, data, src)
+	tr, err := assembleRelease(t, s, m2, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkArtifact(t, s, m2, data)
+	var reused int64
+	for _, i := range even {
+		reused += m1.Chunks[i].Size
+	}
+	if tr.ReusedLocal != reused || tr.Origin != int64(len(data))-reused || src.Total() != len(m1.Chunks)-len(even) {
+		t.Errorf("transfer %+v, %d origin fetches: want the %d journaled bytes copied, the other %d chunks from the origin",
+			tr, src.Total(), reused, len(m1.Chunks)-len(even))
+	}
+}
+
+// TestAssembleRechecksCopies: a copy in the store is hashed again before it
+// is used; one damaged since it was stored is fetched instead.
+func TestAssembleRechecksCopies(t *testing.T) {
+	s, src := newTestStore(t), releasetest.NewSource()
+	data := releasetest.Data(14, 300<<10)
+	m1 := releasetest.Release(t, 1, data, src)
+	if _, err := assembleRelease(t, s, m1, src); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(s.ArtifactPath(m1.ID()), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{^data[10]}, 10) // in chunk 0
+	f.Close()
+	m2 := releasetest.Release(t, 2, data, src)
+	m2.Channel = "beta"
+	fetched := src.Total()
+	tr, err := assembleRelease(t, s, m2, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkArtifact(t, s, m2, data)
+	if c := m2.Chunks[0]; tr.Origin != c.Size || tr.ReusedLocal != int64(len(data))-c.Size || src.Total() != fetched+1 {
+		t.Errorf("transfer %+v: want the damaged chunk 0 (%d bytes) from the origin, the rest copied", tr, c.Size)
+	}
 }
