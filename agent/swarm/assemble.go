@@ -52,6 +52,18 @@ type assembly struct {
 	prog    *Progress       // nil: not reported
 	log     *slog.Logger
 
+	// have is this assembly's record of its chunks in place. The journal
+	// (the durable record) and the holdings (the index that peers and other
+	// assemblies read) say the same; markPresent and markAbsent change all
+	// three together, and nothing else changes them once the assembly is
+	// open. have is kept, rather than asking the holdings, for the prefix
+	// hasher: it waits on cond for each chunk in artifact order, woken by
+	// this assembly's chunks and by its end (done) alone. The holdings have
+	// one change signal for every release and every fetching flag, behind
+	// the lock the peer server holds to encode its bitmaps, and a release
+	// there can be replaced (Add) or dropped (Store.Remove) while it is
+	// assembled: waiting there would wake the hasher for others' news at
+	// each chunk, and tie the assembly's end to an index it does not own.
 	mu   sync.Mutex
 	cond *sync.Cond
 	have []bool
@@ -308,26 +320,59 @@ func (a *assembly) count(t *task) {
 	a.dup.Add(j.chunk.Size * int64(len(j.indexes)-1))
 }
 
-// put writes a verified chunk at every offset it appears at, journals it,
-// and makes it visible to the hasher and to peers.
+// put writes a verified chunk at every offset it appears at and marks it
+// present.
 func (a *assembly) put(j *job, b []byte) error {
 	for _, i := range j.indexes {
 		if _, err := a.f.WriteAt(b, a.offsets[i]); err != nil {
 			return fmt.Errorf("store: write chunk %d: %w", i, err)
 		}
 	}
-	if err := a.j.Add(j.indexes...); err != nil {
+	if err := a.markPresent(j.indexes); err != nil {
+		return err
+	}
+	a.prog.Placed(j.chunk.Size*int64(len(j.indexes)), len(j.indexes))
+	return nil
+}
+
+// markPresent records chunks whose verified bytes are written: in the
+// journal first, so that after a crash every entry names written bytes,
+// then in have, for the hasher, and in the holdings, for peers and other
+// assemblies. It is the one place a chunk becomes present.
+func (a *assembly) markPresent(idx []int) error {
+	if err := a.j.Add(idx...); err != nil {
 		return fmt.Errorf("store: journal: %w", err)
 	}
 	a.mu.Lock()
-	for _, i := range j.indexes {
+	for _, i := range idx {
 		a.have[i] = true
 	}
 	a.cond.Broadcast()
 	a.mu.Unlock()
-	a.prog.Placed(j.chunk.Size*int64(len(j.indexes)), len(j.indexes))
-	a.held.Mark(a.key, j.indexes...)
+	a.held.Mark(a.key, idx...)
 	return nil
+}
+
+// markAbsent is markPresent's reverse, for chunks that failed a re-check:
+// the holdings and have forget them, and the journal is written again with
+// the chunks still present.
+func (a *assembly) markAbsent(idx []int) error {
+	a.held.Unmark(a.key, idx...)
+	a.mu.Lock()
+	for _, i := range idx {
+		a.have[i] = false
+	}
+	var present []int
+	for i, h := range a.have {
+		if h {
+			present = append(present, i)
+		}
+	}
+	a.mu.Unlock()
+	if err := a.j.Reset(); err != nil {
+		return err
+	}
+	return a.j.Add(present...)
 }
 
 // readLocal reads a chunk from where the store holds it and returns it only
@@ -404,31 +449,23 @@ func (a *assembly) hashPrefix(ctx context.Context) error {
 	return nil
 }
 
-// recheck verifies every present chunk again, forgets the bad ones and
-// rewrites the journal; it returns how many were bad.
+// recheck verifies every chunk again (the whole-file check runs only once
+// every chunk is present) and marks the bad ones absent; it returns how
+// many were bad.
 func (a *assembly) recheck() (int, error) {
 	buf := make([]byte, a.maxChunk())
-	bad := 0
-	var good []int
+	var bad []int
 	for i, c := range a.m.Chunks {
 		b := buf[:c.Size]
 		if _, err := a.f.ReadAt(b, a.offsets[i]); err != nil || manifest.Sum(b) != c.SHA256 {
-			a.have[i] = false
-			a.held.Unmark(a.key, i)
-			bad++
-			continue
+			bad = append(bad, i)
 		}
-		a.have[i] = true
-		good = append(good, i)
 	}
-	if bad == 0 {
+	if len(bad) == 0 {
 		return 0, fmt.Errorf("artifact %s: %w: every chunk matches but the whole file does not: the manifest is inconsistent; not installed",
 			a.m.Artifact.Name, manifest.ErrMismatch)
 	}
-	if err := a.j.Reset(); err != nil {
-		return bad, err
-	}
-	return bad, a.j.Add(good...)
+	return len(bad), a.markAbsent(bad)
 }
 
 // commit makes the checked artifact durable and final: fsync, rename to
