@@ -4,8 +4,9 @@
 // peer, sends a chunk to the origin about once per fleet (rendezvous
 // ranks), and ends with a second request for a stuck chunk (docs/SPEC.md
 // §8). The agent gives it a View of the peers (its peer manager, or an
-// in-memory fleet in tests) and a Counter for its metrics; Progress is what
-// the status API shows of an assembly under way.
+// in-memory fleet in tests) and a Counter for its metrics. Progress is an
+// assembly's one tally: what the status API shows while it runs, the
+// Transfer it returns, and what it passes on to the Counter.
 package swarm
 
 import (
@@ -16,7 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
+	"time"
 
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/store"
@@ -49,7 +50,7 @@ type assembly struct {
 	conns   int
 	swarm   *Config         // nil: no peers
 	held    *store.Holdings // the store's index: copies to reuse, and where peers see this release
-	prog    *Progress       // nil: not reported
+	prog    *Progress       // the tally: status, Transfer and metrics
 	log     *slog.Logger
 
 	// have is this assembly's record of its chunks in place. The journal
@@ -68,29 +69,26 @@ type assembly struct {
 	cond *sync.Cond
 	have []bool
 	done bool // no more chunks will arrive (finished or failed)
-
-	origin, originChunks, reused, dup atomic.Int64
-	peer, peerChunks, peerFailures    atomic.Int64
-	reasonMu                          sync.Mutex
-	reasons                           map[string]int64
 }
 
 // assemble makes releases/.../<seq>/artifact for m, which must already be
-// verified, and returns what it transferred, reporting each chunk to p as
-// it arrives. sw may be nil (no peers), p nil (not reported).
+// verified, and returns what it transferred, as tallied in p as each chunk
+// arrived. sw may be nil (no peers), p nil (a Progress of its own, not
+// reported); p must be new, for this assembly alone.
 func Assemble(ctx context.Context, s *store.Store, m *manifest.Manifest, dir string, src Source, conns int, sw *Config, p *Progress, log *slog.Logger) (peerproto.Transfer, error) {
-	tr := peerproto.Transfer{ArtifactBytes: m.Artifact.Size}
+	if p == nil {
+		p = NewProgress(m, time.Now(), nil)
+	}
 	a, err := openAssembly(s, m, dir, src, conns, log)
 	if err != nil {
-		return tr, err
+		return p.transfer(), err
 	}
 	defer a.close()
 	a.swarm, a.prog = sw, p
-	var chunks int
-	tr.Resumed, chunks = a.present()
-	p.Resumed(tr.Resumed, chunks)
-	if tr.Resumed > 0 {
-		log.Info("resuming release from the store", slog.Int64("verified_bytes", tr.Resumed))
+	resumed, chunks := a.present()
+	p.Resumed(resumed, chunks)
+	if resumed > 0 {
+		log.Info("resuming release from the store", slog.Int64("verified_bytes", resumed))
 	}
 	for round := 0; ; round++ {
 		err = a.fill(ctx)
@@ -103,15 +101,12 @@ func Assemble(ctx context.Context, s *store.Store, m *manifest.Manifest, dir str
 		log.Warn("whole-file check failed; re-checking every chunk", slog.String("reason", err.Error()))
 		bad, rerr := a.recheck()
 		if rerr != nil {
-			return tr, rerr
+			return p.transfer(), rerr
 		}
-		tr.Refetched += int64(bad)
-		p.SetPresent(a.present())
+		bytes, chunks := a.present()
+		p.Rechecked(bad, bytes, chunks)
 	}
-	tr.Origin, tr.OriginChunks = a.origin.Load(), a.originChunks.Load()
-	tr.Peer, tr.PeerChunks, tr.PeerFailures = a.peer.Load(), a.peerChunks.Load(), a.peerFailures.Load()
-	tr.ReusedLocal, tr.Duplicate = a.reused.Load(), a.dup.Load()
-	tr.OriginReasons = a.reasons
+	tr := p.transfer()
 	if err != nil {
 		return tr, err
 	}
@@ -124,7 +119,7 @@ func Assemble(ctx context.Context, s *store.Store, m *manifest.Manifest, dir str
 
 func openAssembly(s *store.Store, m *manifest.Manifest, dir string, src Source, conns int, log *slog.Logger) (*assembly, error) {
 	a := &assembly{m: m, key: m.ID(), dir: dir, src: src,
-		conns: max(conns, 1), held: s.Held, log: log, reasons: make(map[string]int64)}
+		conns: max(conns, 1), held: s.Held, log: log}
 	a.cond = sync.NewCond(&a.mu)
 	a.offsets = m.Offsets()
 	path := filepath.Join(dir, store.PartFile)
@@ -283,41 +278,36 @@ func (a *assembly) run(t *task, s *sched, buf []byte) error {
 	cancelled := t.ctx.Err() != nil
 	if !s.finish(t, err) {
 		if err != nil && t.peer != nil && !cancelled {
-			a.peerFailures.Add(1)
+			a.prog.peerFailed()
 			a.log.Warn("peer fetch failed; asking elsewhere", slog.String("peer", t.peer.Addr),
 				slog.String("chunk", j.chunk.SHA256.String()), slog.String("reason", err.Error()))
 		}
 		return nil
 	}
+	if err := a.put(j, b); err != nil {
+		return err
+	}
 	a.count(t)
-	return a.put(j, b)
+	return nil
 }
 
-// count records where a stored chunk came from.
+// count tallies a stored chunk by where it came from.
 func (a *assembly) count(t *task) {
 	j := t.j
+	source, reason := SourceOrigin, t.reason
 	switch {
 	case t.reason == taskLocal:
-		a.reused.Add(j.chunk.Size)
-		a.prog.Fetched(SourceReused, "", j.chunk.Size)
+		source, reason = SourceReused, ""
 		a.log.Debug("chunk reused from the store", slog.Int("chunk", j.indexes[0]), slog.String("from", j.local.Path))
 	case t.peer != nil:
-		a.peer.Add(j.chunk.Size)
-		a.peerChunks.Add(1)
-		a.prog.Fetched(SourcePeer, "", j.chunk.Size)
+		source, reason = SourcePeer, ""
 		a.log.Debug("peer fetch", slog.Int("chunk", j.indexes[0]), slog.String("sha256", j.chunk.SHA256.String()),
 			slog.Int64("bytes", j.chunk.Size), slog.String("peer", t.peer.Addr))
 	default:
-		a.origin.Add(j.chunk.Size)
-		a.originChunks.Add(1)
-		a.reasonMu.Lock()
-		a.reasons[t.reason]++
-		a.reasonMu.Unlock()
-		a.prog.Fetched(SourceOrigin, t.reason, j.chunk.Size)
 		a.log.Debug("origin fetch", slog.Int("chunk", j.indexes[0]), slog.String("sha256", j.chunk.SHA256.String()),
 			slog.Int64("bytes", j.chunk.Size), slog.String("reason", t.reason))
 	}
-	a.dup.Add(j.chunk.Size * int64(len(j.indexes)-1))
+	a.prog.Stored(source, reason, j.chunk.Size, len(j.indexes))
 }
 
 // put writes a verified chunk at every offset it appears at and marks it
@@ -328,11 +318,7 @@ func (a *assembly) put(j *job, b []byte) error {
 			return fmt.Errorf("store: write chunk %d: %w", i, err)
 		}
 	}
-	if err := a.markPresent(j.indexes); err != nil {
-		return err
-	}
-	a.prog.Placed(j.chunk.Size*int64(len(j.indexes)), len(j.indexes))
-	return nil
+	return a.markPresent(j.indexes)
 }
 
 // markPresent records chunks whose verified bytes are written: in the
