@@ -121,13 +121,12 @@ func open(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 		Retries: cfg.Retries, Backoff: cfg.RetryBackoff, BackoffMax: cfg.RetryBackoffMax}
 	a := &Agent{
 		cfg: cfg, log: log, clock: swarm.SystemClock{}, lock: lock, root: root, id: id, fleet: fleet,
-		store:       &store.Store{Dir: filepath.Join(cfg.DataDir, store.ReleasesDir), Held: store.NewHoldings()},
+		store:       store.Open(filepath.Join(cfg.DataDir, store.ReleasesDir)),
 		offersTried: make(map[offerKey]time.Time),
 	}
 	for _, s := range cfg.Subscriptions {
 		a.channels = append(a.channels, newChannel(cfg.DataDir, s))
 	}
-	a.store.Held.Scan(a.store.Dir)
 	a.srv = newPeerServer(cfg, id, fleet, a.store.Held, log)
 	a.metrics = newMetrics(cfg.Subscriptions, &agentCollector{channels: a.channels, status: a.Status})
 	a.origin = fetch.New(base, p, fetch.Options{Conns: cfg.OriginConnections,

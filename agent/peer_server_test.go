@@ -52,7 +52,7 @@ var (
 // client certificate; the fixture's client is then the fleet's.
 func newPeerFixture(t *testing.T, fleet *fleettls.Fleet, maxUploads int, uploadRate int64) *peerFixture {
 	t.Helper()
-	s, src := &store.Store{Dir: filepath.Join(t.TempDir(), store.ReleasesDir)}, releasetest.NewSource()
+	s, src := store.Open(filepath.Join(t.TempDir(), store.ReleasesDir)), releasetest.NewSource()
 	f := &peerFixture{data1: releasetest.Data(21, 300<<10), data2: releasetest.Data(22, 300<<10)}
 	f.m1 = releasetest.Release(t, 1, f.data1, src)
 	dir1 := s.ReleaseDir(manifest.ChannelID{Product: "app", Channel: "stable"}.Release(1))
@@ -72,8 +72,7 @@ func newPeerFixture(t *testing.T, fleet *fleettls.Fleet, maxUploads int, uploadR
 	if err := os.WriteFile(filepath.Join(dir2, store.PartFile), f.data2, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s.Held = store.NewHoldings()
-	s.Held.Scan(s.Dir)
+	s.Held.Scan(s.Dir) // release 2, written by hand, is held from here
 	for i := 0; i < len(f.m2.Chunks); i += 2 {
 		s.Held.Mark(manifest.ChannelID{Product: "app", Channel: "stable"}.Release(2), i)
 	}
@@ -119,10 +118,7 @@ func (f *peerFixture) get(t *testing.T, c *http.Client, path string) (*http.Resp
 
 // chunkOf returns chunk i of a release's data.
 func chunkOf(m *manifest.Manifest, data []byte, i int) []byte {
-	var off int64
-	for _, c := range m.Chunks[:i] {
-		off += c.Size
-	}
+	off := m.Offsets()[i]
 	return data[off : off+m.Chunks[i].Size]
 }
 

@@ -78,18 +78,17 @@ func TestProgressSnapshot(t *testing.T) {
 	m := releasetest.Release(t, 3, releasetest.Data(3, 200<<10), src)
 	p := swarm.NewProgress(m, time.Unix(1e9, 0), nil)
 	p.Resumed(1000, 1)
-	p.Fetched(swarm.SourceOrigin, swarm.ReasonNoPeers, 300)
-	p.Fetched(swarm.SourcePeer, "", 200)
-	p.Fetched(swarm.SourceReused, "", 100)
-	p.Placed(1200, 4) // the origin's chunk at two offsets, and the others
+	p.Stored(swarm.SourceOrigin, swarm.ReasonNoPeers, 300, 2) // at two offsets
+	p.Stored(swarm.SourcePeer, "", 200, 1)
+	p.Stored(swarm.SourceReused, "", 100, 1)
 	got := p.Snapshot()
 	want := peerproto.Progress{Sequence: 3, Version: "1.0", Phase: peerproto.PhaseFetching, Started: time.Unix(1e9, 0),
-		TotalBytes: m.Artifact.Size, DoneBytes: 2200, OriginBytes: 300, PeerBytes: 200, ReusedBytes: 1100,
+		TotalBytes: m.Artifact.Size, DoneBytes: 1900, OriginBytes: 300, PeerBytes: 200, ReusedBytes: 1100,
 		TotalChunks: len(m.Chunks), DoneChunks: 5}
 	if *got != want {
 		t.Fatalf("snapshot %+v; want %+v", *got, want)
 	}
-	p.SetPresent(900, 2)
+	p.Rechecked(1, 900, 2)
 	if got := p.Snapshot(); got.DoneBytes != 900 || got.DoneChunks != 2 {
 		t.Fatalf("after a re-check: %d bytes, %d chunks done; want 900, 2", got.DoneBytes, got.DoneChunks)
 	}
@@ -97,9 +96,4 @@ func TestProgressSnapshot(t *testing.T) {
 	if got := p.Snapshot(); got.Phase != peerproto.PhaseInstalling || got.DoneBytes != m.Artifact.Size || got.DoneChunks != len(m.Chunks) {
 		t.Fatalf("installing: %+v; want phase installing, every byte done", *got)
 	}
-	var none *swarm.Progress // an assembly without progress
-	none.Resumed(1, 1)
-	none.Fetched(swarm.SourceOrigin, swarm.ReasonNoPeers, 1)
-	none.Placed(1, 1)
-	none.Rejected(swarm.SourcePeer)
 }

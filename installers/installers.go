@@ -108,7 +108,7 @@ type Release struct {
 // Request is one install.
 type Request struct {
 	manifest.ChannelID // the subscription: Product and Channel
-	New              Release
+	New                Release
 	// Previous is the release fleetcast installed before (its artifact
 	// still present), or nil. The file and archive installers use it for
 	// rollback only when it was installed by the same installer at the

@@ -67,3 +67,19 @@ func ExampleVerify() {
 	// signed by [d9323ffa3d117327]
 	// verify manifest: myapp/stable sequence 7 (version 1.4.2) manifest expired on 2026-07-01T00:00:00Z: a current release must be re-signed; not trusted
 }
+
+func ExampleManifest_Offsets() {
+	// Three chunks of 4, 6 and 2 bytes: each starts where the ones before
+	// it end.
+	part := func(s string) manifest.Chunk {
+		return manifest.Chunk{SHA256: manifest.Sum([]byte(s)), Size: int64(len(s))}
+	}
+	m := &manifest.Manifest{Chunks: []manifest.Chunk{part("#!/b"), part("in/sh\n"), part("ok")}}
+	for i, off := range m.Offsets() {
+		fmt.Printf("chunk %d: bytes %d to %d\n", i, off, off+m.Chunks[i].Size)
+	}
+	// Output:
+	// chunk 0: bytes 0 to 4
+	// chunk 1: bytes 4 to 10
+	// chunk 2: bytes 10 to 12
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -529,4 +530,31 @@ func mustMarshalUnchecked(t testing.TB, m *manifest.Manifest) []byte {
 		t.Fatal(err)
 	}
 	return append(b, '\n')
+}
+
+func TestOffsets(t *testing.T) {
+	chunks := func(sizes ...int64) []manifest.Chunk {
+		var cs []manifest.Chunk
+		for _, s := range sizes {
+			cs = append(cs, manifest.Chunk{Size: s})
+		}
+		return cs
+	}
+	for _, tc := range []struct {
+		name   string
+		chunks []manifest.Chunk
+		want   []int64
+	}{
+		{"no chunks", nil, []int64{}},
+		{"one chunk", chunks(5), []int64{0}},
+		{"several", chunks(3, 10, 1, 7), []int64{0, 3, 13, 14}},
+		{"beyond 4 GiB", chunks(3<<30, 3<<30, 1), []int64{0, 3 << 30, 6 << 30}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &manifest.Manifest{Chunks: tc.chunks}
+			if got := m.Offsets(); !slices.Equal(got, tc.want) || got == nil {
+				t.Errorf("Offsets() = %#v, want %#v", got, tc.want)
+			}
+		})
+	}
 }

@@ -73,3 +73,16 @@ type Manifest struct {
 	Chunks   []Chunk   `json:"chunks"`
 	Install  Install   `json:"install"`
 }
+
+// Offsets returns where each chunk starts in the artifact: the sum of the
+// sizes of the chunks before it. Every part of the agent that places or
+// finds a chunk's bytes in a file takes its offsets from here.
+func (m *Manifest) Offsets() []int64 {
+	offs := make([]int64, len(m.Chunks))
+	var off int64
+	for i, c := range m.Chunks {
+		offs[i] = off
+		off += c.Size
+	}
+	return offs
+}

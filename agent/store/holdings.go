@@ -29,9 +29,10 @@ type heldRelease struct {
 }
 
 // holdings is the live, in-memory view of the chunk store that the peer API
-// serves from: every release held and its present chunks, an index by
-// digest, and a version that grows with every change so that peers can wait
-// for news (docs/SPEC.md §8, "state"). It is safe for concurrent use.
+// serves from and assemblies find local copies in: every release held and
+// its present chunks, an index by digest, and a version that grows with
+// every change so that peers can wait for news (docs/SPEC.md §8, "state").
+// It is safe for concurrent use.
 type Holdings struct {
 	mu       sync.Mutex
 	rels     map[manifest.ReleaseID]*heldRelease
@@ -88,12 +89,9 @@ func (h *Holdings) Add(key manifest.ReleaseID, dir string, m *manifest.Manifest,
 	if old := h.rels[key]; old != nil {
 		h.dropLocked(old)
 	}
-	r := &heldRelease{key: key, dir: dir, m: m, offsets: make([]int64, len(m.Chunks)),
+	r := &heldRelease{key: key, dir: dir, m: m, offsets: m.Offsets(),
 		have: make([]bool, len(m.Chunks)), fetching: make([]bool, len(m.Chunks)), complete: complete}
-	var off int64
 	for i, c := range m.Chunks {
-		r.offsets[i] = off
-		off += c.Size
 		if complete || (i < len(have) && have[i]) {
 			r.have[i] = true
 			r.count++
@@ -281,15 +279,14 @@ func VerifyJournaled(path string, m *manifest.Manifest, have []bool) []bool {
 	}
 	defer f.Close()
 	var buf []byte
-	var off int64
+	offs := m.Offsets()
 	for i, c := range m.Chunks {
 		if have[i] {
 			buf = slices.Grow(buf[:0], int(c.Size))[:c.Size]
-			if _, err := f.ReadAt(buf, off); err != nil || manifest.Sum(buf) != c.SHA256 {
+			if _, err := f.ReadAt(buf, offs[i]); err != nil || manifest.Sum(buf) != c.SHA256 {
 				have[i] = false
 			}
 		}
-		off += c.Size
 	}
 	return have
 }

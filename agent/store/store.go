@@ -33,9 +33,10 @@ import (
 //
 // A chunk enters the store when its bytes, already checked against its
 // SHA-256, are written at its offset and its index is appended to the
-// journal. The store is content-addressed through an index of every chunk it
-// holds, by digest, across all releases: a new release reuses any chunk an
-// interrupted attempt (resume) or an installed release (delta) left.
+// journal. The store is content-addressed through its Holdings, the index
+// of every chunk it holds, by digest, across all releases: a new release
+// reuses any chunk an interrupted attempt (resume) or an installed release
+// (delta) left.
 const (
 	ReleasesDir  = "releases"
 	ManifestFile = "manifest.json"
@@ -48,10 +49,18 @@ const (
 // a few times (a chunk re-verified after a crash is appended again).
 const MaxJournal = 4 * 4 * manifest.MaxChunks
 
-// Store is the agent's chunk store under dataDir.
+// Store is the agent's chunk store under dataDir. Open makes one.
 type Store struct {
 	Dir  string    // dataDir/releases
-	Held *Holdings // what the peer API serves; nil: nothing is served
+	Held *Holdings // the one index of the chunks held: what the peer API serves and assemblies copy from
+}
+
+// Open returns the chunk store at dir (dataDir/releases) with its
+// holdings loaded from the release directories there (Holdings.Scan).
+func Open(dir string) *Store {
+	s := &Store{Dir: dir, Held: NewHoldings()}
+	s.Held.Scan(dir)
+	return s
 }
 
 // ReleaseDir is the directory of release r: releases/<product>/<channel>/<sequence>.
@@ -101,38 +110,6 @@ type Location struct {
 	Size   int64
 }
 
-// index maps chunk digests to where the store holds them, skipping the
-// release in exclude (the one being assembled).
-func (s *Store) Index(exclude string) map[manifest.Digest]Location {
-	idx := make(map[manifest.Digest]Location)
-	dirs, _ := filepath.Glob(filepath.Join(s.Dir, "*", "*", "*"))
-	for _, dir := range dirs {
-		if dir == exclude {
-			continue
-		}
-		m, err := LoadManifest(dir)
-		if err != nil {
-			continue // a damaged or half-written release holds nothing usable
-		}
-		path := filepath.Join(dir, ArtifactFile)
-		var have []bool
-		if _, err := os.Stat(path); err != nil {
-			path = filepath.Join(dir, PartFile)
-			if have, err = ReadJournal(filepath.Join(dir, HaveFile), len(m.Chunks)); err != nil {
-				continue
-			}
-		}
-		var off int64
-		for i, c := range m.Chunks {
-			if have == nil || have[i] {
-				idx[c.SHA256] = Location{Path: path, Offset: off, Size: c.Size}
-			}
-			off += c.Size
-		}
-	}
-	return idx
-}
-
 // Remove deletes every release of a channel except those in keep.
 func (s *Store) Remove(ch manifest.ChannelID, keep ...uint64) error {
 	dir := filepath.Join(s.Dir, ch.Product, ch.Channel)
@@ -149,9 +126,7 @@ func (s *Store) Remove(ch manifest.ChannelID, keep ...uint64) error {
 		if err != nil || slices.Contains(keep, seq) {
 			continue
 		}
-		if s.Held != nil {
-			s.Held.Drop(ch.Release(seq)) // peers stop asking before the files go
-		}
+		s.Held.Drop(ch.Release(seq)) // peers and assemblies stop reading before the files go
 		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
 	}
 	return errors.Join(errs...)

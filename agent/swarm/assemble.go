@@ -4,8 +4,9 @@
 // peer, sends a chunk to the origin about once per fleet (rendezvous
 // ranks), and ends with a second request for a stuck chunk (docs/SPEC.md
 // §8). The agent gives it a View of the peers (its peer manager, or an
-// in-memory fleet in tests) and a Counter for its metrics; Progress is what
-// the status API shows of an assembly under way.
+// in-memory fleet in tests) and a Counter for its metrics. Progress is an
+// assembly's one tally: what the status API shows while it runs, the
+// Transfer it returns, and what it passes on to the Counter.
 package swarm
 
 import (
@@ -16,7 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
+	"time"
 
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/store"
@@ -48,40 +49,49 @@ type assembly struct {
 	src     Source
 	conns   int
 	swarm   *Config         // nil: no peers
-	held    *store.Holdings // nil: not served to peers
-	prog    *Progress       // nil: not reported
+	held    *store.Holdings // the store's index: copies to reuse, and where peers see this release
+	prog    *Progress       // the tally: status, Transfer and metrics
 	log     *slog.Logger
 
+	// have is this assembly's record of its chunks in place. The journal
+	// (the durable record) and the holdings (the index that peers and other
+	// assemblies read) say the same; markPresent and markAbsent change all
+	// three together, and nothing else changes them once the assembly is
+	// open. have is kept, rather than asking the holdings, for the prefix
+	// hasher: it waits on cond for each chunk in artifact order, woken by
+	// this assembly's chunks and by its end (done) alone. The holdings have
+	// one change signal for every release and every fetching flag, behind
+	// the lock the peer server holds to encode its bitmaps, and a release
+	// there can be replaced (Add) or dropped (Store.Remove) while it is
+	// assembled: waiting there would wake the hasher for others' news at
+	// each chunk, and tie the assembly's end to an index it does not own.
 	mu   sync.Mutex
 	cond *sync.Cond
 	have []bool
 	done bool // no more chunks will arrive (finished or failed)
-
-	origin, originChunks, reused, dup atomic.Int64
-	peer, peerChunks, peerFailures    atomic.Int64
-	reasonMu                          sync.Mutex
-	reasons                           map[string]int64
 }
 
 // assemble makes releases/.../<seq>/artifact for m, which must already be
-// verified, and returns what it transferred, reporting each chunk to p as
-// it arrives. sw may be nil (no peers), p nil (not reported).
+// verified, and returns what it transferred, as tallied in p as each chunk
+// arrived. sw may be nil (no peers), p nil (a Progress of its own, not
+// reported); p must be new, for this assembly alone.
 func Assemble(ctx context.Context, s *store.Store, m *manifest.Manifest, dir string, src Source, conns int, sw *Config, p *Progress, log *slog.Logger) (peerproto.Transfer, error) {
-	tr := peerproto.Transfer{ArtifactBytes: m.Artifact.Size}
+	if p == nil {
+		p = NewProgress(m, time.Now(), nil)
+	}
 	a, err := openAssembly(s, m, dir, src, conns, log)
 	if err != nil {
-		return tr, err
+		return p.transfer(), err
 	}
 	defer a.close()
 	a.swarm, a.prog = sw, p
-	var chunks int
-	tr.Resumed, chunks = a.present()
-	p.Resumed(tr.Resumed, chunks)
-	if tr.Resumed > 0 {
-		log.Info("resuming release from the store", slog.Int64("verified_bytes", tr.Resumed))
+	resumed, chunks := a.present()
+	p.Resumed(resumed, chunks)
+	if resumed > 0 {
+		log.Info("resuming release from the store", slog.Int64("verified_bytes", resumed))
 	}
 	for round := 0; ; round++ {
-		err = a.fill(ctx, s.Index(dir))
+		err = a.fill(ctx)
 		if err == nil || !errors.Is(err, errWholeFile) || round > 0 {
 			break
 		}
@@ -91,37 +101,27 @@ func Assemble(ctx context.Context, s *store.Store, m *manifest.Manifest, dir str
 		log.Warn("whole-file check failed; re-checking every chunk", slog.String("reason", err.Error()))
 		bad, rerr := a.recheck()
 		if rerr != nil {
-			return tr, rerr
+			return p.transfer(), rerr
 		}
-		tr.Refetched += int64(bad)
-		p.SetPresent(a.present())
+		bytes, chunks := a.present()
+		p.Rechecked(bad, bytes, chunks)
 	}
-	tr.Origin, tr.OriginChunks = a.origin.Load(), a.originChunks.Load()
-	tr.Peer, tr.PeerChunks, tr.PeerFailures = a.peer.Load(), a.peerChunks.Load(), a.peerFailures.Load()
-	tr.ReusedLocal, tr.Duplicate = a.reused.Load(), a.dup.Load()
-	tr.OriginReasons = a.reasons
+	tr := p.transfer()
 	if err != nil {
 		return tr, err
 	}
 	if err := a.commit(); err != nil {
 		return tr, err
 	}
-	if a.held != nil {
-		a.held.Completed(a.key)
-	}
+	a.held.Completed(a.key)
 	return tr, nil
 }
 
 func openAssembly(s *store.Store, m *manifest.Manifest, dir string, src Source, conns int, log *slog.Logger) (*assembly, error) {
 	a := &assembly{m: m, key: m.ID(), dir: dir, src: src,
-		conns: max(conns, 1), held: s.Held, log: log, reasons: make(map[string]int64)}
+		conns: max(conns, 1), held: s.Held, log: log}
 	a.cond = sync.NewCond(&a.mu)
-	a.offsets = make([]int64, len(m.Chunks))
-	var off int64
-	for i, c := range m.Chunks {
-		a.offsets[i] = off
-		off += c.Size
-	}
+	a.offsets = m.Offsets()
 	path := filepath.Join(dir, store.PartFile)
 	fi, statErr := os.Stat(path)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
@@ -145,9 +145,7 @@ func openAssembly(s *store.Store, m *manifest.Manifest, dir string, src Source, 
 		f.Close()
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	if a.held != nil {
-		a.held.Add(a.key, dir, m, a.have, false)
-	}
+	a.held.Add(a.key, dir, m, a.have, false)
 	return a, nil
 }
 
@@ -174,16 +172,15 @@ type job struct {
 	local   *store.Location // where the store already holds it, if anywhere
 }
 
-// plan lists the missing chunks in artifact order, one job per digest.
-func (a *assembly) plan(idx map[manifest.Digest]store.Location) []*job {
+// plan lists the missing chunks in artifact order, one job per digest,
+// each with where the store holds a copy, if it does: in another release,
+// complete or partial, or at another offset of this one (the holdings list
+// this release's chunks too).
+func (a *assembly) plan() []*job {
 	byDigest := make(map[manifest.Digest]*job)
 	var jobs []*job
 	for i, c := range a.m.Chunks {
 		if a.have[i] {
-			if _, ok := idx[c.SHA256]; !ok {
-				// Repeats of this chunk are copied from here.
-				idx[c.SHA256] = store.Location{Path: a.f.Name(), Offset: a.offsets[i], Size: c.Size}
-			}
 			continue
 		}
 		if j := byDigest[c.SHA256]; j != nil {
@@ -191,7 +188,7 @@ func (a *assembly) plan(idx map[manifest.Digest]store.Location) []*job {
 			continue
 		}
 		j := &job{chunk: c, indexes: []int{i}}
-		if loc, ok := idx[c.SHA256]; ok && loc.Size == c.Size {
+		if loc, ok := a.held.Lookup(c.SHA256); ok && loc.Size == c.Size {
 			j.local = &loc
 		}
 		byDigest[c.SHA256] = j
@@ -203,7 +200,7 @@ func (a *assembly) plan(idx map[manifest.Digest]store.Location) []*job {
 // fill fetches every missing chunk, from the store, peers and the origin as
 // the scheduler decides, while the prefix hasher runs, and returns the
 // first error or the whole-file verdict.
-func (a *assembly) fill(ctx context.Context, idx map[manifest.Digest]store.Location) error {
+func (a *assembly) fill(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	a.mu.Lock()
@@ -212,7 +209,7 @@ func (a *assembly) fill(ctx context.Context, idx map[manifest.Digest]store.Locat
 	hashed := make(chan error, 1)
 	go func() { hashed <- a.hashPrefix(ctx) }()
 
-	s := newSched(a, a.plan(idx), a.swarm, a.key)
+	s := newSched(a, a.plan(), a.swarm, a.key)
 	var wg sync.WaitGroup
 	worker := func(peer bool) {
 		defer wg.Done()
@@ -274,74 +271,94 @@ func (a *assembly) run(t *task, s *sched, buf []byte) error {
 	case t.peer != nil:
 		b, err = t.peer.Fetch.Chunk(t.ctx, j.chunk, buf)
 	default:
-		if a.held != nil {
-			a.held.Fetching(a.key, j.indexes[0], true)
-			defer a.held.Fetching(a.key, j.indexes[0], false)
-		}
+		a.held.Fetching(a.key, j.indexes[0], true)
+		defer a.held.Fetching(a.key, j.indexes[0], false)
 		b, err = a.src.Chunk(t.ctx, j.chunk, buf)
 	}
 	cancelled := t.ctx.Err() != nil
 	if !s.finish(t, err) {
 		if err != nil && t.peer != nil && !cancelled {
-			a.peerFailures.Add(1)
+			a.prog.peerFailed()
 			a.log.Warn("peer fetch failed; asking elsewhere", slog.String("peer", t.peer.Addr),
 				slog.String("chunk", j.chunk.SHA256.String()), slog.String("reason", err.Error()))
 		}
 		return nil
 	}
+	if err := a.put(j, b); err != nil {
+		return err
+	}
 	a.count(t)
-	return a.put(j, b)
+	return nil
 }
 
-// count records where a stored chunk came from.
+// count tallies a stored chunk by where it came from.
 func (a *assembly) count(t *task) {
 	j := t.j
+	source, reason := SourceOrigin, t.reason
 	switch {
 	case t.reason == taskLocal:
-		a.reused.Add(j.chunk.Size)
-		a.prog.Fetched(SourceReused, "", j.chunk.Size)
+		source, reason = SourceReused, ""
 		a.log.Debug("chunk reused from the store", slog.Int("chunk", j.indexes[0]), slog.String("from", j.local.Path))
 	case t.peer != nil:
-		a.peer.Add(j.chunk.Size)
-		a.peerChunks.Add(1)
-		a.prog.Fetched(SourcePeer, "", j.chunk.Size)
+		source, reason = SourcePeer, ""
 		a.log.Debug("peer fetch", slog.Int("chunk", j.indexes[0]), slog.String("sha256", j.chunk.SHA256.String()),
 			slog.Int64("bytes", j.chunk.Size), slog.String("peer", t.peer.Addr))
 	default:
-		a.origin.Add(j.chunk.Size)
-		a.originChunks.Add(1)
-		a.reasonMu.Lock()
-		a.reasons[t.reason]++
-		a.reasonMu.Unlock()
-		a.prog.Fetched(SourceOrigin, t.reason, j.chunk.Size)
 		a.log.Debug("origin fetch", slog.Int("chunk", j.indexes[0]), slog.String("sha256", j.chunk.SHA256.String()),
 			slog.Int64("bytes", j.chunk.Size), slog.String("reason", t.reason))
 	}
-	a.dup.Add(j.chunk.Size * int64(len(j.indexes)-1))
+	a.prog.Stored(source, reason, j.chunk.Size, len(j.indexes))
 }
 
-// put writes a verified chunk at every offset it appears at, journals it,
-// and makes it visible to the hasher and to peers.
+// put writes a verified chunk at every offset it appears at and marks it
+// present.
 func (a *assembly) put(j *job, b []byte) error {
 	for _, i := range j.indexes {
 		if _, err := a.f.WriteAt(b, a.offsets[i]); err != nil {
 			return fmt.Errorf("store: write chunk %d: %w", i, err)
 		}
 	}
-	if err := a.j.Add(j.indexes...); err != nil {
+	return a.markPresent(j.indexes)
+}
+
+// markPresent records chunks whose verified bytes are written: in the
+// journal first, so that after a crash every entry names written bytes,
+// then in have, for the hasher, and in the holdings, for peers and other
+// assemblies. It is the one place a chunk becomes present.
+func (a *assembly) markPresent(idx []int) error {
+	if err := a.j.Add(idx...); err != nil {
 		return fmt.Errorf("store: journal: %w", err)
 	}
 	a.mu.Lock()
-	for _, i := range j.indexes {
+	for _, i := range idx {
 		a.have[i] = true
 	}
 	a.cond.Broadcast()
 	a.mu.Unlock()
-	a.prog.Placed(j.chunk.Size*int64(len(j.indexes)), len(j.indexes))
-	if a.held != nil {
-		a.held.Mark(a.key, j.indexes...)
-	}
+	a.held.Mark(a.key, idx...)
 	return nil
+}
+
+// markAbsent is markPresent's reverse, for chunks that failed a re-check:
+// the holdings and have forget them, and the journal is written again with
+// the chunks still present.
+func (a *assembly) markAbsent(idx []int) error {
+	a.held.Unmark(a.key, idx...)
+	a.mu.Lock()
+	for _, i := range idx {
+		a.have[i] = false
+	}
+	var present []int
+	for i, h := range a.have {
+		if h {
+			present = append(present, i)
+		}
+	}
+	a.mu.Unlock()
+	if err := a.j.Reset(); err != nil {
+		return err
+	}
+	return a.j.Add(present...)
 }
 
 // readLocal reads a chunk from where the store holds it and returns it only
@@ -418,33 +435,23 @@ func (a *assembly) hashPrefix(ctx context.Context) error {
 	return nil
 }
 
-// recheck verifies every present chunk again, forgets the bad ones and
-// rewrites the journal; it returns how many were bad.
+// recheck verifies every chunk again (the whole-file check runs only once
+// every chunk is present) and marks the bad ones absent; it returns how
+// many were bad.
 func (a *assembly) recheck() (int, error) {
 	buf := make([]byte, a.maxChunk())
-	bad := 0
-	var good []int
+	var bad []int
 	for i, c := range a.m.Chunks {
 		b := buf[:c.Size]
 		if _, err := a.f.ReadAt(b, a.offsets[i]); err != nil || manifest.Sum(b) != c.SHA256 {
-			a.have[i] = false
-			if a.held != nil {
-				a.held.Unmark(a.key, i)
-			}
-			bad++
-			continue
+			bad = append(bad, i)
 		}
-		a.have[i] = true
-		good = append(good, i)
 	}
-	if bad == 0 {
+	if len(bad) == 0 {
 		return 0, fmt.Errorf("artifact %s: %w: every chunk matches but the whole file does not: the manifest is inconsistent; not installed",
 			a.m.Artifact.Name, manifest.ErrMismatch)
 	}
-	if err := a.j.Reset(); err != nil {
-		return bad, err
-	}
-	return bad, a.j.Add(good...)
+	return len(bad), a.markAbsent(bad)
 }
 
 // commit makes the checked artifact durable and final: fsync, rename to

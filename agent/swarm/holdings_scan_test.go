@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/fleetcast/fleetcast/agent/peerproto"
@@ -60,6 +61,9 @@ func TestHoldingsScan(t *testing.T) {
 	_, snap := h.Snapshot()
 	if len(snap) != 2 {
 		t.Fatalf("scan found %+v, want releases 1 and 2", snap)
+	}
+	if _, opened := store.Open(s.Dir).Held.Snapshot(); !reflect.DeepEqual(opened, snap) {
+		t.Errorf("store.Open holds %+v, scan %+v", opened, snap)
 	}
 	all := make([]bool, len(m1.Chunks))
 	for i := range all {

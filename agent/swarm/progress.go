@@ -1,6 +1,8 @@
 package swarm
 
 import (
+	"maps"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,21 +34,32 @@ func (noCount) ChunkVerified(string, int64) {}
 func (noCount) ChunkRejected(string)        {}
 func (noCount) OriginChunk(string)          {}
 
-// Progress is the live state of one update: the assembly's workers add to
-// it as chunks are verified and written, and Status reads it, without
-// either waiting for the other. It also passes each chunk on to the
-// agent's metrics. A nil *progress counts nothing (assemblies in tests).
+// Progress is the tally of one assembly: where its chunks came from and
+// how much is in place. The assembly's workers add to it as chunks are
+// verified and written, the status API reads it (Snapshot) while they do,
+// without either waiting for the other, and Assemble returns the Transfer
+// built from it at the end. It passes each chunk on to the agent's metrics.
+// One Progress counts one assembly; Assemble makes one if given none.
 type Progress struct {
 	seq         uint64
 	version     string
 	started     time.Time
 	totalBytes  int64
 	totalChunks int
-	m           Counter // nil: no counting
+	m           Counter
 
 	installing           atomic.Bool
-	done, doneChunks     atomic.Int64
-	origin, peer, reused atomic.Int64
+	done, doneChunks     atomic.Int64 // in place, from any source, each offset counted
+	origin, originChunks atomic.Int64
+	peer, peerChunks     atomic.Int64
+	peerFailures         atomic.Int64
+	reused               atomic.Int64 // copied from the store
+	resumed              atomic.Int64 // in place at the start, from an earlier attempt
+	dup                  atomic.Int64 // written again at a chunk's later offsets
+	refetched            atomic.Int64 // chunks that failed a re-check
+
+	reasonMu sync.Mutex
+	reasons  map[string]int64 // origin chunks by reason
 }
 
 func NewProgress(m *manifest.Manifest, started time.Time, mx Counter) *Progress {
@@ -54,7 +67,7 @@ func NewProgress(m *manifest.Manifest, started time.Time, mx Counter) *Progress 
 		mx = noCount{}
 	}
 	return &Progress{seq: m.Sequence, version: m.Version, started: started,
-		totalBytes: m.Artifact.Size, totalChunks: len(m.Chunks), m: mx}
+		totalBytes: m.Artifact.Size, totalChunks: len(m.Chunks), m: mx, reasons: make(map[string]int64)}
 }
 
 // snapshot returns the progress as GET /v1/status reports it.
@@ -65,62 +78,68 @@ func (p *Progress) Snapshot() *peerproto.Progress {
 	}
 	return &peerproto.Progress{Sequence: p.seq, Version: p.version, Phase: phase, Started: p.started,
 		TotalBytes: p.totalBytes, DoneBytes: p.done.Load(), TotalChunks: p.totalChunks, DoneChunks: int(p.doneChunks.Load()),
-		OriginBytes: p.origin.Load(), PeerBytes: p.peer.Load(), ReusedBytes: p.reused.Load()}
+		OriginBytes: p.origin.Load(), PeerBytes: p.peer.Load(), ReusedBytes: p.reused.Load() + p.resumed.Load()}
+}
+
+// transfer returns the tally as the assembly reports it at its end.
+func (p *Progress) transfer() peerproto.Transfer {
+	p.reasonMu.Lock()
+	reasons := maps.Clone(p.reasons)
+	p.reasonMu.Unlock()
+	return peerproto.Transfer{Origin: p.origin.Load(), OriginChunks: p.originChunks.Load(),
+		Peer: p.peer.Load(), PeerChunks: p.peerChunks.Load(), PeerFailures: p.peerFailures.Load(), OriginReasons: reasons,
+		Resumed: p.resumed.Load(), ReusedLocal: p.reused.Load(), Duplicate: p.dup.Load(), Refetched: p.refetched.Load(),
+		ArtifactBytes: p.totalBytes}
 }
 
 // resumed records the chunks an earlier attempt left verified in place.
 func (p *Progress) Resumed(bytes int64, chunks int) {
-	if p == nil {
-		return
-	}
-	p.reused.Add(bytes)
-	p.Placed(bytes, chunks)
+	p.resumed.Add(bytes)
+	p.done.Add(bytes)
+	p.doneChunks.Add(int64(chunks))
 	p.m.ChunkBytes(SourceReused, bytes)
 }
 
-// setPresent replaces the bytes and chunks in place, after a re-check
-// found some of them damaged.
-func (p *Progress) SetPresent(bytes int64, chunks int) {
-	if p == nil {
-		return
-	}
-	p.done.Store(bytes)
-	p.doneChunks.Store(int64(chunks))
-}
-
-// fetched records a chunk verified from source (for the origin, with the
-// reason it was asked of the origin).
-func (p *Progress) Fetched(source, reason string, size int64) {
-	if p == nil {
-		return
-	}
+// stored records a chunk of size bytes, verified from source (for the
+// origin, with the reason it was asked of the origin), and written at each
+// of its copies offsets in the artifact.
+func (p *Progress) Stored(source, reason string, size int64, copies int) {
 	switch source {
 	case SourceOrigin:
 		p.origin.Add(size)
+		p.originChunks.Add(1)
+		p.reasonMu.Lock()
+		p.reasons[reason]++
+		p.reasonMu.Unlock()
 		p.m.OriginChunk(reason)
 	case SourcePeer:
 		p.peer.Add(size)
+		p.peerChunks.Add(1)
 	case SourceReused:
 		p.reused.Add(size)
 	}
+	p.dup.Add(size * int64(copies-1))
+	p.done.Add(size * int64(copies))
+	p.doneChunks.Add(int64(copies))
 	p.m.ChunkVerified(source, size)
 }
 
 // rejected records a chunk from source that failed its hash check.
 func (p *Progress) Rejected(source string) {
-	if p != nil {
-		p.m.ChunkRejected(source)
-	}
+	p.m.ChunkRejected(source)
 }
 
-// placed records bytes written at their place in the artifact (a chunk at
-// each of its offsets).
-func (p *Progress) Placed(bytes int64, chunks int) {
-	if p == nil {
-		return
-	}
-	p.done.Add(bytes)
-	p.doneChunks.Add(int64(chunks))
+// peerFailed records a request to a peer that failed.
+func (p *Progress) peerFailed() {
+	p.peerFailures.Add(1)
+}
+
+// rechecked records a re-check of every chunk that found bad ones: they
+// are fetched again, and bytes in chunks are in place now.
+func (p *Progress) Rechecked(bad int, bytes int64, chunks int) {
+	p.refetched.Add(int64(bad))
+	p.done.Store(bytes)
+	p.doneChunks.Store(int64(chunks))
 }
 
 // startInstall records that the artifact is complete and verified, and
