@@ -19,10 +19,10 @@ import (
 // The data directory (docs/SPEC.md section 7): its lock, the agent's id, its
 // peers file.
 
-// agentIDFile keeps the agent's id across restarts, in data_dir.
+// AgentIDFile keeps the agent's id across restarts, in data_dir.
 const AgentIDFile = "agent-id"
 
-// loadAgentID reads the agent's id, making one on first start.
+// LoadAgentID reads the agent's id, making one on first start.
 func LoadAgentID(dataDir string) (string, error) {
 	p := filepath.Join(dataDir, AgentIDFile)
 	b, err := ReadLimited(p, 64)
@@ -44,7 +44,7 @@ func LoadAgentID(dataDir string) (string, error) {
 	return id, nil
 }
 
-// lockDataDir takes the data directory's OS lock: one agent per data_dir.
+// Lock takes the data directory's OS lock: one agent per data_dir.
 func Lock(dir string) (*os.File, error) {
 	p := filepath.Join(dir, "agent.lock")
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
@@ -64,7 +64,7 @@ func Lock(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// peersFile keeps the peers seen recently, in data_dir.
+// PeersFile keeps the peers seen recently, in data_dir.
 const PeersFile = "peers.json"
 
 // InstallerDir is the installers' private state directory of a channel.

@@ -28,7 +28,7 @@ type heldRelease struct {
 	complete bool   // artifact renamed into place: read chunks from artifactFile
 }
 
-// holdings is the live, in-memory view of the chunk store that the peer API
+// Holdings is the live, in-memory view of the chunk store that the peer API
 // serves from and assemblies find local copies in: every release held and
 // its present chunks, an index by digest, and a version that grows with
 // every change so that peers can wait for news (docs/SPEC.md §8, "state").
@@ -54,7 +54,7 @@ func NewHoldings() *Holdings {
 		version: uint64(time.Now().UnixNano()), changed: make(chan struct{})}
 }
 
-// scan loads every release directory of the store at dir, as the agent
+// Scan loads every release directory of the store at dir, as the agent
 // starts. Damaged releases are skipped: they hold nothing usable.
 func (h *Holdings) Scan(dir string) {
 	dirs, _ := filepath.Glob(filepath.Join(dir, "*", "*", "*"))
@@ -82,7 +82,7 @@ func (h *Holdings) Scan(dir string) {
 	}
 }
 
-// add records a release with the chunks in have (all, if complete).
+// Add records a release with the chunks in have (all, if complete).
 func (h *Holdings) Add(key manifest.ReleaseID, dir string, m *manifest.Manifest, have []bool, complete bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -102,7 +102,7 @@ func (h *Holdings) Add(key manifest.ReleaseID, dir string, m *manifest.Manifest,
 	h.bumpLocked()
 }
 
-// mark records chunks of a release as present and verified.
+// Mark records chunks of a release as present and verified.
 func (h *Holdings) Mark(key manifest.ReleaseID, idx ...int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -126,7 +126,7 @@ func (h *Holdings) Mark(key manifest.ReleaseID, idx ...int) {
 	}
 }
 
-// fetching records that this agent started (on) or ended a request to the
+// Fetching records that this agent started (on) or ended a request to the
 // origin for the chunk at idx, so that peers do not ask the origin for it too.
 func (h *Holdings) Fetching(key manifest.ReleaseID, idx int, on bool) {
 	h.mu.Lock()
@@ -137,7 +137,7 @@ func (h *Holdings) Fetching(key manifest.ReleaseID, idx int, on bool) {
 	}
 }
 
-// unmark forgets chunks that failed a re-check.
+// Unmark forgets chunks that failed a re-check.
 func (h *Holdings) Unmark(key manifest.ReleaseID, idx ...int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -164,7 +164,7 @@ func (h *Holdings) Unmark(key manifest.ReleaseID, idx ...int) {
 	}
 }
 
-// completed records that a release's artifact is in place.
+// Completed records that a release's artifact is in place.
 func (h *Holdings) Completed(key manifest.ReleaseID) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -174,7 +174,7 @@ func (h *Holdings) Completed(key manifest.ReleaseID) {
 	}
 }
 
-// drop forgets a release, before its directory is removed.
+// Drop forgets a release, before its directory is removed.
 func (h *Holdings) Drop(key manifest.ReleaseID) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -205,7 +205,7 @@ func (h *Holdings) bumpLocked() {
 	h.changed = make(chan struct{})
 }
 
-// lookup returns where the store holds the chunk with digest d.
+// Lookup returns where the store holds the chunk with digest d.
 func (h *Holdings) Lookup(d manifest.Digest) (Location, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -222,7 +222,7 @@ func (h *Holdings) Lookup(d manifest.Digest) (Location, bool) {
 		Size: ref.rel.m.Chunks[ref.idx].Size}, true
 }
 
-// wait returns when the version is greater than after, or ctx is done; it
+// Wait returns when the version is greater than after, or ctx is done; it
 // returns the version then.
 func (h *Holdings) Wait(ctx context.Context, after uint64) uint64 {
 	for {
@@ -240,7 +240,7 @@ func (h *Holdings) Wait(ctx context.Context, after uint64) uint64 {
 	}
 }
 
-// snapshot returns the version and the state of every release held, in a
+// Snapshot returns the version and the state of every release held, in a
 // stable order, as the peer API sends it.
 func (h *Holdings) Snapshot() (uint64, []peerproto.ReleaseHave) {
 	h.mu.Lock()
@@ -259,7 +259,7 @@ func (h *Holdings) Snapshot() (uint64, []peerproto.ReleaseHave) {
 	return h.version, out
 }
 
-// has reports whether the release is held (its manifest, at least).
+// Has reports whether the release is held (its manifest, at least).
 func (h *Holdings) Has(key manifest.ReleaseID) (dir string, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -269,7 +269,7 @@ func (h *Holdings) Has(key manifest.ReleaseID) (dir string, ok bool) {
 	return "", false
 }
 
-// verifyJournaled keeps the journaled chunks of a partial release whose
+// VerifyJournaled keeps the journaled chunks of a partial release whose
 // bytes still match: after a power loss the journal may name chunks whose
 // bytes never reached the disk, and peers must not be offered those.
 func VerifyJournaled(path string, m *manifest.Manifest, have []bool) []bool {

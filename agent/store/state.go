@@ -15,22 +15,22 @@ import (
 	"github.com/fleetcast/fleetcast/signing"
 )
 
-// maxStateSize bounds a subscription's state file. saveState keeps what it
+// MaxStateSize bounds a subscription's state file. SaveState keeps what it
 // writes well below it (maxValidator, maxFailedReason, maxRetryReason: even
 // if JSON escapes every byte in 6, about 43 KiB), so that nothing an origin
 // or an installer says can make the file unreadable, which would stop the
 // subscription and cost its rollback protection.
 const MaxStateSize = 64 << 10
 
-// maxValidator bounds the ETag and Last-Modified kept in the state file (read
+// MaxValidator bounds the ETag and Last-Modified kept in the state file (read
 // back with maxStateSize). A longer one is treated as absent: the next poll
 // fetches the manifest whole.
 const MaxValidator = 1 << 10
 
-// maxFailedReason bounds the failed_reason kept in the state file.
+// MaxFailedReason bounds the failed_reason kept in the state file.
 const MaxFailedReason = 4 << 10
 
-// maxRetryReason bounds the retry_reason kept in the state file.
+// MaxRetryReason bounds the retry_reason kept in the state file.
 const MaxRetryReason = 1 << 10
 
 // A release that did not fit on its target's file system is tried again
@@ -42,7 +42,7 @@ const (
 	MaxNoSpaceBackoff = 6 * time.Hour
 )
 
-// subState is what the agent remembers of one subscription, in
+// State is what the agent remembers of one subscription, in
 // state/<product>/<channel>.json (docs/SPEC.md, "Agent data directory").
 // Every change is written atomically before the step it allows.
 type State struct {
@@ -72,7 +72,7 @@ type State struct {
 	RetryReason   string    `json:"retry_reason,omitzero"`
 }
 
-// noSpaceBackoff is how long a release waits after its attempts-th failed
+// NoSpaceBackoff is how long a release waits after its attempts-th failed
 // attempt for want of space, with the agent polling every poll.
 func NoSpaceBackoff(poll time.Duration, attempts int) time.Duration {
 	d := max(poll, MinNoSpaceBackoff)
@@ -83,7 +83,7 @@ func NoSpaceBackoff(poll time.Duration, attempts int) time.Duration {
 	return min(d, limit)
 }
 
-// noSpace records that sequence seq did not fit, at now, for reason: it
+// NoSpace records that sequence seq did not fit, at now, for reason: it
 // waits for a backoff that doubles with each such attempt at seq.
 func (st *State) NoSpace(seq uint64, reason string, now time.Time, poll time.Duration) {
 	if st.RetrySequence != seq || st.RetryCount < 0 {
@@ -94,12 +94,12 @@ func (st *State) NoSpace(seq uint64, reason string, now time.Time, poll time.Dur
 	st.RetryAfter = now.Add(NoSpaceBackoff(poll, st.RetryCount)).UTC()
 }
 
-// waiting reports whether seq did not fit before and must wait still at now.
+// Waiting reports whether seq did not fit before and must wait still at now.
 func (st *State) Waiting(seq uint64, now time.Time) bool {
 	return st.RetrySequence == seq && now.Before(st.RetryAfter)
 }
 
-// clearRetry forgets a release that did not fit: it was installed, or a
+// ClearRetry forgets a release that did not fit: it was installed, or a
 // newer one was trusted.
 func (st *State) ClearRetry() {
 	st.RetrySequence, st.RetryAfter, st.RetryCount, st.RetryReason = 0, time.Time{}, 0, ""
@@ -152,7 +152,7 @@ func SaveState(dataDir string, ch manifest.ChannelID, st State) error {
 	return nil
 }
 
-// encodeState returns the state file's bytes, with what the state file does
+// EncodeState returns the state file's bytes, with what the state file does
 // not keep dropped or cut (bounded).
 func EncodeState(st State) ([]byte, error) {
 	b, err := json.MarshalIndent(st.bounded(), "", "  ")
@@ -162,7 +162,7 @@ func EncodeState(st State) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// bounded returns st as saveState keeps it: validators longer than
+// bounded returns st as SaveState keeps it: validators longer than
 // maxValidator dropped, reasons cut.
 func (st State) bounded() State {
 	if len(st.ETag) > MaxValidator {
@@ -176,10 +176,10 @@ func (st State) bounded() State {
 	return st
 }
 
-// rootPath is where the agent keeps the newest root it rotated to.
+// RootPath is where the agent keeps the newest root it rotated to.
 func RootPath(dataDir string) string { return filepath.Join(dataDir, "root.json") }
 
-// loadRoot returns the newer of the pinned root (config) and the root the
+// LoadRoot returns the newer of the pinned root (config) and the root the
 // agent rotated to earlier. The latter was verified through the chain when
 // it was saved; the data directory is the agent's own.
 func LoadRoot(pinned, dataDir string) (*signing.Root, error) {
@@ -201,7 +201,7 @@ func LoadRoot(pinned, dataDir string) (*signing.Root, error) {
 	return root, nil
 }
 
-// readRotatedRoot returns the root saved in data_dir/root.json, or nil if
+// ReadRotatedRoot returns the root saved in data_dir/root.json, or nil if
 // there is none.
 func ReadRotatedRoot(dataDir string) (*signing.Root, error) {
 	b, err := ReadLimited(RootPath(dataDir), signing.MaxRootSize)
@@ -225,7 +225,7 @@ func rotatedRootAdvice(pinned string, version uint64) string {
 		pinned, version)
 }
 
-// saveRoot keeps the signed envelope of a root the agent rotated to.
+// SaveRoot keeps the signed envelope of a root the agent rotated to.
 func SaveRoot(dataDir string, envelope []byte) error {
 	return atomicfile.WriteFile(RootPath(dataDir), envelope, 0o644)
 }

@@ -45,7 +45,7 @@ const (
 	ArtifactFile = "artifact"
 )
 
-// maxJournal bounds the journal file: 4 bytes an entry, each chunk at most
+// MaxJournal bounds the journal file: 4 bytes an entry, each chunk at most
 // a few times (a chunk re-verified after a crash is appended again).
 const MaxJournal = 4 * 4 * manifest.MaxChunks
 
@@ -132,7 +132,7 @@ func (s *Store) Remove(ch manifest.ChannelID, keep ...uint64) error {
 	return errors.Join(errs...)
 }
 
-// journal appends the indexes of verified chunks to a release's have file.
+// Journal appends the indexes of verified chunks to a release's have file.
 // Entries are written after the chunk's bytes, so after a crash every entry
 // names a chunk whose bytes were written; the whole-file check at the end
 // catches what a power loss may still have lost.
@@ -160,7 +160,7 @@ func (j *Journal) Add(idx ...int) error {
 	return err
 }
 
-// reset empties the journal, for a release whose chunks are re-verified.
+// Reset empties the journal, for a release whose chunks are re-verified.
 func (j *Journal) Reset() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -169,7 +169,7 @@ func (j *Journal) Reset() error {
 
 func (j *Journal) Close() error { return j.f.Close() }
 
-// readJournal returns which of n chunks the journal at path names; a
+// ReadJournal returns which of n chunks the journal at path names; a
 // missing journal names none. A torn last entry is ignored.
 func ReadJournal(path string, n int) ([]bool, error) {
 	have := make([]bool, n)
@@ -191,7 +191,7 @@ func ReadJournal(path string, n int) ([]bool, error) {
 	return have, nil
 }
 
-// readLimited reads a whole file of at most limit bytes.
+// ReadLimited reads a whole file of at most limit bytes.
 func ReadLimited(path string, limit int64) ([]byte, error) {
 	return boundedfile.Read(path, limit)
 }
