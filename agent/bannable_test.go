@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/swarm"
 	"github.com/fleetcast/fleetcast/internal/clocktest"
+	"github.com/fleetcast/fleetcast/internal/nettest"
 	"github.com/fleetcast/fleetcast/internal/origintest"
 	"github.com/fleetcast/fleetcast/internal/releasetest"
 	"github.com/fleetcast/fleetcast/manifest"
@@ -166,7 +168,7 @@ func TestPeerBannedForAlteredManifest(t *testing.T) {
 	o := origintest.New(t, t.TempDir())
 	publishRelease(t, o.Dir(), key, root, "1.0", now, time.Hour, in)
 	a := newClockAgent(t, o.URL(), root, dir, now, func(c *config.Config) {
-		c.Listen, c.PollInterval, c.BanDuration = net.JoinHostPort("127.0.0.1", liveFreePort(t)), time.Hour, time.Hour
+		c.Listen, c.PollInterval, c.BanDuration = net.JoinHostPort("127.0.0.1", strconv.Itoa(nettest.FreePort(t))), time.Hour, time.Hour
 		c.Peers = []string{peerAddr}
 	})
 	a.clock = swarm.SystemClock{} // the peer manager and the scheduler wait for time to pass

@@ -9,11 +9,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/internal/nettest"
 	"github.com/fleetcast/fleetcast/internal/releasetest"
 	"github.com/fleetcast/fleetcast/manifest"
 	"github.com/fleetcast/fleetcast/publisher"
@@ -93,7 +95,7 @@ func startLiveAgent(t *testing.T, origin string, key *signing.PrivateKey, target
 	if err := os.WriteFile(rootFile, liveRoot(t, key), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	port := liveFreePort(t)
+	port := strconv.Itoa(nettest.FreePort(t))
 	cfg := config.Default()
 	cfg.DataDir, cfg.Root, cfg.Origin = filepath.Join(dir, "data"), rootFile, origin
 	cfg.Listen, cfg.MDNS, cfg.PollInterval = net.JoinHostPort("127.0.0.1", port), false, time.Hour
@@ -118,17 +120,6 @@ func startLiveAgent(t *testing.T, origin string, key *signing.PrivateKey, target
 		a.Close()
 	})
 	return &liveAgent{a: a, base: "http://" + cfg.Listen, target: target}
-}
-
-func liveFreePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
 }
 
 // get returns the body of GET path, or "" while the API is not up yet.

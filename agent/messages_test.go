@@ -23,6 +23,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/config"
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/internal/nettest"
 	"github.com/fleetcast/fleetcast/internal/testlog"
 	"github.com/fleetcast/fleetcast/manifest"
 )
@@ -94,7 +95,7 @@ func TestPeerRefusedAtHandshake(t *testing.T) {
 	var logs testlog.Buffer
 	cfg := config.Default()
 	cfg.DataDir, cfg.Root, cfg.Origin = filepath.Join(dir, "data"), filepath.Join(dir, "root.json"), "http://127.0.0.1:1/"
-	cfg.Listen, cfg.MDNS, cfg.PollInterval = net.JoinHostPort("127.0.0.1", liveFreePort(t)), false, time.Hour
+	cfg.Listen, cfg.MDNS, cfg.PollInterval = net.JoinHostPort("127.0.0.1", strconv.Itoa(nettest.FreePort(t))), false, time.Hour
 	cfg.FleetSecretFile, cfg.Peers, cfg.Retries = secretA, []string{peerAddr}, 0
 	cfg.Subscriptions = []manifest.ChannelID{{Product: "app", Channel: "stable"}}
 	if err := os.WriteFile(cfg.Root, liveRoot(t, liveKey(t)), 0o644); err != nil {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"github.com/fleetcast/fleetcast/agent/peerproto"
 	"github.com/fleetcast/fleetcast/agent/store"
 	"github.com/fleetcast/fleetcast/agent/swarm"
+	"github.com/fleetcast/fleetcast/internal/nettest"
 	"github.com/fleetcast/fleetcast/internal/origintest"
 	"github.com/fleetcast/fleetcast/internal/releasetest"
 	"github.com/fleetcast/fleetcast/manifest"
@@ -281,7 +283,7 @@ func TestUndeliverableOffersThrottled(t *testing.T) {
 	dir := t.TempDir()
 	publishRelease(t, o.Dir(), key, root, "1.0", now, time.Hour, manifest.Install{Installer: "file", Target: filepath.Join(dir, "app"), Mode: "0644"})
 	a := newClockAgent(t, o.URL(), root, dir, now, func(c *config.Config) {
-		c.Listen, c.PollInterval = net.JoinHostPort("127.0.0.1", liveFreePort(t)), time.Hour
+		c.Listen, c.PollInterval = net.JoinHostPort("127.0.0.1", strconv.Itoa(nettest.FreePort(t))), time.Hour
 		c.Peers = []string{strings.TrimPrefix(peer.URL, "http://")}
 	})
 	a.clock = swarm.SystemClock{} // the peer manager and the scheduler wait for time to pass

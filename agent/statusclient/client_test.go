@@ -15,6 +15,7 @@ import (
 
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/internal/nettest"
 )
 
 func testFleet(t *testing.T, fill byte) *fleettls.Fleet {
@@ -101,7 +102,7 @@ func TestFetch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			addr := deadAddr(t)
+			addr := nettest.DeadAddr(t)
 			if tt.server != "" {
 				addr = serve(t, tt.server, tt.handler, fleet)
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fleetcast/fleetcast/agent/fleettls"
 	"github.com/fleetcast/fleetcast/agent/peerproto"
+	"github.com/fleetcast/fleetcast/internal/nettest"
 )
 
 func agentStatus(id string, seq uint64, version string, peers ...string) peerproto.Status {
@@ -31,13 +32,13 @@ func TestGatherFleet(t *testing.T) {
 	b := serve(t, "fleet", statusHandler(agentStatus("b", 1, "1.0")), fleet)
 	c := serve(t, "fleet", statusHandler(agentStatus("c", 1, "1.0")), fleet)
 	stuck := serve(t, "fleet", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }), fleet)
-	dead := deadAddr(t)
+	dead := nettest.DeadAddr(t)
 	var localStatus peerproto.Status // set before the first request: it lists its own address
 	local := serve(t, "fleet", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(localStatus)
 	}), fleet)
 	localStatus = agentStatus("a", 1, "1.0", b, local, c, b, dead, stuck)
-	localStatus.Peers = append(localStatus.Peers, peerproto.PeerStatus{Addr: deadAddr(t), Foreign: true})
+	localStatus.Peers = append(localStatus.Peers, peerproto.PeerStatus{Addr: nettest.DeadAddr(t), Foreign: true})
 
 	client := New(fleet)
 	// Long enough for a TLS request to a healthy agent on a loaded 2-core
@@ -76,7 +77,7 @@ func TestGatherFleet(t *testing.T) {
 }
 
 func TestGatherFleetLocalDown(t *testing.T) {
-	_, err := GatherFleet(context.Background(), New(fleettls.Open()), deadAddr(t))
+	_, err := GatherFleet(context.Background(), New(fleettls.Open()), nettest.DeadAddr(t))
 	if !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("GatherFleet of a dead address: %v, want ErrUnreachable", err)
 	}

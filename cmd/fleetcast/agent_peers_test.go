@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetcast/fleetcast/internal/nettest"
 	"github.com/fleetcast/fleetcast/internal/origintest"
 	"github.com/fleetcast/fleetcast/internal/testlog"
 )
@@ -121,7 +122,7 @@ func startLoopFleetOf(t *testing.T, c *cli, bins ...string) ([]*loopAgent, *orig
 
 	var ports []int
 	for range bins {
-		ports = append(ports, freePort(t))
+		ports = append(ports, nettest.FreePort(t))
 	}
 	var agents []*loopAgent
 	for i, port := range ports {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetcast/fleetcast/internal/nettest"
 	"github.com/fleetcast/fleetcast/internal/origintest"
 )
 
@@ -33,7 +33,7 @@ func TestAgentRunsAndStopsOnSIGTERM(t *testing.T) {
 		"--channel", "stable", "--version", "1.0", "--installer", "file", "--target", target, "app.bin")
 	origin := origintest.New(t, c.path("origin"))
 
-	port := freePort(t)
+	port := nettest.FreePort(t)
 	c.write("agent.toml", []byte(fmt.Sprintf(`data_dir = "data"
 origin = %q
 root = "root.json"
@@ -110,14 +110,4 @@ func installedSequence(url string) uint64 {
 		return 0
 	}
 	return st.Subscriptions[0].InstalledSequence
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }

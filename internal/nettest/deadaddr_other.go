@@ -1,16 +1,16 @@
 //go:build !unix
 
-package statusclient
+package nettest
 
 import (
 	"net"
 	"testing"
 )
 
-// deadAddr returns a loopback address where nothing listens: a port
+// DeadAddr returns a loopback address where nothing listens: a port
 // closed after use (another test's server may take it meanwhile; on unix,
-// deadaddr_unix_test.go holds the port).
-func deadAddr(t *testing.T) string {
+// deadaddr_unix.go holds the port).
+func DeadAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

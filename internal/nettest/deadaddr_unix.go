@@ -1,6 +1,6 @@
 //go:build unix
 
-package statusclient
+package nettest
 
 import (
 	"net"
@@ -9,11 +9,11 @@ import (
 	"testing"
 )
 
-// deadAddr returns a loopback address where nothing listens, and nothing
+// DeadAddr returns a loopback address where nothing listens, and nothing
 // can start to until the test ends: a socket is bound to its port but does
 // not listen, so connections to it are refused. A port closed after use
 // could be taken by another test's server meanwhile.
-func deadAddr(t *testing.T) string {
+func DeadAddr(t testing.TB) string {
 	t.Helper()
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	if err != nil {
