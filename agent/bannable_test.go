@@ -5,12 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -168,19 +166,11 @@ func TestPeerBannedForAlteredManifest(t *testing.T) {
 	o := origintest.New(t, t.TempDir())
 	publishRelease(t, o.Dir(), key, root, "1.0", now, time.Hour, in)
 	a := newClockAgent(t, o.URL(), root, dir, now, func(c *config.Config) {
-		c.Listen, c.PollInterval, c.BanDuration = net.JoinHostPort("127.0.0.1", strconv.Itoa(nettest.FreePort(t))), time.Hour, time.Hour
+		c.Listen, c.PollInterval, c.BanDuration = nettest.FreeAddr(t), time.Hour, time.Hour
 		c.Peers = []string{peerAddr}
 	})
 	a.clock = swarm.SystemClock{} // the peer manager and the scheduler wait for time to pass
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	runAgent(t, a)
 	// Through GET /v1/status: Status may not be called before Run has set up peering.
 	api := &liveAgent{a: a.Agent, base: "http://" + a.cfg.Listen}
 	deadline := time.Now().Add(20 * time.Second)

@@ -109,16 +109,8 @@ func startLiveAgent(t *testing.T, origin string, key *signing.PrivateKey, target
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		a.Close()
-	})
+	t.Cleanup(func() { a.Close() })
+	runAgent(t, a)
 	return &liveAgent{a: a, base: "http://" + cfg.Listen, target: target}
 }
 
@@ -170,3 +162,17 @@ func (l *liveAgent) waitStatus(t *testing.T, what string, ok func(peerproto.Subs
 
 // cycleDone: the agent's first cycle is over.
 func cycleDone(st peerproto.SubscriptionStatus) bool { return st.LastOutcome != "" }
+
+// runAgent runs a until the test ends, and fails the test if Run fails.
+func runAgent(t *testing.T, a interface{ Run(context.Context) error }) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"log"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -95,7 +94,7 @@ func TestPeerRefusedAtHandshake(t *testing.T) {
 	var logs testlog.Buffer
 	cfg := config.Default()
 	cfg.DataDir, cfg.Root, cfg.Origin = filepath.Join(dir, "data"), filepath.Join(dir, "root.json"), "http://127.0.0.1:1/"
-	cfg.Listen, cfg.MDNS, cfg.PollInterval = net.JoinHostPort("127.0.0.1", strconv.Itoa(nettest.FreePort(t))), false, time.Hour
+	cfg.Listen, cfg.MDNS, cfg.PollInterval = nettest.FreeAddr(t), false, time.Hour
 	cfg.FleetSecretFile, cfg.Peers, cfg.Retries = secretA, []string{peerAddr}, 0
 	cfg.Subscriptions = []manifest.ChannelID{{Product: "app", Channel: "stable"}}
 	if err := os.WriteFile(cfg.Root, liveRoot(t, liveKey(t)), 0o644); err != nil {
@@ -106,15 +105,7 @@ func TestPeerRefusedAtHandshake(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	runAgent(t, a)
 	// The status API speaks TLS with the fleet's certificate; curl -k would too.
 	status := func() (peerproto.Status, bool) {
 		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}

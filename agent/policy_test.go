@@ -5,13 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -283,19 +281,11 @@ func TestUndeliverableOffersThrottled(t *testing.T) {
 	dir := t.TempDir()
 	publishRelease(t, o.Dir(), key, root, "1.0", now, time.Hour, manifest.Install{Installer: "file", Target: filepath.Join(dir, "app"), Mode: "0644"})
 	a := newClockAgent(t, o.URL(), root, dir, now, func(c *config.Config) {
-		c.Listen, c.PollInterval = net.JoinHostPort("127.0.0.1", strconv.Itoa(nettest.FreePort(t))), time.Hour
+		c.Listen, c.PollInterval = nettest.FreeAddr(t), time.Hour
 		c.Peers = []string{strings.TrimPrefix(peer.URL, "http://")}
 	})
 	a.clock = swarm.SystemClock{} // the peer manager and the scheduler wait for time to pass
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	runAgent(t, a)
 	manifestGets := func() int { return o.Served().Manifests }
 	deadline := time.Now().Add(20 * time.Second)
 	for manifestAsks.Load() == 0 || a.Status().Subscriptions[0].InstalledSequence != 1 {

@@ -4,6 +4,7 @@ package nettest
 
 import (
 	"net"
+	"strconv"
 	"testing"
 )
 
@@ -18,4 +19,10 @@ func FreePort(t testing.TB) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// FreeAddr is a loopback host:port with a port from FreePort.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
 }
