@@ -28,7 +28,7 @@ import (
 // each chunk matched when it was stored.
 var errWholeFile = errors.New("whole-file check failed")
 
-// chunkSource fetches a chunk into buf and returns it verified against its
+// Source fetches a chunk into buf and returns it verified against its
 // digest: the origin's fetch.Client, a peer's, or a test source.
 type Source interface {
 	Chunk(ctx context.Context, c manifest.Chunk, buf []byte) ([]byte, error)
@@ -63,7 +63,7 @@ type assembly struct {
 	reasons                           map[string]int64
 }
 
-// assemble makes releases/.../<seq>/artifact for m, which must already be
+// Assemble makes releases/.../<seq>/artifact for m, which must already be
 // verified, and returns what it transferred, reporting each chunk to p as
 // it arrives. sw may be nil (no peers), p nil (not reported).
 func Assemble(ctx context.Context, s *store.Store, m *manifest.Manifest, dir string, src Source, conns int, sw *Config, p *Progress, log *slog.Logger) (peerproto.Transfer, error) {

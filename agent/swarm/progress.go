@@ -35,7 +35,7 @@ func (noCount) OriginChunk(string)          {}
 // Progress is the live state of one update: the assembly's workers add to
 // it as chunks are verified and written, and Status reads it, without
 // either waiting for the other. It also passes each chunk on to the
-// agent's metrics. A nil *progress counts nothing (assemblies in tests).
+// agent's metrics. A nil *Progress counts nothing (assemblies in tests).
 type Progress struct {
 	seq         uint64
 	version     string
@@ -49,6 +49,8 @@ type Progress struct {
 	origin, peer, reused atomic.Int64
 }
 
+// NewProgress starts the progress of the update to m, begun at started,
+// passing each chunk on to mx (nil: no counting).
 func NewProgress(m *manifest.Manifest, started time.Time, mx Counter) *Progress {
 	if mx == nil {
 		mx = noCount{}
@@ -57,7 +59,7 @@ func NewProgress(m *manifest.Manifest, started time.Time, mx Counter) *Progress 
 		totalBytes: m.Artifact.Size, totalChunks: len(m.Chunks), m: mx}
 }
 
-// snapshot returns the progress as GET /v1/status reports it.
+// Snapshot returns the progress as GET /v1/status reports it.
 func (p *Progress) Snapshot() *peerproto.Progress {
 	phase := peerproto.PhaseFetching
 	if p.installing.Load() {
@@ -68,7 +70,7 @@ func (p *Progress) Snapshot() *peerproto.Progress {
 		OriginBytes: p.origin.Load(), PeerBytes: p.peer.Load(), ReusedBytes: p.reused.Load()}
 }
 
-// resumed records the chunks an earlier attempt left verified in place.
+// Resumed records the chunks an earlier attempt left verified in place.
 func (p *Progress) Resumed(bytes int64, chunks int) {
 	if p == nil {
 		return
@@ -78,7 +80,7 @@ func (p *Progress) Resumed(bytes int64, chunks int) {
 	p.m.ChunkBytes(SourceReused, bytes)
 }
 
-// setPresent replaces the bytes and chunks in place, after a re-check
+// SetPresent replaces the bytes and chunks in place, after a re-check
 // found some of them damaged.
 func (p *Progress) SetPresent(bytes int64, chunks int) {
 	if p == nil {
@@ -88,7 +90,7 @@ func (p *Progress) SetPresent(bytes int64, chunks int) {
 	p.doneChunks.Store(int64(chunks))
 }
 
-// fetched records a chunk verified from source (for the origin, with the
+// Fetched records a chunk verified from source (for the origin, with the
 // reason it was asked of the origin).
 func (p *Progress) Fetched(source, reason string, size int64) {
 	if p == nil {
@@ -106,14 +108,14 @@ func (p *Progress) Fetched(source, reason string, size int64) {
 	p.m.ChunkVerified(source, size)
 }
 
-// rejected records a chunk from source that failed its hash check.
+// Rejected records a chunk from source that failed its hash check.
 func (p *Progress) Rejected(source string) {
 	if p != nil {
 		p.m.ChunkRejected(source)
 	}
 }
 
-// placed records bytes written at their place in the artifact (a chunk at
+// Placed records bytes written at their place in the artifact (a chunk at
 // each of its offsets).
 func (p *Progress) Placed(bytes int64, chunks int) {
 	if p == nil {
@@ -123,7 +125,7 @@ func (p *Progress) Placed(bytes int64, chunks int) {
 	p.doneChunks.Add(int64(chunks))
 }
 
-// startInstall records that the artifact is complete and verified, and
+// StartInstall records that the artifact is complete and verified, and
 // handed to its installer.
 func (p *Progress) StartInstall() {
 	p.done.Store(p.totalBytes)
