@@ -29,7 +29,7 @@ import (
 // each chunk matched when it was stored.
 var errWholeFile = errors.New("whole-file check failed")
 
-// chunkSource fetches a chunk into buf and returns it verified against its
+// Source fetches a chunk into buf and returns it verified against its
 // digest: the origin's fetch.Client, a peer's, or a test source.
 type Source interface {
 	Chunk(ctx context.Context, c manifest.Chunk, buf []byte) ([]byte, error)
@@ -71,7 +71,7 @@ type assembly struct {
 	done bool // no more chunks will arrive (finished or failed)
 }
 
-// assemble makes releases/.../<seq>/artifact for m, which must already be
+// Assemble makes releases/.../<seq>/artifact for m, which must already be
 // verified, and returns what it transferred, as tallied in p as each chunk
 // arrived. sw may be nil (no peers), p nil (a Progress of its own, not
 // reported); p must be new, for this assembly alone.

@@ -70,7 +70,7 @@ func NewProgress(m *manifest.Manifest, started time.Time, mx Counter) *Progress 
 		totalBytes: m.Artifact.Size, totalChunks: len(m.Chunks), m: mx, reasons: make(map[string]int64)}
 }
 
-// snapshot returns the progress as GET /v1/status reports it.
+// Snapshot returns the progress as GET /v1/status reports it.
 func (p *Progress) Snapshot() *peerproto.Progress {
 	phase := peerproto.PhaseFetching
 	if p.installing.Load() {
@@ -92,7 +92,7 @@ func (p *Progress) transfer() peerproto.Transfer {
 		ArtifactBytes: p.totalBytes}
 }
 
-// resumed records the chunks an earlier attempt left verified in place.
+// Resumed records the chunks an earlier attempt left verified in place.
 func (p *Progress) Resumed(bytes int64, chunks int) {
 	p.resumed.Add(bytes)
 	p.done.Add(bytes)
@@ -100,7 +100,7 @@ func (p *Progress) Resumed(bytes int64, chunks int) {
 	p.m.ChunkBytes(SourceReused, bytes)
 }
 
-// stored records a chunk of size bytes, verified from source (for the
+// Stored records a chunk of size bytes, verified from source (for the
 // origin, with the reason it was asked of the origin), and written at each
 // of its copies offsets in the artifact.
 func (p *Progress) Stored(source, reason string, size int64, copies int) {
@@ -124,7 +124,7 @@ func (p *Progress) Stored(source, reason string, size int64, copies int) {
 	p.m.ChunkVerified(source, size)
 }
 
-// rejected records a chunk from source that failed its hash check.
+// Rejected records a chunk from source that failed its hash check.
 func (p *Progress) Rejected(source string) {
 	p.m.ChunkRejected(source)
 }
@@ -134,7 +134,7 @@ func (p *Progress) peerFailed() {
 	p.peerFailures.Add(1)
 }
 
-// rechecked records a re-check of every chunk that found bad ones: they
+// Rechecked records a re-check of every chunk that found bad ones: they
 // are fetched again, and bytes in chunks are in place now.
 func (p *Progress) Rechecked(bad int, bytes int64, chunks int) {
 	p.refetched.Add(int64(bad))
@@ -142,7 +142,7 @@ func (p *Progress) Rechecked(bad int, bytes int64, chunks int) {
 	p.doneChunks.Store(int64(chunks))
 }
 
-// startInstall records that the artifact is complete and verified, and
+// StartInstall records that the artifact is complete and verified, and
 // handed to its installer.
 func (p *Progress) StartInstall() {
 	p.done.Store(p.totalBytes)

@@ -32,8 +32,8 @@ const (
 	taskEndGame = "end-game" // a second peer for a chunk in flight
 )
 
-// swarmView is what a scheduler needs of the peers: peerManager, or an
-// in-memory fleet in tests. Its methods are safe for concurrent use.
+// View is what a scheduler needs of the peers: the agent's peer manager,
+// or an in-memory fleet in tests. Its methods are safe for concurrent use.
 type View interface {
 	Snapshot(key manifest.ReleaseID) []Holder // the usable peers taking part in a release
 	Usable() int                              // usable peers in all
@@ -41,7 +41,7 @@ type View interface {
 	Ban(addr, reason string)
 }
 
-// holder is a peer's part in one release, as a scheduler sees it.
+// Holder is a peer's part in one release, as a scheduler sees it.
 type Holder struct {
 	Addr     string
 	ID       string
@@ -51,7 +51,7 @@ type Holder struct {
 	Fetch    Source
 }
 
-// swarmConfig turns on peers for an assembly.
+// Config turns on peers for an assembly.
 type Config struct {
 	View    View
 	Self    string        // this agent's id
