@@ -69,21 +69,20 @@ func (a *Agent) settle(ctx context.Context) {
 		if done, n := a.pm().settled(); done && n > 0 {
 			return
 		}
+		// A timer's channel fires once: the deadline must end the wait
+		// in the select that receives it.
 		tick, stop := a.clock.NewTimer(100 * time.Millisecond)
 		select {
 		case <-ctx.Done():
+			stop()
+			return
 		case <-deadline:
+			stop()
+			return
 		case <-tick:
 		case <-a.pm().Wake():
 		}
 		stop()
-		select {
-		case <-ctx.Done():
-			return
-		case <-deadline:
-			return
-		default:
-		}
 	}
 }
 
