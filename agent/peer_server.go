@@ -47,16 +47,22 @@ type peerServer struct {
 // newPeerServer serves held as agent id of fleet, with cfg's limits.
 func newPeerServer(cfg *config.Config, id string, fleet *fleettls.Fleet, held *store.Holdings, log *slog.Logger) *peerServer {
 	s := &peerServer{cfg: cfg, id: id, fleet: fleet, held: held, log: log,
-		uploads: make(chan struct{}, cfg.MaxUploads), polls: make(chan struct{}, maxLongPolls)}
+		uploads: make(chan struct{}, cfg.MaxUploads), polls: make(chan struct{}, maxFollowers(cfg))}
 	if cfg.UploadRate > 0 {
 		s.limit = fetch.Limiter(cfg.UploadRate)
 	}
 	return s
 }
 
-// maxLongPolls bounds the state requests held at once: two for each peer
-// the discovery table may list.
-const maxLongPolls = 512
+// maxFollowers bounds the state requests held at once, one per follower:
+// about as many agents follow this one as it follows (half of
+// peer_degree), and a few more are let in so that agents drawing peers at
+// random need not try again and again. Past it, a follower is answered 503
+// and follows another peer.
+func maxFollowers(cfg *config.Config) int { return cfg.PeerDegree/2 + followerSlack }
+
+// followerSlack is how many followers past half of peer_degree are let in.
+const followerSlack = 4
 
 func (s *peerServer) register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+peerproto.StatePath, s.guard(s.state))
@@ -93,7 +99,10 @@ func (s *peerServer) state(w http.ResponseWriter, r *http.Request) {
 			s.held.Wait(ctx, v)
 			cancel()
 			<-s.polls
-		default: // too many held: answer at once, the caller asks again
+		default: // as many followers as it takes: the caller follows another peer
+			w.Header().Set("Retry-After", strconv.Itoa(int(fullFor/time.Second)))
+			http.Error(w, "full: as many followers as this agent takes", http.StatusServiceUnavailable)
+			return
 		}
 	}
 	v, rels := s.held.Snapshot()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
@@ -49,6 +50,7 @@ type peerView struct {
 	rels        map[manifest.ReleaseID]*peerRelease
 	subs        map[manifest.ChannelID]bool // the channels it follows
 	lastState   time.Time                   // last state response
+	since       time.Time                   // followed since
 	bannedUntil time.Time
 	banReason   string
 	foreign     bool   // another fleet or protocol: ignored
@@ -82,10 +84,15 @@ type peerManager struct {
 	follows sync.WaitGroup // one goroutine per peer followed; run waits for them
 
 	mu        sync.Mutex
-	peers     map[string]*peerView
+	listed    []discovery.Peer     // the source's list at the last sync
+	peers     map[string]*peerView // followed, and banned ones until their ban ends
 	cancels   map[string]context.CancelFunc
 	bannedIDs map[string]time.Time // agent id → until: a banned agent stays banned at another address
 	changed   chan struct{}        // closed and replaced at every change
+	resting   map[string]time.Time // peers not drawn until then: refused to be followed (full), or just left by a redraw
+	redrawn   time.Time            // the last redraw
+	rng       *rand.Rand
+	subsOf    map[string]map[manifest.ChannelID]bool // agent id → the channels it followed when last seen; of listed peers only
 }
 
 // peerOptions is what a peer manager needs of its agent.
@@ -112,6 +119,9 @@ func newPeerManager(o peerOptions, src peerSource) *peerManager {
 		peers:      make(map[string]*peerView),
 		cancels:    make(map[string]context.CancelFunc),
 		bannedIDs:  make(map[string]time.Time),
+		resting:    make(map[string]time.Time),
+		subsOf:     make(map[string]map[manifest.ChannelID]bool),
+		rng:        rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 		changed:    make(chan struct{}),
 		subscribed: make(map[manifest.ChannelID]bool),
 		refused:    newWarnLimiter(refusalWarnEvery),
@@ -144,40 +154,174 @@ func (pm *peerManager) run(ctx context.Context) {
 	}
 }
 
-// sync starts following new peers and stops following those gone.
+// sync follows the peers the source lists: every static one, and others
+// drawn at random up to the follow degree (half of peer_degree); it stops
+// following those gone, and every redrawEvery replaces the least useful
+// one (see redrawLocked), so that over time each agent meets others.
 func (pm *peerManager) sync(ctx context.Context) {
 	listed := pm.src.Peers()
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
-	seen := make(map[string]bool, len(listed))
 	now := pm.clock.Now()
+	pm.listed = listed
+	seen := make(map[string]bool, len(listed))
 	for _, p := range listed {
 		seen[p.Addr] = true
-		if v := pm.peers[p.Addr]; v != nil {
-			if v.bannedUntil.IsZero() || now.Before(v.bannedUntil) {
-				continue
-			}
-			delete(pm.peers, p.Addr) // the ban is over: follow it afresh
+		if v := pm.peers[p.Addr]; v != nil && !v.bannedUntil.IsZero() && !now.Before(v.bannedUntil) {
+			pm.dropLocked(p.Addr) // the ban is over: it may be followed afresh
 		}
-		v := &peerView{addr: p.Addr, source: p.Source, rels: make(map[manifest.ReleaseID]*peerRelease),
-			fetch: pm.fetcher(p.Addr)}
-		pctx, cancel := context.WithCancel(ctx)
-		pm.peers[p.Addr], pm.cancels[p.Addr] = v, cancel
-		pm.follows.Go(func() { pm.follow(pctx, v) })
 	}
 	for id, until := range pm.bannedIDs {
 		if now.After(until) {
 			delete(pm.bannedIDs, id)
 		}
 	}
-	for addr, v := range pm.peers {
-		if !seen[addr] && now.After(v.bannedUntil) {
-			pm.cancels[addr]()
-			delete(pm.peers, addr)
-			delete(pm.cancels, addr)
-			pm.bumpLocked()
+	ids := make(map[string]bool, len(listed))
+	for _, p := range listed {
+		ids[p.ID] = true
+	}
+	for id := range pm.subsOf {
+		if !ids[id] {
+			delete(pm.subsOf, id)
 		}
 	}
+	for addr, until := range pm.resting {
+		if now.After(until) {
+			delete(pm.resting, addr)
+		}
+	}
+	for addr, v := range pm.peers {
+		if !seen[addr] && now.After(v.bannedUntil) {
+			pm.dropLocked(addr)
+		}
+	}
+	pm.redrawLocked(now)
+	pm.fillLocked(ctx, now)
+}
+
+// followDegree is how many peers an agent follows: half of peer_degree,
+// the other half being for the peers that follow it.
+func followDegree(cfg *config.Config) int { return (cfg.PeerDegree + 1) / 2 }
+
+// followingLocked counts the peers followed that count toward the follow
+// degree: of this fleet (or not known yet), not this agent, not banned.
+func (pm *peerManager) followingLocked(now time.Time) int {
+	n := 0
+	for _, v := range pm.peers {
+		if !v.self && !v.foreign && !now.Before(v.bannedUntil) {
+			n++
+		}
+	}
+	return n
+}
+
+// fillLocked follows every static peer listed, and others drawn at random
+// from the rest until the follow degree is reached. Resting peers (that
+// refused to be followed, or that a redraw just left) are drawn only when
+// no other is left.
+func (pm *peerManager) fillLocked(ctx context.Context, now time.Time) {
+	var others, resting []discovery.Peer
+	for _, p := range pm.listed {
+		switch {
+		case pm.peers[p.Addr] != nil:
+		case p.Source == discovery.SourceStatic:
+			pm.startLocked(ctx, p)
+		case pm.resting[p.Addr].IsZero():
+			others = append(others, p)
+		default:
+			resting = append(resting, p)
+		}
+	}
+	shuffle := func(ps []discovery.Peer) { pm.rng.Shuffle(len(ps), func(i, j int) { ps[i], ps[j] = ps[j], ps[i] }) }
+	shuffle(others)
+	shuffle(resting)
+	others = append(others, resting...)
+	for n := pm.followingLocked(now); n < followDegree(pm.cfg) && len(others) > 0; n++ {
+		pm.startLocked(ctx, others[0])
+		others = others[1:]
+	}
+}
+
+// startLocked starts following p.
+func (pm *peerManager) startLocked(ctx context.Context, p discovery.Peer) {
+	v := &peerView{addr: p.Addr, source: p.Source, rels: make(map[manifest.ReleaseID]*peerRelease),
+		fetch: pm.fetcher(p.Addr), since: pm.clock.Now()}
+	pctx, cancel := context.WithCancel(ctx)
+	pm.peers[p.Addr], pm.cancels[p.Addr] = v, cancel
+	pm.follows.Go(func() { pm.follow(pctx, v) })
+	pm.bumpLocked()
+}
+
+// dropLocked stops following addr and forgets its view.
+func (pm *peerManager) dropLocked(addr string) {
+	if cancel := pm.cancels[addr]; cancel != nil {
+		cancel()
+	}
+	delete(pm.peers, addr)
+	delete(pm.cancels, addr)
+	pm.bumpLocked()
+}
+
+// redrawEvery is how often the peer manager replaces one followed peer
+// when more are listed than it follows.
+const redrawEvery = time.Minute
+
+// redrawLocked stops following the least useful followed peer, once every
+// redrawEvery, when the follow degree is reached and others wait to be
+// drawn; fillLocked then draws one of them. Least useful: one that is
+// failing, then the one holding the fewest chunks of the releases this
+// agent follows (a peer ahead in a rollout is kept), ties broken at random.
+// Static peers are never replaced.
+func (pm *peerManager) redrawLocked(now time.Time) {
+	if now.Sub(pm.redrawn) < redrawEvery {
+		return
+	}
+	pm.redrawn = now
+	if pm.followingLocked(now) < followDegree(pm.cfg) || len(pm.listed) <= len(pm.peers) {
+		return
+	}
+	var worst *peerView
+	worstScore := 0
+	for _, v := range pm.peers {
+		if v.self || v.foreign || v.source == discovery.SourceStatic || now.Before(v.bannedUntil) || now.Sub(v.since) < redrawEvery {
+			continue
+		}
+		score := -1 // failing, or not heard from yet
+		if v.fails == 0 && !v.lastState.IsZero() {
+			score = 0
+			for _, r := range v.rels {
+				score += r.count
+			}
+		}
+		if worst == nil || score < worstScore || (score == worstScore && pm.rng.IntN(2) == 0) {
+			worst, worstScore = v, score
+		}
+	}
+	if worst != nil {
+		pm.log.Debug("peer no longer followed, to meet another", slog.String("peer", worst.addr))
+		pm.dropLocked(worst.addr)
+		pm.resting[worst.addr] = now.Add(redrawEvery) // meet another, not the same one again
+	}
+}
+
+// fullFor is how long a peer that refused to be followed is not drawn.
+const fullFor = 2 * time.Minute
+
+// refusedFollow records that a peer answered a state request with 503:
+// it has as many followers as it takes. It is dropped, and not drawn
+// again for fullFor, unless it is static or no other peer is listed.
+func (pm *peerManager) refusedFollow(v *peerView) bool {
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	if v.source == discovery.SourceStatic || len(pm.listed) <= len(pm.peers) {
+		return false
+	}
+	pm.resting[v.addr] = pm.clock.Now().Add(fullFor)
+	pm.log.Debug("peer has all the followers it takes; following another", slog.String("peer", v.addr))
+	if pm.peers[v.addr] == v {
+		pm.dropLocked(v.addr)
+	}
+	return true
 }
 
 // fetcher makes the client for a peer's chunks and manifests: one attempt,
@@ -201,7 +345,10 @@ func (pm *peerManager) follow(ctx context.Context, v *peerView) {
 		asked := pm.clock.Now()
 		st, maps, err := pm.fetchState(ctx, v.addr, after)
 		wait := time.Duration(0)
+		var status *fetch.StatusError
 		switch {
+		case errors.As(err, &status) && status.Code == http.StatusServiceUnavailable && pm.refusedFollow(v):
+			return
 		case err != nil:
 			after = 0 // it may have restarted
 			fails++
@@ -316,6 +463,7 @@ func (pm *peerManager) update(v *peerView, st *peerproto.State, maps []peerproto
 	for _, sub := range st.Subscriptions {
 		v.subs[sub] = true
 	}
+	pm.subsOf[st.AgentID] = v.subs
 	pm.bumpLocked()
 }
 
@@ -448,7 +596,37 @@ func (pm *peerManager) Snapshot(key manifest.ReleaseID) []swarm.Holder {
 			out = append(out, swarm.Holder{Addr: v.addr, ID: v.id, Fetch: v.fetch})
 		}
 	}
+	out = append(out, pm.unfollowedLocked(key.ChannelID)...)
 	slices.SortFunc(out, func(a, b swarm.Holder) int { return strings.Compare(a.Addr, b.Addr) })
+	return out
+}
+
+// unfollowedLocked lists the agents discovery knows (by id) that this one
+// does not follow and that take part in channel ch, as far as it knows:
+// those whose subscriptions it saw when it followed them, and those it
+// never followed. They count when the agents share the origin's chunks
+// among themselves (each chunk goes to the agent of highest rendezvous
+// weight among all that take part), so that a bounded follow set does not
+// make every agent fetch its neighbourhood's share. Their state is not
+// known: they hold nothing this agent can ask for (empty bitmaps), and
+// count as live, so a chunk of theirs is left to them for as long as the
+// scheduler waits for any agent ranked first that has not started on it.
+func (pm *peerManager) unfollowedLocked(ch manifest.ChannelID) []swarm.Holder {
+	var out []swarm.Holder
+	now := pm.clock.Now()
+	followed := make(map[string]bool, len(pm.peers))
+	for _, v := range pm.peers {
+		followed[v.id] = true
+	}
+	for _, p := range pm.listed {
+		if p.ID == "" || p.ID == pm.self || pm.peers[p.Addr] != nil || followed[p.ID] || now.Before(pm.bannedIDs[p.ID]) {
+			continue
+		}
+		if subs, ok := pm.subsOf[p.ID]; ok && !subs[ch] {
+			continue
+		}
+		out = append(out, swarm.Holder{Addr: p.Addr, ID: p.ID, Bits: []byte{}, Progress: now})
+	}
 	return out
 }
 

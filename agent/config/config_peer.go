@@ -25,6 +25,7 @@ type PeerConfig struct {
 	UploadRate      int64         `toml:"upload_rate"`            // bytes/s served to peers in all; 0 = unlimited
 	DownloadRate    int64         `toml:"download_rate"`          // bytes/s fetched from peers in all; 0 = unlimited
 	MaxUploads      int           `toml:"max_uploads"`            // chunk requests served at once; default 16; 1..1024
+	PeerDegree      int           `toml:"peer_degree"`            // state feeds in all: follow half, be followed by about half; default 32; 4..256
 }
 
 // defaultPeerConfig is Default's PeerConfig.
@@ -39,6 +40,7 @@ func defaultPeerConfig() PeerConfig {
 		OriginGrace:     3 * time.Second,
 		BanDuration:     10 * time.Minute,
 		MaxUploads:      16,
+		PeerDegree:      32,
 	}
 }
 
@@ -68,6 +70,7 @@ func (c *Config) checkPeers(add adder) {
 	checkRange(add, "peer_connections", c.PeerConnections, 1, 64)
 	checkRange(add, "peer_requests_per_peer", c.PerPeer, 1, 16)
 	checkRange(add, "max_uploads", c.MaxUploads, 1, 1024)
+	checkRange(add, "peer_degree", c.PeerDegree, 4, 256)
 	for _, r := range []struct {
 		key   string
 		value int64

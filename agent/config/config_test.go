@@ -115,6 +115,7 @@ ban_duration = "1h"
 upload_rate = 10000000
 download_rate = 20000000
 max_uploads = 64
+peer_degree = 12
 
 [[subscription]]
 product = "a"
@@ -149,7 +150,7 @@ channel = "beta"
 			BrowseInterval: 30 * time.Second, PeerExpiry: 5 * time.Minute,
 			FleetSecretFile: "/etc/fleetcast/fleet.secret", PeerConnections: 16, PerPeer: 4,
 			PeerTimeout: time.Minute, OriginGrace: 10 * time.Second, BanDuration: time.Hour,
-			UploadRate: 10000000, DownloadRate: 20000000, MaxUploads: 64,
+			UploadRate: 10000000, DownloadRate: 20000000, MaxUploads: 64, PeerDegree: 12,
 		},
 	}
 	c, err := Parse([]byte(data))
@@ -563,6 +564,8 @@ func TestParseConfigInvalidPeers(t *testing.T) {
 		{"peer_connections", "peer_connections = 0", "config: peer_connections 0: must be between 1 and 64"},
 		{"peer_requests_per_peer", "peer_requests_per_peer = 17", "config: peer_requests_per_peer 17: must be between 1 and 16"},
 		{"max_uploads", "max_uploads = 1025", "config: max_uploads 1025: must be between 1 and 1024"},
+		{"peer_degree small", "peer_degree = 3", "config: peer_degree 3: must be between 4 and 256"},
+		{"peer_degree big", "peer_degree = 257", "config: peer_degree 257: must be between 4 and 256"},
 		{"upload_rate small", "upload_rate = 1000", "config: upload_rate 1000: must be 0 (unlimited) or at least 65536 bytes/s"},
 		{"download_rate negative", "download_rate = -1", "config: download_rate -1: must be at least 0 bytes/s (0 means unlimited)"},
 		{"peer_timeout", `peer_timeout = "0s"`, `config: peer_timeout "0s": must be more than 0s`},
