@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -84,21 +85,34 @@ func (s *peerServer) guard(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// state answers GET /v1/peer/state[?after=V], holding the request until the
-// holdings change past V or peerLongPoll seconds pass.
+// state answers GET /v1/peer/state[?after=V[&wait=S][&quiet=1]], holding
+// the request until the holdings change past V or the wait (LongPoll
+// seconds unless asked) passes; with quiet=1 an unchanged state is 304.
 func (s *peerServer) state(w http.ResponseWriter, r *http.Request) {
-	if after := r.URL.Query().Get("after"); after != "" {
+	q := r.URL.Query()
+	if after := q.Get("after"); after != "" {
 		v, err := strconv.ParseUint(after, 10, 64)
 		if err != nil {
 			http.Error(w, "after: want a version number", http.StatusBadRequest)
 			return
 		}
+		wait := peerproto.LongPoll
+		if ws := q.Get(peerproto.WaitParam); ws != "" {
+			if wait, err = strconv.Atoi(ws); err != nil || wait < 1 || wait > peerproto.MaxLongPoll {
+				http.Error(w, fmt.Sprintf("wait: want seconds from 1 to %d", peerproto.MaxLongPoll), http.StatusBadRequest)
+				return
+			}
+		}
 		select {
 		case s.polls <- struct{}{}:
-			ctx, cancel := context.WithTimeout(r.Context(), peerproto.LongPoll*time.Second)
-			s.held.Wait(ctx, v)
+			ctx, cancel := context.WithTimeout(r.Context(), time.Duration(wait)*time.Second)
+			now := s.held.Wait(ctx, v)
 			cancel()
 			<-s.polls
+			if now == v && q.Get(peerproto.QuietParam) == "1" {
+				w.WriteHeader(http.StatusNotModified) // nothing new: no body, the follower's view stands
+				return
+			}
 		default: // as many followers as it takes: the caller follows another peer
 			w.Header().Set("Retry-After", strconv.Itoa(int(fullFor/time.Second)))
 			http.Error(w, "full: as many followers as this agent takes", http.StatusServiceUnavailable)

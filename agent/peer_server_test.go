@@ -234,6 +234,37 @@ func TestPeerServerStateLongPoll(t *testing.T) {
 	}
 }
 
+// TestPeerServerStateQuiet: a follower's long-poll with wait=1&quiet=1 is
+// held about a second and answered 304 without a body when nothing
+// changed, and with the new state when something did; bad waits are 400.
+func TestPeerServerStateQuiet(t *testing.T) {
+	f := newPeerFixture(t, fleettls.Open(), 4, 0)
+	v := parseStateResponse(t, peerproto.StatePath, f, f.client).Version
+	quiet := fmt.Sprintf("%s?after=%d&%s=1&%s=1", peerproto.StatePath, v, peerproto.WaitParam, peerproto.QuietParam)
+
+	start := time.Now()
+	resp, body := f.get(t, f.client, quiet)
+	wantStatus(t, resp, body, http.StatusNotModified)
+	if len(body) != 0 || time.Since(start) < 900*time.Millisecond {
+		t.Errorf("quiet long-poll: %d bytes after %s; want none, after the 1 s wait", len(body), time.Since(start))
+	}
+
+	// Without quiet, the same wait ends with the state again.
+	resp, body = f.get(t, f.client, fmt.Sprintf("%s?after=%d&%s=1", peerproto.StatePath, v, peerproto.WaitParam))
+	wantStatus(t, resp, body, http.StatusOK)
+
+	// A change during the wait is sent.
+	f.store.Held.Mark(manifest.ChannelID{Product: "app", Channel: "stable"}.Release(2), 1)
+	if st := parseStateResponse(t, quiet, f, f.client); st.Version <= v {
+		t.Errorf("quiet long-poll after a change: version %d, want more than %d", st.Version, v)
+	}
+
+	for _, bad := range []string{"0", "-1", "x", strconv.Itoa(peerproto.MaxLongPoll + 1)} {
+		resp, body := f.get(t, f.client, fmt.Sprintf("%s?after=%d&%s=%s", peerproto.StatePath, v, peerproto.WaitParam, bad))
+		wantStatus(t, resp, body, http.StatusBadRequest)
+	}
+}
+
 func TestPeerServerStateManyReleases(t *testing.T) {
 	f := newPeerFixture(t, fleettls.Open(), 4, 0)
 	one := manifest.Chunk{SHA256: manifest.Sum([]byte("x")), Size: 1}

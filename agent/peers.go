@@ -108,6 +108,9 @@ type peerOptions struct {
 func newPeerManager(o peerOptions, src peerSource) *peerManager {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = o.cfg.PerPeer + 2
+	// A rollout's chunk connections close soon after it; a follow's
+	// connection is never idle long (its next long-poll follows the last).
+	tr.IdleConnTimeout = 15 * time.Second
 	if o.rejected == nil {
 		o.rejected = func() {}
 	}
@@ -349,6 +352,12 @@ func (pm *peerManager) follow(ctx context.Context, v *peerView) {
 		switch {
 		case errors.As(err, &status) && status.Code == http.StatusServiceUnavailable && pm.refusedFollow(v):
 			return
+		case errors.Is(err, errNotModified):
+			fails = 0
+			pm.heard(v) // the view stands; ask again at once
+			if pm.clock.Now().Sub(asked) < (peerproto.LongPoll-1)*time.Second {
+				wait = time.Second // answered at once: not a long-poll
+			}
 		case err != nil:
 			after = 0 // it may have restarted
 			fails++
@@ -378,6 +387,8 @@ func (pm *peerManager) follow(ctx context.Context, v *peerView) {
 			}
 			if st.Version != after {
 				pm.update(v, st, maps)
+			} else {
+				pm.heard(v)
 			}
 			after = st.Version
 		}
@@ -392,13 +403,21 @@ func (pm *peerManager) follow(ctx context.Context, v *peerView) {
 	}
 }
 
-// fetchState GETs a peer's state, waiting for news after version after.
+// errNotModified is a quiet long-poll's answer: the peer's state is still
+// the version asked after.
+var errNotModified = errors.New("peer state not modified")
+
+// fetchState GETs a peer's state, waiting up to IdlePoll seconds for news
+// after version after; errNotModified when there is none (a peer that does
+// not know quiet=1 sends its state again, after LongPoll seconds).
 func (pm *peerManager) fetchState(ctx context.Context, addr string, after uint64) (*peerproto.State, []peerproto.Bits, error) {
-	ctx, cancel := context.WithTimeout(ctx, (peerproto.LongPoll+10)*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, (peerproto.IdlePoll+10)*time.Second)
 	defer cancel()
 	u := url.URL{Scheme: pm.fleet.Scheme(), Host: addr, Path: peerproto.StatePath}
 	if after > 0 {
-		u.RawQuery = "after=" + strconv.FormatUint(after, 10)
+		q := url.Values{"after": {strconv.FormatUint(after, 10)},
+			peerproto.WaitParam: {strconv.Itoa(peerproto.IdlePoll)}, peerproto.QuietParam: {"1"}}
+		u.RawQuery = q.Encode()
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
@@ -409,7 +428,10 @@ func (pm *peerManager) fetchState(ctx context.Context, addr string, after uint64
 		return nil, nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	switch {
+	case resp.StatusCode == http.StatusNotModified && after > 0:
+		return nil, nil, errNotModified
+	case resp.StatusCode != http.StatusOK:
 		return nil, nil, &fetch.StatusError{Code: resp.StatusCode}
 	}
 	b, err := fetch.ReadBody(resp, peerproto.MaxState)
@@ -430,6 +452,20 @@ func newBits(a, b []byte) bool {
 		}
 	}
 	return false
+}
+
+// heard records that a followed peer answered that its state is
+// unchanged.
+func (pm *peerManager) heard(v *peerView) {
+	now := pm.clock.Now()
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	if v.lastState.IsZero() {
+		return // never had a state: nothing to keep fresh
+	}
+	v.fails, v.lastErr = 0, ""
+	v.lastState = now
+	pm.lastHeard.Store(now.UnixNano())
 }
 
 // update replaces a peer's view with a new state.
@@ -527,7 +563,7 @@ func (pm *peerManager) Ban(addr, reason string) {
 // usableLocked: a peer of this fleet, not banned, with a recent state.
 func (pm *peerManager) usableLocked(v *peerView, now time.Time) bool {
 	return !v.self && !v.foreign && v.id != "" && now.After(v.bannedUntil) && now.After(pm.bannedIDs[v.id]) &&
-		now.Sub(v.lastState) < (peerproto.LongPoll+15)*time.Second
+		now.Sub(v.lastState) < (peerproto.IdlePoll+15)*time.Second
 }
 
 // minStateGap is the least time between two state requests to one peer.

@@ -62,13 +62,14 @@ type statePeer struct {
 	asked   atomic.Int64 // state requests
 	mu      sync.Mutex
 	news    chan struct{} // closed by answer
+	idle    chan struct{} // closed by notModified
 }
 
 func newStatePeer(t *testing.T) *statePeer { return newStatePeerID(t, "00000000000000fe") }
 
 // newStatePeerID is a statePeer with agent id id.
 func newStatePeerID(t *testing.T, id string) *statePeer {
-	p := &statePeer{id: id, news: make(chan struct{})}
+	p := &statePeer{id: id, news: make(chan struct{}), idle: make(chan struct{})}
 	p.version.Store(1)
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.asked.Add(1)
@@ -78,10 +79,15 @@ func newStatePeerID(t *testing.T, id string) *statePeer {
 		}
 		if r.URL.Query().Get("after") != "" {
 			p.mu.Lock()
-			news := p.news
+			news, idle := p.news, p.idle
 			p.mu.Unlock()
 			select {
 			case <-news:
+			case <-idle:
+				if r.URL.Query().Get(peerproto.QuietParam) == "1" {
+					w.WriteHeader(http.StatusNotModified)
+					return
+				}
 			case <-r.Context().Done():
 				return
 			}
@@ -101,6 +107,15 @@ func (p *statePeer) answer() {
 	defer p.mu.Unlock()
 	close(p.news)
 	p.news = make(chan struct{})
+}
+
+// notModified ends the held long-polls as a wait that passed with nothing
+// new: 304 to a quiet one.
+func (p *statePeer) notModified() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	close(p.idle)
+	p.idle = make(chan struct{})
 }
 
 func (p *statePeer) addr() string { return strings.TrimPrefix(p.srv.URL, "http://") }
@@ -187,7 +202,7 @@ func TestPeerManagerBanEnds(t *testing.T) {
 }
 
 // TestPeerManagerStaleState: a peer whose state is older than the
-// long-poll and its margin is not used, and is used again as soon as it
+// follower's long-poll (IdlePoll) and its margin is not used, and is used again as soon as it
 // answers.
 func TestPeerManagerStaleState(t *testing.T) {
 	clk := clocktest.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
@@ -204,12 +219,41 @@ func TestPeerManagerStaleState(t *testing.T) {
 	clk.Advance(minStateGap)
 	waitFor(t, "the peer's long-poll is held", func() bool { return peer.asked.Load() >= 2 })
 
-	clk.Advance((peerproto.LongPoll + 15) * time.Second)
+	clk.Advance((peerproto.IdlePoll + 15) * time.Second)
 	if holds(pm) {
 		t.Fatal("a peer silent past the long-poll and its margin is still used")
 	}
 	peer.answer()
 	waitFor(t, "the peer used again once it answered", func() bool { return holds(pm) })
+}
+
+// TestPeerManagerQuietPeerStaysUsable: a followed peer whose long-polls
+// end 304 (nothing new) stays usable as long as it answers, with no state
+// sent again.
+func TestPeerManagerQuietPeerStaysUsable(t *testing.T) {
+	clk := clocktest.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	peer := newStatePeer(t)
+	pm := clockPeerManager(t, clk, nil, peer.addr())
+	waitFor(t, "the peer's state is followed", func() bool { return holds(pm) })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := clk.BlockUntil(ctx, 2); err != nil {
+		t.Fatalf("follower and run not both waiting on the clock: %v", err)
+	}
+	clk.Advance(minStateGap)
+	waitFor(t, "the peer's long-poll is held", func() bool { return peer.asked.Load() >= 2 })
+	for round := range 3 {
+		clk.Advance(peerproto.IdlePoll * time.Second)
+		asked := peer.asked.Load()
+		peer.notModified()
+		waitFor(t, "the follower asks again after a 304", func() bool { return peer.asked.Load() > asked })
+		if !holds(pm) {
+			t.Fatalf("round %d: a peer that has just answered 304 is not used", round)
+		}
+	}
+	if v := peer.version.Load(); v != 1 {
+		t.Fatalf("peer state version %d", v)
+	}
 }
 
 // TestPeerManagerUsableAfterSilence: with no peer answering, Usable counts

@@ -30,6 +30,14 @@ const (
 	FleetHeader = "Fleetcast-Fleet"
 
 	StatePath    = "/v1/peer/state"
+	// WaitParam, on a state request with after=V, asks that it be held
+	// that many seconds (1..MaxLongPoll) instead of LongPoll; older agents
+	// ignore it.
+	WaitParam = "wait"
+	// QuietParam=1, on a state request with after=V, asks for 304 Not
+	// Modified, without a body, when the version is still V at the end of
+	// the wait, instead of the same state again; older agents ignore it.
+	QuietParam = "quiet"
 	ManifestPath = "/v1/peer/manifest/" // {product}/{channel}/{sequence}
 	ChunkPath    = "/v1/peer/chunk/"    // {sha256}
 )
@@ -41,8 +49,16 @@ const (
 	MaxState = 4 << 20
 	// MaxReleases bounds the releases one state lists.
 	MaxReleases = 64
-	// LongPoll is how long a state request with after= is held.
+	// LongPoll is how long a state request with after= is held, in
+	// seconds, unless it asks for another wait.
 	LongPoll = 20
+	// MaxLongPoll bounds the wait= a state request may ask for, in
+	// seconds.
+	MaxLongPoll = 120
+	// IdlePoll is the wait= an agent asks of the peers it follows, in
+	// seconds: an idle fleet's state feeds cost one small exchange per
+	// follow each minute (see QuietParam).
+	IdlePoll = 60
 	// MaxFetching bounds the chunks a peer may claim to be fetching
 	// from the origin at once: origin_connections is at most 64.
 	MaxFetching = 64
