@@ -90,6 +90,7 @@ type peerManager struct {
 	bannedIDs map[string]time.Time // agent id → until: a banned agent stays banned at another address
 	changed   chan struct{}        // closed and replaced at every change
 	resting   map[string]time.Time // peers not drawn until then: refused to be followed (full), or just left by a redraw
+	resync    chan struct{}        // run syncs at once: a followed peer was banned, left, or is not of this fleet
 	redrawn   time.Time            // the last redraw
 	rng       *rand.Rand
 	subsOf    map[string]map[manifest.ChannelID]bool // agent id → the channels it followed when last seen; of listed peers only
@@ -123,6 +124,7 @@ func newPeerManager(o peerOptions, src peerSource) *peerManager {
 		cancels:    make(map[string]context.CancelFunc),
 		bannedIDs:  make(map[string]time.Time),
 		resting:    make(map[string]time.Time),
+		resync:     make(chan struct{}, 1),
 		subsOf:     make(map[string]map[manifest.ChannelID]bool),
 		rng:        rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 		changed:    make(chan struct{}),
@@ -139,15 +141,17 @@ func newPeerManager(o peerOptions, src peerSource) *peerManager {
 }
 
 // run follows the peers the source lists until ctx is done: at once when
-// the source's list changes, and every second (bans end).
+// the source's list changes, and when a ban or a rest ends or a redraw is
+// due (one timer for all of them: an idle agent wakes about once a minute).
 func (pm *peerManager) run(ctx context.Context) {
 	defer pm.follows.Wait() // each follow ends with ctx
 	for {
 		pm.sync(ctx)
-		tick, stop := pm.clock.NewTimer(time.Second)
+		tick, stop := pm.clock.NewTimer(pm.nextSync())
 		select {
 		case <-ctx.Done():
 		case <-pm.src.Changed():
+		case <-pm.resync:
 		case <-tick:
 		}
 		stop()
@@ -155,6 +159,31 @@ func (pm *peerManager) run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// nextSync is how long until sync has something to do that no change of
+// the source's list signals: a ban or a rest ends, or a redraw is due.
+func (pm *peerManager) nextSync() time.Duration {
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	now := pm.clock.Now()
+	next := pm.redrawn.Add(redrawEvery)
+	sooner := func(t time.Time) {
+		if t.After(now) && t.Before(next) {
+			next = t
+		}
+	}
+	for _, v := range pm.peers {
+		sooner(v.bannedUntil)
+	}
+	for _, until := range pm.bannedIDs {
+		sooner(until)
+	}
+	for _, until := range pm.resting {
+		sooner(until)
+	}
+	// Just past the moment: sync's checks are "after".
+	return max(next.Sub(now)+time.Millisecond, 10*time.Millisecond)
 }
 
 // sync follows the peers the source lists: every static one, and others
@@ -324,6 +353,7 @@ func (pm *peerManager) refusedFollow(v *peerView) bool {
 	if pm.peers[v.addr] == v {
 		pm.dropLocked(v.addr)
 	}
+	pm.resyncSoon()
 	return true
 }
 
@@ -371,10 +401,12 @@ func (pm *peerManager) follow(ctx context.Context, v *peerView) {
 			pm.logStateError(v.addr, fails, err)
 		case st.AgentID == pm.self:
 			pm.mark(v, func() { v.self = true })
+			pm.resyncSoon()
 			return
 		case st.FleetID != pm.fleet.ID():
 			pm.src.Seen(v.addr, st.AgentID, st.FleetID)
 			pm.mark(v, func() { v.foreign, v.id, v.fleet = true, st.AgentID, st.FleetID })
+			pm.resyncSoon()
 			wait = time.Minute
 		default:
 			fails = 0
@@ -526,6 +558,14 @@ func (pm *peerManager) mark(v *peerView, f func()) {
 	pm.bumpLocked()
 }
 
+// resyncSoon asks run to sync at once: a follow slot is free.
+func (pm *peerManager) resyncSoon() {
+	select {
+	case pm.resync <- struct{}{}:
+	default:
+	}
+}
+
 func (pm *peerManager) bumpLocked() {
 	close(pm.changed)
 	pm.changed = make(chan struct{})
@@ -558,6 +598,7 @@ func (pm *peerManager) Ban(addr, reason string) {
 	pm.log.Warn("peer banned", slog.String("peer", addr), slog.String("agent", v.id),
 		slog.Duration("for", pm.cfg.BanDuration), slog.String("reason", reason))
 	pm.bumpLocked()
+	pm.resyncSoon() // another takes its place
 }
 
 // usableLocked: a peer of this fleet, not banned, with a recent state.

@@ -531,3 +531,35 @@ func TestSettleEndsAtDeadline(t *testing.T) {
 		t.Errorf("settled() = %v, %d; want false, 1 (the peer never answered)", ok, n)
 	}
 }
+
+// TestPeerManagerNextSync: an idle peer manager wakes for the next redraw,
+// or sooner when a ban or a rest ends before it.
+func TestPeerManagerNextSync(t *testing.T) {
+	clk := clocktest.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	_, listed := lanOf(t, 4)
+	pm, ctx := newClockPeerManager(t, clk, func(c *config.Config) { c.PeerDegree = 4; c.BanDuration = 5 * time.Second }, &listSource{peers: listed})
+	pm.sync(ctx)
+	near := func(got, want time.Duration) bool { return got >= want && got <= want+20*time.Millisecond }
+	if d := pm.nextSync(); !near(d, redrawEvery) {
+		t.Fatalf("idle: next sync in %s, want the redraw's %s", d, redrawEvery)
+	}
+	clk.Advance(10 * time.Second)
+	for addr := range followed(pm) {
+		pm.Ban(addr, "test")
+		break
+	}
+	if d := pm.nextSync(); !near(d, 5*time.Second) {
+		t.Fatalf("with a 5 s ban: next sync in %s, want 5s", d)
+	}
+	pm.mu.Lock()
+	pm.resting["198.18.0.1:1"] = clk.Now().Add(2 * time.Second)
+	pm.mu.Unlock()
+	if d := pm.nextSync(); !near(d, 2*time.Second) {
+		t.Fatalf("with a rest ending in 2 s: next sync in %s, want 2s", d)
+	}
+	select {
+	case <-pm.resync:
+	default:
+		t.Error("a ban did not ask for a sync at once (another peer takes its place)")
+	}
+}
