@@ -29,7 +29,7 @@ const (
 	AgentHeader = "Fleetcast-Agent"
 	FleetHeader = "Fleetcast-Fleet"
 
-	StatePath    = "/v1/peer/state"
+	StatePath = "/v1/peer/state"
 	// WaitParam, on a state request with after=V, asks that it be held
 	// that many seconds (1..MaxLongPoll) instead of LongPoll; older agents
 	// ignore it.
@@ -37,7 +37,7 @@ const (
 	// QuietParam=1, on a state request with after=V, asks for 304 Not
 	// Modified, without a body, when the version is still V at the end of
 	// the wait, instead of the same state again; older agents ignore it.
-	QuietParam = "quiet"
+	QuietParam   = "quiet"
 	ManifestPath = "/v1/peer/manifest/" // {product}/{channel}/{sequence}
 	ChunkPath    = "/v1/peer/chunk/"    // {sha256}
 )
