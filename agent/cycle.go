@@ -279,10 +279,13 @@ func (c *cycle) update(ctx context.Context, v *manifest.Verified, fresh *freshMa
 		start := c.now()
 		c.log.Info("assembling release", slog.Int64("bytes", v.Artifact.Size), slog.Int("chunks", len(v.Chunks)))
 		var sw *swarm.Config
-		if c.pm() != nil {
-			sw = c.pm().swarm()
+		done := func() {}
+		if pm := c.pm(); pm != nil {
+			sw = pm.swarm()
+			done = pm.Assembling() // follow every peer while the fleet shares the release
 		}
 		tr, err := swarm.Assemble(ctx, c.store, v.Manifest, dir, c.origin, c.cfg.OriginConnections, sw, prog, c.log)
+		done()
 		tr.Seconds = c.now().Sub(start).Seconds()
 		c.ch.transferred(v.Sequence, tr)
 		if err != nil {

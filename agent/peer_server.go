@@ -48,22 +48,19 @@ type peerServer struct {
 // newPeerServer serves held as agent id of fleet, with cfg's limits.
 func newPeerServer(cfg *config.Config, id string, fleet *fleettls.Fleet, held *store.Holdings, log *slog.Logger) *peerServer {
 	s := &peerServer{cfg: cfg, id: id, fleet: fleet, held: held, log: log,
-		uploads: make(chan struct{}, cfg.MaxUploads), polls: make(chan struct{}, maxFollowers(cfg))}
+		uploads: make(chan struct{}, cfg.MaxUploads), polls: make(chan struct{}, maxFollowers)}
 	if cfg.UploadRate > 0 {
 		s.limit = fetch.Limiter(cfg.UploadRate)
 	}
 	return s
 }
 
-// maxFollowers bounds the state requests held at once, one per follower:
-// about as many agents follow this one as it follows (half of
-// peer_degree), and a few more are let in so that agents drawing peers at
-// random need not try again and again. Past it, a follower is answered 503
-// and follows another peer.
-func maxFollowers(cfg *config.Config) int { return cfg.PeerDegree/2 + followerSlack }
-
-// followerSlack is how many followers past half of peer_degree are let in.
-const followerSlack = 4
+// maxFollowers bounds the state requests held at once, one per follower.
+// Idle agents follow a bounded set each (half of peer_degree, drawn at
+// random), so about as many follow this one; during an assembly every
+// agent follows every peer it knows, up to maxRolloutFollows. Past it, a
+// follower is answered 503 and follows another peer.
+const maxFollowers = 2 * maxRolloutFollows
 
 func (s *peerServer) register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+peerproto.StatePath, s.guard(s.state))

@@ -83,17 +83,18 @@ type peerManager struct {
 
 	follows sync.WaitGroup // one goroutine per peer followed; run waits for them
 
-	mu        sync.Mutex
-	listed    []discovery.Peer     // the source's list at the last sync
-	peers     map[string]*peerView // followed, and banned ones until their ban ends
-	cancels   map[string]context.CancelFunc
-	bannedIDs map[string]time.Time // agent id → until: a banned agent stays banned at another address
-	changed   chan struct{}        // closed and replaced at every change
-	resting   map[string]time.Time // peers not drawn until then: refused to be followed (full), or just left by a redraw
-	resync    chan struct{}        // run syncs at once: a followed peer was banned, left, or is not of this fleet
-	redrawn   time.Time            // the last redraw
-	rng       *rand.Rand
-	subsOf    map[string]map[manifest.ChannelID]bool // agent id → the channels it followed when last seen; of listed peers only
+	mu         sync.Mutex
+	listed     []discovery.Peer     // the source's list at the last sync
+	peers      map[string]*peerView // followed, and banned ones until their ban ends
+	cancels    map[string]context.CancelFunc
+	bannedIDs  map[string]time.Time // agent id → until: a banned agent stays banned at another address
+	changed    chan struct{}        // closed and replaced at every change
+	resting    map[string]time.Time // peers not drawn until then: refused to be followed (full), or just left by a redraw
+	resync     chan struct{}        // run syncs at once: a followed peer was banned, left, or is not of this fleet; an assembly began or ended
+	assembling int                  // assemblies running: while any runs, every listed peer is followed (up to maxRolloutFollows)
+	redrawn    time.Time            // the last redraw
+	rng        *rand.Rand
+	subsOf     map[string]map[manifest.ChannelID]bool // agent id → the channels it followed when last seen; of listed peers only
 }
 
 // peerOptions is what a peer manager needs of its agent.
@@ -227,13 +228,70 @@ func (pm *peerManager) sync(ctx context.Context) {
 			pm.dropLocked(addr)
 		}
 	}
-	pm.redrawLocked(now)
+	if pm.assembling == 0 {
+		pm.trimLocked(now)
+		pm.redrawLocked(now)
+	}
 	pm.fillLocked(ctx, now)
 }
 
-// followDegree is how many peers an agent follows: half of peer_degree,
-// the other half being for the peers that follow it.
+// followDegree is how many peers an idle agent follows: half of
+// peer_degree, the other half being for the peers that follow it.
 func followDegree(cfg *config.Config) int { return (cfg.PeerDegree + 1) / 2 }
+
+// maxRolloutFollows bounds the peers followed while a release is being
+// assembled.
+const maxRolloutFollows = 256
+
+// followLimitLocked is how many peers to follow now: every listed one
+// (up to maxRolloutFollows) while an assembly runs, so that the agents
+// share the origin's chunks knowing each other's progress; followDegree
+// when idle.
+func (pm *peerManager) followLimitLocked() int {
+	if pm.assembling > 0 {
+		return max(maxRolloutFollows, followDegree(pm.cfg))
+	}
+	return followDegree(pm.cfg)
+}
+
+// Assembling tells the peer manager that an assembly begins: it follows
+// every listed peer until the returned func is called (once), when it goes
+// back to its bounded set.
+func (pm *peerManager) Assembling() (done func()) {
+	pm.mu.Lock()
+	pm.assembling++
+	pm.mu.Unlock()
+	pm.resyncSoon()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			pm.mu.Lock()
+			pm.assembling--
+			pm.mu.Unlock()
+			pm.resyncSoon()
+		})
+	}
+}
+
+// trimLocked stops following peers drawn past the follow degree (after an
+// assembly), at random; static peers are kept.
+func (pm *peerManager) trimLocked(now time.Time) {
+	extra := pm.followingLocked(now) - followDegree(pm.cfg)
+	if extra <= 0 {
+		return
+	}
+	var drawn []string
+	for addr, v := range pm.peers {
+		if !v.self && !v.foreign && v.source != discovery.SourceStatic && !now.Before(v.bannedUntil) {
+			drawn = append(drawn, addr)
+		}
+	}
+	slices.Sort(drawn) // map order is not the randomness wanted
+	pm.rng.Shuffle(len(drawn), func(i, j int) { drawn[i], drawn[j] = drawn[j], drawn[i] })
+	for _, addr := range drawn[:min(extra, len(drawn))] {
+		pm.dropLocked(addr)
+	}
+}
 
 // followingLocked counts the peers followed that count toward the follow
 // degree: of this fleet (or not known yet), not this agent, not banned.
@@ -268,7 +326,7 @@ func (pm *peerManager) fillLocked(ctx context.Context, now time.Time) {
 	shuffle(others)
 	shuffle(resting)
 	others = append(others, resting...)
-	for n := pm.followingLocked(now); n < followDegree(pm.cfg) && len(others) > 0; n++ {
+	for n := pm.followingLocked(now); n < pm.followLimitLocked() && len(others) > 0; n++ {
 		pm.startLocked(ctx, others[0])
 		others = others[1:]
 	}
@@ -678,31 +736,37 @@ func (pm *peerManager) Snapshot(key manifest.ReleaseID) []swarm.Holder {
 	return out
 }
 
-// unfollowedLocked lists the agents discovery knows (by id) that this one
-// does not follow and that take part in channel ch, as far as it knows:
-// those whose subscriptions it saw when it followed them, and those it
-// never followed. They count when the agents share the origin's chunks
-// among themselves (each chunk goes to the agent of highest rendezvous
-// weight among all that take part), so that a bounded follow set does not
-// make every agent fetch its neighbourhood's share. Their state is not
-// known: they hold nothing this agent can ask for (empty bitmaps), and
-// count as live, so a chunk of theirs is left to them for as long as the
-// scheduler waits for any agent ranked first that has not started on it.
+// unfollowedLocked lists the agents discovery knows (by id) that take part
+// in channel ch, as far as this agent knows (those whose subscriptions it
+// saw, and those it never followed), and of which it has no usable state:
+// not followed (the bounded set when idle, past maxRolloutFollows during
+// an assembly), or followed but not heard from yet (an assembly has just
+// made this agent follow every peer). They count when the agents share
+// the origin's chunks among themselves (each chunk goes to the agent of
+// highest rendezvous weight among all that take part) as agents that have
+// not started on the release: nil bitmaps, so a chunk of theirs is left to
+// them for origin_grace from the start of the assembly, by which time
+// their states are in.
 func (pm *peerManager) unfollowedLocked(ch manifest.ChannelID) []swarm.Holder {
 	var out []swarm.Holder
 	now := pm.clock.Now()
-	followed := make(map[string]bool, len(pm.peers))
+	known := make(map[string]bool, len(pm.peers))
 	for _, v := range pm.peers {
-		followed[v.id] = true
+		if v.id != "" && (pm.usableLocked(v, now) || v.self || v.foreign) {
+			known[v.id] = true
+		}
 	}
 	for _, p := range pm.listed {
-		if p.ID == "" || p.ID == pm.self || pm.peers[p.Addr] != nil || followed[p.ID] || now.Before(pm.bannedIDs[p.ID]) {
+		if p.ID == "" || p.ID == pm.self || known[p.ID] || now.Before(pm.bannedIDs[p.ID]) {
 			continue
+		}
+		if v := pm.peers[p.Addr]; v != nil && (!now.After(v.bannedUntil) || v.fails >= settleTries) {
+			continue // banned, or failing
 		}
 		if subs, ok := pm.subsOf[p.ID]; ok && !subs[ch] {
 			continue
 		}
-		out = append(out, swarm.Holder{Addr: p.Addr, ID: p.ID, Bits: []byte{}, Progress: now})
+		out = append(out, swarm.Holder{Addr: p.Addr, ID: p.ID})
 	}
 	return out
 }

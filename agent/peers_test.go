@@ -60,6 +60,7 @@ type statePeer struct {
 	full    atomic.Bool // answer long-polls 503, as a peer with all the followers it takes
 	version atomic.Uint64
 	asked   atomic.Int64 // state requests
+	parked  atomic.Int64 // long-polls held, each until answer or notModified
 	mu      sync.Mutex
 	news    chan struct{} // closed by answer
 	idle    chan struct{} // closed by notModified
@@ -81,6 +82,7 @@ func newStatePeerID(t *testing.T, id string) *statePeer {
 			p.mu.Lock()
 			news, idle := p.news, p.idle
 			p.mu.Unlock()
+			p.parked.Add(1)
 			select {
 			case <-news:
 			case <-idle:
@@ -241,12 +243,12 @@ func TestPeerManagerQuietPeerStaysUsable(t *testing.T) {
 		t.Fatalf("follower and run not both waiting on the clock: %v", err)
 	}
 	clk.Advance(minStateGap)
-	waitFor(t, "the peer's long-poll is held", func() bool { return peer.asked.Load() >= 2 })
+	waitFor(t, "the peer's long-poll is held", func() bool { return peer.parked.Load() >= 1 })
 	for round := range 3 {
 		clk.Advance(peerproto.IdlePoll * time.Second)
-		asked := peer.asked.Load()
+		parked := peer.parked.Load()
 		peer.notModified()
-		waitFor(t, "the follower asks again after a 304", func() bool { return peer.asked.Load() > asked })
+		waitFor(t, "the follower asks again after a 304", func() bool { return peer.parked.Load() > parked })
 		if !holds(pm) {
 			t.Fatalf("round %d: a peer that has just answered 304 is not used", round)
 		}
@@ -327,10 +329,10 @@ func followed(pm *peerManager) map[string]bool {
 	return out
 }
 
-// TestPeerManagerFollowDegree: of 10 peers listed, an agent with
+// TestPeerManagerFollowDegree: of 10 peers listed, an idle agent with
 // peer_degree 4 follows 2, drawn at random; the 8 others still count as
-// taking part (by id, with nothing to fetch from them), so that the origin's
-// chunks are shared among all 11.
+// taking part (by id, not started, with nothing to fetch from them). While
+// an assembly runs it follows all 10, and after it 2 again.
 func TestPeerManagerFollowDegree(t *testing.T) {
 	clk := clocktest.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	_, listed := lanOf(t, 10)
@@ -352,8 +354,8 @@ func TestPeerManagerFollowDegree(t *testing.T) {
 	ids := make(map[string]bool)
 	for _, h := range hs {
 		ids[h.ID] = true
-		if len(h.Bits) == 0 && (h.Fetch != nil || h.Progress.IsZero()) {
-			t.Errorf("unfollowed %s: fetch %v, progress %v; want no client and live", h.Addr, h.Fetch, h.Progress)
+		if len(h.Bits) == 0 && (h.Fetch != nil || h.Bits != nil || h.Fetching != nil) {
+			t.Errorf("unfollowed %s: %+v; want no client and nil bitmaps (not started)", h.Addr, h)
 		}
 	}
 	if len(hs) != 10 || len(ids) != 10 {
@@ -361,6 +363,23 @@ func TestPeerManagerFollowDegree(t *testing.T) {
 	}
 	if n := pm.Usable(); n != 2 {
 		t.Errorf("Usable = %d, want the 2 followed", n)
+	}
+
+	done := pm.Assembling()
+	waitFor(t, "all 10 followed, with their states, during an assembly", func() bool {
+		n := 0
+		for _, h := range pm.Snapshot(key) {
+			if len(h.Bits) > 0 {
+				n++
+			}
+		}
+		return n == 10 && len(followed(pm)) == 10
+	})
+	done()
+	done() // once only
+	waitFor(t, "back to 2 followed after the assembly", func() bool { return len(followed(pm)) == 2 })
+	if hs := pm.Snapshot(key); len(hs) != 10 {
+		t.Errorf("after the assembly the snapshot lists %d agents, want 10", len(hs))
 	}
 }
 

@@ -239,16 +239,22 @@ func (a *labAgent) transfer(seq uint64) *peerproto.Transfer {
 	return a.st.Subscriptions[0].LastTransfer
 }
 
-// waitPeers waits until every running agent follows every other running one.
+// followDegree is how many peers an agent with the default peer_degree
+// (32) follows at most; older agents follow every peer.
+const followDegree = 16
+
+// waitPeers waits until every running agent follows every other running
+// one, or as many as it follows.
 func (f *fleet) waitPeers(ctx context.Context, agents []*labAgent, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
+	want := min(len(agents)-1, followDegree)
 	for {
 		short := []string{}
 		for _, a := range agents {
 			if err := a.running(); err != nil {
 				return err
 			}
-			if n := f.follows(ctx, a, agents); n < len(agents)-1 {
+			if n := f.follows(ctx, a, agents); n < want {
 				short = append(short, fmt.Sprintf("%s follows %d", a.host.Name(), n))
 			}
 		}
