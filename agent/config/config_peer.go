@@ -15,7 +15,9 @@ type PeerConfig struct {
 	MDNS            bool          `toml:"mdns"`                   // advertise and browse _fleetcast._tcp; default true
 	MDNSInterface   string        `toml:"mdns_interface"`         // interface for mDNS; default: the route to 224.0.0.251
 	BrowseInterval  time.Duration `toml:"browse_interval"`        // default 10s
-	PeerExpiry      time.Duration `toml:"peer_expiry"`            // a peer not heard from for this long is dropped; default 1m
+	BrowseMax       time.Duration `toml:"browse_interval_max"`    // browses back off up to this once discovery_answers peers are known; default 5m
+	Answers         int           `toml:"discovery_answers"`      // about how many agents answer one browse; default 24; 1..256
+	PeerExpiry      time.Duration `toml:"peer_expiry"`            // a peer not heard from for this long is dropped; default 15m
 	FleetSecretFile string        `toml:"fleet_secret_file"`      // shared secret: mutual TLS between agents; default none (open LAN)
 	PeerConnections int           `toml:"peer_connections"`       // parallel chunk requests to peers in all; default 8; 1..64
 	PerPeer         int           `toml:"peer_requests_per_peer"` // parallel chunk requests to one peer; default 2; 1..16
@@ -33,7 +35,9 @@ func defaultPeerConfig() PeerConfig {
 	return PeerConfig{
 		MDNS:            true,
 		BrowseInterval:  10 * time.Second,
-		PeerExpiry:      time.Minute,
+		BrowseMax:       5 * time.Minute,
+		Answers:         24,
+		PeerExpiry:      15 * time.Minute,
 		PeerConnections: 8,
 		PerPeer:         2,
 		PeerTimeout:     30 * time.Second,
@@ -46,6 +50,10 @@ func defaultPeerConfig() PeerConfig {
 
 // maxStaticPeers bounds the peers list.
 const maxStaticPeers = 256
+
+// maxDiscoveryAnswers bounds discovery_answers: discovery's peer table holds
+// at most 256 peers.
+const maxDiscoveryAnswers = 256
 
 func (c *Config) checkPeers(add adder) {
 	if len(c.Peers) > maxStaticPeers {
@@ -71,6 +79,7 @@ func (c *Config) checkPeers(add adder) {
 	checkRange(add, "peer_requests_per_peer", c.PerPeer, 1, 16)
 	checkRange(add, "max_uploads", c.MaxUploads, 1, 1024)
 	checkRange(add, "peer_degree", c.PeerDegree, 4, 256)
+	checkRange(add, "discovery_answers", c.Answers, 1, maxDiscoveryAnswers)
 	for _, r := range []struct {
 		key   string
 		value int64
@@ -86,6 +95,7 @@ func (c *Config) checkPeers(add adder) {
 		value time.Duration
 	}{
 		{"browse_interval", c.BrowseInterval},
+		{"browse_interval_max", c.BrowseMax},
 		{"peer_expiry", c.PeerExpiry},
 		{"peer_timeout", c.PeerTimeout},
 		{"ban_duration", c.BanDuration},
@@ -100,7 +110,12 @@ func (c *Config) checkPeers(add adder) {
 	if c.BrowseInterval > 0 && c.BrowseInterval < 100*time.Millisecond {
 		add("browse_interval", c.BrowseInterval.String(), "must be at least 100ms")
 	}
-	if c.BrowseInterval > 0 && c.PeerExpiry <= c.BrowseInterval {
-		add("peer_expiry", c.PeerExpiry.String(), "must be more than browse_interval (%s)", c.BrowseInterval)
+	if c.BrowseMax > 0 && c.BrowseMax < c.BrowseInterval {
+		add("browse_interval_max", c.BrowseMax.String(), "must be at least browse_interval (%s)", c.BrowseInterval)
+	}
+	// A peer is heard from at least every browse_interval_max (its browses,
+	// or this agent's); it must outlive that interval.
+	if longest := max(c.BrowseInterval, c.BrowseMax); longest > 0 && c.PeerExpiry <= longest {
+		add("peer_expiry", c.PeerExpiry.String(), "must be more than browse_interval_max (%s) and browse_interval (%s)", c.BrowseMax, c.BrowseInterval)
 	}
 }

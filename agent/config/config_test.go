@@ -105,6 +105,8 @@ peers = ["198.18.0.5:7331", "[2001:db8::1]:7331"]
 mdns = false
 mdns_interface = "eth1"
 browse_interval = "30s"
+browse_interval_max = "2m"
+discovery_answers = 12
 peer_expiry = "5m"
 fleet_secret_file = "/etc/fleetcast/fleet.secret"
 peer_connections = 16
@@ -147,7 +149,7 @@ channel = "beta"
 		Subscriptions:     []manifest.ChannelID{{Product: "a", Channel: "stable"}, {Product: "a", Channel: "beta"}},
 		PeerConfig: PeerConfig{
 			Peers: []string{"198.18.0.5:7331", "[2001:db8::1]:7331"}, MDNS: false, MDNSInterface: "eth1",
-			BrowseInterval: 30 * time.Second, PeerExpiry: 5 * time.Minute,
+			BrowseInterval: 30 * time.Second, BrowseMax: 2 * time.Minute, Answers: 12, PeerExpiry: 5 * time.Minute,
 			FleetSecretFile: "/etc/fleetcast/fleet.secret", PeerConnections: 16, PerPeer: 4,
 			PeerTimeout: time.Minute, OriginGrace: 10 * time.Second, BanDuration: time.Hour,
 			UploadRate: 10000000, DownloadRate: 20000000, MaxUploads: 64, PeerDegree: 12,
@@ -552,8 +554,13 @@ func TestParseConfigInvalidPeers(t *testing.T) {
 	}{
 		{"browse_interval zero", `browse_interval = "0s"`, `config: browse_interval "0s": must be more than 0s`},
 		{"browse_interval small", `browse_interval = "99ms"`, `config: browse_interval "99ms": must be at least 100ms`},
-		{"peer_expiry equal", "browse_interval = \"1m\"\npeer_expiry = \"1m\"", `config: peer_expiry "1m0s": must be more than browse_interval (1m0s)`},
-		{"peer_expiry zero", `peer_expiry = "0s"`, `config: peer_expiry "0s": must be more than 0s; peer_expiry "0s": must be more than browse_interval (10s)`},
+		{"peer_expiry equal", "browse_interval_max = \"1m\"\npeer_expiry = \"1m\"", `config: peer_expiry "1m0s": must be more than browse_interval_max (1m0s) and browse_interval (10s)`},
+		{"peer_expiry below browse", "browse_interval = \"20m\"\nbrowse_interval_max = \"20m\"", `config: peer_expiry "15m0s": must be more than browse_interval_max (20m0s) and browse_interval (20m0s)`},
+		{"peer_expiry zero", `peer_expiry = "0s"`, `config: peer_expiry "0s": must be more than 0s; peer_expiry "0s": must be more than browse_interval_max (5m0s) and browse_interval (10s)`},
+		{"browse_interval_max small", "browse_interval = \"1m\"\nbrowse_interval_max = \"30s\"", `config: browse_interval_max "30s": must be at least browse_interval (1m0s)`},
+		{"browse_interval_max zero", `browse_interval_max = "0s"`, `config: browse_interval_max "0s": must be more than 0s`},
+		{"discovery_answers zero", `discovery_answers = 0`, `config: discovery_answers 0: must be between 1 and 256`},
+		{"discovery_answers big", `discovery_answers = 257`, `config: discovery_answers 257: must be between 1 and 256`},
 		{"mdns_interface control", `mdns_interface = "eth\u0000"`, `config: mdns_interface "eth\x00": want an interface name`},
 		{"mdns_interface long", `mdns_interface = "` + strings.Repeat("e", 65) + `"`, `config: mdns_interface "` + clip.String(strings.Repeat("e", 65), 64) + `": want an interface name`},
 		{"peers no port", `peers = ["host"]`, `config: peers "host": want host:port`},

@@ -4,12 +4,14 @@
 // It wraps github.com/hashicorp/mdns so that the rest of the agent never
 // imports it. An agent advertises one mDNS service instance named after its
 // agent id, with the TXT strings described at txtInfo, and browses for the
-// others every Config.BrowseInterval.
+// others every Config.BrowseInterval, less often once it knows enough of
+// them; see quiet.go for how it keeps mDNS traffic linear in the fleet's size.
 package discovery
 
 import (
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
@@ -71,22 +73,29 @@ type Peer struct {
 
 // Config configures a Discovery. Its values come from the agent's
 // configuration, which config.Validate has checked, naming the keys
-// (browse_interval, peer_expiry, mdns_interface, peers): New does not check
-// those bounds again. It checks only what discovery alone knows (see New).
+// (browse_interval, browse_interval_max, discovery_answers, peer_expiry,
+// mdns_interface, peers): New does not check those bounds again. It checks
+// only what discovery alone knows (see New).
 type Config struct {
 	MDNS           bool             // advertise and browse
 	Interface      string           // "" = let the OS choose / all; else the interface name to use for both; valid text of at most 64 bytes
 	BrowseInterval time.Duration    // e.g. 10s; at least 100ms
-	Expiry         time.Duration    // a peer not heard from for this long is dropped (mdns and remembered only); more than BrowseInterval
+	BrowseMax      time.Duration    // browses back off up to this once Answers live peers are known; less than BrowseInterval = BrowseInterval
+	Answers        int              // about how many agents answer one browse (answerChance); 0 = all, and no backoff
+	Expiry         time.Duration    // a peer not heard from for this long is dropped (mdns and remembered only); more than BrowseMax and BrowseInterval
 	Static         []string         // host:port; never expire
 	StateFile      string           // "" = do not remember; else JSON list of recently seen peers
 	Now            func() time.Time // nil = time.Now (tests inject)
+	Rand           func() float64   // in [0, 1); nil = math/rand/v2.Float64 (tests inject); called with the table locked
 }
 
-// DefaultConfig returns mDNS on all interfaces, browsing every 10s, with
-// peers expiring after 2 minutes and nothing remembered.
+// DefaultConfig returns mDNS on all interfaces, browsing every 10s and
+// backing off to every 5 minutes once 24 peers are known, answering about
+// 24 to a browse, with peers expiring after 15 minutes and nothing
+// remembered (the agent's defaults, docs/CONFIG.md).
 func DefaultConfig() Config {
-	return Config{MDNS: true, BrowseInterval: 10 * time.Second, Expiry: 2 * time.Minute}
+	return Config{MDNS: true, BrowseInterval: 10 * time.Second, BrowseMax: 5 * time.Minute,
+		Answers: 24, Expiry: 15 * time.Minute}
 }
 
 // normalizeAddr checks host:port and writes IP literals canonically, so that
@@ -114,6 +123,7 @@ type Discovery struct {
 	self    Self
 	log     *slog.Logger
 	now     func() time.Time
+	rand    func() float64
 	changed chan struct{}
 	browsed chan struct{} // closed when the quick browses at start ended (at once without mDNS)
 	once    sync.Once
@@ -155,10 +165,13 @@ func New(cfg Config, self Self, log *slog.Logger) (*Discovery, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Discovery{cfg: cfg, self: self, log: log, now: cfg.Now,
+	d := &Discovery{cfg: cfg, self: self, log: log, now: cfg.Now, rand: cfg.Rand,
 		changed: make(chan struct{}, 1), peers: map[string]*Peer{}}
 	if d.now == nil {
 		d.now = time.Now
+	}
+	if d.rand == nil {
+		d.rand = rand.Float64
 	}
 	now := d.now()
 	for _, addr := range static {
@@ -310,7 +323,8 @@ func (d *Discovery) Browsed() <-chan struct{} { return d.browsed }
 
 // Changed is signalled (a non-blocking send on a 1-buffered channel) when
 // the result of Peers() changes, not counting LastSeen. Expiry by the
-// passing of time is noticed at Run's next tick (every BrowseInterval).
+// passing of time is noticed at Run's next tick (every BrowseInterval,
+// however long the interval between browses).
 func (d *Discovery) Changed() <-chan struct{} {
 	return d.changed
 }

@@ -24,10 +24,11 @@ const maxQueryTimeout = 2 * time.Second
 // time touches it.
 type mdnsState struct {
 	server  *mdns.Server
-	ips     string // the advertised addresses, to notice when they change
-	warned  bool   // the one warning about unavailable multicast was logged
-	failing bool   // the last browse failed
-	quick   bool   // a quick browse at start: a short query timeout
+	watcher *queryWatcher // nil when it could not start: peers are then kept live by answers only
+	ips     string        // the advertised addresses, to notice when they change
+	warned  bool          // the one warning about unavailable multicast was logged
+	failing bool          // the last browse failed
+	quick   bool          // a quick browse at start: a short query timeout
 }
 
 // browse makes sure we advertise, then queries once and records the answers.
@@ -136,19 +137,28 @@ func (d *Discovery) advertise(iface *net.Interface) error {
 	if err != nil {
 		return fmt.Errorf("mdns service: %w", err)
 	}
-	srv, err := mdns.NewServer(&mdns.Config{Zone: svc, Iface: iface, Logger: d.mdnsLogger()})
+	zone := &answerZone{zone: svc, now: d.now, answer: d.answerBrowse}
+	srv, err := mdns.NewServer(&mdns.Config{Zone: zone, Iface: iface, Logger: d.mdnsLogger()})
 	if err != nil {
 		return fmt.Errorf("mdns responder: %w", err)
 	}
 	st.server, st.ips = srv, key
+	if st.watcher, err = watchQueries(iface, d.heardQuery); err != nil {
+		d.log.Debug("not watching mDNS queries; peers are kept live by answers only", slog.String("reason", err.Error()))
+	}
 	d.log.Debug("mDNS responder started", slog.String("addresses", key))
 	return nil
 }
 
 func (d *Discovery) stopServer() {
-	if st := &d.mdnsState; st.server != nil {
+	st := &d.mdnsState
+	if st.server != nil {
 		st.server.Shutdown()
 		st.server, st.ips = nil, ""
+	}
+	if st.watcher != nil {
+		st.watcher.stop()
+		st.watcher = nil
 	}
 }
 
@@ -214,8 +224,14 @@ func (d *Discovery) queryOnce(ctx context.Context, iface *net.Interface, v4only 
 		Interface: iface, Entries: entries, DisableIPv6: v4only, Logger: d.mdnsLogger(),
 	})
 	close(entries)
+	answers := 0
 	for e := range entries {
-		d.handleEntry(e)
+		if d.handleEntry(e) {
+			answers++
+		}
+	}
+	if err == nil {
+		d.log.Debug("mDNS browse", slog.Int("answers", answers), slog.Int("known", d.known()))
 	}
 	return err
 }
@@ -232,27 +248,29 @@ func (d *Discovery) mdnsLogger() *log.Logger {
 	return slog.NewLogLogger(d.log.With(slog.String("component", "mdns")).Handler(), slog.LevelDebug)
 }
 
-// handleEntry records a valid answer from another agent. The client reports
-// an instance several times and also hears answers meant for other services.
-func (d *Discovery) handleEntry(e *mdns.ServiceEntry) {
+// handleEntry records a valid answer from another agent, and tells whether
+// it did. The client reports an instance once per query and also hears
+// answers meant for other services.
+func (d *Discovery) handleEntry(e *mdns.ServiceEntry) bool {
 	info, err := parseTXT(e.InfoFields)
 	if err != nil {
 		d.log.Debug("ignoring mDNS entry", slog.String("name", e.Name), slog.String("reason", err.Error()))
-		return
+		return false
 	}
 	if !strings.EqualFold(e.Name, info.ID+"."+Service+".local.") || info.ID == d.self.AgentID {
-		return
+		return false
 	}
 	if e.Port != info.Port {
 		d.log.Debug("ignoring mDNS entry: SRV and TXT ports differ", slog.String("name", e.Name))
-		return
+		return false
 	}
 	addr, ok := entryAddr(e, d.cfg.Interface)
 	if !ok {
 		d.log.Debug("ignoring mDNS entry without a usable address", slog.String("name", e.Name))
-		return
+		return false
 	}
 	d.seenMDNS(addr, info)
+	return true
 }
 
 // entryAddr returns host:port of e, preferring IPv4. A link-local IPv6

@@ -37,6 +37,9 @@ type helperSpec struct {
 	Self      Self
 	Interface string
 	Static    []string
+	// Zero: 300ms, DefaultConfig's BrowseMax and Answers, 1m.
+	BrowseInterval, BrowseMax, Expiry time.Duration
+	Answers                           int
 }
 
 // helperReport is one JSON line a helper prints when its peers change.
@@ -68,6 +71,16 @@ func runHelper(specJSON string) error {
 	cfg := DefaultConfig()
 	cfg.Interface, cfg.Static = spec.Interface, spec.Static
 	cfg.BrowseInterval, cfg.Expiry = 300*time.Millisecond, time.Minute
+	for _, v := range []struct{ to, from *time.Duration }{
+		{&cfg.BrowseInterval, &spec.BrowseInterval}, {&cfg.BrowseMax, &spec.BrowseMax}, {&cfg.Expiry, &spec.Expiry},
+	} {
+		if *v.from != 0 {
+			*v.to = *v.from
+		}
+	}
+	if spec.Answers != 0 {
+		cfg.Answers = spec.Answers
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d, err := New(cfg, spec.Self, log)
 	if err != nil {

@@ -13,34 +13,35 @@ const (
 	quickQueryTimeout = 300 * time.Millisecond
 )
 
-// Run advertises self and browses (when Config.MDNS) every BrowseInterval,
-// the first browse at once; it expires peers and writes the state file,
-// until ctx is cancelled, and then returns nil. Missing multicast is not an
-// error: it is logged once and Run goes on with static and remembered peers,
-// retrying mDNS at each browse. Expired peers are noticed (and Changed
-// signalled) at the next tick. On cancel, Run waits for a browse in progress
-// (at most maxQueryTimeout), stops advertising and writes the state file if
-// it changed. Call Run once per Discovery.
+// Run advertises self and browses (when Config.MDNS), the first browse at
+// once, then as browseSchedule says: every BrowseInterval, less often once
+// Config.Answers live peers are known. Every BrowseInterval it expires peers
+// and writes the state file, until ctx is cancelled, and then returns nil.
+// Missing multicast is not an error: it is logged once and Run goes on with
+// static and remembered peers, retrying mDNS at each browse. Expired peers
+// are noticed (and Changed signalled) at the next tick. On cancel, Run waits
+// for a browse in progress (at most maxQueryTimeout), stops advertising and
+// writes the state file if it changed. Call Run once per Discovery.
 func (d *Discovery) Run(ctx context.Context) error {
 	ticker := time.NewTicker(d.cfg.BrowseInterval)
 	defer ticker.Stop()
 	// Agents that start together miss each other's first answers: the first
 	// few browses follow each other closely.
-	soon := time.NewTimer(time.Hour)
-	soon.Stop()
+	next := time.NewTimer(0)
+	defer next.Stop()
+	if !d.cfg.MDNS {
+		next.Stop()
+	}
+	sched := newBrowseSchedule(d.cfg)
+	var started time.Time // of the last browse
 	browses := 0
 	done := make(chan struct{}, 1)
 	busy := false
-	tick := func() {
-		if d.cfg.MDNS && !busy {
-			busy = true
-			d.mdnsState.quick = browses < quickBrowses // read by browse, written only while none runs
-			go func() { d.browse(ctx); done <- struct{}{} }()
-		}
+	housekeep := func() {
 		d.sweep()
 		d.maybeSave(false)
 	}
-	tick()
+	housekeep()
 	for {
 		select {
 		case <-ctx.Done():
@@ -53,14 +54,20 @@ func (d *Discovery) Run(ctx context.Context) error {
 		case <-done:
 			busy = false
 			if browses++; browses < quickBrowses {
-				soon.Reset(quickBrowseGap)
-			} else {
-				d.once.Do(func() { close(d.browsed) })
+				next.Reset(quickBrowseGap)
+				continue
 			}
-		case <-soon.C:
-			tick()
+			d.once.Do(func() { close(d.browsed) })
+			next.Reset(time.Until(started.Add(sched.next(d.known()))))
+		case <-next.C:
+			busy, started = true, time.Now()
+			d.mdnsState.quick = browses < quickBrowses // read by browse, written only while none runs
+			go func() { d.browse(ctx); done <- struct{}{} }()
 		case <-ticker.C:
-			tick()
+			housekeep()
+			if !busy && browses >= quickBrowses && sched.shorten(d.known()) {
+				next.Reset(time.Until(started.Add(sched.interval)))
+			}
 		}
 	}
 }
