@@ -239,8 +239,9 @@ func (a *labAgent) transfer(seq uint64) *peerproto.Transfer {
 	return a.st.Subscriptions[0].LastTransfer
 }
 
-// waitPeers waits until every running agent follows every other running one.
-func (f *fleet) waitPeers(ctx context.Context, agents []*labAgent, timeout time.Duration) error {
+// waitPeers waits until every running agent follows want of the others
+// (len(agents)-1: every other one).
+func (f *fleet) waitPeers(ctx context.Context, agents []*labAgent, want int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		short := []string{}
@@ -248,7 +249,7 @@ func (f *fleet) waitPeers(ctx context.Context, agents []*labAgent, timeout time.
 			if err := a.running(); err != nil {
 				return err
 			}
-			if n := f.follows(ctx, a, agents); n < len(agents)-1 {
+			if n := f.follows(ctx, a, agents); n < want {
 				short = append(short, fmt.Sprintf("%s follows %d", a.host.Name(), n))
 			}
 		}
