@@ -239,15 +239,10 @@ func (a *labAgent) transfer(seq uint64) *peerproto.Transfer {
 	return a.st.Subscriptions[0].LastTransfer
 }
 
-// followDegree is how many peers an agent with the default peer_degree
-// (32) follows at most; older agents follow every peer.
-const followDegree = 16
-
-// waitPeers waits until every running agent follows every other running
-// one, or as many as it follows.
-func (f *fleet) waitPeers(ctx context.Context, agents []*labAgent, timeout time.Duration) error {
+// waitPeers waits until every running agent follows want of the others
+// (len(agents)-1: every other one; see followDegree).
+func (f *fleet) waitPeers(ctx context.Context, agents []*labAgent, want int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	want := min(len(agents)-1, followDegree)
 	for {
 		short := []string{}
 		for _, a := range agents {

@@ -7,8 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fleetcast/fleetcast/internal/netlab"
 )
@@ -120,4 +122,75 @@ func labRequire(t *testing.T) {
 		t.Fatalf("%v, and FLEETCAST_REQUIRE_NETNS=1 requires network namespaces", err)
 	}
 	t.Skipf("%v (run as root, or set FLEETCAST_REQUIRE_NETNS=1 to make this a failure)", err)
+}
+
+// TestLabScale runs the real fleetlab -mode scale on 4 agents with a short
+// idle window, and checks that the probe measured what it must: every
+// agent installed, each holds connections, the LAN carried mDNS, the agents
+// used some CPU and memory. It checks no cost goal.
+func TestLabScale(t *testing.T) {
+	labRequire(t)
+	bin := t.TempDir()
+	if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, "fleetlab"), ".").CombinedOutput(); err != nil {
+		t.Fatalf("build fleetlab: %v\n%s", err, out)
+	}
+	if _, err := findBinary(t.Context(), "", bin, "cmd/fleetcast"); err != nil {
+		t.Fatal(err)
+	}
+	const n, idle = 4, 8 * time.Second
+	out := t.TempDir()
+	cmd := exec.CommandContext(t.Context(), filepath.Join(bin, "fleetlab"), "-mode", "scale", "-n", strconv.Itoa(n),
+		"-idle", idle.String(), "-timeout", "5m", "-json", "-out", out, "-fleetcast", filepath.Join(bin, "fleetcast"))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdout, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("fleetlab -mode scale: %v\n%s", err, stderr.String())
+	}
+	var rep scaleReport
+	if err := json.Unmarshal(stdout, &rep); err != nil {
+		t.Fatalf("fleetlab -mode scale -json: %v\n%s", err, stdout)
+	}
+	md, err := os.ReadFile(filepath.Join(out, "scale.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("fleetlab's table:\n%s", md)
+	if len(rep.Runs) != 1 {
+		t.Fatalf("%d runs, want 1 (N=%d)", len(rep.Runs), n)
+	}
+	checkScale(t, rep.Runs[0], n, idle)
+}
+
+// checkScale wants the probe's figures to be there and sane.
+func checkScale(t *testing.T, r scaleResult, n int, idle time.Duration) {
+	t.Helper()
+	if r.Installed != n || len(r.Problems) > 0 {
+		t.Errorf("%d of %d agents installed; problems: %s", r.Installed, n, strings.Join(r.Problems, "; "))
+	}
+	if r.Window < idle || r.Window > idle+idle/2 {
+		t.Errorf("idle window measured %s, want about %s", r.Window, idle)
+	}
+	if len(r.Agents) != n {
+		t.Fatalf("figures of %d agents, want %d", len(r.Agents), n)
+	}
+	for _, a := range r.Agents {
+		if a.ConnsMin < 1 || a.Follows < 1 || a.RSS < 1<<20 || a.CPU < 0 {
+			t.Errorf("agent %s: %d to %d established connections, follows %d, RSS %d bytes, CPU %s: want at least one connection and one peer, 1 MiB, CPU >= 0",
+				a.Host, a.ConnsMin, a.ConnsMax, a.Follows, a.RSS, a.CPU)
+		}
+	}
+	s := r.stats()
+	if s.cpu <= 0 {
+		t.Errorf("agents' CPU while idle %.4f cores: not measured", s.cpu)
+	}
+	if r.MDNSPackets <= 0 {
+		t.Errorf("%d mDNS packets on the LAN in %s: the counter saw none", r.MDNSPackets, r.Window)
+	}
+	if r.LANBytes <= 0 {
+		t.Errorf("%d bytes on the LAN in %s: the agents poll the origin and each other, want some", r.LANBytes, r.Window)
+	}
+	if r.MachineCPU <= 0 || r.MachineCPU > 1 {
+		t.Errorf("machine CPU %.3f, want a fraction in (0, 1]", r.MachineCPU)
+	}
 }

@@ -18,6 +18,11 @@
 // It writes into -out results.md (a Markdown table), results.json, done.png
 // (the fraction of agents done over time, per system) and, when scenarios
 // other than base ran, scenarios.png (the same for fleetcast's scenarios).
+//
+// With -mode scale it measures instead what a fleet costs while idle, after
+// a small rollout, for each N of a list (issue 13; scale.go):
+//
+//	sudo go run ./fleetlab -mode scale -n 8,24,48 -idle 20s -out lab-out
 package main
 
 import (
@@ -32,6 +37,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -43,7 +49,10 @@ import (
 
 // options are fleetlab's flags.
 type options struct {
-	n           int
+	mode        string // "rollout" or "scale"
+	n           int    // agent hosts of the lab being built
+	ns          []int  // -mode scale: every N to measure
+	idle        time.Duration
 	size        int64
 	rates       rates
 	chunkMin    int64
@@ -94,6 +103,7 @@ const usage = `fleetlab measures a fleetcast rollout on a namespaced LAN (Linux,
 Examples, from the repository's tools directory:
   sudo go run ./fleetlab -n 8 -size 128MiB -origin-rate 40Mbit -peer-rate 400Mbit -out lab-out
   sudo go run ./fleetlab -n 4 -size 32MiB -scenarios base,churn,hostile,outage,late,delta
+  sudo go run ./fleetlab -mode scale -n 8,24,48 -idle 20s -out lab-out
 
 Flags:
 `
@@ -106,15 +116,18 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	size, originRate, peerRate := "128MiB", "40Mbit", "400Mbit"
 	cmin, cavg, cmax := "256KiB", "1MiB", "4MiB"
 	systems, scens := "fleetcast,curl,aria2", "base"
-	fs.IntVar(&o.n, "n", 8, "number of agent hosts")
-	fs.StringVar(&size, "size", size, "artifact `size` (KiB, MiB, GiB)")
+	nList := "8"
+	fs.StringVar(&o.mode, "mode", "rollout", "what to measure: rollout (a rollout's time and origin egress, scenarios, baselines) or scale (a fleet's cost while idle after a rollout, for each -n)")
+	fs.StringVar(&nList, "n", nList, "number of agent `hosts`; with -mode scale a comma-separated list (default 8,24,48)")
+	fs.DurationVar(&o.idle, "idle", 20*time.Second, "-mode scale: the idle window measured after every agent installed")
+	fs.StringVar(&size, "size", size, "artifact `size` (KiB, MiB, GiB; default 4MiB with -mode scale)")
 	fs.StringVar(&originRate, "origin-rate", originRate, "the origin host's upload `rate` (Kbit, Mbit, Gbit per second)")
 	fs.StringVar(&peerRate, "peer-rate", peerRate, "each agent host's upload and download `rate`")
 	fs.StringVar(&cmin, "chunk-min", cmin, "fleetcast publish --chunk-min")
 	fs.StringVar(&cavg, "chunk-avg", cavg, "fleetcast publish --chunk-avg")
 	fs.StringVar(&cmax, "chunk-max", cmax, "fleetcast publish --chunk-max")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the artifact's pseudo-random bytes")
-	fs.DurationVar(&o.poll, "poll", time.Second, "the agents' poll_interval")
+	fs.DurationVar(&o.poll, "poll", time.Second, "the agents' poll_interval (default 5s with -mode scale)")
 	fs.Float64Var(&o.deltaFrac, "delta", 0.01, "fraction of the artifact that the delta scenario's release 2 changes")
 	fs.StringVar(&systems, "systems", systems, "comma-separated systems of the base scenario: fleetcast, curl, aria2")
 	fs.StringVar(&scens, "scenarios", scens, "comma-separated fleetcast scenarios: "+strings.Join(scenarios, ", ")+", or all")
@@ -131,7 +144,28 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.mode == "scale" {
+		if set["systems"] || set["scenarios"] {
+			return nil, errors.New("-systems and -scenarios are for -mode rollout: -mode scale runs fleetcast only")
+		}
+		systems = "fleetcast"
+		if !set["n"] {
+			nList = "8,24,48"
+		}
+		if !set["size"] {
+			size = "4MiB"
+		}
+		if !set["poll"] {
+			o.poll = 5 * time.Second
+		}
+	}
 	var err error
+	if o.ns, err = parseList(nList); err != nil {
+		return nil, err
+	}
+	o.n = slices.Max(o.ns)
 	for _, p := range []struct {
 		s     string
 		v     *int64
@@ -151,10 +185,32 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	return o, o.check()
 }
 
+// parseList parses -n: comma-separated numbers.
+func parseList(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return nil, fmt.Errorf("-n %q: want a number, or with -mode scale numbers separated by commas", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
 func (o *options) check() error {
+	for _, n := range o.ns {
+		if n < 1 || n > 200 {
+			return fmt.Errorf("-n %d: want 1 to 200 agent hosts", n)
+		}
+	}
 	switch {
-	case o.n < 1 || o.n > 200:
-		return fmt.Errorf("-n %d: want 1 to 200 agent hosts", o.n)
+	case o.mode != "rollout" && o.mode != "scale":
+		return fmt.Errorf("-mode %q: want rollout or scale", o.mode)
+	case o.mode == "rollout" && len(o.ns) != 1:
+		return fmt.Errorf("-n %v: a list of N is for -mode scale; -mode rollout measures one N", o.ns)
+	case o.mode == "scale" && o.idle <= 0:
+		return errors.New("-idle must be positive")
 	case o.size < 1:
 		return errors.New("-size must be positive")
 	case o.deltaFrac <= 0 || o.deltaFrac > 1:
@@ -212,6 +268,9 @@ func run(ctx context.Context, o *options, log *slog.Logger) (err error) {
 	}
 	if err != nil {
 		return err
+	}
+	if o.mode == "scale" {
+		return runScale(ctx, o, log)
 	}
 	e, err := newEnv(ctx, o, log)
 	defer func() {

@@ -49,7 +49,7 @@ func runFleetcast(ctx context.Context, e *env, o *options, scenario string) (res
 	if w != nil {
 		defer func() { res.Notes = append(res.Notes, w.note(f)) }()
 	}
-	if err := f.waitPeers(ctx, early, 60*time.Second); err != nil {
+	if err := f.waitPeers(ctx, early, min(len(early)-1, followDegree), 60*time.Second); err != nil {
 		return res, err
 	}
 	if scenario == "delta" {
