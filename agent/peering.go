@@ -24,7 +24,7 @@ func (a *Agent) startPeering(ctx context.Context, ln net.Listener) (wait func() 
 	p, _ := strconv.Atoi(port)
 	cfg := discovery.Config{
 		MDNS: a.cfg.MDNS, Interface: a.cfg.MDNSInterface, BrowseInterval: a.cfg.BrowseInterval,
-		BrowseMax: a.cfg.BrowseMax, Answers: a.cfg.Answers,
+		BrowseMax: a.cfg.BrowseBackoffMax(), Answers: a.cfg.Answers,
 		Expiry: a.cfg.PeerExpiry, Static: a.cfg.Peers, StateFile: filepath.Join(a.cfg.DataDir, store.PeersFile),
 	}
 	d, err := discovery.New(cfg, discovery.Self{AgentID: a.id, FleetID: a.fleet.ID(), Proto: peerproto.Proto, Port: p}, a.log)

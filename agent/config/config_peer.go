@@ -113,9 +113,16 @@ func (c *Config) checkPeers(add adder) {
 	if c.BrowseMax > 0 && c.BrowseMax < c.BrowseInterval {
 		add("browse_interval_max", c.BrowseMax.String(), "must be at least browse_interval (%s)", c.BrowseInterval)
 	}
-	// A peer is heard from at least every browse_interval_max (its browses,
-	// or this agent's); it must outlive that interval.
-	if longest := max(c.BrowseInterval, c.BrowseMax); longest > 0 && c.PeerExpiry <= longest {
-		add("peer_expiry", c.PeerExpiry.String(), "must be more than browse_interval_max (%s) and browse_interval (%s)", c.BrowseMax, c.BrowseInterval)
+	if c.BrowseInterval > 0 && c.PeerExpiry <= c.BrowseInterval {
+		add("peer_expiry", c.PeerExpiry.String(), "must be more than browse_interval (%s)", c.BrowseInterval)
 	}
+}
+
+// BrowseBackoffMax is the longest interval between browses: a peer is heard
+// from at least that often (its browses, or this agent's), so it is
+// browse_interval_max, or half of peer_expiry when that is less (a
+// configuration from before browse_interval_max, with peer_expiry "1m",
+// still works), and at least browse_interval.
+func (c *PeerConfig) BrowseBackoffMax() time.Duration {
+	return max(min(c.BrowseMax, c.PeerExpiry/2), c.BrowseInterval)
 }

@@ -554,9 +554,9 @@ func TestParseConfigInvalidPeers(t *testing.T) {
 	}{
 		{"browse_interval zero", `browse_interval = "0s"`, `config: browse_interval "0s": must be more than 0s`},
 		{"browse_interval small", `browse_interval = "99ms"`, `config: browse_interval "99ms": must be at least 100ms`},
-		{"peer_expiry equal", "browse_interval_max = \"1m\"\npeer_expiry = \"1m\"", `config: peer_expiry "1m0s": must be more than browse_interval_max (1m0s) and browse_interval (10s)`},
-		{"peer_expiry below browse", "browse_interval = \"20m\"\nbrowse_interval_max = \"20m\"", `config: peer_expiry "15m0s": must be more than browse_interval_max (20m0s) and browse_interval (20m0s)`},
-		{"peer_expiry zero", `peer_expiry = "0s"`, `config: peer_expiry "0s": must be more than 0s; peer_expiry "0s": must be more than browse_interval_max (5m0s) and browse_interval (10s)`},
+{"peer_expiry equal", "peer_expiry = \"10s\"", `config: peer_expiry "10s": must be more than browse_interval (10s)`},
+		{"peer_expiry below browse", "browse_interval = \"20m\"\nbrowse_interval_max = \"20m\"", `config: peer_expiry "15m0s": must be more than browse_interval (20m0s)`},
+		{"peer_expiry zero", `peer_expiry = "0s"`, `config: peer_expiry "0s": must be more than 0s; peer_expiry "0s": must be more than browse_interval (10s)`},
 		{"browse_interval_max small", "browse_interval = \"1m\"\nbrowse_interval_max = \"30s\"", `config: browse_interval_max "30s": must be at least browse_interval (1m0s)`},
 		{"browse_interval_max zero", `browse_interval_max = "0s"`, `config: browse_interval_max "0s": must be more than 0s`},
 		{"discovery_answers zero", `discovery_answers = 0`, `config: discovery_answers 0: must be between 1 and 256`},
@@ -791,5 +791,24 @@ func TestParseConfigWindowsText(t *testing.T) {
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got %+v, want %+v", c, want)
+	}
+}
+
+// TestBrowseBackoffMax: browses back off to browse_interval_max, or to half
+// of peer_expiry when that is less (configurations from before
+// browse_interval_max), and never below browse_interval.
+func TestBrowseBackoffMax(t *testing.T) {
+	for _, tc := range []struct {
+		interval, max, expiry, want time.Duration
+	}{
+		{10 * time.Second, 5 * time.Minute, 15 * time.Minute, 5 * time.Minute},
+		{10 * time.Second, 5 * time.Minute, time.Minute, 30 * time.Second},
+		{10 * time.Second, 5 * time.Minute, 15 * time.Second, 10 * time.Second},
+	} {
+		c := PeerConfig{BrowseInterval: tc.interval, BrowseMax: tc.max, PeerExpiry: tc.expiry}
+		if got := c.BrowseBackoffMax(); got != tc.want {
+			t.Errorf("browse_interval %s, browse_interval_max %s, peer_expiry %s: backoff to %s, want %s",
+				tc.interval, tc.max, tc.expiry, got, tc.want)
+		}
 	}
 }
