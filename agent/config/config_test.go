@@ -554,7 +554,7 @@ func TestParseConfigInvalidPeers(t *testing.T) {
 	}{
 		{"browse_interval zero", `browse_interval = "0s"`, `config: browse_interval "0s": must be more than 0s`},
 		{"browse_interval small", `browse_interval = "99ms"`, `config: browse_interval "99ms": must be at least 100ms`},
-{"peer_expiry equal", "peer_expiry = \"10s\"", `config: peer_expiry "10s": must be more than browse_interval (10s)`},
+		{"peer_expiry equal", "peer_expiry = \"10s\"", `config: peer_expiry "10s": must be more than browse_interval (10s)`},
 		{"peer_expiry below browse", "browse_interval = \"20m\"\nbrowse_interval_max = \"20m\"", `config: peer_expiry "15m0s": must be more than browse_interval (20m0s)`},
 		{"peer_expiry zero", `peer_expiry = "0s"`, `config: peer_expiry "0s": must be more than 0s; peer_expiry "0s": must be more than browse_interval (10s)`},
 		{"browse_interval_max small", "browse_interval = \"1m\"\nbrowse_interval_max = \"30s\"", `config: browse_interval_max "30s": must be at least browse_interval (1m0s)`},

@@ -53,6 +53,7 @@ type options struct {
 	n           int    // agent hosts of the lab being built
 	ns          []int  // -mode scale: every N to measure
 	idle        time.Duration
+	settle      time.Duration
 	size        int64
 	rates       rates
 	chunkMin    int64
@@ -120,6 +121,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.mode, "mode", "rollout", "what to measure: rollout (a rollout's time and origin egress, scenarios, baselines) or scale (a fleet's cost while idle after a rollout, for each -n)")
 	fs.StringVar(&nList, "n", nList, "number of agent `hosts`; with -mode scale a comma-separated list (default 8,24,48)")
 	fs.DurationVar(&o.idle, "idle", 20*time.Second, "-mode scale: the idle window measured after every agent installed")
+	fs.DurationVar(&o.settle, "settle", 0, "-mode scale: how long after every agent installed the idle window starts")
 	fs.StringVar(&size, "size", size, "artifact `size` (KiB, MiB, GiB; default 4MiB with -mode scale)")
 	fs.StringVar(&originRate, "origin-rate", originRate, "the origin host's upload `rate` (Kbit, Mbit, Gbit per second)")
 	fs.StringVar(&peerRate, "peer-rate", peerRate, "each agent host's upload and download `rate`")

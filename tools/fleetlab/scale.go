@@ -81,6 +81,14 @@ func scaleOne(ctx context.Context, o *options, n int, log *slog.Logger) (res sca
 		return res, err
 	}
 	f.client.CloseIdleConnections() // the lab's own status connections are not the fleet's
+	if o.settle > 0 {
+		// Let the rollout's own traffic end (chunk connections, agents
+		// going back to their bounded peer sets) before the window.
+		log.Info("scale: settling before the idle window", "agents", len(f.agents), "settle", o.settle)
+		if err := sleep(ctx, o.settle); err != nil {
+			return res, err
+		}
+	}
 	counter, err := startMDNSCounter(e.lab.Bridge())
 	if err != nil {
 		return res, err
