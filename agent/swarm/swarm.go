@@ -95,7 +95,7 @@ type jobState struct {
 // asked of a second peer (end game). Without peers, every chunk goes to the
 // origin in artifact order, as for a single machine.
 type sched struct {
-	a       *assembly
+	chunks  int  // the manifest's chunk count: the size of a peer's bitmaps
 	pm      View // nil: origin only
 	clock   Clock
 	key     manifest.ReleaseID
@@ -128,12 +128,12 @@ type sched struct {
 	wakeCh     chan struct{}
 }
 
-func newSched(a *assembly, jobs []*job, sw *Config, key manifest.ReleaseID) *sched {
+func newSched(chunks int, jobs []*job, sw *Config, key manifest.ReleaseID) *sched {
 	var clock Clock = SystemClock{}
 	if sw != nil && sw.Clock != nil {
 		clock = sw.Clock
 	}
-	s := &sched{a: a, key: key, clock: clock, state: make(map[*job]*jobState, len(jobs)),
+	s := &sched{chunks: chunks, key: key, clock: clock, state: make(map[*job]*jobState, len(jobs)),
 		remaining: len(jobs), inflight: make(map[string]int), pauseUntil: make(map[string]time.Time),
 		fails: make(map[string]int), pauseBase: time.Second,
 		wakeCh: make(chan struct{}), started: clock.Now()}
@@ -179,27 +179,36 @@ func (s *sched) wait(ctx context.Context, ch, peers <-chan struct{}) {
 // worker, or nil when the assembly is over.
 func (s *sched) next(ctx context.Context, peer bool) *task {
 	for {
-		s.mu.Lock()
-		if s.remaining == 0 || s.err != nil || ctx.Err() != nil {
-			s.mu.Unlock()
+		t, ch, peers, over := s.poll(ctx, peer)
+		switch {
+		case over:
 			return nil
-		}
-		s.refreshLocked()
-		var t *task
-		if peer {
-			t = s.pickPeerLocked()
-		} else {
-			t = s.pickOriginLocked()
-		}
-		ch, peers := s.wakeCh, s.changed
-		if t != nil {
-			s.startLocked(ctx, t)
-			s.mu.Unlock()
+		case t != nil:
 			return t
 		}
-		s.mu.Unlock()
 		s.wait(ctx, ch, peers)
 	}
+}
+
+// poll is one decision of next, without the waiting: a task started now,
+// or nil and the channels to wait on (ch: this scheduler's changes, peers:
+// the peers' views), or over when the assembly is over.
+func (s *sched) poll(ctx context.Context, peer bool) (t *task, ch, peers <-chan struct{}, over bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.remaining == 0 || s.err != nil || ctx.Err() != nil {
+		return nil, nil, nil, true
+	}
+	s.refreshLocked()
+	if peer {
+		t = s.pickPeerLocked()
+	} else {
+		t = s.pickOriginLocked()
+	}
+	if t != nil {
+		s.startLocked(ctx, t)
+	}
+	return t, s.wakeCh, s.changed, false
 }
 
 // refreshEvery is how old a snapshot of the peers may grow when they
@@ -224,13 +233,13 @@ func (s *sched) refreshLocked() {
 	s.holders, s.fleet, s.refreshed = s.pm.Snapshot(s.key), s.pm.Usable(), now
 	// A peer's bitmaps must be of this release's chunk count: one that
 	// claims another count for a signed release is lying.
-	want := (len(s.a.m.Chunks) + 7) / 8
+	want := (s.chunks + 7) / 8
 	for _, h := range s.holders {
 		if h.Bits == nil && h.Fetching == nil {
 			continue // follows the channel, not started on this release
 		}
 		if len(h.Bits) != want || len(h.Fetching) != want {
-			s.pm.Ban(h.Addr, fmt.Sprintf("state for %s has bitmaps of %d bytes, the manifest has %d chunks", s.key, len(h.Bits), len(s.a.m.Chunks)))
+			s.pm.Ban(h.Addr, fmt.Sprintf("state for %s has bitmaps of %d bytes, the manifest has %d chunks", s.key, len(h.Bits), s.chunks))
 			s.holders = removeHolder(s.holders, h.Addr)
 		}
 	}
