@@ -235,8 +235,8 @@ func (s *sched) refreshLocked() {
 	// claims another count for a signed release is lying.
 	want := (s.chunks + 7) / 8
 	for _, h := range s.holders {
-		if h.Bits == nil && h.Fetching == nil {
-			continue // follows the channel, not started on this release
+		if len(h.Bits) == 0 && len(h.Fetching) == 0 {
+			continue // follows the channel, not started on this release, or not followed: holds nothing to ask for
 		}
 		if len(h.Bits) != want || len(h.Fetching) != want {
 			s.pm.Ban(h.Addr, fmt.Sprintf("state for %s has bitmaps of %d bytes, the manifest has %d chunks", s.key, len(h.Bits), s.chunks))

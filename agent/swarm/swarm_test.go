@@ -516,3 +516,31 @@ func BenchmarkSchedPicksSwarm(b *testing.B) {
 		})
 	}
 }
+
+// TestSwarmUnfollowedParticipants: a participant that the peer manager
+// does not follow (empty bitmaps: it holds nothing this agent can ask for)
+// is not taken for a peer that lies about the chunk count, and keeps its
+// rendezvous share: a chunk it ranks first for is left to it.
+func TestSwarmUnfollowedParticipants(t *testing.T) {
+	data := releasetest.NewSource()
+	m := releasetest.Release(t, 1, releasetest.Data(9, 100<<10), data)
+	clk := clocktest.New(t0)
+	sw := swarmConf(nil, time.Hour, clk)
+	other := ""
+	for i := 0; other == ""; i++ {
+		if id := fmt.Sprintf("%016x", i); rendezvous(id, m.Chunks[0].SHA256) > rendezvous(sw.Self, m.Chunks[0].SHA256) {
+			other = id
+		}
+	}
+	f := newMemFleet()
+	f.holders = []Holder{{Addr: "unfollowed:1", ID: other, Bits: []byte{}, Progress: clk.Now()}}
+	sw.View = f
+	s := newSched(len(m.Chunks), jobsOf(m)[:1], sw, manifest.ReleaseID{})
+	s.refreshLocked()
+	if len(f.bans) > 0 || len(s.holders) != 1 {
+		t.Fatalf("bans %v, holders %d; want none and the participant", f.bans, len(s.holders))
+	}
+	if tk := pick(t, s, false); tk != nil {
+		t.Fatalf("took %+v from the origin; want it left to %s, ranked first", tk, other)
+	}
+}
