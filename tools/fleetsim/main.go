@@ -13,6 +13,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,8 +45,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&p.StartSpread, "start-spread", 0, "agents start at uniform random times in [0, this)")
 	fs.Uint64Var(&p.Seed, "seed", p.Seed, "seed of the chunk sizes, digests, peer draws and starts")
 	limit := fs.Duration("limit", time.Hour, "virtual time after which a run is given up")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the simulation to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintf(stderr, "fleetsim: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
 	}
 	var err error
 	if p.Size, err = units.ParseBytes(*size); err != nil {
