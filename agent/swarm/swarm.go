@@ -119,6 +119,7 @@ type sched struct {
 	fails      map[string]int       // per peer, failures in a row
 	pauseBase  time.Duration        // first pause after a failure, doubled each time
 	holders    []Holder
+	serving    []*Holder // the holders with a bitmap: those that may hold a chunk (setHoldersLocked)
 	fleet      int       // usable peers, whether or not they take part
 	started    time.Time // origin_grace for participants to show up runs from here
 	refreshed  time.Time
@@ -230,7 +231,8 @@ func (s *sched) refreshLocked() {
 		}
 	}
 	s.changed = s.pm.Wake()
-	s.holders, s.fleet, s.refreshed = s.pm.Snapshot(s.key), s.pm.Usable(), now
+	s.fleet, s.refreshed = s.pm.Usable(), now
+	s.setHoldersLocked(s.pm.Snapshot(s.key))
 	// A peer's bitmaps must be of this release's chunk count: one that
 	// claims another count for a signed release is lying.
 	want := (s.chunks + 7) / 8
@@ -240,7 +242,19 @@ func (s *sched) refreshLocked() {
 		}
 		if len(h.Bits) != want || len(h.Fetching) != want {
 			s.pm.Ban(h.Addr, fmt.Sprintf("state for %s has bitmaps of %d bytes, the manifest has %d chunks", s.key, len(h.Bits), s.chunks))
-			s.holders = removeHolder(s.holders, h.Addr)
+			s.setHoldersLocked(removeHolder(s.holders, h.Addr))
+		}
+	}
+}
+
+// setHoldersLocked sets the holders, and which of them may serve a chunk:
+// with thousands of participants, most are not followed and hold nothing
+// to ask for, and the peer picks look at the others alone.
+func (s *sched) setHoldersLocked(hs []Holder) {
+	s.holders, s.serving = hs, s.serving[:0]
+	for i := range hs {
+		if len(hs[i].Bits) > 0 {
+			s.serving = append(s.serving, &hs[i])
 		}
 	}
 }
@@ -312,8 +326,8 @@ func (s *sched) queuedLocked(i int) bool {
 
 // usableLocked: h may be asked for job j now.
 func (s *sched) usableLocked(h *Holder, j *job, now time.Time) bool {
-	st := s.state[j]
-	return peerproto.BitSet(h.Bits, j.indexes[0]) && !st.failed[h.Addr] && s.inflight[h.Addr] < s.perPeer &&
+	// The bit first: most holders lack most chunks, and it is the cheapest.
+	return peerproto.BitSet(h.Bits, j.indexes[0]) && !s.state[j].failed[h.Addr] && s.inflight[h.Addr] < s.perPeer &&
 		now.After(s.pauseUntil[h.Addr])
 }
 
@@ -328,8 +342,8 @@ const maxPeerFails = 3
 // has not failed it.
 func (s *sched) hasHolderLocked(j *job) bool {
 	st := s.state[j]
-	for i := range s.holders {
-		if h := &s.holders[i]; peerproto.BitSet(h.Bits, j.indexes[0]) && !st.failed[h.Addr] && s.fails[h.Addr] < maxPeerFails {
+	for _, h := range s.serving {
+		if peerproto.BitSet(h.Bits, j.indexes[0]) && !st.failed[h.Addr] && s.fails[h.Addr] < maxPeerFails {
 			return true
 		}
 	}
@@ -493,8 +507,8 @@ func (s *sched) pickPeerLocked() *task {
 			continue
 		}
 		c := 0
-		for i := range s.holders {
-			if s.usableLocked(&s.holders[i], j, now) {
+		for _, h := range s.serving {
+			if s.usableLocked(h, j, now) {
 				c++
 			}
 		}
@@ -523,8 +537,7 @@ func (s *sched) pickPeerLocked() *task {
 func (s *sched) pickHolderLocked(j *job, now time.Time) *Holder {
 	var best *Holder
 	ties := 0
-	for i := range s.holders {
-		h := &s.holders[i]
+	for _, h := range s.serving {
 		if !s.usableLocked(h, j, now) {
 			continue
 		}
@@ -552,8 +565,7 @@ func (s *sched) endGameLocked(now time.Time) *task {
 			continue
 		}
 		serving := st.tasks[0].peer.Addr
-		for i := range s.holders {
-			h := &s.holders[i]
+		for _, h := range s.serving {
 			if h.Addr != serving && s.usableLocked(h, j, now) {
 				c := *h
 				return &task{j: j, peer: &c, reason: taskEndGame}
@@ -620,7 +632,7 @@ func (s *sched) failedLocked(t *task, st *jobState, err error) {
 		switch {
 		case badData(err):
 			s.pm.Ban(t.peer.Addr, err.Error())
-			s.holders = removeHolder(s.holders, t.peer.Addr)
+			s.setHoldersLocked(removeHolder(s.holders, t.peer.Addr))
 		case errors.As(err, &se) && (se.Code == http.StatusServiceUnavailable || se.Code == http.StatusTooManyRequests):
 			// Busy serving others: ask again soon, of it or another; a
 			// peer busy three times for this chunk counts as failed.
