@@ -177,20 +177,28 @@ type job struct {
 // complete or partial, or at another offset of this one (the holdings list
 // this release's chunks too).
 func (a *assembly) plan() []*job {
+	return planJobs(a.m.Chunks, a.have, func(c manifest.Chunk) *store.Location {
+		if loc, ok := a.held.Lookup(c.SHA256); ok && loc.Size == c.Size {
+			return &loc
+		}
+		return nil
+	})
+}
+
+// planJobs lists the chunks not in have (nil: none is) in order, one job per
+// digest, each with the copy local names (nil: no copy).
+func planJobs(chunks []manifest.Chunk, have []bool, local func(manifest.Chunk) *store.Location) []*job {
 	byDigest := make(map[manifest.Digest]*job)
 	var jobs []*job
-	for i, c := range a.m.Chunks {
-		if a.have[i] {
+	for i, c := range chunks {
+		if have != nil && have[i] {
 			continue
 		}
 		if j := byDigest[c.SHA256]; j != nil {
 			j.indexes = append(j.indexes, i)
 			continue
 		}
-		j := &job{chunk: c, indexes: []int{i}}
-		if loc, ok := a.held.Lookup(c.SHA256); ok && loc.Size == c.Size {
-			j.local = &loc
-		}
+		j := &job{chunk: c, indexes: []int{i}, local: local(c)}
 		byDigest[c.SHA256] = j
 		jobs = append(jobs, j)
 	}
@@ -209,7 +217,7 @@ func (a *assembly) fill(ctx context.Context) error {
 	hashed := make(chan error, 1)
 	go func() { hashed <- a.hashPrefix(ctx) }()
 
-	s := newSched(a, a.plan(), a.swarm, a.key)
+	s := newSched(len(a.m.Chunks), a.plan(), a.swarm, a.key)
 	var wg sync.WaitGroup
 	worker := func(peer bool) {
 		defer wg.Done()

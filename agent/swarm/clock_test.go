@@ -89,7 +89,7 @@ func TestSwarmTakesOverSlowOriginFetch(t *testing.T) {
 	sw := swarmConf(f, grace, clk)
 	sw.MinRate = m.Chunks[0].Size / 10 // about 10 s for the chunk
 	jobs := jobsOf(m)[:1]
-	s := newSched(&assembly{m: m}, jobs, sw, manifest.ReleaseID{})
+	s := newSched(len(m.Chunks), jobs, sw, manifest.ReleaseID{})
 	s.refreshLocked()
 	wait := s.fetchWait(jobs[0])
 	if wait < 2*grace+10*time.Second {
@@ -147,7 +147,7 @@ func TestSwarmPeerPause(t *testing.T) {
 			f.add("p1", m, nil, data, clk.Now())
 			sw := swarmConf(f, time.Second, clk)
 			sw.Pause = p
-			s := newSched(&assembly{m: m}, jobsOf(m), sw, manifest.ReleaseID{})
+			s := newSched(len(m.Chunks), jobsOf(m), sw, manifest.ReleaseID{})
 			s.refreshLocked()
 			// fail fails a request to p1 and checks that p1 is paused for
 			// exactly d.
@@ -191,7 +191,7 @@ func TestSwarmOriginBackoff(t *testing.T) {
 	// A peer takes part (else the first failure would end the assembly),
 	// and holds nothing: with origin_grace 0, this agent asks the origin.
 	f.add("other", m, func(int) bool { return false }, data, clk.Now())
-	s := newSched(&assembly{m: m}, jobsOf(m)[:1], swarmConf(f, 0, clk), manifest.ReleaseID{})
+	s := newSched(len(m.Chunks), jobsOf(m)[:1], swarmConf(f, 0, clk), manifest.ReleaseID{})
 	s.refreshLocked()
 	errOrigin := errors.New("origin down")
 	for i, most := range []time.Duration{2 * time.Second, 4 * time.Second} {
@@ -229,7 +229,7 @@ func TestSwarmRefreshesPeers(t *testing.T) {
 	clk := clocktest.New(t0)
 	f := newMemFleet()
 	f.add("p1", m, nil, data, clk.Now())
-	s := newSched(&assembly{m: m}, jobsOf(m), swarmConf(f, time.Second, clk), manifest.ReleaseID{})
+	s := newSched(len(m.Chunks), jobsOf(m), swarmConf(f, time.Second, clk), manifest.ReleaseID{})
 	steps := []struct {
 		name      string
 		do        func()

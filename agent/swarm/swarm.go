@@ -95,7 +95,7 @@ type jobState struct {
 // asked of a second peer (end game). Without peers, every chunk goes to the
 // origin in artifact order, as for a single machine.
 type sched struct {
-	a       *assembly
+	chunks  int  // the manifest's chunk count: the size of a peer's bitmaps
 	pm      View // nil: origin only
 	clock   Clock
 	key     manifest.ReleaseID
@@ -119,6 +119,7 @@ type sched struct {
 	fails      map[string]int       // per peer, failures in a row
 	pauseBase  time.Duration        // first pause after a failure, doubled each time
 	holders    []Holder
+	serving    []*Holder // the holders with a bitmap: those that may hold a chunk (setHoldersLocked)
 	fleet      int       // usable peers, whether or not they take part
 	started    time.Time // origin_grace for participants to show up runs from here
 	refreshed  time.Time
@@ -128,12 +129,12 @@ type sched struct {
 	wakeCh     chan struct{}
 }
 
-func newSched(a *assembly, jobs []*job, sw *Config, key manifest.ReleaseID) *sched {
+func newSched(chunks int, jobs []*job, sw *Config, key manifest.ReleaseID) *sched {
 	var clock Clock = SystemClock{}
 	if sw != nil && sw.Clock != nil {
 		clock = sw.Clock
 	}
-	s := &sched{a: a, key: key, clock: clock, state: make(map[*job]*jobState, len(jobs)),
+	s := &sched{chunks: chunks, key: key, clock: clock, state: make(map[*job]*jobState, len(jobs)),
 		remaining: len(jobs), inflight: make(map[string]int), pauseUntil: make(map[string]time.Time),
 		fails: make(map[string]int), pauseBase: time.Second,
 		wakeCh: make(chan struct{}), started: clock.Now()}
@@ -179,27 +180,36 @@ func (s *sched) wait(ctx context.Context, ch, peers <-chan struct{}) {
 // worker, or nil when the assembly is over.
 func (s *sched) next(ctx context.Context, peer bool) *task {
 	for {
-		s.mu.Lock()
-		if s.remaining == 0 || s.err != nil || ctx.Err() != nil {
-			s.mu.Unlock()
+		t, ch, peers, over := s.poll(ctx, peer)
+		switch {
+		case over:
 			return nil
-		}
-		s.refreshLocked()
-		var t *task
-		if peer {
-			t = s.pickPeerLocked()
-		} else {
-			t = s.pickOriginLocked()
-		}
-		ch, peers := s.wakeCh, s.changed
-		if t != nil {
-			s.startLocked(ctx, t)
-			s.mu.Unlock()
+		case t != nil:
 			return t
 		}
-		s.mu.Unlock()
 		s.wait(ctx, ch, peers)
 	}
+}
+
+// poll is one decision of next, without the waiting: a task started now,
+// or nil and the channels to wait on (ch: this scheduler's changes, peers:
+// the peers' views), or over when the assembly is over.
+func (s *sched) poll(ctx context.Context, peer bool) (t *task, ch, peers <-chan struct{}, over bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.remaining == 0 || s.err != nil || ctx.Err() != nil {
+		return nil, nil, nil, true
+	}
+	s.refreshLocked()
+	if peer {
+		t = s.pickPeerLocked()
+	} else {
+		t = s.pickOriginLocked()
+	}
+	if t != nil {
+		s.startLocked(ctx, t)
+	}
+	return t, s.wakeCh, s.changed, false
 }
 
 // refreshEvery is how old a snapshot of the peers may grow when they
@@ -221,17 +231,30 @@ func (s *sched) refreshLocked() {
 		}
 	}
 	s.changed = s.pm.Wake()
-	s.holders, s.fleet, s.refreshed = s.pm.Snapshot(s.key), s.pm.Usable(), now
+	s.fleet, s.refreshed = s.pm.Usable(), now
+	s.setHoldersLocked(s.pm.Snapshot(s.key))
 	// A peer's bitmaps must be of this release's chunk count: one that
 	// claims another count for a signed release is lying.
-	want := (len(s.a.m.Chunks) + 7) / 8
+	want := (s.chunks + 7) / 8
 	for _, h := range s.holders {
-		if h.Bits == nil && h.Fetching == nil {
-			continue // follows the channel, not started on this release
+		if len(h.Bits) == 0 && len(h.Fetching) == 0 {
+			continue // follows the channel, not started on this release, or not followed: holds nothing to ask for
 		}
 		if len(h.Bits) != want || len(h.Fetching) != want {
-			s.pm.Ban(h.Addr, fmt.Sprintf("state for %s has bitmaps of %d bytes, the manifest has %d chunks", s.key, len(h.Bits), len(s.a.m.Chunks)))
-			s.holders = removeHolder(s.holders, h.Addr)
+			s.pm.Ban(h.Addr, fmt.Sprintf("state for %s has bitmaps of %d bytes, the manifest has %d chunks", s.key, len(h.Bits), s.chunks))
+			s.setHoldersLocked(removeHolder(s.holders, h.Addr))
+		}
+	}
+}
+
+// setHoldersLocked sets the holders, and which of them may serve a chunk:
+// with thousands of participants, most are not followed and hold nothing
+// to ask for, and the peer picks look at the others alone.
+func (s *sched) setHoldersLocked(hs []Holder) {
+	s.holders, s.serving = hs, s.serving[:0]
+	for i := range hs {
+		if len(hs[i].Bits) > 0 {
+			s.serving = append(s.serving, &hs[i])
 		}
 	}
 }
@@ -303,8 +326,8 @@ func (s *sched) queuedLocked(i int) bool {
 
 // usableLocked: h may be asked for job j now.
 func (s *sched) usableLocked(h *Holder, j *job, now time.Time) bool {
-	st := s.state[j]
-	return peerproto.BitSet(h.Bits, j.indexes[0]) && !st.failed[h.Addr] && s.inflight[h.Addr] < s.perPeer &&
+	// The bit first: most holders lack most chunks, and it is the cheapest.
+	return peerproto.BitSet(h.Bits, j.indexes[0]) && !s.state[j].failed[h.Addr] && s.inflight[h.Addr] < s.perPeer &&
 		now.After(s.pauseUntil[h.Addr])
 }
 
@@ -319,8 +342,8 @@ const maxPeerFails = 3
 // has not failed it.
 func (s *sched) hasHolderLocked(j *job) bool {
 	st := s.state[j]
-	for i := range s.holders {
-		if h := &s.holders[i]; peerproto.BitSet(h.Bits, j.indexes[0]) && !st.failed[h.Addr] && s.fails[h.Addr] < maxPeerFails {
+	for _, h := range s.serving {
+		if peerproto.BitSet(h.Bits, j.indexes[0]) && !st.failed[h.Addr] && s.fails[h.Addr] < maxPeerFails {
 			return true
 		}
 	}
@@ -484,8 +507,8 @@ func (s *sched) pickPeerLocked() *task {
 			continue
 		}
 		c := 0
-		for i := range s.holders {
-			if s.usableLocked(&s.holders[i], j, now) {
+		for _, h := range s.serving {
+			if s.usableLocked(h, j, now) {
 				c++
 			}
 		}
@@ -514,8 +537,7 @@ func (s *sched) pickPeerLocked() *task {
 func (s *sched) pickHolderLocked(j *job, now time.Time) *Holder {
 	var best *Holder
 	ties := 0
-	for i := range s.holders {
-		h := &s.holders[i]
+	for _, h := range s.serving {
 		if !s.usableLocked(h, j, now) {
 			continue
 		}
@@ -543,8 +565,7 @@ func (s *sched) endGameLocked(now time.Time) *task {
 			continue
 		}
 		serving := st.tasks[0].peer.Addr
-		for i := range s.holders {
-			h := &s.holders[i]
+		for _, h := range s.serving {
 			if h.Addr != serving && s.usableLocked(h, j, now) {
 				c := *h
 				return &task{j: j, peer: &c, reason: taskEndGame}
@@ -611,7 +632,7 @@ func (s *sched) failedLocked(t *task, st *jobState, err error) {
 		switch {
 		case badData(err):
 			s.pm.Ban(t.peer.Addr, err.Error())
-			s.holders = removeHolder(s.holders, t.peer.Addr)
+			s.setHoldersLocked(removeHolder(s.holders, t.peer.Addr))
 		case errors.As(err, &se) && (se.Code == http.StatusServiceUnavailable || se.Code == http.StatusTooManyRequests):
 			// Busy serving others: ask again soon, of it or another; a
 			// peer busy three times for this chunk counts as failed.

@@ -391,7 +391,7 @@ func TestSwarmRarestFirst(t *testing.T) {
 	f.add("p1", m, nil, data, clk.Now())
 	f.add("p2", m, func(i int) bool { return i != rare }, data, clk.Now())
 	f.add("p3", m, func(i int) bool { return i != rare }, data, clk.Now())
-	s := newSched(&assembly{m: m}, jobsOf(m), swarmConf(f, time.Second, clk), manifest.ReleaseID{})
+	s := newSched(len(m.Chunks), jobsOf(m), swarmConf(f, time.Second, clk), manifest.ReleaseID{})
 	s.refreshLocked()
 	for range 20 {
 		if tk := s.pickPeerLocked(); tk == nil || tk.j.indexes[0] != rare || tk.peer.Addr != "p1" {
@@ -425,7 +425,7 @@ func TestSwarmWaitsForParticipants(t *testing.T) {
 	m := releasetest.Release(t, 1, releasetest.Data(9, 100<<10), data)
 	clk := clocktest.New(t0)
 	other := &relKeyFleet{memFleet: newMemFleet(), n: 1}
-	s := newSched(&assembly{m: m}, jobsOf(m)[:1], swarmConf(other, grace, clk), manifest.ReleaseID{})
+	s := newSched(len(m.Chunks), jobsOf(m)[:1], swarmConf(other, grace, clk), manifest.ReleaseID{})
 	s.refreshLocked()
 	if tk := pick(t, s, false); tk != nil {
 		t.Fatalf("picked %+v at once; want to wait for peers to take part", tk)
@@ -463,7 +463,7 @@ func BenchmarkSchedPicks(b *testing.B) {
 					m.Chunks[i].SHA256[0], m.Chunks[i].SHA256[1], m.Chunks[i].SHA256[2] = byte(i), byte(i>>8), byte(i>>16)
 					jobs[i] = &job{chunk: m.Chunks[i], indexes: []int{i}}
 				}
-				s := newSched(&assembly{m: m}, jobs, nil, manifest.ReleaseID{})
+				s := newSched(len(m.Chunks), jobs, nil, manifest.ReleaseID{})
 				for range n {
 					s.mu.Lock()
 					t := s.pickOriginLocked()
@@ -496,7 +496,7 @@ func BenchmarkSchedPicksSwarm(b *testing.B) {
 					m.Chunks[i].SHA256[0], m.Chunks[i].SHA256[1], m.Chunks[i].SHA256[2] = byte(i), byte(i>>8), byte(i>>16)
 					jobs[i] = &job{chunk: m.Chunks[i], indexes: []int{i}}
 				}
-				s := newSched(&assembly{m: m}, jobs, swarmConf(f, time.Hour, nil), manifest.ReleaseID{})
+				s := newSched(len(m.Chunks), jobs, swarmConf(f, time.Hour, nil), manifest.ReleaseID{})
 				s.refreshLocked()
 				for {
 					s.mu.Lock()
@@ -514,5 +514,33 @@ func BenchmarkSchedPicksSwarm(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(picked), "ns/pick")
 			b.ReportMetric(float64(picked)/float64(b.N*n), "share")
 		})
+	}
+}
+
+// TestSwarmUnfollowedParticipants: a participant that the peer manager
+// does not follow (empty bitmaps: it holds nothing this agent can ask for)
+// is not taken for a peer that lies about the chunk count, and keeps its
+// rendezvous share: a chunk it ranks first for is left to it.
+func TestSwarmUnfollowedParticipants(t *testing.T) {
+	data := releasetest.NewSource()
+	m := releasetest.Release(t, 1, releasetest.Data(9, 100<<10), data)
+	clk := clocktest.New(t0)
+	sw := swarmConf(nil, time.Hour, clk)
+	other := ""
+	for i := 0; other == ""; i++ {
+		if id := fmt.Sprintf("%016x", i); rendezvous(id, m.Chunks[0].SHA256) > rendezvous(sw.Self, m.Chunks[0].SHA256) {
+			other = id
+		}
+	}
+	f := newMemFleet()
+	f.holders = []Holder{{Addr: "unfollowed:1", ID: other, Bits: []byte{}, Progress: clk.Now()}}
+	sw.View = f
+	s := newSched(len(m.Chunks), jobsOf(m)[:1], sw, manifest.ReleaseID{})
+	s.refreshLocked()
+	if len(f.bans) > 0 || len(s.holders) != 1 {
+		t.Fatalf("bans %v, holders %d; want none and the participant", f.bans, len(s.holders))
+	}
+	if tk := pick(t, s, false); tk != nil {
+		t.Fatalf("took %+v from the origin; want it left to %s, ranked first", tk, other)
 	}
 }
