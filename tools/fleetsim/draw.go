@@ -1,15 +1,21 @@
 package main
 
-// The peer draw of agent/peers.go (sync, fillLocked, redrawLocked), kept
-// small: each agent follows half of peer_degree peers of its LAN, drawn at
-// random; a peer that has all the followers it takes (half of peer_degree
-// plus followerSlack) refuses and rests for fullFor; every redrawEvery the
-// least useful followed peer (fewest chunks known) is left, rests for
-// redrawEvery, and another is drawn.
+// The peer draw of agent/peers.go (sync, fillLocked), kept small. An
+// assembling agent follows every peer discovery lists, up to
+// maxRolloutFollows, drawn at random; a peer that serves maxFollowers
+// follows refuses and rests for fullFor. Every agent of the simulation
+// assembles for the whole run, so the idle agent's bounded set (half of
+// peer_degree, re-drawn every redrawEvery) does not show here; -degree
+// sets the follow count instead, to see what bounded sets would do.
 
-func (a *agent) degree() int { return (a.sim.p.Degree + 1) / 2 }
+func (a *agent) degree() int {
+	if d := a.sim.p.Degree; d > 0 {
+		return (d + 1) / 2
+	}
+	return maxRolloutFollows
+}
 
-func (a *agent) maxFollowers() int { return a.sim.p.Degree/2 + followerSlack }
+func (a *agent) maxFollowers() int { return maxFollowers }
 
 // fill follows peers drawn at random until the follow degree is reached;
 // resting ones only when no other is left.
@@ -60,37 +66,4 @@ func (a *agent) follow(p *agent) {
 			st.known, st.progress = true, s.clock.Now()
 		}
 	})
-}
-
-// redraw leaves the least useful followed peer, once every redrawEvery,
-// and draws another.
-func (a *agent) redraw() {
-	s := a.sim
-	now := s.ev.now
-	s.ev.at(now+redrawEvery, a.redraw)
-	if len(a.view.follows) < a.degree() || len(a.lan.agents)-1 <= len(a.view.follows) {
-		return
-	}
-	var worst *agent
-	worstScore := 0
-	for p, st := range a.view.follows {
-		if now-st.since < redrawEvery {
-			continue
-		}
-		score := -1
-		if st.known {
-			score = st.count
-		}
-		if worst == nil || score < worstScore || (score == worstScore && s.rng.IntN(2) == 0) {
-			worst, worstScore = p, score
-		}
-	}
-	if worst == nil {
-		return
-	}
-	delete(a.view.follows, worst)
-	delete(worst.followers, a)
-	a.view.resting[worst] = now + redrawEvery
-	a.view.changed()
-	a.fill()
 }

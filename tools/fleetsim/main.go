@@ -41,7 +41,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	prate := fs.String("peer-rate", "400Mbit", "each agent's upload and download")
 	fs.DurationVar(&p.Latency, "latency", p.Latency, "one-way latency of a message in a LAN")
 	fs.DurationVar(&p.OriginLatency, "origin-latency", p.OriginLatency, "one-way latency to the origin")
-	fs.IntVar(&p.Degree, "degree", p.Degree, "peer_degree: each agent follows half")
+	fs.IntVar(&p.Degree, "degree", p.Degree, "0: each agent follows every LAN peer (up to 256) during the rollout, as the agent does; N: it follows N/2 (a bounded set, for comparison)")
 	fs.DurationVar(&p.StartSpread, "start-spread", 0, "agents start at uniform random times in [0, this)")
 	fs.Uint64Var(&p.Seed, "seed", p.Seed, "seed of the chunk sizes, digests, peer draws and starts")
 	limit := fs.Duration("limit", time.Hour, "virtual time after which a run is given up")

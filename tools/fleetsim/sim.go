@@ -20,7 +20,7 @@ type params struct {
 	PeerRate      float64 // bytes/s up and down, each agent
 	Latency       time.Duration
 	OriginLatency time.Duration
-	Degree        int // peer_degree: each agent follows half
+	Degree        int // 0: follow every LAN peer up to maxRolloutFollows, as an assembling agent does; else follow half of it (bounded sets during the rollout)
 	StartSpread   time.Duration
 	Seed          uint64
 
@@ -35,16 +35,17 @@ type params struct {
 
 func defaultParams() params {
 	return params{N: 8, LANs: 1, Size: 128 << 20, OriginRate: 40e6 / 8, PeerRate: 400e6 / 8,
-		Latency: 200 * time.Microsecond, OriginLatency: 200 * time.Microsecond, Degree: 32, Seed: 1,
+		Latency: 200 * time.Microsecond, OriginLatency: 200 * time.Microsecond, Degree: 0, Seed: 1,
 		Grace: 3 * time.Second, OriginConns: 4, PeerConns: 8, PerPeer: 2, MaxUploads: 16, MinRate: 32 << 10}
 }
 
 // Protocol limits of agent/peers.go and agent/peer_server.go.
 const (
-	minStateGap   = 0.020 // s between two states of one peer
-	redrawEvery   = 60.0  // s
-	followerSlack = 4     // followers taken past half of peer_degree
-	fullFor       = 120.0 // s a peer that refused a follower rests
+	minStateGap       = 0.020 // s between two states of one peer
+	redrawEvery       = 60.0  // s
+	maxRolloutFollows = 256   // peers an assembling agent follows at most
+	maxFollowers      = 512   // follows an agent serves at once
+	fullFor           = 120.0 // s a peer that refused a follower rests
 )
 
 // result is what a rollout measured.
@@ -154,7 +155,6 @@ func (s *sim) run(limit time.Duration) result {
 				at = s.rng.Float64() * s.p.StartSpread.Seconds()
 			}
 			s.ev.at(at, a.start)
-			s.ev.at(at+redrawEvery, a.redraw)
 		}
 	}
 	n := 0
