@@ -140,7 +140,6 @@ listen = "127.0.0.1:%d"
 mdns = false
 peers = [%s]
 browse_interval = "200ms"
-browse_interval_max = "10s"
 peer_expiry = "30s"
 fleet_secret_file = "fleet.secret"
 origin_grace = "2s"

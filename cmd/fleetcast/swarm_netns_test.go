@@ -281,7 +281,6 @@ allowed_installers = ["file"]
 allowed_targets = [%q]
 mdns = true
 browse_interval = "1s"
-browse_interval_max = "10s"
 peer_expiry = "30s"
 fleet_secret_file = %q
 peer_connections = 8
