@@ -128,10 +128,14 @@ type Discovery struct {
 	browsed chan struct{} // closed when the quick browses at start ended (at once without mDNS)
 	once    sync.Once
 
+	stranger chan struct{} // a browse from an address of no known peer was heard: a new agent (cap 1)
+
 	mu        sync.Mutex
-	peers     map[string]*Peer // by Addr
-	lastSig   string           // signature of Peers() when last signalled
-	savedSig  string           // signature of the remembered set last written
+	peers     map[string]*Peer    // by Addr
+	found     int                 // peers added by mDNS answers, ever: a browse that adds none finds the LAN as known
+	own       map[netip.Addr]bool // this host's addresses: its own browses are not a stranger's
+	lastSig   string              // signature of Peers() when last signalled
+	savedSig  string              // signature of the remembered set last written
 	lastSave  time.Time
 	mdnsState mdnsState // owned by Run
 }
@@ -166,7 +170,7 @@ func New(cfg Config, self Self, log *slog.Logger) (*Discovery, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	d := &Discovery{cfg: cfg, self: self, log: log, now: cfg.Now, rand: cfg.Rand,
-		changed: make(chan struct{}, 1), peers: map[string]*Peer{}}
+		changed: make(chan struct{}, 1), peers: map[string]*Peer{}, stranger: make(chan struct{}, 1), own: ownAddrs()}
 	if d.now == nil {
 		d.now = time.Now
 	}
@@ -279,6 +283,7 @@ func (d *Discovery) seenMDNS(addr string, info txtInfo) {
 	if !ok {
 		p = &Peer{Addr: addr}
 		d.insertLocked(p, now)
+		d.found++
 	}
 	if p.Source != SourceStatic {
 		p.Source = SourceMDNS

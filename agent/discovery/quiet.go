@@ -110,12 +110,15 @@ func (d *Discovery) known() int {
 }
 
 // browseSchedule is the interval between browses after the quick ones at
-// start: BrowseInterval while fewer than Answers live peers are known, then
-// doubling at each browse up to BrowseMax.
+// start: doubling at each browse up to BrowseMax once Answers live peers
+// are known or a browse found no new peer (a small LAN, all known), and
+// BrowseInterval again when a browse finds one, when fewer peers are known
+// than at the last browse (some expired), or when a new agent browses.
 type browseSchedule struct {
 	base, max time.Duration
 	answers   int           // 0: never back off
 	interval  time.Duration // the current interval
+	lastKnown int           // live peers known after the last browse
 }
 
 func newBrowseSchedule(cfg Config) browseSchedule {
@@ -129,21 +132,33 @@ func (s *browseSchedule) enough(known int) bool {
 }
 
 // next returns the interval from the start of the browse that just ended
-// to the start of the next, knowing known live peers after it.
-func (s *browseSchedule) next(known int) time.Duration {
-	if s.enough(known) {
+// to the start of the next, knowing known live peers after it, of which it
+// found some new ones or not.
+func (s *browseSchedule) next(known int, found bool) time.Duration {
+	if s.answers > 0 && (s.enough(known) || !found) {
 		s.interval = min(2*s.interval, s.max)
 	} else {
 		s.interval = s.base
 	}
+	s.lastKnown = known
 	return s.interval
 }
 
 // shorten returns the interval to BrowseInterval when it is longer and
-// fewer than Answers live peers are known (they expired), and tells
-// whether it did.
+// fewer live peers are known than after the last browse, and fewer than
+// Answers (they expired); it tells whether it did.
 func (s *browseSchedule) shorten(known int) bool {
-	if s.interval <= s.base || s.enough(known) {
+	if s.interval <= s.base || s.enough(known) || known >= s.lastKnown {
+		return false
+	}
+	s.interval = s.base
+	return true
+}
+
+// reset returns the interval to BrowseInterval (a new agent browsed) and
+// tells whether it was longer.
+func (s *browseSchedule) reset() bool {
+	if s.interval <= s.base {
 		return false
 	}
 	s.interval = s.base
@@ -227,17 +242,43 @@ func isBrowseQuery(pkt []byte) bool {
 // heardQuery refreshes the live peers (not static ones) at address ip,
 // which has just browsed: an agent that browses is running. Several agents
 // on one host share the refresh.
+//
+// A browse from an address of no peer it knows, not its own, is a new
+// agent's (or one that was forgotten): discovery then browses again soon
+// (see Run), so that agents whose browses have backed off learn of it.
 func (d *Discovery) heardQuery(ip netip.Addr) {
 	ip = ip.Unmap().WithZone("")
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.now()
+	heard := false
 	for _, p := range d.peers {
-		if p.Source == SourceStatic || !d.live(p, now) {
-			continue
-		}
 		if ap, err := netip.ParseAddrPort(p.Addr); err == nil && ap.Addr().Unmap().WithZone("") == ip {
-			p.LastSeen = now
+			heard = true
+			if p.Source != SourceStatic && d.live(p, now) {
+				p.LastSeen = now
+			}
 		}
 	}
+	if !heard && !d.own[ip] && !ip.IsLoopback() {
+		select {
+		case d.stranger <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// ownAddrs lists this host's addresses.
+func ownAddrs() map[netip.Addr]bool {
+	own := make(map[netip.Addr]bool)
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return own
+	}
+	for _, a := range addrs {
+		if pfx, err := netip.ParsePrefix(a.String()); err == nil {
+			own[pfx.Addr().Unmap().WithZone("")] = true
+		}
+	}
+	return own
 }

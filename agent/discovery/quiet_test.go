@@ -128,18 +128,25 @@ func TestBrowseSchedule(t *testing.T) {
 	s := newBrowseSchedule(Config{BrowseInterval: 10 * time.Second, BrowseMax: 5 * time.Minute, Answers: 24})
 	steps := []struct {
 		known int
+		found bool
 		want  time.Duration
 	}{
-		{3, 10 * time.Second}, {23, 10 * time.Second}, {24, 20 * time.Second}, {30, 40 * time.Second},
-		{30, 80 * time.Second}, {30, 160 * time.Second}, {30, 5 * time.Minute}, {30, 5 * time.Minute},
-		{10, 10 * time.Second}, {24, 20 * time.Second},
+		// A LAN of fewer than Answers agents: the interval stays while
+		// browses find new peers, and backs off once one finds none.
+		{3, true, 10 * time.Second}, {23, true, 10 * time.Second}, {23, false, 20 * time.Second}, {23, false, 40 * time.Second},
+		{23, true, 10 * time.Second},
+		// Answers peers known: back off whatever a browse finds.
+		{24, true, 20 * time.Second}, {30, true, 40 * time.Second},
+		{30, false, 80 * time.Second}, {30, true, 160 * time.Second}, {30, false, 5 * time.Minute}, {30, false, 5 * time.Minute},
+		{10, true, 10 * time.Second}, {24, false, 20 * time.Second},
 	}
 	for i, st := range steps {
-		if got := s.next(st.known); got != st.want {
-			t.Errorf("step %d: next(%d) = %v; want %v", i, st.known, got, st.want)
+		if got := s.next(st.known, st.found); got != st.want {
+			t.Errorf("step %d: next(%d, %v) = %v; want %v", i, st.known, st.found, got, st.want)
 		}
 	}
-	// Between browses, fewer known peers bring the interval back.
+	// Between browses, fewer known peers than after the last browse (some
+	// expired) bring the interval back.
 	if s.shorten(24) || s.interval != 20*time.Second {
 		t.Errorf("shorten(24) shortened %v", s.interval)
 	}
@@ -149,6 +156,16 @@ func TestBrowseSchedule(t *testing.T) {
 	if s.shorten(0) {
 		t.Error("shorten at the base interval reported a change")
 	}
+	// A small LAN all known: only a lost peer shortens it.
+	s.next(5, false)
+	if s.interval != 20*time.Second || s.shorten(5) || !s.shorten(4) {
+		t.Errorf("small LAN: interval %v, shorten(5) must not and shorten(4) must bring it back", s.interval)
+	}
+	// A new agent's browse brings it back.
+	s.next(5, false)
+	if !s.reset() || s.interval != 10*time.Second || s.reset() {
+		t.Errorf("reset: interval %v; want 10s, once", s.interval)
+	}
 	// Without Answers, or with BrowseMax below BrowseInterval, no backoff.
 	for _, cfg := range []Config{
 		{BrowseInterval: time.Second, BrowseMax: time.Minute},
@@ -156,7 +173,7 @@ func TestBrowseSchedule(t *testing.T) {
 	} {
 		s := newBrowseSchedule(cfg)
 		for range 3 {
-			if got := s.next(100); got != time.Second {
+			if got := s.next(100, false); got != time.Second {
 				t.Errorf("%+v: next = %v; want 1s", cfg, got)
 			}
 		}
@@ -181,6 +198,26 @@ func TestHeardQuery(t *testing.T) {
 	}
 	if got := d.peers["198.18.1.1:9000"].LastSeen; !got.Equal(newClock().Now()) {
 		t.Errorf("static peer's LastSeen = %v; want unchanged", got)
+	}
+
+	// Browses from a known peer, this host or loopback are no stranger's;
+	// one from an address no peer has is.
+	stranger := func() bool {
+		select {
+		case <-d.stranger:
+			return true
+		default:
+			return false
+		}
+	}
+	d.own[netip.MustParseAddr("198.18.1.9")] = true
+	for _, ip := range []string{"198.18.1.1", "198.18.1.9", "127.0.0.1", "::1"} {
+		if d.heardQuery(netip.MustParseAddr(ip)); stranger() {
+			t.Errorf("a browse from %s signalled a new agent", ip)
+		}
+	}
+	if d.heardQuery(netip.MustParseAddr("198.18.1.3")); !stranger() {
+		t.Error("a browse from an unknown address did not signal a new agent")
 	}
 }
 

@@ -34,6 +34,7 @@ func (d *Discovery) Run(ctx context.Context) error {
 	}
 	sched := newBrowseSchedule(d.cfg)
 	var started time.Time // of the last browse
+	foundBefore := 0      // peers found by mDNS before it
 	browses := 0
 	done := make(chan struct{}, 1)
 	busy := false
@@ -58,9 +59,17 @@ func (d *Discovery) Run(ctx context.Context) error {
 				continue
 			}
 			d.once.Do(func() { close(d.browsed) })
-			next.Reset(time.Until(started.Add(sched.next(d.known()))))
+			found := d.foundCount()
+			next.Reset(time.Until(started.Add(sched.next(d.known(), found > foundBefore))))
+		case <-d.stranger:
+			// A new agent browsed: browse within BrowseInterval (at a
+			// random moment, not all at once) so that it is known soon.
+			if !busy && browses >= quickBrowses && sched.reset() {
+				next.Reset(time.Duration(d.rand() * float64(d.cfg.BrowseInterval)))
+			}
 		case <-next.C:
 			busy, started = true, time.Now()
+			foundBefore = d.foundCount()
 			d.mdnsState.quick = browses < quickBrowses // read by browse, written only while none runs
 			go func() { d.browse(ctx); done <- struct{}{} }()
 		case <-ticker.C:
@@ -70,6 +79,13 @@ func (d *Discovery) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// foundCount is how many peers mDNS answers have added, ever.
+func (d *Discovery) foundCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.found
 }
 
 // sweep drops expired peers and signals when that changed Peers().
