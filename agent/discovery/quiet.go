@@ -243,9 +243,10 @@ func isBrowseQuery(pkt []byte) bool {
 // which has just browsed: an agent that browses is running. Several agents
 // on one host share the refresh.
 //
-// A browse from an address of no peer it knows, not its own, is a new
-// agent's (or one that was forgotten): discovery then browses again soon
-// (see Run), so that agents whose browses have backed off learn of it.
+// A browse from an address of no peer it knows, not its own, while it
+// knows fewer than Answers peers, is a new agent's (or one that was
+// forgotten): discovery then browses again soon (see Run), so that agents
+// whose browses have backed off learn of it.
 func (d *Discovery) heardQuery(ip netip.Addr) {
 	ip = ip.Unmap().WithZone("")
 	d.mu.Lock()
@@ -260,7 +261,12 @@ func (d *Discovery) heardQuery(ip netip.Addr) {
 			}
 		}
 	}
-	if !heard && !d.own[ip] && !ip.IsLoopback() {
+	// Only while it knows fewer than Answers peers: past that a browse gets
+	// a sample of answers and many running agents are not known, and a
+	// new one is learned in later samples. An IPv6 link-local source (the
+	// IPv6 copy of a browse) names no peer's advertised address.
+	if !heard && !d.own[ip] && !ip.IsLoopback() && !ip.IsLinkLocalUnicast() &&
+		(d.cfg.Answers <= 0 || d.liveCountLocked(now) < d.cfg.Answers) {
 		select {
 		case d.stranger <- struct{}{}:
 		default:

@@ -211,7 +211,7 @@ func TestHeardQuery(t *testing.T) {
 		}
 	}
 	d.own[netip.MustParseAddr("198.18.1.9")] = true
-	for _, ip := range []string{"198.18.1.1", "198.18.1.9", "127.0.0.1", "::1"} {
+	for _, ip := range []string{"198.18.1.1", "198.18.1.9", "127.0.0.1", "::1", "fe80::1"} {
 		if d.heardQuery(netip.MustParseAddr(ip)); stranger() {
 			t.Errorf("a browse from %s signalled a new agent", ip)
 		}
