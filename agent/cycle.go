@@ -283,6 +283,11 @@ func (c *cycle) update(ctx context.Context, v *manifest.Verified, fresh *freshMa
 		if pm := c.pm(); pm != nil {
 			sw = pm.swarm()
 			done = pm.Assembling() // follow every peer while the fleet shares the release
+			// Their states in, or origin_grace: the origin's chunks are
+			// shared knowing who is fetching what.
+			deadline, stop := c.clock.NewTimer(c.cfg.OriginGrace)
+			c.awaitFollows(ctx, deadline, 0)
+			stop()
 		}
 		tr, err := swarm.Assemble(ctx, c.store, v.Manifest, dir, c.origin, c.cfg.OriginConnections, sw, prog, c.log)
 		done()

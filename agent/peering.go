@@ -64,10 +64,17 @@ func (a *Agent) settle(ctx context.Context) {
 		return
 	case <-a.pm().src.Browsed():
 	}
+	// Alone after the first browse: the others may have started with this
+	// one, and answer the next browses (or the deadline passes).
+	a.awaitFollows(ctx, deadline, 1)
+}
+
+// awaitFollows waits until every peer followed has answered (or failed a
+// few quick tries) and at least least are followed, or deadline fires, or
+// ctx is done.
+func (a *Agent) awaitFollows(ctx context.Context, deadline <-chan time.Time, least int) {
 	for {
-		// Alone after the first browse: the others may have started with
-		// this one, and answer the next browses (or the deadline passes).
-		if done, n := a.pm().settled(); done && n > 0 {
+		if done, n := a.pm().settled(); done && n >= least {
 			return
 		}
 		// A timer's channel fires once: the deadline must end the wait

@@ -87,12 +87,13 @@ type peerManager struct {
 	listed     []discovery.Peer     // the source's list at the last sync
 	peers      map[string]*peerView // followed, and banned ones until their ban ends
 	cancels    map[string]context.CancelFunc
-	bannedIDs  map[string]time.Time // agent id → until: a banned agent stays banned at another address
-	changed    chan struct{}        // closed and replaced at every change
-	resting    map[string]time.Time // peers not drawn until then: refused to be followed (full), or just left by a redraw
-	resync     chan struct{}        // run syncs at once: a followed peer was banned, left, or is not of this fleet; an assembly began or ended
-	assembling int                  // assemblies running: while any runs, every listed peer is followed (up to maxRolloutFollows)
-	redrawn    time.Time            // the last redraw
+	bannedIDs  map[string]time.Time            // agent id → until: a banned agent stays banned at another address
+	changed    chan struct{}                   // closed and replaced at every change
+	resting    map[string]time.Time            // peers not drawn until then: refused to be followed (full), or just left by a redraw
+	resync     chan struct{}                   // run syncs at once: a followed peer was banned, left, or is not of this fleet; an assembly began or ended
+	assembling int                             // assemblies running: while any runs, every listed peer is followed (up to maxRolloutFollows)
+	runCtx     atomic.Pointer[context.Context] // run's, for the follows Assembling starts
+	redrawn    time.Time                       // the last redraw
 	rng        *rand.Rand
 	subsOf     map[string]map[manifest.ChannelID]bool // agent id → the channels it followed when last seen; of listed peers only
 }
@@ -146,6 +147,7 @@ func newPeerManager(o peerOptions, src peerSource) *peerManager {
 // due (one timer for all of them: an idle agent wakes about once a minute).
 func (pm *peerManager) run(ctx context.Context) {
 	defer pm.follows.Wait() // each follow ends with ctx
+	pm.runCtx.Store(&ctx)
 	for {
 		pm.sync(ctx)
 		tick, stop := pm.clock.NewTimer(pm.nextSync())
@@ -255,13 +257,15 @@ func (pm *peerManager) followLimitLocked() int {
 }
 
 // Assembling tells the peer manager that an assembly begins: it follows
-// every listed peer until the returned func is called (once), when it goes
-// back to its bounded set.
+// every listed peer (from now, when run runs) until the returned func is
+// called (once), when it goes back to its bounded set.
 func (pm *peerManager) Assembling() (done func()) {
 	pm.mu.Lock()
 	pm.assembling++
 	pm.mu.Unlock()
-	pm.resyncSoon()
+	if ctx := pm.runCtx.Load(); ctx != nil {
+		pm.sync(*ctx) // the new follows start now: the caller may wait for their states
+	}
 	var once sync.Once
 	return func() {
 		once.Do(func() {

@@ -36,7 +36,7 @@ func defaultPeerConfig() PeerConfig {
 		MDNS:            true,
 		BrowseInterval:  10 * time.Second,
 		BrowseMax:       5 * time.Minute,
-		Answers:         24,
+		Answers:         64,
 		PeerExpiry:      15 * time.Minute,
 		PeerConnections: 8,
 		PerPeer:         2,

@@ -95,7 +95,7 @@ type Config struct {
 // remembered (the agent's defaults, docs/CONFIG.md).
 func DefaultConfig() Config {
 	return Config{MDNS: true, BrowseInterval: 10 * time.Second, BrowseMax: 5 * time.Minute,
-		Answers: 24, Expiry: 15 * time.Minute}
+		Answers: 64, Expiry: 15 * time.Minute}
 }
 
 // normalizeAddr checks host:port and writes IP literals canonically, so that
