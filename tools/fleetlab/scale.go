@@ -69,6 +69,18 @@ func scaleOne(ctx context.Context, o *options, n int, log *slog.Logger) (res sca
 		return res, err
 	}
 	log.Info("scale: lab ready", "agents", n, "bridge", e.lab.Bridge())
+	// Counting from before the agents start: the whole run's mDNS packets
+	// (their browses at start) as well as the window's.
+	counter, err := startMDNSCounter(e.lab.Bridge())
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		res.MDNSPacketsRun = counter.count()
+		if cerr := counter.close(); err == nil {
+			err = cerr
+		}
+	}()
 	f, err := newFleet(ctx, e, &on, fmt.Sprintf("scale-%d", n))
 	if err != nil {
 		return res, err
@@ -89,15 +101,7 @@ func scaleOne(ctx context.Context, o *options, n int, log *slog.Logger) (res sca
 			return res, err
 		}
 	}
-	counter, err := startMDNSCounter(e.lab.Bridge())
-	if err != nil {
-		return res, err
-	}
-	err = f.measureIdle(ctx, counter, o.idle, &res)
-	if cerr := counter.close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := f.measureIdle(ctx, counter, o.idle, &res); err != nil {
 		return res, err
 	}
 	for i, a := range f.agents {

@@ -24,16 +24,17 @@ type scaleReport struct {
 
 // scaleResult is what the probe measured at one N.
 type scaleResult struct {
-	N           int           `json:"agents"`
-	Installed   int           `json:"installed"`    // agents that installed the release (file checked)
-	Discovery   time.Duration `json:"discovery_ns"` // from the agents' start until each followed min(N-1, 16) peers
-	Rollout     time.Duration `json:"rollout_ns"`   // from publishing until the last agent installed
-	Window      time.Duration `json:"window_ns"`    // the idle window as measured
-	LANBytes    int64         `json:"lan_bytes"`    // sent into the bridge by every host (agents and origin) in the window
-	MDNSPackets int64         `json:"mdns_packets"` // UDP to port 5353 sent on the LAN in the window
-	MachineCPU  float64       `json:"machine_cpu"`  // busy fraction of all the machine's cores in the window
-	Agents      []scaleAgent  `json:"hosts"`
-	Problems    []string      `json:"problems,omitempty"`
+	N              int           `json:"agents"`
+	Installed      int           `json:"installed"`        // agents that installed the release (file checked)
+	Discovery      time.Duration `json:"discovery_ns"`     // from the agents' start until each followed min(N-1, 16) peers
+	Rollout        time.Duration `json:"rollout_ns"`       // from publishing until the last agent installed
+	Window         time.Duration `json:"window_ns"`        // the idle window as measured
+	LANBytes       int64         `json:"lan_bytes"`        // sent into the bridge by every host (agents and origin) in the window
+	MDNSPackets    int64         `json:"mdns_packets"`     // UDP to port 5353 sent on the LAN in the window
+	MDNSPacketsRun int64         `json:"mdns_packets_run"` // the same, from before the agents started to the end
+	MachineCPU     float64       `json:"machine_cpu"`      // busy fraction of all the machine's cores in the window
+	Agents         []scaleAgent  `json:"hosts"`
+	Problems       []string      `json:"problems,omitempty"`
 }
 
 // scaleAgent is one agent's idle figures.
