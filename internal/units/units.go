@@ -1,6 +1,7 @@
 // Package units parses and formats byte counts the way every fleetcast
 // command shows them: binary (IEC) units, "24MiB" on the command line and
-// "24.0 MiB" in output.
+// "24.0 MiB" in output; and link rates in bits per second, as the lab and
+// the simulator take them ("40Mbit").
 package units
 
 import (
@@ -44,4 +45,23 @@ func FormatBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// ParseBitRate reads a link rate in bits per second, optionally with a Kbit,
+// Mbit or Gbit (decimal) suffix: "40Mbit", "1Gbit", "500Kbit", "8000"; from
+// 8 Kbit/s to 100 Gbit/s.
+func ParseBitRate(s string) (int64, error) {
+	for _, u := range []struct {
+		suffix string
+		mul    int64
+	}{{"Gbit", 1e9}, {"Mbit", 1e6}, {"Kbit", 1e3}, {"", 1}} {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			n, err := strconv.ParseInt(num, 10, 64)
+			if err != nil || n <= 0 || n*u.mul < 8000 || n > 100e9/u.mul {
+				return 0, fmt.Errorf("rate %q: want bits per second with Kbit, Mbit or Gbit, from 8Kbit to 100Gbit", s)
+			}
+			return n * u.mul, nil
+		}
+	}
+	panic("unreachable") // the last suffix, "", matches every string
 }

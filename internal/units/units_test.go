@@ -25,3 +25,13 @@ func TestFormatBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestParseBitRate(t *testing.T) {
+	for in, want := range map[string]int64{"40Mbit": 40e6, "1Gbit": 1e9, "500Kbit": 500e3, "8000": 8000,
+		"0Mbit": 0, "7999": 0, "40mbit": 0, "": 0, "101Gbit": 0, "-1Mbit": 0} {
+		got, err := ParseBitRate(in)
+		if got != want || (err != nil) != (want == 0) {
+			t.Errorf("ParseBitRate(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+}

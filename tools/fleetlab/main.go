@@ -172,7 +172,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		s     string
 		v     *int64
 		parse func(string) (int64, error)
-	}{{size, &o.size, units.ParseBytes}, {originRate, &o.rates.origin, parseRate}, {peerRate, &o.rates.upload, parseRate},
+	}{{size, &o.size, units.ParseBytes}, {originRate, &o.rates.origin, units.ParseBitRate}, {peerRate, &o.rates.upload, units.ParseBitRate},
 		{cmin, &o.chunkMin, units.ParseBytes}, {cavg, &o.chunkAvg, units.ParseBytes}, {cmax, &o.chunkMax, units.ParseBytes}} {
 		if *p.v, err = p.parse(p.s); err != nil {
 			return nil, err

@@ -128,22 +128,6 @@ func (run *runResult) stats() runStats {
 	return s
 }
 
-// parseRate parses "40Mbit", "1Gbit", "500Kbit" or a plain bits per second.
-func parseRate(s string) (int64, error) {
-	for _, u := range []struct {
-		suffix string
-		mul    int64
-	}{{"Gbit", 1e9}, {"Mbit", 1e6}, {"Kbit", 1e3}, {"", 1}} {
-		if num, ok := strings.CutSuffix(s, u.suffix); ok {
-			n, err := strconv.ParseInt(num, 10, 64)
-			if err != nil || n <= 0 || n*u.mul < 8000 || n > 100e9/u.mul {
-				return 0, fmt.Errorf("rate %q: want bits per second with Kbit, Mbit or Gbit, from 8Kbit to 100Gbit", s)
-			}
-			return n * u.mul, nil
-		}
-	}
-	panic("unreachable")
-}
 
 func bytesText(n int64) string {
 	switch {

@@ -30,16 +30,6 @@ func TestKumarRoss(t *testing.T) {
 	}
 }
 
-func TestParseRate(t *testing.T) {
-	for in, want := range map[string]int64{"40Mbit": 40e6, "1Gbit": 1e9, "500Kbit": 500e3, "8000": 8000,
-		"0Mbit": 0, "7999": 0, "40mbit": 0, "": 0, "101Gbit": 0, "-1Mbit": 0} {
-		got, err := parseRate(in)
-		if got != want || (err != nil) != (want == 0) {
-			t.Errorf("parseRate(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-}
-
 func TestRunStats(t *testing.T) {
 	s := func(d ...int) []hostResult {
 		var hs []hostResult

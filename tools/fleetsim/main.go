@@ -69,7 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		s    string
 		v    *float64
 	}{{"-origin-rate", *orate, &p.OriginRate}, {"-peer-rate", *prate, &p.PeerRate}} {
-		bits, err := parseRate(r.s)
+		bits, err := units.ParseBitRate(r.s)
 		if err != nil {
 			fmt.Fprintf(stderr, "fleetsim: %s: %v\n", r.flag, err)
 			return 2
@@ -113,24 +113,4 @@ func row(n int, r result, p params) string {
 	s := float64(p.LANs) * float64(p.Size)
 	return fmt.Sprintf("| %d | %.2f s | %.3fx | %.2f s | %.4fx | %s | %d | %.1f s |", n, r.Last, r.Last/r.TMin, r.Median,
 		r.Origin/s, strings.Join(reasons, ", "), r.Busy, r.Wall.Seconds())
-}
-
-// parseRate parses "40Mbit", "1Gbit", "500Kbit" or plain bits per second,
-// as fleetlab's -origin-rate does. (A copy of tools/fleetlab's: that
-// package is a command, and moving its parser to tools/internal is left to
-// whoever works on fleetlab.)
-func parseRate(s string) (int64, error) {
-	for _, u := range []struct {
-		suffix string
-		mul    int64
-	}{{"Gbit", 1e9}, {"Mbit", 1e6}, {"Kbit", 1e3}, {"", 1}} {
-		if num, ok := strings.CutSuffix(s, u.suffix); ok {
-			n, err := strconv.ParseInt(num, 10, 64)
-			if err != nil || n <= 0 || n*u.mul < 8000 || n > 100e9/u.mul {
-				return 0, fmt.Errorf("rate %q: want bits per second with Kbit, Mbit or Gbit, from 8Kbit to 100Gbit", s)
-			}
-			return n * u.mul, nil
-		}
-	}
-	panic("unreachable")
 }
