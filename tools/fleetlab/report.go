@@ -128,7 +128,6 @@ func (run *runResult) stats() runStats {
 	return s
 }
 
-
 func bytesText(n int64) string {
 	switch {
 	case n >= 1<<30 && n%(1<<30) == 0:
