@@ -31,7 +31,13 @@ func TestGatherFleet(t *testing.T) {
 	fleet := testFleet(t, 'a')
 	b := serve(t, "fleet", statusHandler(agentStatus("b", 1, "1.0")), fleet)
 	c := serve(t, "fleet", statusHandler(agentStatus("c", 1, "1.0")), fleet)
-	stuck := serve(t, "fleet", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }), fleet)
+	// The stuck agent answers nothing until the test ends, whatever happens
+	// to the request (returning when its context ended let the server send
+	// an empty 200, which a loaded machine could deliver before the
+	// client's timeout fired).
+	release := make(chan struct{})
+	stuck := serve(t, "fleet", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }), fleet)
+	t.Cleanup(func() { close(release) }) // before serve's cleanup closes the server
 	dead := nettest.DeadAddr(t)
 	var localStatus peerproto.Status // set before the first request: it lists its own address
 	local := serve(t, "fleet", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

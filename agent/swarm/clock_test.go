@@ -250,3 +250,44 @@ func TestSwarmRefreshesPeers(t *testing.T) {
 		}
 	}
 }
+
+// TestSwarmFetchWaitFollowsOriginRate: when this agent's own origin fetches
+// get less than min_throughput (a shared origin link, many agents), the
+// wait for another agent's fetch is twice the chunk's time at that rate;
+// when they get more, it stays at min_throughput's.
+func TestSwarmFetchWaitFollowsOriginRate(t *testing.T) {
+	const grace = time.Second
+	data := releasetest.NewSource()
+	m := releasetest.Release(t, 1, releasetest.Data(9, 100<<10), data)
+	clk := clocktest.New(t0)
+	sw := swarmConf(newMemFleet(), grace, clk)
+	sw.MinRate = m.Chunks[0].Size / 10 // about 10 s for the chunk at min_throughput
+	jobs := jobsOf(m)
+	s := newSched(len(m.Chunks), jobs, sw, manifest.ReleaseID{})
+	atMin := s.fetchWait(jobs[0])
+	if want := 2*grace + 10*time.Second; atMin < want-time.Second || atMin > want+time.Second {
+		t.Fatalf("fetchWait with no origin fetch yet = %v, want about %v", atMin, want)
+	}
+	fetched := func(j *job, took time.Duration) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		tk := &task{j: j, begun: clk.Now()}
+		clk.Advance(took)
+		s.originFetchedLocked(tk)
+	}
+	// Faster than min_throughput: no change.
+	fetched(jobs[0], time.Duration(float64(time.Second)*float64(jobs[0].chunk.Size)/float64(sw.MinRate)/4))
+	if got := s.fetchWait(jobs[0]); got != atMin {
+		t.Errorf("after a fast origin fetch fetchWait = %v, want %v", got, atMin)
+	}
+	// Five times slower than min_throughput, again and again: the average,
+	// and the wait, follow.
+	for i := range 20 {
+		j := jobs[i%len(jobs)]
+		fetched(j, time.Duration(float64(time.Second)*5*float64(j.chunk.Size)/float64(sw.MinRate)))
+	}
+	got := s.fetchWait(jobs[0])
+	if want := 2*grace + 2*50*time.Second; got < want*3/4 || got > want*5/4 {
+		t.Errorf("after slow origin fetches fetchWait = %v, want about %v (twice the chunk at the observed rate)", got, want)
+	}
+}

@@ -71,6 +71,7 @@ type task struct {
 	reason string
 	ctx    context.Context
 	cancel context.CancelFunc
+	begun  time.Time // when it started, on the sched's clock
 }
 
 // jobState is a job's scheduling state, guarded by the sched's lock.
@@ -106,6 +107,7 @@ type sched struct {
 	perPeer int
 
 	mu         sync.Mutex
+	originRate float64   // bytes/s of this agent's own origin fetches, a moving average; 0 until one ends
 	pending    []*job    // to fetch, artifact order at first; entries not queued are skipped
 	head       int       // pending[:head] holds no queued job
 	live       int       // queued jobs in pending
@@ -261,6 +263,7 @@ func (s *sched) setHoldersLocked(hs []Holder) {
 
 func (s *sched) startLocked(ctx context.Context, t *task) {
 	t.ctx, t.cancel = context.WithCancel(ctx)
+	t.begun = s.clock.Now()
 	st := s.state[t.j]
 	if st.queued {
 		s.popLocked(t.j)
@@ -418,15 +421,39 @@ func (s *sched) originReasonLocked(j *job, now time.Time) string {
 }
 
 // fetchWait is how long a job waits for another agent's origin fetch: twice
-// origin_grace, plus the chunk's time at min_throughput. On a slow origin
-// link shared by the fleet, a fetch takes far longer than origin_grace, and
-// fetching the chunk again would only slow every fetch down further.
+// origin_grace, plus the chunk's time at min_throughput, or twice its time
+// at the rate this agent's own origin fetches get when that is slower. On a
+// slow origin link shared by the fleet, a fetch takes far longer than
+// origin_grace, and fetching the chunk again would only slow every fetch
+// down further: with a hundred agents each fetching four chunks at once on
+// 40 Mbit/s, each fetch gets less than min_throughput, and a wait bounded by
+// min_throughput alone made the fleet fetch most chunks several times
+// (tools/fleetsim, N=100: 5.2x S).
 func (s *sched) fetchWait(j *job) time.Duration {
 	d := s.maxWait
 	if s.minRate > 0 {
 		d += time.Duration(float64(j.chunk.Size) / float64(s.minRate) * float64(time.Second))
 	}
+	if s.originRate > 0 && s.originRate < float64(s.minRate) {
+		d = max(d, s.maxWait+2*time.Duration(float64(j.chunk.Size)/s.originRate*float64(time.Second)))
+	}
 	return d
+}
+
+// originFetchedLocked folds an origin fetch that ended well into
+// originRate: the rate an origin fetch gets now, as other agents' fetches
+// get it too.
+func (s *sched) originFetchedLocked(t *task) {
+	d := s.clock.Now().Sub(t.begun).Seconds()
+	if d <= 0 || t.j.chunk.Size <= 0 {
+		return
+	}
+	r := float64(t.j.chunk.Size) / d
+	if s.originRate == 0 {
+		s.originRate = r
+	} else {
+		s.originRate += 0.3 * (r - s.originRate)
+	}
 }
 
 // originReason says why this agent should fetch job j from the origin, or
@@ -600,6 +627,8 @@ func (s *sched) finish(t *task, err error) bool {
 	if err == nil {
 		if t.peer != nil {
 			s.fails[t.peer.Addr] = 0
+		} else {
+			s.originFetchedLocked(t)
 		}
 		st.done = true
 		s.remaining--
