@@ -535,19 +535,6 @@ func (pm *peerManager) fetchState(ctx context.Context, addr string, after uint64
 	return peerproto.ParseState(b)
 }
 
-// newBits reports whether b has a bit set that a has not.
-func newBits(a, b []byte) bool {
-	if len(a) != len(b) {
-		return true
-	}
-	for i := range b {
-		if b[i]&^a[i] != 0 {
-			return true
-		}
-	}
-	return false
-}
-
 // heard records that a followed peer answered that its state is
 // unchanged.
 func (pm *peerManager) heard(v *peerView) {
@@ -582,7 +569,7 @@ func (pm *peerManager) update(v *peerView, st *peerproto.State, maps []peerproto
 			// Progress is a new high of chunks held, or a new origin fetch
 			// started: a peer cannot look alive by flapping one bit.
 			pr.maxCount = max(old.maxCount, pr.count)
-			if pr.count <= old.maxCount && !newBits(old.fetching, pr.fetching) {
+			if pr.count <= old.maxCount && !peerproto.NewBits(old.fetching, pr.fetching) {
 				pr.progress = old.progress
 			}
 		}

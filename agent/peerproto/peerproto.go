@@ -119,6 +119,20 @@ func DecodeBitmap(s string, n int) ([]byte, error) {
 // BitSet reports bit i of a bitmap; a nil bitmap has no bit set.
 func BitSet(b []byte, i int) bool { return i/8 < len(b) && b[i/8]&(1<<(i%8)) != 0 }
 
+// NewBits reports whether bitmap b has a bit set that a has not (bitmaps
+// of another length: yes).
+func NewBits(a, b []byte) bool {
+	if len(a) != len(b) {
+		return true
+	}
+	for i := range b {
+		if b[i]&^a[i] != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // BitCount counts the bits set.
 func BitCount(b []byte) int {
 	n := 0

@@ -303,3 +303,21 @@ func TestPeerStateFuzzSeeds(t *testing.T) {
 		})
 	}
 }
+
+func TestNewBits(t *testing.T) {
+	for _, tt := range []struct {
+		a, b []byte
+		want bool
+	}{
+		{[]byte{0b0011}, []byte{0b0011}, false},
+		{[]byte{0b0011}, []byte{0b0001}, false},
+		{[]byte{0b0001}, []byte{0b0011}, true},
+		{[]byte{0, 0}, []byte{0, 0x80}, true},
+		{nil, nil, false},
+		{[]byte{0}, []byte{0, 0}, true},
+	} {
+		if got := NewBits(tt.a, tt.b); got != tt.want {
+			t.Errorf("NewBits(%08b, %08b) = %v, want %v", tt.a, tt.b, got, tt.want)
+		}
+	}
+}

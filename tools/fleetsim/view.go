@@ -80,23 +80,10 @@ func (v *view) deliver(p *agent, bits, fetching []byte) {
 	}
 	now := v.a.sim.clock.Now()
 	c := peerproto.BitCount(bits)
-	if !st.known || c > st.maxC || newBits(st.fetching, fetching) {
+	if !st.known || c > st.maxC || peerproto.NewBits(st.fetching, fetching) {
 		st.progress = now
 	}
 	st.known, st.bits, st.fetching, st.count, st.maxC = true, bits, fetching, c, max(st.maxC, c)
 	v.changed()
 	v.a.wake()
-}
-
-// newBits reports whether b has a bit set that a has not (agent/peers.go).
-func newBits(a, b []byte) bool {
-	if len(a) != len(b) {
-		return true
-	}
-	for i := range b {
-		if b[i]&^a[i] != 0 {
-			return true
-		}
-	}
-	return false
 }
