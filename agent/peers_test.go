@@ -203,23 +203,31 @@ func TestPeerManagerBanEnds(t *testing.T) {
 	}
 }
 
-// TestPeerManagerStaleState: a peer whose state is older than the
-// follower's long-poll (IdlePoll) and its margin is not used, and is used again as soon as it
-// answers.
-func TestPeerManagerStaleState(t *testing.T) {
+// heldFollow runs a peer manager on a fake clock that follows one peer,
+// and returns once the follower's long-poll is held by the peer.
+func heldFollow(t *testing.T) (*clocktest.Clock, *statePeer, *peerManager) {
+	t.Helper()
 	clk := clocktest.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	peer := newStatePeer(t)
 	pm := clockPeerManager(t, clk, nil, peer.addr())
 	waitFor(t, "the peer's state is followed", func() bool { return holds(pm) })
-	// The follower waits minStateGap after an answer, and run a second for
-	// its next sync: both on the clock.
+	// The follower waits minStateGap after an answer, and run for its next
+	// sync: both on the clock.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := clk.BlockUntil(ctx, 2); err != nil {
 		t.Fatalf("follower and run not both waiting on the clock: %v", err)
 	}
 	clk.Advance(minStateGap)
-	waitFor(t, "the peer's long-poll is held", func() bool { return peer.asked.Load() >= 2 })
+	waitFor(t, "the peer's long-poll is held", func() bool { return peer.parked.Load() >= 1 })
+	return clk, peer, pm
+}
+
+// TestPeerManagerStaleState: a peer whose state is older than the
+// follower's long-poll (IdlePoll) and its margin is not used, and is used again as soon as it
+// answers.
+func TestPeerManagerStaleState(t *testing.T) {
+	clk, peer, pm := heldFollow(t)
 
 	clk.Advance((peerproto.IdlePoll + 15) * time.Second)
 	if holds(pm) {
@@ -233,17 +241,7 @@ func TestPeerManagerStaleState(t *testing.T) {
 // end 304 (nothing new) stays usable as long as it answers, with no state
 // sent again.
 func TestPeerManagerQuietPeerStaysUsable(t *testing.T) {
-	clk := clocktest.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
-	peer := newStatePeer(t)
-	pm := clockPeerManager(t, clk, nil, peer.addr())
-	waitFor(t, "the peer's state is followed", func() bool { return holds(pm) })
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := clk.BlockUntil(ctx, 2); err != nil {
-		t.Fatalf("follower and run not both waiting on the clock: %v", err)
-	}
-	clk.Advance(minStateGap)
-	waitFor(t, "the peer's long-poll is held", func() bool { return peer.parked.Load() >= 1 })
+	clk, peer, pm := heldFollow(t)
 	for round := range 3 {
 		clk.Advance(peerproto.IdlePoll * time.Second)
 		parked := peer.parked.Load()
